@@ -1,0 +1,642 @@
+"""`ClusterClient`: redis-py's command API over the slot-map router.
+
+How this works: every redis-py command method ends in `execute_command`.
+There we look the command up in the server's command table (cached per
+command name), hash its key to a slot, take the slot's shard from the current
+immutable Topology, let the read strategy pick a node, and run the command on
+that node's pool. Redirections and failures are handled in `_run`'s loop:
+MOVED repoints the slot and retries on the owner, ASK sends ASKING + command
+once, TRYAGAIN/CLUSTERDOWN/LOADING back off, a broken connection marks the
+node and retries within the budget if the outcome is known or the command only
+reads. Commands without keys go to the node set their policy names and their
+replies are merged (`merge.py`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from redis import exceptions as rx
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
+from redis.commands import CoreCommands
+from redis.connection import AbstractConnection, parse_url
+from redis.retry import Retry
+
+from . import errors
+from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, DEFAULT, MULTI_SHARD, CommandInfo
+from .connection import CONNECTION_KEYS
+from .core import Core
+from .merge import merge
+from .readfrom import PRIMARY as READ_PRIMARY
+from .readfrom import REPLICA as READ_REPLICA
+from .readfrom import ReadStrategy, StrategyLike, make_strategy
+from .slots import encode_key, key_slot
+from .topology import Node, Shard, Topology
+
+try:  # redis-py >= 6
+    from redis._parsers.helpers import get_response_callbacks
+except ImportError:  # pragma: no cover
+    get_response_callbacks = None  # type: ignore[assignment]
+
+# Commands redis-py's RedisCluster splits per slot instead of refusing (non-atomic; summed).
+SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
+NODE_FLAGS = ("primaries", "replicas", "all", "random", "default-node")
+
+# RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
+_IGNORED_COMPAT = frozenset(
+    {"require_full_coverage", "reinitialize_steps", "dynamic_startup_nodes", "cluster_error_retry_attempts",
+     "connection_pool_class", "url", "lib_name", "lib_version", "cache", "cache_config", "event_dispatcher",
+     "policy_resolver", "maint_notifications_config", "oss_cluster_maint_notifications_handler",
+     "retry_on_timeout", "retry_on_error", "single_connection_client", "connection_pool"}
+)
+
+
+def _node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for n in startup_nodes or ():
+        if isinstance(n, str):
+            h, _, p = n.rpartition(":")
+            if not h or not p.isdigit():
+                raise errors.ConfigurationError(f"startup node {n!r} is not 'host:port'")
+            out.append((h, int(p)))
+        elif isinstance(n, dict):
+            out.append((str(n["host"]), int(n.get("port", 6379))))
+        elif isinstance(n, tuple | list) and len(n) == 2:
+            out.append((str(n[0]), int(n[1])))
+        elif hasattr(n, "host") and hasattr(n, "port"):
+            out.append((str(n.host), int(n.port)))
+        else:
+            raise errors.ConfigurationError(
+                f"startup node {n!r} not understood: use (host, port), 'host:port' or ClusterNode"
+            )
+    if host is not None:
+        out.insert(0, (host, int(port)))
+    for h, p in out:
+        if not 0 < p < 65536:
+            raise errors.ConfigurationError(f"startup node {h}:{p}: port must be 1-65535")
+    return out
+
+
+class _InspectionMixin:
+    """Inspection and events API of ClusterClient (kept apart from the command path)."""
+
+    _core: Core
+
+    def topology(self) -> Any:
+        """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
+        from .inspection import NodeView, ShardView, TopologyView
+
+        core = self._core
+        t = core.ensure()
+        nodes = core.nodes
+
+        def view(n: Node) -> NodeView:
+            st = nodes.get(n.name)
+            return NodeView(
+                n.name, n.id, n.host, n.port, n.role, n.health,
+                st.health.value if st else "healthy",
+                None if st is None or st.latency is None else round(st.latency * 1000, 3),
+                st.pool.stats() if st else None,
+            )
+
+        shards = tuple(
+            ShardView(s.slots, view(s.primary) if s.primary else None, tuple(view(r) for r in s.replicas))
+            for s in t.shards
+        )
+        return TopologyView(t.version, t.source, t.covered, shards)
+
+    def node_for(self, key: Any, read: bool = False) -> Node:
+        """The node a command on `key` would go to now (for a read when `read=True`)."""
+        t = self._core.ensure()
+        return self._pick(t, key_slot(encode_key(key)), read)  # type: ignore[attr-defined, no-any-return]
+
+    def nodes(self, role: str | None = None) -> tuple[Node, ...]:
+        """Known nodes, optionally only "primary" or "replica"."""
+        t = self._core.ensure()
+        if role is None:
+            return t.nodes
+        if role not in ("primary", "replica"):
+            raise errors.ConfigurationError(f"role must be 'primary' or 'replica', not {role!r}")
+        return tuple(n for n in t.nodes if n.role == role)
+
+    def stats(self) -> Any:
+        """Pool counters per node and in total."""
+        from .inspection import ClientStats
+
+        core = self._core
+        per = tuple(st.pool.stats() for st in core.nodes.values())
+        t = core.topology
+        return ClientStats(
+            per,
+            sum(p.size for p in per),
+            sum(p.in_use for p in per),
+            sum(p.idle for p in per),
+            sum(p.waiting for p in per),
+            sum(p.timeouts for p in per),
+            core.refresher.count,
+            core.refresher.requests,
+            t.version if t else 0,
+        )
+
+    def on(self, event: str, callback: Any) -> Any:
+        """Call `callback(event)` for each event named `event` ("*" for all), off the command path."""
+        return self._core.bus.on(event, callback)
+
+    def off(self, event: str, callback: Any) -> None:
+        self._core.bus.off(event, callback)
+
+    def events(self, maxsize: int = 10000) -> Any:
+        """An iterator of events from now on (`with client.events() as ev: for e in ev: ...`)."""
+        return self._core.bus.stream(maxsize)
+
+    def refresh(self) -> Topology | None:
+        """Refresh the slot map now (single-flight) and return it."""
+        self._core.ensure()
+        return self._core.refresher.refresh_now()
+
+
+class ClusterClient(_InspectionMixin, CoreCommands):
+    """A Redis Cluster client with redis-py's command API.
+
+    The plain client sends everything to primaries (read-your-writes, like
+    RedisCluster). `client.reader` sends reads to replicas round-robin and
+    refuses writes; `client.writer` pins everything to primaries. Views share
+    this client's pools, topology and threads. Nothing touches the network
+    until the first command or `connect()`.
+    """
+
+    PRIMARIES = "primaries"
+    REPLICAS = "replicas"
+    ALL_NODES = "all"
+    RANDOM = "random"
+    DEFAULT_NODE = "default-node"
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int = 6379,
+        startup_nodes: Iterable[Any] | None = None,
+        *,
+        read_from: StrategyLike | None = None,
+        read_from_replicas: bool = False,
+        load_balancing_strategy: Any = None,
+        max_redirections: int = 16,
+        retry: Retry | None = None,
+        retry_unknown_outcome: bool = False,
+        max_connections: int | None = 50,
+        pool_timeout: float | None = 5.0,
+        min_idle: int = 0,
+        max_idle_time: float | None = 300.0,
+        refresh_interval: float = 30.0,
+        health_interval: float = 1.0,
+        failure_threshold: int = 3,
+        breaker_cooldown: float = 2.0,
+        address_map: Any = None,
+        address_remap: Any = None,
+        ssl: bool = False,
+        db: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if db not in (0, "0", None):
+            raise errors.ConfigurationError(f"db={db!r}: Redis Cluster only has database 0")
+        unknown = set(kwargs) - CONNECTION_KEYS - _IGNORED_COMPAT
+        if unknown:
+            raise errors.ConfigurationError(
+                f"unknown option(s) {', '.join(sorted(unknown))} for ClusterClient; see its docstring"
+            )
+        if max_redirections < 1:
+            raise errors.ConfigurationError("max_redirections must be >= 1")
+        conn_kwargs = {k: v for k, v in kwargs.items() if k in CONNECTION_KEYS}
+        conn_kwargs.setdefault("socket_timeout", 5.0)
+        conn_kwargs.setdefault("socket_connect_timeout", 2.0)
+        if address_remap is not None and address_map is None:
+            remap = address_remap
+            address_map = lambda h, p: tuple(remap((h, p)))  # noqa: E731  RedisCluster's form
+        self._core = Core(
+            _node_list(startup_nodes, host, port),
+            conn_kwargs,
+            ssl=ssl,
+            address_map=address_map,
+            max_connections=max_connections or 2**31,
+            pool_timeout=pool_timeout,
+            min_idle=min_idle,
+            max_idle_time=max_idle_time,
+            refresh_interval=refresh_interval,
+            health_interval=health_interval,
+            failure_threshold=failure_threshold,
+            breaker_cooldown=breaker_cooldown,
+        )
+        if read_from is None:
+            read_from = READ_REPLICA if (read_from_replicas or load_balancing_strategy is not None) else READ_PRIMARY
+        self._strategy: ReadStrategy = make_strategy(read_from)
+        self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
+        self._refuse_writes = False
+        self.max_redirections = max_redirections
+        self.retry = retry or Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 8)
+        self.retry_unknown_outcome = retry_unknown_outcome
+        self.response_callbacks = CaseInsensitiveDict(
+            get_response_callbacks(
+                user_protocol=conn_kwargs.get("protocol"),
+                legacy_responses=conn_kwargs.get("legacy_responses", True),
+            )
+        )
+        self._callbacks: dict[Any, Any] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
+        """`redis://[user:pass@]host:port` or `rediss://` (TLS); keywords override the URL."""
+        try:
+            parsed = parse_url(url)
+        except ValueError as e:
+            raise errors.ConfigurationError(f"bad cluster URL {url!r}: {e}") from e
+        if parsed.pop("path", None):
+            raise errors.ConfigurationError("unix sockets cannot reach a cluster: use redis:// or rediss://")
+        conn_class = parsed.pop("connection_class", None)
+        if conn_class is not None and "SSL" in getattr(conn_class, "__name__", ""):
+            parsed["ssl"] = True
+        host = parsed.pop("host", "localhost")
+        port = parsed.pop("port", 6379)
+        parsed.update(kwargs)
+        return cls(host, port, **parsed)
+
+    # ---------------------------------------------------------------- views
+
+    def _view(self, strategy: ReadStrategy, refuse_writes: bool) -> ClusterClient:
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view._strategy = strategy
+        view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
+        view._refuse_writes = refuse_writes
+        return view
+
+    @property
+    def reader(self) -> ClusterClient:
+        """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
+        strategy = self._strategy if not self._to_primary else make_strategy(READ_REPLICA)
+        return self._view(strategy, True)
+
+    @property
+    def writer(self) -> ClusterClient:
+        """Everything goes to primaries: reads see the writes just made."""
+        return self._view(make_strategy(READ_PRIMARY), False)
+
+    def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> ClusterClient:
+        """A view with another read strategy, sharing pools and topology."""
+        return self._view(make_strategy(read_from), refuse_writes)
+
+    @property
+    def read_from(self) -> str:
+        return str(getattr(self._strategy, "name", type(self._strategy).__name__))
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def connect(self) -> ClusterClient:
+        """Discover the cluster now instead of on the first command."""
+        self._core.ensure()
+        return self
+
+    def close(self) -> None:
+        """Stop background threads and close every connection. Idempotent."""
+        self._core.close()
+
+    def __enter__(self) -> ClusterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        t = self._core.topology
+        shape = "not connected" if t is None else f"{len(t.shards)} shards, {len(t.nodes)} nodes, v{t.version}"
+        return f"<ClusterClient {shape}, read_from={self.read_from}>"
+
+    # ---------------------------------------------------------------- hot path
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        core = self._core
+        topo = core.topology
+        if topo is None:
+            topo = core.ensure()
+        cached = core.table._resolved.get(args[0])  # type: ignore[union-attr]
+        if cached is not None and not cached[1] and "target_nodes" not in options:
+            info = cached[0]
+            idx = info.single_key
+            if idx and len(args) > idx:
+                key = args[idx]
+                slot = key_slot(key if type(key) is bytes else encode_key(key))
+                return self._keyed(info, slot, args, options, topo)
+        return self._dispatch(args, options)
+
+    def _keyed(self, info: CommandInfo, slot: int, args: Sequence[Any], options: dict[str, Any],
+               topo: Topology) -> Any:
+        if self._refuse_writes and not info.readonly:
+            self._refuse(args)
+        node = self._pick(topo, slot, info.readonly)
+        return self._run(node, info, slot, args, options)
+
+    def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
+        shard = topo.slot_table[slot]
+        if shard is None or shard.primary is None:
+            shard = self._wait_for_owner(slot)
+        if readonly:
+            states = self._core.node_states
+            if not self._to_primary:
+                return self._strategy.pick(shard, states) or shard.primary  # type: ignore[return-value]
+            if states.down and shard.primary.name in states.down:  # type: ignore[union-attr]
+                # primary unreachable: a replica's (maybe stale) answer beats an error
+                for r in shard.readable:
+                    if r.name not in states.down:
+                        return r
+        return shard.primary  # type: ignore[return-value]
+
+    def _wait_for_owner(self, slot: int) -> Shard:
+        """The slot has no primary in our map: refresh once, then give up with a clear error."""
+        t = self._core.refresher.refresh_now() or self._core.topology
+        shard = t.slot_table[slot] if t is not None else None
+        if shard is None or shard.primary is None:
+            raise errors.SlotNotCoveredError(
+                f"slot {slot} is not served by any primary in the cluster's map "
+                "(cluster not fully covered, or its primary failed and no replica took over yet)"
+            )
+        return shard
+
+    def _refuse(self, args: Sequence[Any]) -> None:
+        raise errors.WriteOnReaderError(
+            f"{_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
+        )
+
+    # ---------------------------------------------------------------- the loop
+
+    def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
+             options: dict[str, Any], asking: bool = False) -> Any:
+        """Run one command on `node`, following redirections and retrying within the budgets."""
+        core = self._core
+        hops = failures = 0
+        name = node if isinstance(node, str) else node.name
+        last_error: BaseException | None = None
+        while True:
+            st = core.nodes.get(name) or core.state(name)
+            pool = st.pool
+            conn = pool.acquire()
+            sent = False
+            try:
+                if conn._sock is None:  # type: ignore[attr-defined]
+                    conn.connect()
+                if asking:
+                    conn.send_packed_command(conn.pack_commands([("ASKING",), tuple(args)]))
+                    sent = True
+                    conn.read_response()
+                else:
+                    conn.send_command(*args)
+                    sent = True
+                if NEVER_DECODE in options:
+                    response = conn.read_response(disable_decoding=True)
+                else:
+                    response = conn.read_response()
+            except rx.MovedError as e:
+                pool.release(conn)
+                last_error = e
+                hops += 1
+                if hops >= self.max_redirections:
+                    break
+                core.on_moved(e.slot_id, e.host, e.port)
+                name, asking = f"{e.host}:{e.port}", False
+                continue
+            except rx.AskError as e:
+                pool.release(conn)
+                last_error = e
+                hops += 1
+                if hops >= self.max_redirections:
+                    break
+                name, asking = f"{e.host}:{e.port}", True
+                continue
+            except (rx.TryAgainError, rx.ClusterDownError) as e:
+                pool.release(conn)
+                last_error = e
+                hops += 1
+                if hops >= self.max_redirections:
+                    break
+                if isinstance(e, rx.ClusterDownError):
+                    core.refresher.request()
+                time.sleep(self._backoff(hops))
+                name = self._reroute(name, info, slot)
+                continue
+            except rx.BusyLoadingError as e:
+                pool.release(conn)
+                core.node_loading(name)
+                last_error = e
+                hops += 1
+                if hops >= self.max_redirections:
+                    break
+                if not (info.readonly and slot is not None):
+                    time.sleep(self._backoff(hops))
+                name = self._reroute(name, info, slot)
+                continue
+            except rx.ResponseError as e:
+                pool.release(conn)
+                if EMPTY_RESPONSE in options:
+                    return options[EMPTY_RESPONSE]
+                raise
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                pool.discard(conn)
+                core.node_failed(name, e)
+                last_error = e
+                failures += 1
+                if sent and not (info.readonly or self.retry_unknown_outcome):
+                    raise errors.UnknownOutcomeError(
+                        f"{_name(args)} was sent to {name} but the connection failed before the reply "
+                        f"({e}); it may or may not have been applied. Not retried because it can write; "
+                        "pass retry_unknown_outcome=True to retry such commands."
+                    ) from e
+                if failures > self.retry.get_retries():
+                    raise
+                time.sleep(self._backoff(failures))
+                name = self._reroute(name, info, slot)
+                asking = False
+                continue
+            except BaseException:
+                pool.discard(conn)
+                raise
+            pool.release(conn)
+            if failures or st.loading:
+                core.node_recovered(name)
+            return self._parse(args[0], response, options)
+        raise errors.TooManyRedirectionsError(
+            f"{_name(args)} for slot {slot} gave up after {hops} redirections/retries; "
+            f"last node {name}, last reply: {last_error}"
+        ) from last_error
+
+    def _backoff(self, n: int) -> float:
+        return float(self.retry._backoff.compute(n))
+
+    def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
+        """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
+        topo = self._core.topology
+        if slot is None or topo is None:
+            return name
+        try:
+            return self._pick(topo, slot, info.readonly).name
+        except errors.SlotNotCoveredError:
+            return name
+
+    def _parse(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
+        cb = self._callbacks.get(head, _MISSING)
+        if cb is _MISSING:
+            cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
+            if len(self._callbacks) < 4096:
+                self._callbacks[head] = cb
+        if options:
+            options.pop("keys", None)
+            options.pop(EMPTY_RESPONSE, None)
+            options.pop(NEVER_DECODE, None)
+        if cb is None:
+            return response
+        return cb(response, **options)
+
+    # ---------------------------------------------------------------- slow path
+
+    def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        core = self._core
+        table = core.table
+        assert table is not None
+        info, argv = table.resolve(args)
+        if info.name in CONNECTION_STATE:
+            raise errors.ConfigurationError(
+                f"{_name(args)} changes connection state, which a shared cluster pool cannot keep: "
+                "use client.pipeline(transaction=True) for MULTI/EXEC/WATCH, client.pubsub() for SUBSCRIBE"
+            )
+        targets = options.pop("target_nodes", None)
+        if targets is not None:
+            return self._on_targets(self._resolve_targets(targets), info, args, options)
+        keys = info.keys(argv)
+        if keys:
+            slots = {key_slot(encode_key(k)) for k in keys}
+            if self._refuse_writes and not info.readonly:
+                self._refuse(args)
+            if len(slots) == 1:
+                slot = slots.pop()
+                return self._run(self._pick(self._core.ensure(), slot, info.readonly), info, slot, args, options)
+            if info.name in SPLIT_SUM:
+                return self._split_sum(info, args[0], keys, options)
+            raise errors.CrossSlotError(
+                f"{_name(args)} keys hash to {len(slots)} different slots ({sorted(slots)[:8]}...): "
+                "a cluster command must keep its keys in one slot. Use a {hash tag} in the key names, "
+                "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
+            )
+        policy = info.request_policy
+        topo = core.ensure()
+        if policy in (ALL_SHARDS, ALL_NODES):
+            nodes = list(topo.primaries) if policy == ALL_SHARDS else [n for n in topo.nodes if n.usable]
+            return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
+        if self._refuse_writes and info.write:
+            self._refuse(args)
+        if policy in (DEFAULT, MULTI_SHARD, "key") or True:
+            return self._run(self._default_node(topo), info, None, args, options)
+
+    def _default_node(self, topo: Topology) -> Node:
+        primaries = topo.primaries
+        if not primaries:
+            raise errors.SlotNotCoveredError("the cluster's map has no primary")
+        down = self._core.node_states.down
+        alive = [p for p in primaries if p.name not in down] or list(primaries)
+        return random.choice(alive)
+
+    def _resolve_targets(self, targets: Any) -> list[Node]:
+        topo = self._core.ensure()
+        if isinstance(targets, str) and targets.lower() in NODE_FLAGS:
+            flag = targets.lower()
+            if flag == "primaries":
+                return list(topo.primaries)
+            if flag == "replicas":
+                return list(topo.replicas)
+            if flag == "all":
+                return [n for n in topo.nodes if n.usable]
+            return [self._default_node(topo)]
+        items = targets.values() if isinstance(targets, dict) else (
+            targets if isinstance(targets, list | tuple) else [targets])
+        out: list[Node] = []
+        for t in items:
+            name = t if isinstance(t, str) else getattr(t, "name", None) or f"{t.host}:{t.port}"
+            node = topo.by_name.get(name)
+            if node is None:
+                raise errors.ConfigurationError(f"target node {name!r} is not in the cluster's map: see client.nodes()")
+            out.append(node)
+        return out
+
+    def _on_targets(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        if len(nodes) == 1:
+            return self._run(nodes[0], info, None, args, options)
+        return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
+
+    def _on_nodes(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
+                  options: dict[str, Any]) -> dict[str, Any]:
+        """The command on each node; replies keyed by node name, in the nodes' order."""
+        return {n.name: self._run(n, info, None, args, dict(options)) for n in nodes}
+
+    def _split_sum(self, info: CommandInfo, head: Any, keys: list[Any], options: dict[str, Any]) -> int:
+        by_slot: dict[int, list[Any]] = {}
+        for k in keys:
+            by_slot.setdefault(key_slot(encode_key(k)), []).append(k)
+        total = 0
+        for slot, group in by_slot.items():
+            node = self._pick(self._core.ensure(), slot, info.readonly)
+            total += int(self._run(node, info, slot, (head, *group), {}))
+        return total
+
+    # ---------------------------------------------------------------- cluster-aware overrides
+
+    def scan(self, cursor: int = 0, match: Any = None, count: int | None = None, _type: str | None = None,
+             **kwargs: Any) -> Any:
+        """SCAN on every primary (or `target_nodes`): ({node: cursor}, keys), like RedisCluster."""
+        pieces: list[Any] = [cursor]
+        if match is not None:
+            pieces += [b"MATCH", match]
+        if count is not None:
+            pieces += [b"COUNT", count]
+        if _type is not None:
+            pieces += [b"TYPE", _type]
+        targets = kwargs.pop("target_nodes", None)
+        nodes = self._resolve_targets(targets if targets is not None else "primaries")
+        info = self._core.table.get("scan")  # type: ignore[union-attr]
+        assert info is not None
+        cursors: dict[str, int] = {}
+        keys: list[Any] = []
+        for n in nodes:
+            cur, data = self._run(n, info, None, ("SCAN", *pieces), dict(kwargs))
+            cursors[n.name] = int(cur)
+            keys.extend(data)
+        return cursors, keys
+
+    def scan_iter(self, match: Any = None, count: int | None = None, _type: str | None = None,
+                  **kwargs: Any) -> Iterator[Any]:
+        """Every key of every primary, node by node (each node's cursor followed to 0)."""
+        targets = kwargs.pop("target_nodes", None)
+        for node in self._resolve_targets(targets if targets is not None else "primaries"):
+            cursor = 0
+            while True:
+                cursors, data = self.scan(cursor, match, count, _type, target_nodes=node.name, **kwargs)
+                yield from data
+                cursor = cursors[node.name]
+                if cursor == 0:
+                    break
+
+    def keyslot(self, key: Any) -> int:
+        """The slot of `key`, computed locally (no round trip)."""
+        return key_slot(encode_key(key))
+
+    def slot(self, key: Any) -> int:
+        """The slot of `key`, computed locally."""
+        return key_slot(encode_key(key))
+
+
+_MISSING = object()
+
+
+def _name(args: Sequence[Any]) -> str:
+    head = args[0]
+    return (head.decode() if isinstance(head, bytes) else str(head)).upper()
+

@@ -1,0 +1,57 @@
+"""redis-py connections that know their role: replica connections send READONLY on (re)connect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.backoff import NoBackoff
+from redis.connection import Connection, SSLConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+
+class _ReadOnlyOnConnect:
+    """Sends READONLY after the handshake, also on every automatic reconnect."""
+
+    readonly_mode = False
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        super().on_connect_check_health(check_health)  # type: ignore[misc]
+        if self.readonly_mode:
+            self.send_command("READONLY", check_health=False)  # type: ignore[attr-defined]
+            reply = self.read_response()  # type: ignore[attr-defined]
+            if reply not in (b"OK", "OK", True):
+                raise RedisConnectionError(f"READONLY failed on replica connection: {reply!r}")
+
+
+class NodeConnection(_ReadOnlyOnConnect, Connection):
+    """A TCP connection to one cluster node."""
+
+
+class SSLNodeConnection(_ReadOnlyOnConnect, SSLConnection):
+    """A TLS connection to one cluster node."""
+
+
+# redis.Redis keywords that belong to a connection, passed through untouched.
+CONNECTION_KEYS = frozenset(
+    {
+        "username", "password", "socket_timeout", "socket_connect_timeout",
+        "socket_keepalive", "socket_keepalive_options", "socket_read_size",
+        "encoding", "encoding_errors", "decode_responses", "client_name",
+        "protocol", "legacy_responses", "credential_provider", "driver_info",
+        "lib_name", "lib_version", "health_check_interval", "redis_connect_func",
+        "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
+        "ssl_ca_data", "ssl_check_hostname", "ssl_password", "ssl_min_version",
+        "ssl_ciphers", "ssl_include_verify_flags", "ssl_exclude_verify_flags",
+        "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_ocsp_context",
+        "ssl_ocsp_expected_cert", "parser_class",
+    }
+)
+
+
+def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool, readonly: bool) -> Connection:
+    """A new (not yet connected) connection; retries are the router's job, not the connection's."""
+    cls = SSLNodeConnection if ssl else NodeConnection
+    conn = cls(host=host, port=port, retry=Retry(NoBackoff(), 0), **kwargs)
+    conn.readonly_mode = readonly
+    return conn

@@ -1,0 +1,400 @@
+"""Shared state of one client and its views: topology, node pools, command table, background work.
+
+The client (`client.py`) decides what to send where; this module owns what
+outlives a command: the current Topology (replaced whole, never mutated), a
+NodeState per node (pool, breaker, latency), discovery at start, the
+refresher and maintenance threads, and events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis import exceptions as rx
+from redis.connection import AbstractConnection
+
+from . import errors
+from .bus import EventBus
+from .commands import CommandTable
+from .connection import make_connection
+from .events import Event, NodeHealthChanged, RefreshFailed, TopologyRefreshed, diff
+from .node import Health, NodeState
+from .pool import ConnectionPool
+from .readfrom import NodeStates
+from .refresh import Refresher
+from .topology import REPLICA, AddressMap, Topology, parse_shards, parse_slots
+
+log = logging.getLogger("clusterpool")
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Core:
+    def __init__(
+        self,
+        startup_nodes: list[tuple[str, int]],
+        conn_kwargs: dict[str, Any],
+        *,
+        ssl: bool = False,
+        address_map: AddressMap | None = None,
+        max_connections: int = 50,
+        pool_timeout: float | None = 5.0,
+        min_idle: int = 0,
+        max_idle_time: float | None = 300.0,
+        validate_after: float = 1.0,
+        refresh_interval: float = 30.0,
+        refresh_timeout: float = 1.0,
+        health_interval: float = 1.0,
+        failure_threshold: int = 3,
+        breaker_cooldown: float = 2.0,
+    ) -> None:
+        if not startup_nodes:
+            raise errors.ConfigurationError("no startup nodes: pass startup_nodes=[(host, port)], host/port or a URL")
+        self.startup_nodes = startup_nodes
+        self.conn_kwargs = conn_kwargs
+        self.ssl = ssl
+        self.address_map = address_map
+        self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
+        self.min_idle = min_idle
+        self.max_idle_time = max_idle_time
+        self.validate_after = validate_after
+        self.refresh_timeout = refresh_timeout
+        self.health_interval = health_interval
+        self.failure_threshold = failure_threshold
+        self.breaker_cooldown = breaker_cooldown
+
+        self.topology: Topology | None = None
+        self.table: CommandTable | None = None
+        self.nodes: dict[str, NodeState] = {}  # replaced whole (copy on write)
+        self.node_states = NodeStates()  # what read strategies see; replaced whole
+        self.bus = EventBus()
+        self.refresher = Refresher(
+            self._fetch,
+            self._refresh_candidates,
+            lambda: self.topology,
+            self.adopt,
+            self._refresh_failed,
+            interval=refresh_interval,
+        )
+        self._lock = threading.RLock()
+        self._version = 0
+        self._closed = False
+        self._pid = os.getpid()
+        self._maint_stop = threading.Event()
+        self._maint: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- discovery
+
+    def ensure(self) -> Topology:
+        """The current topology, discovering the cluster on first use (and after fork)."""
+        t = self.topology
+        if t is not None and self._pid == os.getpid():
+            return t
+        return self.connect()
+
+    def connect(self) -> Topology:
+        with self._lock:
+            if self._closed:
+                raise errors.PoolClosedError("client is closed")
+            if self._pid != os.getpid():
+                self._after_fork()
+            if self.topology is not None:
+                return self.topology
+            failures: list[str] = []
+            for host, port in self.startup_nodes:
+                try:
+                    topo, table = self._discover(host, port)
+                except rx.AuthenticationError as e:
+                    raise rx.AuthenticationError(
+                        f"authentication to {host}:{port} failed: {e} (check username/password)"
+                    ) from e
+                except errors.NotAClusterError:
+                    raise
+                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                    failures.append(f"{host}:{port}: {e}")
+                    continue
+                self.table = table
+                self.adopt(topo)
+                self.refresher.start()
+                self._start_maintenance()
+                return topo
+            raise errors.ClusterUnreachableError(
+                "no startup node could be reached: " + "; ".join(failures)
+            )
+
+    def _probe_connection(self, host: str, port: int) -> AbstractConnection:
+        kw = dict(self.conn_kwargs)
+        kw["socket_timeout"] = kw["socket_connect_timeout"] = self.refresh_timeout
+        kw.pop("client_name", None)
+        return make_connection(host, port, kw, ssl=self.ssl, readonly=False)
+
+    def _discover(self, host: str, port: int) -> tuple[Topology, CommandTable]:
+        conn = self._probe_connection(host, port)
+        try:
+            conn.connect()
+            topo = self._read_topology(conn, host, port)
+            conn.send_command("COMMAND")
+            table = CommandTable.from_reply(conn.read_response())
+            return topo, table
+        finally:
+            conn.disconnect()
+
+    def _read_topology(self, conn: AbstractConnection, host: str, port: int) -> Topology:
+        source = f"{host}:{port}"
+        try:
+            conn.send_command("CLUSTER", "SHARDS")
+            reply = conn.read_response()
+            return parse_shards(reply, host, tls=self.ssl, address_map=self.address_map, source=source)
+        except rx.ResponseError as e:
+            msg = str(e).lower()
+            if "cluster support disabled" in msg or "cluster mode is not enabled" in msg:
+                raise errors.NotAClusterError(
+                    f"{source} is not a cluster node (cluster-enabled is off); "
+                    "use redis.Redis for a standalone server"
+                ) from e
+            if "unknown" not in msg:
+                raise
+        conn.send_command("CLUSTER", "SLOTS")  # server before 7.0
+        return parse_slots(conn.read_response(), host, address_map=self.address_map, source=source)
+
+    def _fetch(self, name: str) -> Topology:
+        host, _, port = name.rpartition(":")
+        conn = self._probe_connection(host, int(port))
+        try:
+            conn.connect()
+            return self._read_topology(conn, host, int(port))
+        finally:
+            conn.disconnect()
+
+    def _refresh_candidates(self) -> tuple[list[str], list[str]]:
+        t = self.topology
+        nodes = self.nodes
+        known = [] if t is None else [n.name for n in t.nodes if n.usable]
+        # nodes whose breaker is open go last
+        known.sort(key=lambda n: 0 if n not in nodes or nodes[n].available() else 1)
+        return known, [f"{h}:{p}" for h, p in self.startup_nodes]
+
+    def _refresh_failed(self, error: str, tried: tuple[str, ...]) -> None:
+        self.bus.publish([RefreshFailed(error, tried)])
+
+    # ---------------------------------------------------------------- topology changes
+
+    def adopt(self, new: Topology) -> None:
+        """Swap in a new map, reconcile node states, then publish what changed."""
+        with self._lock:
+            old = self.topology
+            if old is not None and new == old:
+                return
+            self._version += 1
+            new = new.with_version(self._version)
+            nodes = dict(self.nodes)
+            for node in new.nodes:
+                st = nodes.get(node.name)
+                if st is None:
+                    continue
+                if st.readonly != (node.role == REPLICA):
+                    st.readonly = node.role == REPLICA
+                    st.pool.disconnect_all()  # reconnect with/without READONLY
+            gone = [n for n in nodes if n not in new.by_name]
+            for name in gone:
+                nodes.pop(name).pool.close()
+            self.nodes = nodes
+            self.topology = new
+            self._publish_states()
+        events: list[Event] = diff(old, new) if old is not None else []
+        events.append(TopologyRefreshed(new.version, new.source, len(events)))
+        self.bus.publish(events)
+
+    def on_moved(self, slot: int, host: str, port: int) -> Topology:
+        """Point one slot at its new owner at once, and ask for a full refresh."""
+        with self._lock:
+            t = self.topology
+            assert t is not None
+            shard = t.slot_table[slot]
+            if not (shard is not None and shard.primary is not None and shard.primary.host == host
+                    and shard.primary.port == port):
+                self._version += 1
+                t = t.with_slot_moved(slot, host, port).with_version(self._version)
+                self.topology = t
+        self.refresher.request()
+        return t
+
+    # ---------------------------------------------------------------- nodes
+
+    def state(self, name: str) -> NodeState:
+        st = self.nodes.get(name)
+        if st is not None:
+            return st
+        with self._lock:
+            st = self.nodes.get(name)
+            if st is None:
+                if self._closed:
+                    raise errors.PoolClosedError("client is closed")
+                st = self._new_state(name)
+                nodes = dict(self.nodes)
+                nodes[name] = st
+                self.nodes = nodes
+            return st
+
+    def _new_state(self, name: str) -> NodeState:
+        host, _, port_s = name.rpartition(":")
+        port = int(port_s)
+        t = self.topology
+        node = t.by_name.get(name) if t is not None else None
+        holder: dict[str, NodeState] = {}
+
+        def factory() -> AbstractConnection:
+            return make_connection(host, port, self.conn_kwargs, ssl=self.ssl, readonly=holder["st"].readonly)
+
+        pool = ConnectionPool(
+            name,
+            factory,
+            max_connections=self.max_connections,
+            timeout=self.pool_timeout,
+            validate_after=self.validate_after,
+            max_idle_time=self.max_idle_time,
+        )
+        st = NodeState(name, pool, self.failure_threshold, self.breaker_cooldown)
+        st.readonly = node is not None and node.role == REPLICA
+        holder["st"] = st
+        return st
+
+    def node_failed(self, name: str, error: BaseException | None = None) -> None:
+        st = self.nodes.get(name)
+        if st is None:
+            return
+        old = st.health
+        changed = st.record_failure()
+        if changed is not None:
+            self._publish_states()
+            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, str(error or ""))])
+        self.refresher.request()
+
+    def node_recovered(self, name: str) -> None:
+        st = self.nodes.get(name)
+        if st is None or (st.failures == 0 and not st.loading):
+            return
+        old = st.health
+        changed = st.record_success()
+        self._publish_states()
+        if changed is not None:
+            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, "recovered")])
+
+    def node_loading(self, name: str) -> None:
+        st = self.nodes.get(name)
+        if st is not None:
+            st.loading = True
+            self._publish_states()
+
+    def _publish_states(self) -> None:
+        now = time.monotonic()
+        nodes = self.nodes
+        down = frozenset(n for n, st in nodes.items() if st.loading or not st.available(now))
+        lat = {n: st.latency for n, st in nodes.items() if st.latency is not None}
+        self.node_states = NodeStates(down, lat)
+
+    # ---------------------------------------------------------------- maintenance
+
+    def _start_maintenance(self) -> None:
+        if self._maint is None or not self._maint.is_alive():
+            self._maint_stop.clear()
+            self._maint = threading.Thread(target=self._maintain, name="clusterpool-maintenance", daemon=True)
+            self._maint.start()
+
+    def _maintain(self) -> None:
+        while not self._maint_stop.wait(self.health_interval):
+            try:
+                self.maintain_once()
+            except Exception as e:
+                log.debug("maintenance pass failed: %s", e)
+
+    def maintain_once(self) -> None:
+        """One pass: measure latency (PING), close stale idle connections, keep min_idle warm."""
+        t = self.topology
+        if t is None:
+            return
+        for node in t.nodes:
+            if self._maint_stop.is_set():
+                return
+            if not node.usable:
+                continue
+            st = self.state(node.name)
+            self._ping(st)
+            st.pool.evict_idle(keep=self.min_idle)
+            if self.min_idle and st.available():
+                try:
+                    st.pool.fill(self.min_idle)
+                except Exception as e:
+                    log.debug("could not warm %s: %s", node.name, e)
+        self._publish_states()
+
+    def _ping(self, st: NodeState) -> None:
+        try:
+            conn = st.pool.acquire(timeout=0)
+        except Exception:
+            return  # pool busy: the node is in use, latency is measured another round
+        try:
+            start = time.perf_counter()
+            conn.send_command("PING", check_health=False)
+            conn.read_response(timeout=min(self.refresh_timeout, 1.0))
+            elapsed = time.perf_counter() - start
+        except Exception as e:
+            conn.disconnect()
+            st.pool.release(conn)
+            self.node_failed(st.name, e)
+            return
+        st.pool.release(conn)
+        old = st.health
+        changed = st.record_latency(elapsed) if not st.failures else st.record_success()
+        if changed is not None:
+            self.bus.publish([NodeHealthChanged(st.name, old.value, changed.value, "ping")])
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _after_fork(self) -> None:
+        """In a forked child: new threads, new pools; the parent's sockets are left alone."""
+        self._pid = os.getpid()
+        self.nodes = {}
+        self._lock = threading.RLock()
+        self.refresher._thread = None
+        self.refresher._lock = threading.Lock()
+        self._maint = None
+        self.bus = EventBus()
+        self.topology = None if self.table is None else self.topology
+        if self.topology is not None:
+            self.refresher.start()
+            self._start_maintenance()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            nodes, self.nodes = self.nodes, {}
+        self._maint_stop.set()
+        self.refresher.close()
+        m = self._maint
+        if m is not None and m.is_alive() and m is not threading.current_thread():
+            m.join(5.0)
+        for st in nodes.values():
+            st.pool.close()
+        self.bus.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def health_of(self, name: str) -> Health:
+        st = self.nodes.get(name)
+        return Health.HEALTHY if st is None else st.health
+
+
+StateFactory = Callable[[str], NodeState]

@@ -1,0 +1,53 @@
+"""Exception types: subclasses of redis-py's, so `except redis.exceptions.X` keeps working."""
+
+from __future__ import annotations
+
+from redis import exceptions as _rx
+
+
+class ClusterPoolError(_rx.RedisError):
+    """Base of the errors clusterpool adds."""
+
+
+class ConfigurationError(ClusterPoolError, ValueError):
+    """A client option is wrong; raised before anything is sent."""
+
+
+class ClusterUnreachableError(ClusterPoolError, _rx.ConnectionError):
+    """No startup or known node answered; the message lists what was tried and why each failed."""
+
+
+class NotAClusterError(ClusterPoolError, _rx.RedisClusterException):
+    """The server answered but runs without `cluster-enabled yes`."""
+
+
+class CrossSlotError(ClusterPoolError, _rx.ClusterCrossSlotError):
+    """A multi-key command's keys hash to different slots; raised before sending."""
+
+
+class WriteOnReaderError(ClusterPoolError, _rx.ReadOnlyError):
+    """A write command was issued through `client.reader`; raised before sending."""
+
+
+class TooManyRedirectionsError(ClusterPoolError, _rx.ClusterError):
+    """MOVED/ASK/TRYAGAIN/CLUSTERDOWN hops exceeded `max_redirections` for one command."""
+
+
+class SlotNotCoveredError(ClusterPoolError, _rx.SlotNotCoveredError):
+    """No primary serves the slot in the current map (cluster not fully covered)."""
+
+
+class PoolTimeoutError(ClusterPoolError, _rx.ConnectionError):
+    """No connection of a node's pool became free within `pool_timeout`."""
+
+
+class PoolClosedError(ClusterPoolError, _rx.ConnectionError):
+    """The pool (or the whole client) was closed."""
+
+
+class NodeUnavailableError(ClusterPoolError, _rx.ConnectionError):
+    """The node's circuit breaker is open after repeated failures; retried after its cool-down."""
+
+
+class UnknownOutcomeError(ClusterPoolError, _rx.ConnectionError):
+    """A write was sent but the connection broke before its reply: it may or may not have applied."""

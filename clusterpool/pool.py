@@ -1,0 +1,288 @@
+"""One node's connection pool: bounded, blocking acquire with timeout, warm and evicted idle.
+
+How this works: idle connections sit in a LIFO list with the time they were
+returned. `acquire` takes the freshest idle one, or opens a new one while the
+pool is under `max_connections`, or waits on a condition until one is returned
+or `timeout` passes. Connections are opened and closed outside the lock.
+A connection idle longer than `validate_after` is checked without a round trip
+(a readable idle socket means the server closed it or sent junk) and replaced.
+After fork, the child drops the parent's connections without closing them.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.connection import AbstractConnection
+
+from .errors import PoolClosedError, PoolTimeoutError
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A consistent copy of one pool's counters."""
+
+    node: str
+    max_connections: int
+    size: int
+    in_use: int
+    idle: int
+    waiting: int
+    created: int
+    closed: int
+    timeouts: int
+    errors: int
+    acquires: int
+    wait_time_total: float
+
+
+class ConnectionPool:
+    """A bounded pool of redis-py connections to one node."""
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[], AbstractConnection],
+        max_connections: int = 50,
+        timeout: float | None = 5.0,
+        validate_after: float = 1.0,
+        max_idle_time: float | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self.name = name
+        self._factory = factory
+        self.max_connections = max_connections
+        self.timeout = timeout
+        self.validate_after = validate_after
+        self.max_idle_time = max_idle_time
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._idle: list[tuple[AbstractConnection, float]] = []
+        self._in_use: set[AbstractConnection] = set()
+        self._size = 0
+        self._waiting = 0
+        self._closed = False
+        self._generation = 0
+        self._pid = os.getpid()
+        self.created = self.closed_count = self.timeouts = self.errors = self.acquires = 0
+        self.wait_time_total = 0.0
+
+    # ---------------------------------------------------------------- acquire/release
+
+    def acquire(self, timeout: float | None = -1.0) -> AbstractConnection:
+        """A connection for exclusive use; give it back with `release`."""
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        with self._lock:
+            if self._closed:
+                raise PoolClosedError(f"pool for {self.name} is closed")
+            self.acquires += 1
+            if self._idle:
+                conn, since = self._idle.pop()
+                self._in_use.add(conn)
+            elif self._size < self.max_connections:
+                self._size += 1
+                conn, since = None, 0.0
+            else:
+                conn, since = self._wait(self.timeout if timeout == -1.0 else timeout)
+        if conn is None:
+            return self._open()
+        if self.validate_after is not None and time.monotonic() - since > self.validate_after:
+            self._validate(conn)
+        return conn
+
+    def _open(self) -> AbstractConnection:
+        try:
+            conn = self._factory()
+        except BaseException:
+            with self._lock:
+                self._size -= 1
+                self.errors += 1
+                self._cond.notify()
+            raise
+        with self._lock:
+            self.created += 1
+            conn._cp_generation = self._generation  # type: ignore[attr-defined]
+            self._in_use.add(conn)
+        return conn
+
+    def _wait(self, timeout: float | None) -> tuple[Any, float]:
+        """Wait (lock held) for an idle connection or room for a new one."""
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        self._waiting += 1
+        try:
+            while True:
+                if self._closed:
+                    raise PoolClosedError(f"pool for {self.name} is closed")
+                if self._idle:
+                    conn, since = self._idle.pop()
+                    self._in_use.add(conn)
+                    return conn, since
+                if self._size < self.max_connections:
+                    self._size += 1
+                    return None, 0.0
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self.timeouts += 1
+                    raise PoolTimeoutError(
+                        f"no connection to {self.name} became free within {timeout}s "
+                        f"(in use {len(self._in_use)}, idle {len(self._idle)}, "
+                        f"waiting {self._waiting - 1}, max_connections {self.max_connections}); "
+                        "raise max_connections or pool_timeout, or lower concurrency"
+                    )
+                self._cond.wait(remaining)
+        finally:
+            self._waiting -= 1
+            self.wait_time_total += time.monotonic() - start
+
+    @staticmethod
+    def _generation_of(conn: AbstractConnection) -> int:
+        return getattr(conn, "_cp_generation", 0)
+
+    def release(self, conn: AbstractConnection) -> None:
+        """Give a connection back. A disconnected one is dropped, freeing its slot."""
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            if conn not in self._in_use:
+                return  # not ours (pool reset or closed meanwhile)
+            self._in_use.discard(conn)
+            if self._closed or conn._sock is None or self._generation_of(conn) != self._generation:
+                self._size -= 1
+                self.closed_count += 1
+                drop = True
+            else:
+                self._idle.append((conn, time.monotonic()))
+                drop = False
+            self._cond.notify()
+        if drop:
+            conn.disconnect()
+
+    def discard(self, conn: AbstractConnection) -> None:
+        """Close a connection that must not be reused (broken mid-command)."""
+        conn.disconnect()
+        self.release(conn)
+
+    def _validate(self, conn: AbstractConnection) -> None:
+        """Reopen an idle connection whose socket is readable (closed by the server)."""
+        sock = getattr(conn, "_sock", None)
+        if sock is None:
+            return
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            readable = [sock]
+        if readable:
+            conn.disconnect()  # reconnects on next send
+
+    # ---------------------------------------------------------------- maintenance
+
+    def fill(self, count: int) -> int:
+        """Open connections until `count` are idle (min_idle); returns how many were opened."""
+        opened = 0
+        while True:
+            with self._lock:
+                if self._closed or len(self._idle) >= count or self._size >= self.max_connections:
+                    return opened
+                self._size += 1
+            conn = self._open()
+            try:
+                conn.connect()
+            except BaseException:
+                self.discard(conn)
+                raise
+            self.release(conn)
+            opened += 1
+
+    def evict_idle(self, keep: int = 0) -> int:
+        """Close connections idle longer than max_idle_time, keeping `keep` idle."""
+        if self.max_idle_time is None:
+            return 0
+        cutoff = time.monotonic() - self.max_idle_time
+        with self._lock:
+            # _idle is oldest-first; keep the freshest `keep`
+            stale = [(c, t) for c, t in self._idle[: max(len(self._idle) - keep, 0)] if t < cutoff]
+            for item in stale:
+                self._idle.remove(item)
+            self._size -= len(stale)
+            self.closed_count += len(stale)
+            if stale:
+                self._cond.notify_all()
+        for conn, _ in stale:
+            conn.disconnect()
+        return len(stale)
+
+    def disconnect_all(self) -> None:
+        """Close idle connections now and in-use ones when they are returned (node went bad)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._size -= len(idle)
+            self.closed_count += len(idle)
+            self._generation += 1  # connections in use now are dropped when returned
+            self._cond.notify_all()
+        for conn, _ in idle:
+            conn.disconnect()
+
+    def close(self) -> None:
+        """Close every connection; waiters get PoolClosedError. Idempotent."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            in_use = list(self._in_use)
+            self._in_use.clear()
+            self._size = 0
+            self.closed_count += len(idle) + len(in_use)
+            self._cond.notify_all()
+        for conn in [c for c, _ in idle] + in_use:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's connections without touching their sockets."""
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._idle = []
+        self._in_use = set()
+        self._size = 0
+        self._waiting = 0
+        self._pid = os.getpid()
+
+    # ---------------------------------------------------------------- observability
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            return PoolStats(
+                node=self.name,
+                max_connections=self.max_connections,
+                size=self._size,
+                in_use=self._size - len(self._idle),
+                idle=len(self._idle),
+                waiting=self._waiting,
+                created=self.created,
+                closed=self.closed_count,
+                timeouts=self.timeouts,
+                errors=self.errors,
+                acquires=self.acquires,
+                wait_time_total=self.wait_time_total,
+            )
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return (
+            f"<ConnectionPool {self.name} | Connections: {s.in_use} in use, {s.idle} idle, "
+            f"{s.size}/{s.max_connections} | Requests: {s.waiting} waiting>"
+        )

@@ -1,0 +1,175 @@
+"""Read strategies: which node of a shard serves a read.
+
+A strategy is any object with `pick(shard, states) -> Node | None` (or a plain
+callable with that signature). `states` says which nodes are unusable right
+now (breaker open, loading, lost their slot) and each node's measured latency.
+Returning None means "no choice": the router uses the primary.
+Round-robin counters are `itertools.count` objects, whose `next()` is atomic
+under the GIL, so the rotation stays fair across threads without a lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from .topology import Node, Shard
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStates:
+    """What strategies may know about nodes: who is unusable, and latency (seconds, EWMA)."""
+
+    down: frozenset[str] = frozenset()
+    latency: Mapping[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ReadStrategy(Protocol):
+    def pick(self, shard: Shard, states: NodeStates) -> Node | None: ...
+
+
+class _RoundRobin:
+    """A per-shard rotation over candidates, skipping unusable nodes."""
+
+    __slots__ = ("_counters",)
+
+    def __init__(self) -> None:
+        self._counters: dict[str, itertools.count[int]] = {}
+
+    def rotate(self, key: str, candidates: tuple[Node, ...], down: frozenset[str]) -> Node | None:
+        n = len(candidates)
+        if not n:
+            return None
+        ctr = self._counters.get(key)
+        if ctr is None:
+            ctr = self._counters.setdefault(key, itertools.count())
+        i = next(ctr)
+        if not down:
+            return candidates[i % n]
+        for k in range(n):
+            node = candidates[(i + k) % n]
+            if node.name not in down:
+                return node
+        return None
+
+
+class Primary:
+    """Every read on the shard's primary (read-your-writes)."""
+
+    name = "primary"
+
+    def pick(self, shard: Shard, states: NodeStates) -> Node | None:
+        return shard.primary
+
+
+class Replica:
+    """Round-robin over the shard's usable replicas; the primary when none is usable."""
+
+    name = "replica"
+
+    def __init__(self, fallback_to_primary: bool = True) -> None:
+        self._rr = _RoundRobin()
+        self.fallback_to_primary = fallback_to_primary
+
+    def pick(self, shard: Shard, states: NodeStates) -> Node | None:
+        node = self._rr.rotate(shard.id, shard.readable, states.down)
+        if node is None and self.fallback_to_primary:
+            return shard.primary
+        return node
+
+
+class ReplicaPreferred(Replica):
+    """Replicas when any is usable, else the primary (always falls back)."""
+
+    name = "replica_preferred"
+
+    def __init__(self) -> None:
+        super().__init__(fallback_to_primary=True)
+
+
+class Any_:
+    """Round-robin over the primary and its usable replicas."""
+
+    name = "any"
+
+    def __init__(self) -> None:
+        self._rr = _RoundRobin()
+
+    def pick(self, shard: Shard, states: NodeStates) -> Node | None:
+        cands = ((shard.primary,) if shard.primary else ()) + shard.readable
+        return self._rr.rotate(shard.id, cands, states.down)
+
+
+class Nearest:
+    """The usable node (primary or replica) with the lowest measured latency.
+
+    Nodes not measured yet count as 0 so each gets tried; ties rotate.
+    """
+
+    name = "nearest"
+
+    def __init__(self, include_primary: bool = True, tolerance: float = 0.10) -> None:
+        self.include_primary = include_primary
+        self.tolerance = tolerance  # nodes within 10% of the best share the load
+        self._rr = _RoundRobin()
+
+    def pick(self, shard: Shard, states: NodeStates) -> Node | None:
+        cands = shard.readable
+        if self.include_primary and shard.primary is not None:
+            cands = (shard.primary,) + cands
+        lat = states.latency
+        usable = [n for n in cands if n.name not in states.down]
+        if not usable:
+            return shard.primary
+        best = min(lat.get(n.name, 0.0) for n in usable)
+        limit = best * (1 + self.tolerance)
+        near = tuple(n for n in usable if lat.get(n.name, 0.0) <= limit)
+        return self._rr.rotate(shard.id, near, frozenset())
+
+
+class _Callable:
+    """Adapts a plain function `fn(shard, states) -> Node | None` to a strategy."""
+
+    def __init__(self, fn: Callable[[Shard, NodeStates], Node | None]) -> None:
+        self.fn = fn
+        self.name = getattr(fn, "__name__", "custom")
+
+    def pick(self, shard: Shard, states: NodeStates) -> Node | None:
+        return self.fn(shard, states)
+
+
+PRIMARY = "primary"
+REPLICA = "replica"
+REPLICA_PREFERRED = "replica_preferred"
+ANY = "any"
+NEAREST = "nearest"
+
+_NAMED: dict[str, Callable[[], ReadStrategy]] = {
+    PRIMARY: Primary,
+    REPLICA: Replica,
+    REPLICA_PREFERRED: ReplicaPreferred,
+    ANY: Any_,
+    NEAREST: Nearest,
+}
+
+StrategyLike = str | ReadStrategy | Callable[[Shard, NodeStates], "Node | None"]
+
+
+def make_strategy(spec: StrategyLike) -> ReadStrategy:
+    """A strategy from a name ("replica", ...), a strategy object, or a callable."""
+    if isinstance(spec, str):
+        try:
+            return _NAMED[spec.lower()]()
+        except KeyError:
+            raise ValueError(
+                f"unknown read_from {spec!r}: use one of {', '.join(_NAMED)} "
+                "or an object with pick(shard, states)"
+            ) from None
+    if isinstance(spec, ReadStrategy):
+        return spec
+    if callable(spec):
+        return _Callable(spec)
+    raise TypeError(f"read_from must be a strategy name, a strategy or a callable, not {type(spec).__name__}")
