@@ -578,14 +578,9 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         return {n.name: self._run(n, info, None, args, dict(options)) for n in nodes}
 
     def _split_sum(self, info: CommandInfo, head: Any, keys: list[Any], options: dict[str, Any]) -> int:
-        by_slot: dict[int, list[Any]] = {}
-        for k in keys:
-            by_slot.setdefault(key_slot(encode_key(k)), []).append(k)
-        total = 0
-        for slot, group in by_slot.items():
-            node = self._pick(self._core.ensure(), slot, info.readonly)
-            total += int(self._run(node, info, slot, (head, *group), {}))
-        return total
+        from .multikey import split_sum
+
+        return split_sum(self, head, keys)
 
     # ---------------------------------------------------------------- cluster-aware overrides
 
@@ -631,6 +626,32 @@ class ClusterClient(_InspectionMixin, CoreCommands):
     def slot(self, key: Any) -> int:
         """The slot of `key`, computed locally."""
         return key_slot(encode_key(key))
+
+    # ---------------------------------------------------------------- batches
+
+    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> Any:
+        """A cluster pipeline (commands grouped per node, one round trip); `transaction=True` for MULTI/EXEC on one slot."""
+        from .pipeline import ClusterPipeline
+
+        return ClusterPipeline(self, transaction=transaction)
+
+    def transaction(self, func: Any, *watches: Any, **kwargs: Any) -> Any:
+        """redis-py's transaction(): `func(pipe)` under WATCH of keys in one slot, retried on WatchError."""
+        from .pipeline import transaction
+
+        return transaction(self, func, *watches, **kwargs)
+
+    def mget_nonatomic(self, keys: Any, *args: Any) -> list[Any]:
+        """MGET across slots, split per slot and sent to all nodes at once; values in key order."""
+        from .multikey import mget_nonatomic
+
+        return mget_nonatomic(self, keys, *args)
+
+    def mset_nonatomic(self, mapping: Any) -> list[bool]:
+        """MSET across slots, one MSET per slot (not atomic across slots)."""
+        from .multikey import mset_nonatomic
+
+        return mset_nonatomic(self, mapping)
 
 
 _MISSING = object()

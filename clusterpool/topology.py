@@ -30,7 +30,7 @@ class Node:
     port: int
     role: str
     id: str = ""
-    health: str = "online"  # online | failed | loading (CLUSTER SHARDS' word)
+    health: str = "online"  # online | fail | loading (CLUSTER SHARDS' word)
     replication_offset: int = 0
 
     @property
@@ -39,7 +39,14 @@ class Node:
 
     @property
     def usable(self) -> bool:
-        return self.health == "online"
+        """Not marked failed by the cluster.
+
+        Redis 7.0 reports a replica as "loading" while the offset it gossips is
+        0, which is also true of a healthy replica of a primary that has not
+        been written to yet; a replica that really is loading answers LOADING,
+        and the router then skips it until it recovers.
+        """
+        return self.health not in ("fail", "failed")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role}, {self.health})"
@@ -248,7 +255,7 @@ def parse_shards(
                 replicas.append(node if node.role == REPLICA else Node(host, port, REPLICA, node.id, node.health))
         if primary is None and not slot_ranges and not replicas:
             continue
-        if primary is not None and primary.health == "failed":
+        if primary is not None and not primary.usable:
             # A primary the cluster marked failed (no replica promoted yet): keep it
             # visible but route nothing to it, so its slots count as uncovered.
             replicas_t = tuple(replicas)

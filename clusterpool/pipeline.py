@@ -1,0 +1,394 @@
+"""Cluster pipelines and single-slot transactions.
+
+How this works (pipeline): commands are queued; on `execute()` each one gets
+its slot and node, the commands are grouped per node, every node's group is
+written before any reply is read (one round trip for the whole batch), and
+replies are put back in the caller's order. Commands answered with MOVED or
+ASK, or whose node failed before they could have run, go into the next round,
+re-planned against the updated map; at most `max_redirections` rounds.
+
+Transactions: all keys in one slot (use {hash tags}); MULTI ... EXEC is sent
+on one connection to that slot's primary; WATCH holds that connection until
+EXEC or reset, as in redis-py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis import exceptions as rx
+from redis.client import EMPTY_RESPONSE
+from redis.commands import CoreCommands
+from redis.connection import AbstractConnection
+
+from . import errors
+from .commands import CommandInfo
+from .slots import encode_key, key_slot
+
+if TYPE_CHECKING:
+    from .client import ClusterClient
+
+
+class _Queued:
+    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node")
+
+    def __init__(self, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+        self.args, self.options = args, options
+        self.info: CommandInfo | None = None
+        self.slot: int | None = None
+        self.result: Any = _PENDING
+        self.asking = False
+        self.node = ""
+
+
+_PENDING = object()
+
+
+class ClusterPipeline(CoreCommands):
+    """Queue commands with redis-py's methods, then `execute()` them in one round trip per node set."""
+
+    def __init__(self, client: ClusterClient, transaction: bool = False) -> None:
+        self._client = client
+        self._transaction = transaction
+        self._queue: list[_Queued] = []
+        self._watch_conn: AbstractConnection | None = None
+        self._watch_node = ""
+        self._watch_slot: int | None = None
+        self._explicit_multi = False
+
+    # ---------------------------------------------------------------- queueing
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self._watch_conn is not None and not self._explicit_multi:
+            return self._immediate(args, options)
+        self._queue.append(_Queued(args, options))
+        return self
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __enter__(self) -> ClusterPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._queue = []
+        self._explicit_multi = False
+        conn, self._watch_conn = self._watch_conn, None
+        if conn is not None:
+            try:
+                conn.send_command("UNWATCH")
+                conn.read_response()
+            except (rx.ConnectionError, rx.TimeoutError, OSError):
+                conn.disconnect()
+            self._client._core.state(self._watch_node).pool.release(conn)
+
+    close = reset
+
+    # ---------------------------------------------------------------- planning
+
+    def _plan(self, q: _Queued) -> None:
+        client = self._client
+        table = client._core.table
+        assert table is not None
+        info, argv = table.resolve(q.args)
+        q.info = info
+        keys = info.keys(argv)
+        if not keys:
+            q.slot = None
+            return
+        slots = {key_slot(encode_key(k)) for k in keys}
+        if len(slots) > 1:
+            raise errors.CrossSlotError(
+                f"pipelined {_name(q.args)} has keys in {len(slots)} slots: each command must keep its "
+                "keys in one slot (use a {hash tag})"
+            )
+        q.slot = slots.pop()
+        if client._refuse_writes and not info.readonly:
+            client._refuse(q.args)
+
+    def _route(self, q: _Queued) -> str:
+        client = self._client
+        topo = client._core.ensure()
+        assert q.info is not None
+        if q.slot is None:
+            return client._default_node(topo).name
+        return client._pick(topo, q.slot, q.info.readonly).name
+
+    # ---------------------------------------------------------------- execute
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Run the queued commands; replies in queue order. Errors raise, or are returned in place."""
+        queue, self._queue = self._queue, []
+        try:
+            if self._transaction or self._watch_conn is not None:
+                return self._execute_transaction(queue, raise_on_error)
+            if not queue:
+                return []
+            self._client._core.ensure()
+            for q in queue:
+                self._plan(q)
+            self._run_rounds(queue)
+        finally:
+            self.reset()
+        results = [q.result for q in queue]
+        if raise_on_error:
+            _raise_first(queue)
+        return results
+
+    def _run_rounds(self, queue: list[_Queued]) -> None:
+        client = self._client
+        core = client._core
+        pending = queue
+        for round_no in range(client.max_redirections):
+            groups: dict[str, list[_Queued]] = {}
+            for q in pending:
+                if not q.asking:
+                    q.node = self._route(q)
+                groups.setdefault(q.node, []).append(q)
+            conns: dict[str, AbstractConnection] = {}
+            retry: list[_Queued] = []
+            try:
+                # write every node's batch first ...
+                for name, group in list(groups.items()):
+                    st = core.state(name)
+                    conn = st.pool.acquire()
+                    try:
+                        if conn._sock is None:  # type: ignore[attr-defined]
+                            conn.connect()
+                        cmds: list[tuple[Any, ...]] = []
+                        for q in group:
+                            if q.asking:
+                                cmds.append(("ASKING",))
+                            cmds.append(q.args)
+                        conn.send_packed_command(conn.pack_commands(cmds))
+                    except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                        st.pool.discard(conn)
+                        core.node_failed(name, e)
+                        retry.extend(group)  # nothing of this batch can have run on a node we never reached
+                        del groups[name]
+                        continue
+                    conns[name] = conn
+                # ... then read them
+                for name, group in groups.items():
+                    retry.extend(self._read_group(name, conns.pop(name), group))
+            finally:
+                for name, conn in conns.items():  # only after an unexpected exception
+                    core.state(name).pool.discard(conn)
+            if not retry:
+                return
+            pending = retry
+            time.sleep(client._backoff(round_no + 1) if any(not q.asking for q in retry) else 0)
+        for q in pending:
+            q.result = errors.TooManyRedirectionsError(
+                f"{_name(q.args)} for slot {q.slot} still redirected after {client.max_redirections} rounds"
+            )
+
+    def _read_group(self, name: str, conn: AbstractConnection, group: list[_Queued]) -> list[_Queued]:
+        """Read one node's replies; returns the commands to run again."""
+        client = self._client
+        core = client._core
+        pool = core.state(name).pool
+        retry: list[_Queued] = []
+        for i, q in enumerate(group):
+            try:
+                if q.asking:
+                    conn.read_response()
+                resp = conn.read_response()
+            except rx.MovedError as e:
+                core.on_moved(e.slot_id, e.host, e.port)
+                q.asking = False
+                retry.append(q)
+                continue
+            except rx.AskError as e:
+                q.node, q.asking = f"{e.host}:{e.port}", True
+                retry.append(q)
+                continue
+            except (rx.TryAgainError, rx.ClusterDownError, rx.BusyLoadingError) as e:
+                if isinstance(e, rx.BusyLoadingError):
+                    core.node_loading(name)
+                q.asking = False
+                retry.append(q)
+                continue
+            except rx.ResponseError as e:
+                q.result = q.options.get(EMPTY_RESPONSE, e) if EMPTY_RESPONSE in q.options else e
+                continue
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                pool.discard(conn)
+                core.node_failed(name, e)
+                for rest in group[i:]:
+                    assert rest.info is not None
+                    if rest.info.readonly or client.retry_unknown_outcome:
+                        rest.asking = False
+                        retry.append(rest)
+                    else:
+                        rest.result = errors.UnknownOutcomeError(
+                            f"{_name(rest.args)} was sent to {name} but the connection failed before "
+                            f"its reply ({e}); it may or may not have been applied"
+                        )
+                return retry
+            q.asking = False
+            try:
+                q.result = client._parse(q.args[0], resp, dict(q.options))
+            except Exception as e:  # a callback that cannot parse: report in place
+                q.result = e
+        pool.release(conn)
+        return retry
+
+    # ---------------------------------------------------------------- transactions
+
+    def watch(self, *names: Any) -> Any:
+        """WATCH keys (one slot); the pipeline runs commands immediately until `multi()`."""
+        if self._explicit_multi:
+            raise rx.RedisError("cannot WATCH after MULTI")
+        slot = self._one_slot(names, "WATCH")
+        self._client._core.ensure()
+        if self._watch_conn is None:
+            name = self._client._pick(self._client._core.ensure(), slot, False).name
+            self._watch_conn = self._client._core.state(name).pool.acquire()
+            self._watch_node, self._watch_slot = name, slot
+        elif slot != self._watch_slot:
+            raise errors.CrossSlotError("all WATCHed keys must be in one slot")
+        return self._immediate(("WATCH", *names), {})
+
+    def unwatch(self) -> Any:
+        self.reset()
+        return True
+
+    def multi(self) -> None:
+        if self._explicit_multi:
+            raise rx.RedisError("cannot issue nested calls to MULTI")
+        if self._queue:
+            raise rx.RedisError("commands without an initial WATCH have already been issued")
+        self._explicit_multi = True
+
+    def _immediate(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        conn = self._watch_conn
+        assert conn is not None
+        if args[0] != "WATCH":
+            self._one_slot(self._keys(args), _name(args), self._watch_slot)
+        try:
+            conn.send_command(*args)
+            resp = conn.read_response()
+        except (rx.ConnectionError, rx.TimeoutError, OSError):
+            conn.disconnect()
+            self.reset()
+            raise rx.WatchError("connection lost while WATCHing; retry the transaction") from None
+        return self._client._parse(args[0], resp, options)
+
+    def _keys(self, args: tuple[Any, ...]) -> list[Any]:
+        self._client._core.ensure()
+        table = self._client._core.table
+        assert table is not None
+        return table.keys(args)
+
+    def _one_slot(self, keys: Sequence[Any], what: str, must_be: int | None = None) -> int:
+        slots = {key_slot(encode_key(k)) for k in keys}
+        if must_be is not None:
+            slots.add(must_be)
+        if len(slots) != 1:
+            raise errors.CrossSlotError(
+                f"{what}: a transaction's keys must all be in one slot (found {len(slots)}); "
+                "use a {hash tag} such as 'user:{42}:name'"
+            )
+        return slots.pop()
+
+    def _execute_transaction(self, queue: list[_Queued], raise_on_error: bool) -> list[Any]:
+        client = self._client
+        core = client._core
+        core.ensure()
+        keys = [k for q in queue for k in self._keys(q.args)]
+        if not keys and self._watch_slot is None:
+            if not queue:
+                return []
+            raise errors.CrossSlotError("a cluster transaction needs at least one key to choose its slot")
+        slot = self._one_slot(keys, "MULTI/EXEC", self._watch_slot)
+        if self._watch_conn is not None:
+            name, conn, owned = self._watch_node, self._watch_conn, False
+        else:
+            name = client._pick(core.ensure(), slot, False).name
+            conn, owned = core.state(name).pool.acquire(), True
+        pool = core.state(name).pool
+        cmds = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
+        try:
+            conn.send_packed_command(conn.pack_commands(cmds))
+            errors_in_queue: list[tuple[int, Exception]] = []
+            for i in range(len(cmds) - 1):  # +OK for MULTI, then +QUEUED or an error each
+                try:
+                    conn.read_response()
+                except (rx.MovedError, rx.AskError) as e:
+                    if isinstance(e, rx.MovedError):
+                        core.on_moved(e.slot_id, e.host, e.port)
+                    errors_in_queue.append((i, e))
+                except rx.ResponseError as e:
+                    errors_in_queue.append((i, e))
+            try:
+                response = conn.read_response()
+            except rx.ExecAbortError:
+                if errors_in_queue:
+                    raise errors_in_queue[0][1] from None
+                raise
+        except (rx.ConnectionError, rx.TimeoutError, OSError):
+            conn.disconnect()
+            if owned:
+                pool.release(conn)
+            raise
+        if owned:
+            pool.release(conn)
+        if response is None:
+            raise rx.WatchError("Watched variable changed.")
+        results: list[Any] = []
+        for q, r in zip(queue, response):
+            if isinstance(r, Exception):
+                results.append(r)
+            else:
+                results.append(client._parse(q.args[0], r, dict(q.options)))
+        if raise_on_error:
+            for i, r in enumerate(results):
+                if isinstance(r, Exception):
+                    raise type(r)(f"Command # {i + 1} ({_name(queue[i].args)}) of pipeline caused error: {r}")
+        return results
+
+
+def _raise_first(queue: list[_Queued]) -> None:
+    for i, q in enumerate(queue):
+        r = q.result
+        if isinstance(r, Exception):
+            msg = f"Command # {i + 1} ({_name(q.args)}) of pipeline caused error: {r}"
+            try:
+                err = type(r)(msg)
+            except Exception:
+                err = rx.ResponseError(msg)
+            raise err from r
+
+
+def _name(args: Sequence[Any]) -> str:
+    head = args[0]
+    return (head.decode() if isinstance(head, bytes) else str(head)).upper()
+
+
+def transaction(client: ClusterClient, func: Callable[[ClusterPipeline], Any], *watches: Any,
+                shard_hint: Any = None, value_from_callable: bool = False,
+                watch_delay: float | None = None) -> Any:
+    """redis-py's `transaction()`: run `func(pipe)` under WATCH, retrying on WatchError."""
+    while True:
+        pipe = ClusterPipeline(client, transaction=True)
+        try:
+            if watches:
+                pipe.watch(*watches)
+            value = func(pipe)
+            exec_value = pipe.execute()
+            return value if value_from_callable else exec_value
+        except rx.WatchError:
+            if watch_delay:
+                time.sleep(watch_delay)
+            continue
+        finally:
+            pipe.reset()

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine (Python 3.11):
+#   redis-server (apt), .venv, editable install with the dev extra.
+# Quiet on success; loud and non-zero on failure.
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+LOG="$(mktemp -t clusterpool-bootstrap.XXXXXX)"
+trap 'echo "bootstrap: command failed (line $LINENO): $BASH_COMMAND" >>"$LOG"' ERR
+trap 'rc=$?; if [ $rc -ne 0 ]; then echo "bootstrap FAILED (exit $rc); log follows:" >&2; cat "$LOG" >&2; fi; rm -f "$LOG"' EXIT
+
+die() { echo "bootstrap: $*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    fi
+fi
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
+    if [ "$(id -u)" -ne 0 ] && [ ${#SUDO[@]} -eq 0 ]; then
+        die "need root or sudo to apt-get install $*"
+    fi
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >>"$LOG" 2>&1
+        APT_UPDATED=1
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$LOG" 2>&1
+}
+
+# 1. redis-server
+if [ -z "${REDIS_SERVER:-}" ] && ! command -v redis-server >/dev/null 2>&1 \
+        && [ ! -x /usr/bin/redis-server ]; then
+    apt_install redis-server
+    # the package may start a system instance on 6379; the tests don't need it
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        "${SUDO[@]}" systemctl disable --now redis-server >>"$LOG" 2>&1 || true
+    elif command -v service >/dev/null 2>&1; then
+        "${SUDO[@]}" service redis-server stop >>"$LOG" 2>&1 || true
+    fi
+fi
+
+# 2. virtualenv
+PY="${PYTHON:-python3}"
+command -v "$PY" >/dev/null 2>&1 || die "$PY not found"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >>"$LOG" 2>&1; then
+    rm -rf .venv
+    if ! "$PY" -m venv .venv >>"$LOG" 2>&1; then
+        # Debian ships ensurepip separately
+        rm -rf .venv
+        pyver="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+        apt_install python3-venv "python${pyver}-venv" \
+            || apt_install python3-venv
+        "$PY" -m venv .venv >>"$LOG" 2>&1 || die "python3 -m venv failed"
+    fi
+fi
+
+# 3. the project with its dev extra
+.venv/bin/pip install -q -e '.[dev]' >>"$LOG" 2>&1

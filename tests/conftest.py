@@ -1,0 +1,67 @@
+"""Shared pytest fixtures: a real local Redis Cluster (see scripts/cluster.py).
+
+* ``cluster``        session-wide 3 primaries x 1 replica cluster (or an existing one when
+                     ``CLUSTERPOOL_TEST_CLUSTER=host:port`` is set). Do not break it.
+* ``fresh_cluster``  a private 3x1 cluster per test, for destructive tests
+                     (kill / failover / migrations / add & remove nodes).
+* ``startup_nodes``, ``cluster_url``  addresses of the session cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+if SCRIPTS not in sys.path:
+    sys.path.insert(0, SCRIPTS)
+
+from cluster import LocalCluster
+
+EXISTING_ENV = "CLUSTERPOOL_TEST_CLUSTER"
+START_TIMEOUT = 60
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: slow test (real processes, waits for timeouts)")
+    config.addinivalue_line("markers", "chaos: kills / pauses / fails over cluster nodes")
+
+
+def _new_cluster() -> LocalCluster:
+    return LocalCluster(primaries=3, replicas=1).start(timeout=START_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    addr = os.environ.get(EXISTING_ENV)
+    if addr:
+        c = LocalCluster.existing(addr)
+        c.wait_ok(timeout=30)
+        yield c
+        return
+    c = _new_cluster()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def fresh_cluster():
+    c = _new_cluster()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def startup_nodes(cluster):
+    return cluster.startup_nodes
+
+
+@pytest.fixture
+def cluster_url(cluster):
+    return cluster.url
