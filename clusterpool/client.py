@@ -31,6 +31,7 @@ from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, DEFAULT, MULTI_SH
 from .connection import CONNECTION_KEYS
 from .core import Core
 from .merge import merge
+from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
 from .readfrom import ReadStrategy, StrategyLike, make_strategy
@@ -319,7 +320,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
     def execute_command(self, *args: Any, **options: Any) -> Any:
         core = self._core
         topo = core.topology
-        if topo is None:
+        if topo is None or core._pid != current_pid():
             topo = core.ensure()
         cached = core.table._resolved.get(args[0])  # type: ignore[union-attr]
         if cached is not None and not cached[1] and "target_nodes" not in options:

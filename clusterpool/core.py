@@ -24,7 +24,7 @@ from .commands import CommandTable
 from .connection import make_connection
 from .events import Event, NodeHealthChanged, RefreshFailed, TopologyRefreshed, diff
 from .node import Health, NodeState
-from .pool import ConnectionPool
+from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .refresh import Refresher
 from .topology import REPLICA, AddressMap, Topology, parse_shards, parse_slots
@@ -96,16 +96,16 @@ class Core:
     def ensure(self) -> Topology:
         """The current topology, discovering the cluster on first use (and after fork)."""
         t = self.topology
-        if t is not None and self._pid == os.getpid():
+        if t is not None and self._pid == current_pid():
             return t
         return self.connect()
 
     def connect(self) -> Topology:
+        if self._pid != current_pid():
+            self._after_fork()  # before taking a lock another parent thread may have held at fork
         with self._lock:
             if self._closed:
                 raise errors.PoolClosedError("client is closed")
-            if self._pid != os.getpid():
-                self._after_fork()
             if self.topology is not None:
                 return self.topology
             failures: list[str] = []
@@ -297,7 +297,7 @@ class Core:
     def _publish_states(self) -> None:
         now = time.monotonic()
         nodes = self.nodes
-        down = frozenset(n for n, st in nodes.items() if st.loading or not st.available(now))
+        down = frozenset(n for n, st in nodes.items() if st.loading or st.stale or not st.available(now))
         lat = {n: st.latency for n, st in nodes.items() if st.latency is not None}
         self.node_states = NodeStates(down, lat)
 
@@ -343,8 +343,9 @@ class Core:
             return  # pool busy: the node is in use, latency is measured another round
         try:
             start = time.perf_counter()
-            conn.send_command("PING", check_health=False)
-            conn.read_response(timeout=min(self.refresh_timeout, 1.0))
+            # replicas: INFO replication also tells whether their link to the primary is up
+            conn.send_command(*(("INFO", "replication") if st.readonly else ("PING",)), check_health=False)
+            reply = conn.read_response(timeout=min(self.refresh_timeout, 1.0))
             elapsed = time.perf_counter() - start
         except Exception as e:
             conn.disconnect()
@@ -352,6 +353,13 @@ class Core:
             self.node_failed(st.name, e)
             return
         st.pool.release(conn)
+        stale = st.readonly and "master_link_status:down" in _s(reply)
+        if stale != st.stale:
+            st.stale = stale
+            self._publish_states()
+            self.bus.publish([NodeHealthChanged(
+                st.name, "stale" if not stale else st.health.value,
+                "stale" if stale else st.health.value, "replica link to primary down" if stale else "link up")])
         old = st.health
         changed = st.record_latency(elapsed) if not st.failures else st.record_success()
         if changed is not None:
@@ -368,7 +376,6 @@ class Core:
         self.refresher._lock = threading.Lock()
         self._maint = None
         self.bus = EventBus()
-        self.topology = None if self.table is None else self.topology
         if self.topology is not None:
             self.refresher.start()
             self._start_maintenance()

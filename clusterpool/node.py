@@ -41,6 +41,7 @@ class NodeState:
         self.loading = False
         self.health = Health.HEALTHY
         self.readonly = False  # replica connections send READONLY
+        self.stale = False  # replica whose link to its primary is down
 
     def record_success(self) -> Health | None:
         """Returns the new health when it changed."""

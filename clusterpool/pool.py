@@ -23,6 +23,22 @@ from redis.connection import AbstractConnection
 
 from .errors import PoolClosedError, PoolTimeoutError
 
+# The process id, kept current by a fork hook: cheaper than os.getpid() (a system
+# call) on every acquire, and still tells a forked child from its parent.
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def current_pid() -> int:
+    return _pid
+
 
 @dataclass(frozen=True, slots=True)
 class PoolStats:
@@ -78,7 +94,7 @@ class ConnectionPool:
 
     def acquire(self, timeout: float | None = -1.0) -> AbstractConnection:
         """A connection for exclusive use; give it back with `release`."""
-        if self._pid != os.getpid():
+        if self._pid != _pid:
             self._reset_after_fork()
         with self._lock:
             if self._closed:
@@ -149,7 +165,7 @@ class ConnectionPool:
 
     def release(self, conn: AbstractConnection) -> None:
         """Give a connection back. A disconnected one is dropped, freeing its slot."""
-        if self._pid != os.getpid():
+        if self._pid != _pid:
             return
         with self._lock:
             if conn not in self._in_use:
