@@ -225,25 +225,43 @@ UNKNOWN = CommandInfo(name="", request_policy=DEFAULT)
 
 
 class CommandTable:
-    """All commands of one server version, looked up by the names redis-py sends."""
+    """All commands of one server version, looked up by the names redis-py sends.
 
-    def __init__(self, infos: Iterable[CommandInfo]):
+    Entries of the COMMAND reply are parsed on first use: a client only ever
+    uses a few dozen of the ~240 commands, and parsing all of them would cost
+    more than the rest of start-up.
+    """
+
+    def __init__(self, infos: Iterable[CommandInfo] = (), raw: dict[str, Sequence[Any]] | None = None):
         self._by_name: dict[str, CommandInfo] = {i.name: i for i in infos}
+        self._raw: dict[str, Sequence[Any]] = raw or {}
         # cache: args[0] exactly as given -> (info, shift); shift = extra words in args[0]
         self._resolved: dict[Any, tuple[CommandInfo, int]] = {}
 
     @classmethod
     def from_reply(cls, reply: Iterable[Sequence[Any]]) -> CommandTable:
-        return cls(i for entry in reply for i in parse_command_entry(entry))
+        return cls(raw={_s(entry[0]).lower(): entry for entry in reply})
+
+    def _lookup(self, name: str) -> CommandInfo | None:
+        info = self._by_name.get(name)
+        if info is None:
+            top = name.split("|", 1)[0]
+            entry = self._raw.pop(top, None)
+            if entry is None:
+                return None
+            for i in parse_command_entry(entry):
+                self._by_name[i.name] = i
+            info = self._by_name.get(name)
+        return info
 
     def __contains__(self, name: str) -> bool:
-        return name.lower() in self._by_name
+        return self._lookup(name.lower()) is not None
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self._by_name) + len(self._raw)
 
     def get(self, name: str) -> CommandInfo | None:
-        return self._by_name.get(name.lower())
+        return self._lookup(name.lower())
 
     def resolve(self, args: Sequence[Any]) -> tuple[CommandInfo, list[Any]]:
         """The command's info and its argv as the server will see it (words of args[0] split)."""
@@ -256,11 +274,11 @@ class CommandTable:
         words = _split(head)
         argv = words + list(args[1:])
         name = _s(words[0]).lower()
-        info = self._by_name.get(name)
+        info = self._lookup(name)
         if info is None:
             return UNKNOWN, argv
         if info.has_subcommands and len(argv) > 1 and isinstance(argv[1], (str, bytes)):
-            sub = self._by_name.get(f"{name}|{_s(argv[1]).lower()}")
+            sub = self._lookup(f"{name}|{_s(argv[1]).lower()}")
             if sub is not None:
                 if len(words) > 1:
                     self._remember(head, sub, len(words) - 1)
