@@ -129,12 +129,12 @@ class EventStream:
             e = self._q.get(timeout=timeout)
         except queue.Empty:
             return None
-        return None if e is _STOP else e  # type: ignore[comparison-overlap]
+        return None if e is _STOP else e
 
     def __iter__(self) -> Iterator[Event]:
         while True:
             e = self._q.get()
-            if e is _STOP:  # type: ignore[comparison-overlap]
+            if e is _STOP:
                 return
             yield e
 

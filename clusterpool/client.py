@@ -23,11 +23,12 @@ from redis import exceptions as rx
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
 from redis.commands import CoreCommands
-from redis.connection import AbstractConnection, parse_url
+from redis.connection import parse_url
+from redis.event import EventDispatcher
 from redis.retry import Retry
 
 from . import errors
-from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, DEFAULT, MULTI_SHARD, CommandInfo
+from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
 from .connection import CONNECTION_KEYS
 from .core import Core
 from .merge import merge
@@ -60,10 +61,10 @@ def _node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int)
     out: list[tuple[str, int]] = []
     for n in startup_nodes or ():
         if isinstance(n, str):
-            h, _, p = n.rpartition(":")
-            if not h or not p.isdigit():
+            h, _, ps = n.rpartition(":")
+            if not h or not ps.isdigit():
                 raise errors.ConfigurationError(f"startup node {n!r} is not 'host:port'")
-            out.append((h, int(p)))
+            out.append((h, int(ps)))
         elif isinstance(n, dict):
             out.append((str(n["host"]), int(n.get("port", 6379))))
         elif isinstance(n, tuple | list) and len(n) == 2:
@@ -113,7 +114,7 @@ class _InspectionMixin:
     def node_for(self, key: Any, read: bool = False) -> Node:
         """The node a command on `key` would go to now (for a read when `read=True`)."""
         t = self._core.ensure()
-        return self._pick(t, key_slot(encode_key(key)), read)  # type: ignore[attr-defined, no-any-return]
+        return self._pick(t, key_slot(encode_key(key)), read)  # type: ignore[attr-defined]
 
     def nodes(self, role: str | None = None) -> tuple[Node, ...]:
         """Known nodes, optionally only "primary" or "replica"."""
@@ -170,6 +171,8 @@ class ClusterClient(_InspectionMixin, CoreCommands):
     until the first command or `connect()`.
     """
 
+    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
+
     PRIMARIES = "primaries"
     REPLICAS = "replicas"
     ALL_NODES = "all"
@@ -216,7 +219,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         conn_kwargs.setdefault("socket_connect_timeout", 2.0)
         if address_remap is not None and address_map is None:
             remap = address_remap
-            address_map = lambda h, p: tuple(remap((h, p)))  # noqa: E731  RedisCluster's form
+            address_map = lambda h, p: tuple(remap((h, p)))  # RedisCluster's form: one (host, port) tuple
         self._core = Core(
             _node_list(startup_nodes, host, port),
             conn_kwargs,
@@ -240,7 +243,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         self.retry = retry or Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 8)
         self.retry_unknown_outcome = retry_unknown_outcome
         self.response_callbacks = CaseInsensitiveDict(
-            get_response_callbacks(
+            get_response_callbacks(  # type: ignore[arg-type]
                 user_protocol=conn_kwargs.get("protocol"),
                 legacy_responses=conn_kwargs.get("legacy_responses", True),
             )
@@ -385,7 +388,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             conn = pool.acquire()
             sent = False
             try:
-                if conn._sock is None:  # type: ignore[attr-defined]
+                if conn._sock is None:
                     conn.connect()
                 if asking:
                     conn.send_packed_command(conn.pack_commands([("ASKING",), tuple(args)]))
@@ -437,7 +440,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
                     time.sleep(self._backoff(hops))
                 name = self._reroute(name, info, slot)
                 continue
-            except rx.ResponseError as e:
+            except rx.ResponseError:
                 pool.release(conn)
                 if EMPTY_RESPONSE in options:
                     return options[EMPTY_RESPONSE]
@@ -535,8 +538,8 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
         if self._refuse_writes and info.write:
             self._refuse(args)
-        if policy in (DEFAULT, MULTI_SHARD, "key") or True:
-            return self._run(self._default_node(topo), info, None, args, options)
+        # DEFAULT (and anything without keys): one primary, as RedisCluster's default node
+        return self._run(self._default_node(topo), info, None, args, options)
 
     def _default_node(self, topo: Topology) -> Node:
         primaries = topo.primaries

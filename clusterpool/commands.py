@@ -274,9 +274,10 @@ class CommandTable:
         words = _split(head)
         argv = words + list(args[1:])
         name = _s(words[0]).lower()
-        info = self._lookup(name)
-        if info is None:
+        found = self._lookup(name)
+        if found is None:
             return UNKNOWN, argv
+        info = found
         if info.has_subcommands and len(argv) > 1 and isinstance(argv[1], (str, bytes)):
             sub = self._lookup(f"{name}|{_s(argv[1]).lower()}")
             if sub is not None:

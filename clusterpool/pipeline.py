@@ -22,6 +22,7 @@ from redis import exceptions as rx
 from redis.client import EMPTY_RESPONSE
 from redis.commands import CoreCommands
 from redis.connection import AbstractConnection
+from redis.event import EventDispatcher
 
 from . import errors
 from .commands import CommandInfo
@@ -48,6 +49,8 @@ _PENDING = object()
 
 class ClusterPipeline(CoreCommands):
     """Queue commands with redis-py's methods, then `execute()` them in one round trip per node set."""
+
+    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
 
     def __init__(self, client: ClusterClient, transaction: bool = False) -> None:
         self._client = client
@@ -78,7 +81,7 @@ class ClusterPipeline(CoreCommands):
     def __exit__(self, *exc: object) -> None:
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # type: ignore[override]  # as redis-py's Pipeline: not the RESET command
         self._queue = []
         self._explicit_multi = False
         conn, self._watch_conn = self._watch_conn, None
@@ -161,7 +164,7 @@ class ClusterPipeline(CoreCommands):
                     st = core.state(name)
                     conn = st.pool.acquire()
                     try:
-                        if conn._sock is None:  # type: ignore[attr-defined]
+                        if conn._sock is None:
                             conn.connect()
                         cmds: list[tuple[Any, ...]] = []
                         for q in group:

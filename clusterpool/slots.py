@@ -18,7 +18,7 @@ def _xmodem() -> tuple[Callable[[bytes, int, object], int], object]:
     both take `(data, crc, table)`) and its table out of the closure once.
     """
     fun = crcmod.mkCrcFun(0x11021, initCrc=0, rev=False, xorOut=0)
-    _init, table, kernel = fun.__defaults__  # type: ignore[misc]
+    _init, table, kernel = fun.__defaults__
     return kernel, table
 
 
