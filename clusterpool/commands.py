@@ -97,6 +97,8 @@ class KeySpec:
                 count = int(argv[start + self.keynumidx])
             except (IndexError, ValueError, TypeError):
                 return []
+            if count <= 0:
+                return []
             first = start + self.firstkey
             step = max(self.keystep, 1)
             return list(argv[first : first + count * step : step])
@@ -142,10 +144,11 @@ class CommandInfo:
             return [argv[self.single_key]] if len(argv) > self.single_key else []
         if len(self.key_specs) == 1:
             return self.key_specs[0].keys(argv)
-        out: list[Any] = []
-        for spec in self.key_specs:
-            out.extend(spec.keys(argv))
-        return out
+        found = [spec.keys(argv) for spec in self.key_specs]
+        if sum(1 for keys in found if keys) > 1:
+            # MIGRATE's KEYS form leaves an empty placeholder where the single key goes
+            found = [keys for keys in found if keys != [""] and keys != [b""]]
+        return [k for keys in found for k in keys]
 
 
 def _s(v: Any) -> str:
@@ -193,12 +196,10 @@ def parse_command_entry(entry: Sequence[Any]) -> list[CommandInfo]:
     else:
         specs = ()
     subs = entry[9] if len(entry) > 9 and entry[9] else []
-    request = tip.get("request_policy", MULTI_SHARD if specs else DEFAULT)
+    request = tip.get("request_policy", "key" if specs else DEFAULT)
     response = tip.get("response_policy")
     if name in _OVERRIDES:
         request, response = _OVERRIDES[name]
-    elif specs and request != MULTI_SHARD:
-        request = "key"
     single = 0
     if len(specs) == 1:
         s = specs[0]
@@ -246,7 +247,7 @@ class CommandTable:
         info = self._by_name.get(name)
         if info is None:
             top = name.split("|", 1)[0]
-            entry = self._raw.pop(top, None)
+            entry = self._raw.get(top)  # kept: a concurrent first lookup must find it too
             if entry is None:
                 return None
             for i in parse_command_entry(entry):
@@ -258,7 +259,7 @@ class CommandTable:
         return self._lookup(name.lower()) is not None
 
     def __len__(self) -> int:
-        return len(self._by_name) + len(self._raw)
+        return len(self._raw) if self._raw else len(self._by_name)
 
     def get(self, name: str) -> CommandInfo | None:
         return self._lookup(name.lower())

@@ -31,7 +31,7 @@ class Node:
     role: str
     id: str = ""
     health: str = "online"  # online | fail | loading (CLUSTER SHARDS' word)
-    replication_offset: int = 0
+    replication_offset: int = field(default=0, compare=False)  # changes with every write
 
     @property
     def name(self) -> str:
@@ -88,7 +88,7 @@ class Topology:
     """An immutable snapshot of the slot map. Compare with `==`; serialise with `as_dict()`."""
 
     shards: tuple[Shard, ...]
-    source: str = ""
+    source: str = field(default="", compare=False)  # which node answered; not part of the map
     version: int = field(default=0, compare=False)
     slot_table: tuple[Shard | None, ...] = field(default=(), compare=False, repr=False)
     by_name: Mapping[str, Node] = field(default_factory=dict, compare=False, repr=False)
