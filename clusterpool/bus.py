@@ -37,7 +37,8 @@ class EventBus:
 
     def off(self, name: str, fn: Callback) -> None:
         with self._lock:
-            self._subs[name] = tuple(f for f in self._subs.get(name, ()) if f is not fn)
+            # ==, not `is`: `obj.method` is a new bound-method object on every access
+            self._subs[name] = tuple(f for f in self._subs.get(name, ()) if f != fn)
 
     def stream(self, maxsize: int = 10000) -> EventStream:
         q: queue.Queue[Event] = queue.Queue(maxsize)

@@ -72,6 +72,7 @@ class Core:
         self.breaker_cooldown = breaker_cooldown
 
         self.topology: Topology | None = None
+        self._announced: Topology | None = None  # last map a refresh adopted: what events describe
         self.table: CommandTable | None = None
         self.nodes: dict[str, NodeState] = {}  # replaced whole (copy on write)
         self.node_states = NodeStates()  # what read strategies see; replaced whole
@@ -190,8 +191,10 @@ class Core:
     def adopt(self, new: Topology) -> None:
         """Swap in a new map, reconcile node states, then publish what changed."""
         with self._lock:
-            old = self.topology
-            if old is not None and new == old:
+            # diff against the last *refreshed* map: on_moved patches the current one without events,
+            # and diffing against the patch would hide those slots' SlotsMoved
+            old = self._announced if self._announced is not None else self.topology
+            if self.topology is not None and new == self.topology and self.topology is self._announced:
                 return
             self._version += 1
             new = new.with_version(self._version)
@@ -207,11 +210,11 @@ class Core:
             for name in gone:
                 nodes.pop(name).pool.close()
             self.nodes = nodes
-            self.topology = new
+            self.topology = self._announced = new
             self._publish_states()
-        events: list[Event] = diff(old, new) if old is not None else []
-        events.append(TopologyRefreshed(new.version, new.source, len(events)))
-        self.bus.publish(events)
+            events: list[Event] = diff(old, new) if old is not None else []
+            events.append(TopologyRefreshed(new.version, new.source, len(events)))
+            self.bus.publish(events)  # under the lock so two refreshes' events keep their order; never blocks
 
     def on_moved(self, slot: int, host: str, port: int) -> Topology:
         """Point one slot at its new owner at once, and ask for a full refresh."""
