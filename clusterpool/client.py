@@ -239,6 +239,9 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         self._strategy: ReadStrategy = make_strategy(read_from)
         self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
         self._refuse_writes = False
+        # one shared replica rotation for every `client.reader` view (a new one per view
+        # would restart the round-robin at the first replica on every call)
+        self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
         self.max_redirections = max_redirections
         self.retry = retry or Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 8)
         self.retry_unknown_outcome = retry_unknown_outcome
@@ -280,7 +283,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
     @property
     def reader(self) -> ClusterClient:
         """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
-        strategy = self._strategy if not self._to_primary else make_strategy(READ_REPLICA)
+        strategy = self._strategy if not self._to_primary else self._reader_strategy
         return self._view(strategy, True)
 
     @property

@@ -1,0 +1,35 @@
+"""The Prometheus collector exposes every node's pool numbers in a parseable exposition."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterpool import ClusterClient
+
+prometheus_client = pytest.importorskip("prometheus_client")
+
+
+@pytest.fixture
+def client(cluster):
+    with ClusterClient(startup_nodes=cluster.startup_nodes) as c:
+        yield c
+
+
+def test_prometheus_output_parses_and_has_pool_metrics_per_node(client):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from clusterpool.metrics import PoolCollector
+
+    for i in range(50):
+        client.set(f"metrics:{i}", i)
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(client))
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"clusterpool_pool_size", "clusterpool_pool_in_use", "clusterpool_pool_idle",
+            "clusterpool_pool_created", "clusterpool_pool_timeouts"} <= set(families)
+    nodes = {s.labels["node"] for s in families["clusterpool_pool_size"].samples}
+    assert nodes == {p.name for p in client.nodes(role="primary")} | (nodes - {p.name for p in client.nodes(role="primary")})
+    assert {p.name for p in client.nodes(role="primary")} <= nodes
+    assert sum(s.value for s in families["clusterpool_pool_acquires"].samples) >= 50
