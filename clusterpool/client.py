@@ -37,6 +37,7 @@ from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
 from .readfrom import ReadStrategy, StrategyLike, make_strategy
 from .slots import encode_key, key_slot
+from .tracing import LatencyRecorder, combine
 from .topology import Node, Shard, Topology
 
 try:  # redis-py >= 6
@@ -142,6 +143,7 @@ class _InspectionMixin:
             core.refresher.count,
             core.refresher.requests,
             t.version if t else 0,
+            self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
         )
 
     def on(self, event: str, callback: Any) -> Any:
@@ -199,6 +201,9 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         health_interval: float = 1.0,
         failure_threshold: int = 3,
         breaker_cooldown: float = 2.0,
+        degraded_latency: float = 0.05,
+        command_hook: Any = None,
+        track_latency: bool = False,
         address_map: Any = None,
         address_remap: Any = None,
         ssl: bool = False,
@@ -233,6 +238,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             health_interval=health_interval,
             failure_threshold=failure_threshold,
             breaker_cooldown=breaker_cooldown,
+            degraded_latency=degraded_latency,
         )
         if read_from is None:
             read_from = READ_REPLICA if (read_from_replicas or load_balancing_strategy is not None) else READ_PRIMARY
@@ -252,6 +258,10 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             )
         )
         self._callbacks: dict[Any, Any] = {}
+        self.latency = LatencyRecorder() if track_latency else None
+        self._hook = combine(self.latency, command_hook)
+        if self._hook is not None:
+            self._run = self._run_traced  # type: ignore[method-assign]
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
@@ -278,6 +288,8 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         view._strategy = strategy
         view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
         view._refuse_writes = refuse_writes
+        if "_run" in view.__dict__:
+            view._run = view._run_traced  # type: ignore[method-assign]  # bound to the view, not the parent
         return view
 
     @property
@@ -387,6 +399,18 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         last_error: BaseException | None = None
         while True:
             st = core.nodes.get(name) or core.state(name)
+            if st.open_until and not st.available():
+                # breaker open: don't wait on a node known to be failing; the map may move on
+                failures += 1
+                if failures > self.retry.get_retries():
+                    raise errors.NodeUnavailableError(
+                        f"{_name(args)}: node {name} is unavailable (circuit breaker open after "
+                        f"{st.failures} consecutive failures: {last_error}); retry later"
+                    ) from last_error
+                core.refresher.request()
+                time.sleep(self._backoff(failures))
+                name = self._reroute(name, info, slot)
+                continue
             pool = st.pool
             conn = pool.acquire()
             sent = False
@@ -476,6 +500,21 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             f"{_name(args)} for slot {slot} gave up after {hops} redirections/retries; "
             f"last node {name}, last reply: {last_error}"
         ) from last_error
+
+    def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
+                    options: dict[str, Any], asking: bool = False) -> Any:
+        """`_run` with the command hook called once per command (installed only when a hook is set)."""
+        hook = self._hook
+        assert hook is not None
+        name = node if isinstance(node, str) else node.name
+        start = time.perf_counter()
+        try:
+            result = ClusterClient._run(self, node, info, slot, args, options, asking)
+        except BaseException as e:
+            hook(name, _name(args), time.perf_counter() - start, e)
+            raise
+        hook(name, _name(args), time.perf_counter() - start, None)
+        return result
 
     def _backoff(self, n: int) -> float:
         return float(self.retry._backoff.compute(n))

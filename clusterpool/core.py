@@ -54,6 +54,7 @@ class Core:
         health_interval: float = 1.0,
         failure_threshold: int = 3,
         breaker_cooldown: float = 2.0,
+        degraded_latency: float = 0.05,
     ) -> None:
         if not startup_nodes:
             raise errors.ConfigurationError("no startup nodes: pass startup_nodes=[(host, port)], host/port or a URL")
@@ -70,6 +71,7 @@ class Core:
         self.health_interval = health_interval
         self.failure_threshold = failure_threshold
         self.breaker_cooldown = breaker_cooldown
+        self.degraded_latency = degraded_latency
 
         self.topology: Topology | None = None
         self._announced: Topology | None = None  # last map a refresh adopted: what events describe
@@ -124,12 +126,25 @@ class Core:
                     continue
                 self.table = table
                 self.adopt(topo)
+                self._warm()
                 self.refresher.start()
                 self._start_maintenance()
                 return topo
             raise errors.ClusterUnreachableError(
                 "no startup node could be reached: " + "; ".join(failures)
             )
+
+    def _warm(self) -> None:
+        """Open `min_idle` connections to every node before the first command runs."""
+        t = self.topology
+        if not self.min_idle or t is None:
+            return
+        for node in t.nodes:
+            if node.usable:
+                try:
+                    self.state(node.name).pool.fill(self.min_idle)
+                except (rx.RedisError, OSError) as e:
+                    log.debug("could not warm %s: %s", node.name, e)
 
     def _probe_connection(self, host: str, port: int) -> AbstractConnection:
         kw = dict(self.conn_kwargs)
@@ -265,7 +280,7 @@ class Core:
             validate_after=self.validate_after,
             max_idle_time=self.max_idle_time,
         )
-        st = NodeState(name, pool, self.failure_threshold, self.breaker_cooldown)
+        st = NodeState(name, pool, self.failure_threshold, self.breaker_cooldown, self.degraded_latency)
         st.readonly = node is not None and node.role == REPLICA
         holder["st"] = st
         return st

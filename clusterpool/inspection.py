@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .pool import PoolStats
@@ -60,6 +60,7 @@ class ClientStats:
     refreshes: int
     refresh_requests: int
     topology_version: int
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)  # with track_latency=True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

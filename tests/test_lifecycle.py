@@ -1,0 +1,108 @@
+"""Pool lifecycle, health and tracing against a real cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from clusterpool import ClusterClient, Health
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def get_calls(cluster, port):
+    r = cluster.client(port)
+    try:
+        return int(r.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+    finally:
+        r.close()
+
+
+def test_min_idle_connections_are_open_before_the_first_command(cluster):
+    with ClusterClient(startup_nodes=cluster.startup_nodes, min_idle=2) as client:
+        client.connect()
+        per_node = {p.node: p for p in client.stats().nodes}
+        assert set(per_node) == {n.name for n in client.nodes()}
+        assert all(p.idle >= 2 and p.in_use == 0 for p in per_node.values())
+
+
+def test_idle_connections_are_evicted_after_max_idle_time(cluster):
+    with ClusterClient(startup_nodes=cluster.startup_nodes, max_idle_time=0.2, health_interval=0.1) as client:
+        errors: list[BaseException] = []
+
+        def work(i):
+            try:
+                for j in range(50):
+                    client.set(f"evict:{i}:{j}", j)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert client.stats().total_connections > len(client.nodes(role="primary"))
+        # only the maintenance thread's own PING connection may stay per node
+        assert wait_until(lambda: all(p.idle <= 1 for p in client.stats().nodes))
+        assert all(p.closed > 0 for p in client.stats().nodes if p.created > 1)
+
+
+def test_paused_primary_opens_its_breaker_and_reads_move_to_a_replica(fresh_cluster):
+    cluster = fresh_cluster
+    client = ClusterClient(startup_nodes=cluster.startup_nodes, socket_timeout=0.3,
+                           failure_threshold=2, breaker_cooldown=30, health_interval=0.2)
+    try:
+        client.set("paused:{a}", "v")
+        primary = client.node_for("paused:{a}")
+        replica = cluster.replicas_of(primary.port)[0]
+        raw = cluster.client(replica)
+        raw.execute_command("READONLY")
+        assert wait_until(lambda: raw.get("paused:{a}") == "v")
+        raw.close()
+        before = get_calls(cluster, replica)
+        cluster.pause(primary.port)
+        try:
+            assert wait_until(lambda: client._core.health_of(primary.name) is Health.UNHEALTHY, timeout=10)
+            values = [client.get("paused:{a}") for _ in range(20)]
+        finally:
+            cluster.resume(primary.port)
+        assert values == [b"v"] * 20
+        assert get_calls(cluster, replica) >= before + 20
+    finally:
+        client.close()
+
+
+def test_command_hook_sees_every_command_and_latency_is_tracked(cluster):
+    seen: list[tuple[str, str, float, object]] = []
+    with ClusterClient(startup_nodes=cluster.startup_nodes, track_latency=True,
+                       command_hook=lambda *a: seen.append(a)) as client:
+        for i in range(30):
+            client.set(f"hook:{i}", i)
+        with pytest.raises(redis.exceptions.ResponseError):
+            client.lpush("hook:0", 1)
+        assert [c for _, c, _, _ in seen].count("SET") == 30
+        assert isinstance(seen[-1][3], redis.exceptions.ResponseError)
+        lat = client.stats().latency
+        assert sum(v["count"] for v in lat.values()) == 31
+        assert all(v["p50_ms"] <= v["p99_ms"] <= v["max_ms"] for v in lat.values())
+
+
+def test_a_hook_that_raises_does_not_fail_commands(cluster):
+    def bad_hook(*_):
+        raise RuntimeError("tracing bug")
+
+    with ClusterClient(startup_nodes=cluster.startup_nodes, command_hook=bad_hook, track_latency=True) as client:
+        assert client.set("hook:bad", 1) is True
+        assert client.reader.get("hook:bad") in (b"1", None)
