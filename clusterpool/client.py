@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from . import errors
 from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
-from .connection import CONNECTION_KEYS
+from .connection import CONNECTION_KEYS, default_driver_info, pack, pack_many
 from .core import Core
 from .merge import merge
 from .pool import current_pid
@@ -220,6 +220,8 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         if max_redirections < 1:
             raise errors.ConfigurationError("max_redirections must be >= 1")
         conn_kwargs = {k: v for k, v in kwargs.items() if k in CONNECTION_KEYS}
+        if not {"driver_info", "lib_name", "lib_version"} & set(conn_kwargs):
+            conn_kwargs["driver_info"] = default_driver_info()
         conn_kwargs.setdefault("socket_timeout", 5.0)
         conn_kwargs.setdefault("socket_connect_timeout", 2.0)
         if address_remap is not None and address_map is None:
@@ -285,6 +287,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
     def _view(self, strategy: ReadStrategy, refuse_writes: bool) -> ClusterClient:
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
+        view.__dict__.pop("_reader_view", None)
         view._strategy = strategy
         view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
         view._refuse_writes = refuse_writes
@@ -295,8 +298,11 @@ class ClusterClient(_InspectionMixin, CoreCommands):
     @property
     def reader(self) -> ClusterClient:
         """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
-        strategy = self._strategy if not self._to_primary else self._reader_strategy
-        return self._view(strategy, True)
+        view = self.__dict__.get("_reader_view")
+        if view is None or view._core is not self._core:
+            strategy = self._strategy if not self._to_primary else self._reader_strategy
+            view = self._reader_view = self._view(strategy, True)
+        return view
 
     @property
     def writer(self) -> ClusterClient:
@@ -418,11 +424,11 @@ class ClusterClient(_InspectionMixin, CoreCommands):
                 if conn._sock is None:
                     conn.connect()
                 if asking:
-                    conn.send_packed_command(conn.pack_commands([("ASKING",), tuple(args)]))
+                    conn.send_packed_command(pack_many(conn, [("ASKING",), tuple(args)]), False)
                     sent = True
                     conn.read_response()
                 else:
-                    conn.send_command(*args)
+                    conn.send_packed_command(pack(conn, args), False)
                     sent = True
                 if NEVER_DECODE in options:
                     response = conn.read_response(disable_decoding=True)

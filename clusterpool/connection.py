@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 from redis.backoff import NoBackoff
-from redis.connection import Connection, SSLConnection
+from redis.connection import AbstractConnection, Connection, SSLConnection
+from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
@@ -47,6 +50,49 @@ CONNECTION_KEYS = frozenset(
         "ssl_ocsp_expected_cert", "parser_class",
     }
 )
+
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _hiredis_pack = None  # type: ignore[assignment]
+
+
+def pack(conn: AbstractConnection, args: Sequence[Any]) -> Any:
+    """The wire form of one command (a list of bytes chunks, for send_packed_command), as redis-py's hiredis packer makes it, minus its per-argument checks.
+
+    redis-py's packer re-inspects every argument of every command; hiredis
+    itself accepts str, bytes, int, float and memoryview. Anything else (or no
+    hiredis) goes through the connection's own packer.
+    """
+    if _hiredis_pack is not None:
+        head = args[0]
+        if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
+            args = (*head.split(), *args[1:])
+        try:
+            return [_hiredis_pack(args if type(args) is tuple else tuple(args))]
+        except TypeError:
+            pass
+    return conn.pack_command(*args)
+
+
+def pack_many(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> Any:
+    """The wire form of several commands, for one send."""
+    if _hiredis_pack is None:
+        return conn.pack_commands(commands)
+    out: list[bytes] = []
+    for args in commands:
+        out.extend(pack(conn, args))
+    return [b"".join(out)]
+
+
+@functools.cache
+def default_driver_info() -> DriverInfo:
+    """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
+    metadata, ~0.3 ms) for every connection that is not given one."""
+    from . import __version__
+
+    return DriverInfo().add_upstream_driver("clusterpool", __version__)
 
 
 def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool, readonly: bool) -> Connection:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.commands.helpers import list_or_args
 
+from . import errors
+from .commands import CommandInfo
 from .pipeline import ClusterPipeline
 from .slots import encode_key, key_slot
 
@@ -22,6 +24,14 @@ def _by_slot(keys: Iterable[Any]) -> dict[int, list[int]]:
     return groups
 
 
+def _info(client: ClusterClient, name: str) -> CommandInfo:
+    table = client._core.ensure() and client._core.table
+    info = table.get(name) if table else None
+    if info is None:
+        raise errors.ClusterPoolError(f"the server does not know {name.upper()}")
+    return info
+
+
 def mget_nonatomic(client: ClusterClient, keys: Any, *args: Any) -> list[Any]:
     """MGET over any slots: one MGET per slot, all nodes in parallel; values in the order asked."""
     keys = list_or_args(keys, args)
@@ -29,8 +39,9 @@ def mget_nonatomic(client: ClusterClient, keys: Any, *args: Any) -> list[Any]:
         return []
     groups = _by_slot(keys)
     pipe = ClusterPipeline(client)
-    for positions in groups.values():
-        pipe.execute_command("MGET", *[keys[i] for i in positions])
+    info = _info(client, "mget")
+    for slot, positions in groups.items():
+        pipe._queue_planned(("MGET", *[keys[i] for i in positions]), info, slot)
     out: list[Any] = [None] * len(keys)
     for positions, values in zip(groups.values(), pipe.execute()):
         for i, v in zip(positions, values):
@@ -45,17 +56,19 @@ def mset_nonatomic(client: ClusterClient, mapping: Mapping[Any, Any]) -> list[bo
         return []
     groups = _by_slot(k for k, _ in items)
     pipe = ClusterPipeline(client)
-    for positions in groups.values():
+    info = _info(client, "mset")
+    for slot, positions in groups.items():
         flat: list[Any] = []
         for i in positions:
             flat.extend(items[i])
-        pipe.execute_command("MSET", *flat)
+        pipe._queue_planned(("MSET", *flat), info, slot)
     return pipe.execute()
 
 
 def split_sum(client: ClusterClient, command: str, keys: list[Any]) -> int:
     """DEL/UNLINK/EXISTS/TOUCH over any slots: one command per slot, pipelined, counts summed."""
     pipe = ClusterPipeline(client)
-    for positions in _by_slot(keys).values():
-        pipe.execute_command(command, *[keys[i] for i in positions])
+    info = _info(client, str(command))
+    for slot, positions in _by_slot(keys).items():
+        pipe._queue_planned((command, *[keys[i] for i in positions]), info, slot)
     return sum(int(r) for r in pipe.execute())

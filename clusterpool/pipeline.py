@@ -26,6 +26,7 @@ from redis.event import EventDispatcher
 
 from . import errors
 from .commands import CommandInfo
+from .connection import pack_many
 from .slots import encode_key, key_slot
 
 if TYPE_CHECKING:
@@ -69,6 +70,12 @@ class ClusterPipeline(CoreCommands):
         self._queue.append(_Queued(args, options))
         return self
 
+    def _queue_planned(self, args: tuple[Any, ...], info: CommandInfo, slot: int) -> None:
+        """Queue a command whose slot the caller already knows (multi-key helpers)."""
+        q = _Queued(args, {})
+        q.info, q.slot = info, slot
+        self._queue.append(q)
+
     def __len__(self) -> int:
         return len(self._queue)
 
@@ -101,6 +108,14 @@ class ClusterPipeline(CoreCommands):
         client = self._client
         table = client._core.table
         assert table is not None
+        cached = table._resolved.get(q.args[0])
+        if cached is not None and not cached[1] and cached[0].single_key and len(q.args) > cached[0].single_key:
+            info = q.info = cached[0]  # one key at a fixed place: the common case, as in execute_command
+            key = q.args[info.single_key]
+            q.slot = key_slot(key if type(key) is bytes else encode_key(key))
+            if client._refuse_writes and not info.readonly:
+                client._refuse(q.args)
+            return
         info, argv = table.resolve(q.args)
         q.info = info
         keys = info.keys(argv)
@@ -137,7 +152,8 @@ class ClusterPipeline(CoreCommands):
                 return []
             self._client._core.ensure()
             for q in queue:
-                self._plan(q)
+                if q.info is None:
+                    self._plan(q)
             self._run_rounds(queue)
         finally:
             self.reset()
@@ -171,7 +187,7 @@ class ClusterPipeline(CoreCommands):
                             if q.asking:
                                 cmds.append(("ASKING",))
                             cmds.append(q.args)
-                        conn.send_packed_command(conn.pack_commands(cmds))
+                        conn.send_packed_command(pack_many(conn, cmds), False)
                     except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                         st.pool.discard(conn)
                         core.node_failed(name, e)

@@ -170,7 +170,7 @@ class ConnectionPool:
         with self._lock:
             if conn not in self._in_use:
                 return  # not ours (pool reset or closed meanwhile)
-            self._in_use.discard(conn)
+            self._in_use.remove(conn)
             if self._closed or conn._sock is None or self._generation_of(conn) != self._generation:
                 self._size -= 1
                 self.closed_count += 1
@@ -178,7 +178,8 @@ class ConnectionPool:
             else:
                 self._idle.append((conn, time.monotonic()))
                 drop = False
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
         if drop:
             conn.disconnect()
 

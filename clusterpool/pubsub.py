@@ -1,0 +1,569 @@
+"""Pub/sub over a Redis Cluster: `client.pubsub()` returns a `ClusterPubSub`.
+
+It has redis-py's PubSub interface (subscribe/psubscribe/unsubscribe/
+punsubscribe, ssubscribe/sunsubscribe, get_message, get_sharded_message,
+listen, run_in_thread, ping, close, context manager) and returns redis-py's
+message dicts ({'type', 'pattern', 'channel', 'data'}).
+
+How this works: every connection is held by a plain `redis.client.PubSub`
+(a "node subscriber") on a private one-node `redis.ConnectionPool`, so
+redis-py's own code parses messages, keeps handlers and resubscribes after a
+reconnect. This object only decides which node each subscription lives on and
+multiplexes reads over the node subscribers with `select`.
+
+Choices:
+
+* Classic SUBSCRIBE/PSUBSCRIBE go through ONE node subscriber on a random
+  primary: in Redis Cluster a PUBLISH is broadcast over the cluster bus to
+  every node, so any node sees every channel. When its connection breaks we
+  try the same node again (a restart or blip), and if it does not answer we
+  refresh the slot map and resubscribe on another primary.
+* SSUBSCRIBE routes each channel by its slot to the slot's primary, one
+  SSUBSCRIBE per slot (the server refuses cross-slot SSUBSCRIBE) and one node
+  subscriber (one connection) per owner node. A sharded subscription is
+  "orphaned" when its owner's connection breaks, when the server itself sends
+  `sunsubscribe` (Redis does so when a node loses the slot, e.g. a primary
+  demoted by a failover), or when SSUBSCRIBE is answered with MOVED. Orphans
+  are resubscribed on the slot's new owner (after
+  `client._core.refresher.refresh_now()`) from inside `get_message` /
+  `listen`, with exponential backoff while no owner answers. The
+  server-initiated `sunsubscribe` is swallowed: for the caller the
+  subscription continues; the re-subscription produces a new `ssubscribe`
+  confirmation (as redis-py's reconnect does), which
+  `ignore_subscribe_messages` hides.
+* Messages published while a subscription is being moved are lost: pub/sub
+  has no history (use streams when that matters).
+* Connections are not taken from the client's command pools (a subscribed
+  connection cannot run commands); they carry the client's connection options
+  (`client_name`, credentials, TLS, `decode_responses`, protocol). `close()`
+  closes all of them; closing the client does not close its pubsub objects.
+* Recovery happens on the reading thread; a `get_message(timeout=t)` that
+  performs a recovery may take longer than `t` (a refresh is bounded by the
+  client's refresh timeout per node).
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis import exceptions as rx
+from redis.backoff import NoBackoff
+from redis.client import PubSub, PubSubWorkerThread
+from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions, pubsub_subscription_args
+from redis.retry import Retry
+from redis.utils import str_if_bytes
+
+from . import errors
+from .connection import NodeConnection, SSLNodeConnection
+from .slots import encode_key, key_slot
+
+if TYPE_CHECKING:
+    from .client import ClusterClient
+
+_CONN_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError)
+_MAX_WAIT = 0.5  # longest single select(), so recovery and newly added connections are noticed
+
+
+class _NodeSub:
+    """One connection to one node: a redis-py PubSub on a private one-node pool."""
+
+    def __init__(self, owner: ClusterPubSub, name: str, sharded: bool) -> None:
+        host, _, port = name.rpartition(":")
+        core = owner._client._core
+        kwargs = dict(core.conn_kwargs)
+        kwargs.update(
+            host=host,
+            port=int(port),
+            retry=Retry(NoBackoff(), 0),  # failures come back to us: we decide where to go next
+            connection_class=SSLNodeConnection if core.ssl else NodeConnection,
+        )
+        self.name = name
+        self.sharded = sharded
+        self.pool = redis.ConnectionPool(**kwargs)
+        self.ps = PubSub(self.pool, ignore_subscribe_messages=owner.ignore_subscribe_messages,
+                         push_handler_func=owner._push_handler_func)
+
+    def sock(self) -> Any:
+        conn = self.ps.connection
+        return None if conn is None else conn._sock
+
+    def idle(self) -> bool:
+        """Nothing subscribed and no unsubscribe confirmation still to come."""
+        ps = self.ps
+        return not (ps.channels or ps.patterns or ps.shard_channels or ps.pending_unsubscribe_channels
+                    or ps.pending_unsubscribe_patterns or ps.pending_unsubscribe_shard_channels)
+
+    def close(self) -> None:
+        try:
+            self.ps.reset()
+        finally:
+            self.pool.disconnect()
+
+
+class ClusterPubSub:
+    """redis-py's PubSub interface over a cluster; see the module docstring for routing and failover."""
+
+    PUBLISH_MESSAGE_TYPES = PubSub.PUBLISH_MESSAGE_TYPES
+    UNSUBSCRIBE_MESSAGE_TYPES = PubSub.UNSUBSCRIBE_MESSAGE_TYPES
+
+    def __init__(self, client: ClusterClient, ignore_subscribe_messages: bool = False,
+                 push_handler_func: Any = None, **kwargs: Any) -> None:
+        unknown = set(kwargs) - {"encoder", "event_dispatcher", "shard_hint", "host", "port"}
+        if unknown:
+            raise errors.ConfigurationError(f"unknown pubsub option(s): {', '.join(sorted(unknown))}")
+        self._client = client
+        self.ignore_subscribe_messages = ignore_subscribe_messages
+        self._push_handler_func = push_handler_func
+        self._lock = threading.RLock()
+        self._classic: _NodeSub | None = None
+        self._shard: dict[str, _NodeSub] = {}  # owner node name -> its node subscriber
+        # subscriptions waiting for a node: name -> handler
+        self._lost_channels: dict[Any, Any] = {}
+        self._lost_patterns: dict[Any, Any] = {}
+        self._lost_shard: dict[Any, Any] = {}
+        self._lost_classic_node = ""  # classic node whose connection broke (tried first again)
+        self._attempts = 0
+        self._next_attempt = 0.0
+        self._rotation = 0
+        self._closed = False
+        self.subscribed_event = threading.Event()
+
+    # ---------------------------------------------------------------- state
+
+    def _subs(self) -> list[_NodeSub]:
+        subs = list(self._shard.values())
+        if self._classic is not None:
+            subs.append(self._classic)
+        return subs
+
+    def _orphans(self) -> bool:
+        return bool(self._lost_channels or self._lost_patterns or self._lost_shard)
+
+    @property
+    def channels(self) -> dict[Any, Any]:
+        out = dict(self._lost_channels)
+        if self._classic is not None:
+            out.update(self._classic.ps.channels)
+        return out
+
+    @property
+    def patterns(self) -> dict[Any, Any]:
+        out = dict(self._lost_patterns)
+        if self._classic is not None:
+            out.update(self._classic.ps.patterns)
+        return out
+
+    @property
+    def shard_channels(self) -> dict[Any, Any]:
+        out = dict(self._lost_shard)
+        for sub in self._shard.values():
+            out.update(sub.ps.shard_channels)
+        return out
+
+    @property
+    def subscribed(self) -> bool:
+        """True while any channel, pattern or shard channel is subscribed (or being moved)."""
+        return self._orphans() or any(s.ps.subscribed for s in self._subs())
+
+    def nodes(self) -> dict[str, list[str]]:
+        """Which node each kind of subscription is on now: {"classic": [...], "sharded": [...]}."""
+        return {"classic": [self._classic.name] if self._classic else [], "sharded": sorted(self._shard)}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.PoolClosedError("this pubsub is closed")
+
+    def _mark_subscribed(self) -> None:
+        self.subscribed_event.set()
+
+    # ---------------------------------------------------------------- classic
+
+    def _classic_sub(self, avoid: str = "") -> _NodeSub:
+        if self._classic is None:
+            topo = self._client._core.ensure()
+            primaries = [p for p in topo.primaries if p.usable and p.name != avoid] or list(topo.primaries)
+            if not primaries:
+                raise errors.SlotNotCoveredError("the cluster's map has no primary to subscribe on")
+            down = self._client._core.node_states.down
+            alive = [p for p in primaries if p.name not in down] or primaries
+            self._classic = _NodeSub(self, random.choice(alive).name, sharded=False)
+        return self._classic
+
+    def _classic_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a classic (un)subscribe; on a broken connection move to another node once, then raise."""
+        for attempt in range(2):
+            sub = self._classic_sub(avoid=self._lost_classic_node if attempt else "")
+            try:
+                return getattr(sub.ps, method)(*args, **kwargs)
+            except _CONN_ERRORS:
+                self._drop_classic(sub, keep=True)
+                self._client._core.refresher.refresh_now()
+                if attempt:
+                    raise
+                # resubscribe what the old node had, then retry this call there
+                self._recover(force=True)
+        raise AssertionError("unreachable")
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        """SUBSCRIBE on this object's classic node (any node receives every PUBLISH)."""
+        self._check_open()
+        with self._lock:
+            self._classic_call("subscribe", *args, **kwargs)
+            self._mark_subscribed()
+
+    def psubscribe(self, *args: Any, **kwargs: Any) -> None:
+        """PSUBSCRIBE on this object's classic node."""
+        self._check_open()
+        with self._lock:
+            self._classic_call("psubscribe", *args, **kwargs)
+            self._mark_subscribed()
+
+    def unsubscribe(self, *args: Any) -> None:
+        with self._lock:
+            self._forget(self._lost_channels, args)
+            if self._classic is not None:
+                self._classic_call("unsubscribe", *args)
+
+    def punsubscribe(self, *args: Any) -> None:
+        with self._lock:
+            self._forget(self._lost_patterns, args)
+            if self._classic is not None:
+                self._classic_call("punsubscribe", *args)
+
+    def _forget(self, lost: dict[Any, Any], args: tuple[Any, ...]) -> None:
+        if not args:
+            lost.clear()
+            return
+        for name in list_or_args(args[0], args[1:]):
+            for k in (name, self._norm(name)):
+                lost.pop(k, None)
+
+    def _norm(self, name: Any) -> Any:
+        enc = self._encoder()
+        return enc.decode(enc.encode(name))
+
+    def _encoder(self) -> Any:
+        kw = self._client._core.conn_kwargs
+        return redis.connection.Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
+                                        kw.get("decode_responses", False))
+
+    # ---------------------------------------------------------------- sharded
+
+    def ssubscribe(self, *args: Any, target_node: Any = None, **kwargs: Any) -> None:
+        """SSUBSCRIBE each channel on its slot's primary (one SSUBSCRIBE per slot)."""
+        self._check_open()
+        subs = parse_pubsub_subscriptions(args, kwargs)
+        with self._lock:
+            for slot, group in _by_slot(subs).items():
+                try:
+                    self._ssubscribe_slot(slot, group)
+                except _CONN_ERRORS:
+                    # owner unreachable: refresh once and try the (maybe new) owner, else raise
+                    self._client._core.refresher.refresh_now()
+                    self._ssubscribe_slot(slot, group)
+            self._mark_subscribed()
+
+    def _ssubscribe_slot(self, slot: int, group: dict[Any, Any]) -> None:
+        client = self._client
+        topo = client._core.ensure()
+        owner = client._pick(topo, slot, False).name
+        sub = self._shard.get(owner)
+        if sub is None:
+            sub = self._shard[owner] = _NodeSub(self, owner, sharded=True)
+        try:
+            sub.ps.ssubscribe(*pubsub_subscription_args(group))
+        except _CONN_ERRORS as e:
+            self._drop_shard(sub, e)
+            for ch in group:  # not subscribed: the caller (or recovery) decides what next
+                self._lost_shard.pop(self._norm(ch), None)
+            raise
+
+    def sunsubscribe(self, *args: Any, target_node: Any = None) -> None:
+        """SUNSUBSCRIBE on the nodes holding the channels (all shard channels when none are given)."""
+        with self._lock:
+            self._forget(self._lost_shard, args)
+            names = list_or_args(args[0], args[1:]) if args else None
+            for sub in list(self._shard.values()):
+                if names is None:
+                    if not sub.ps.shard_channels:
+                        continue
+                    mine = []
+                else:
+                    mine = [n for n in names if self._norm(n) in sub.ps.shard_channels]
+                    if not mine:
+                        continue
+                try:
+                    sub.ps.sunsubscribe(*mine)
+                except _CONN_ERRORS as e:
+                    self._drop_shard(sub, e)
+                    self._forget(self._lost_shard, tuple(mine))
+                    if names is None:
+                        self._lost_shard.clear()
+
+    # ---------------------------------------------------------------- losing and recovering
+
+    def _drop_classic(self, sub: _NodeSub, keep: bool) -> None:
+        """Forget the classic connection; with `keep`, its subscriptions wait to be resubscribed."""
+        if keep:
+            self._lost_channels.update(sub.ps.channels)
+            self._lost_patterns.update(sub.ps.patterns)
+            for ch in sub.ps.pending_unsubscribe_channels:
+                self._lost_channels.pop(ch, None)
+            for p in sub.ps.pending_unsubscribe_patterns:
+                self._lost_patterns.pop(p, None)
+            self._lost_classic_node = sub.name
+        if self._classic is sub:
+            self._classic = None
+        _quiet_close(sub)
+
+    def _drop_shard(self, sub: _NodeSub, error: BaseException | None) -> None:
+        """The owner connection is gone: its shard channels wait for the slot's (new) owner."""
+        ps = sub.ps
+        for ch, handler in ps.shard_channels.items():
+            if ch not in ps.pending_unsubscribe_shard_channels:
+                self._lost_shard[ch] = handler
+        if self._shard.get(sub.name) is sub:
+            del self._shard[sub.name]
+        _quiet_close(sub)
+        if error is not None:
+            self._client._core.node_failed(sub.name, error)
+        self._next_attempt = 0.0
+
+    def _lose(self, sub: _NodeSub, error: BaseException) -> None:
+        if sub.sharded:
+            self._drop_shard(sub, error)
+        else:
+            self._drop_classic(sub, keep=True)
+            self._next_attempt = 0.0
+
+    def _orphan_shard_channels(self, sub: _NodeSub, channels: list[Any]) -> None:
+        ps = sub.ps
+        for ch in channels:
+            if ch in ps.shard_channels:
+                self._lost_shard[ch] = ps.shard_channels.pop(ch)
+        if not (ps.channels or ps.patterns or ps.shard_channels):
+            ps.subscribed_event.clear()
+        if sub.idle() and self._shard.get(sub.name) is sub:
+            del self._shard[sub.name]
+            _quiet_close(sub)
+        self._next_attempt = 0.0
+
+    def _recover(self, force: bool = False) -> None:
+        """Resubscribe orphaned subscriptions where they belong now (backoff between failed attempts)."""
+        if not self._orphans():
+            return
+        now = time.monotonic()
+        if not force and now < self._next_attempt:
+            return
+        core = self._client._core
+        failed = False
+        if self._attempts or self._lost_shard:
+            try:
+                core.refresher.refresh_now()
+            except Exception:  # a failed refresh keeps the current map; the attempts below decide
+                pass
+        if self._lost_channels or self._lost_patterns:
+            failed |= not self._recover_classic()
+        if self._lost_shard:
+            lost, self._lost_shard = self._lost_shard, {}
+            for slot, group in _by_slot(lost).items():
+                try:
+                    self._ssubscribe_slot(slot, group)
+                except (*_CONN_ERRORS, errors.SlotNotCoveredError):
+                    self._lost_shard.update(group)
+                    failed = True
+        if failed:
+            self._attempts += 1
+            self._next_attempt = time.monotonic() + self._client._backoff(self._attempts)
+        else:
+            self._attempts = 0
+
+    def _recover_classic(self) -> bool:
+        chans, pats = self._lost_channels, self._lost_patterns
+        previous = self._lost_classic_node
+        candidates = [previous] if previous else []
+        topo = self._client._core.topology
+        others = [p.name for p in (topo.primaries if topo else ()) if p.usable and p.name != previous]
+        random.shuffle(others)
+        for name in candidates + others:
+            sub = _NodeSub(self, name, sharded=False)
+            try:
+                if chans:
+                    sub.ps.subscribe(*pubsub_subscription_args(chans))
+                if pats:
+                    sub.ps.psubscribe(*pubsub_subscription_args(pats))
+            except _CONN_ERRORS:
+                _quiet_close(sub)
+                continue
+            self._classic = sub
+            self._lost_channels, self._lost_patterns = {}, {}
+            self._lost_classic_node = ""
+            return True
+        return False
+
+    # ---------------------------------------------------------------- reading
+
+    def _handle(self, sub: _NodeSub, response: Any, ignore: bool) -> Any:
+        if isinstance(response, list) and response:
+            kind = str_if_bytes(response[0])
+            if kind == "sunsubscribe":
+                ch = response[1]
+                if ch not in sub.ps.pending_unsubscribe_shard_channels:
+                    # the server unsubscribed us (slot moved away / node demoted): resubscribe elsewhere
+                    self._orphan_shard_channels(sub, [ch])
+                    return None
+        msg = sub.ps.handle_message(response, ignore or self.ignore_subscribe_messages)
+        if sub.sharded and sub.idle() and self._shard.get(sub.name) is sub:
+            del self._shard[sub.name]
+            _quiet_close(sub)
+        return msg
+
+    def _poll_once(self, ignore: bool) -> tuple[bool, Any]:
+        """Read at most one response from each connection without blocking: (anything read, message)."""
+        subs = self._subs()
+        if not subs:
+            return False, None
+        self._rotation = (self._rotation + 1) % len(subs)
+        got = False
+        for sub in subs[self._rotation:] + subs[:self._rotation]:
+            if sub.ps.connection is None:
+                continue
+            try:
+                response = sub.ps.parse_response(block=False, timeout=0)
+            except rx.MovedError as e:
+                got = True
+                self._client._core.on_moved(e.slot_id, e.host, e.port)
+                self._orphan_shard_channels(
+                    sub, [ch for ch in sub.ps.shard_channels if key_slot(encode_key(ch)) == e.slot_id])
+                continue
+            except _CONN_ERRORS as e:
+                got = True
+                self._lose(sub, e)
+                continue
+            if response is None:
+                continue
+            got = True
+            msg = self._handle(sub, response, ignore)
+            if msg is not None:
+                return True, msg
+        return got, None
+
+    def get_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
+        """The next message from any node, or None after `timeout` seconds (None: wait forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.subscribed and not self._subs():
+            # as redis-py: wait for another thread to subscribe, else nothing can arrive
+            if not self.subscribed_event.wait(timeout):
+                return None
+        while not self._closed:
+            with self._lock:
+                self._recover()
+                got, msg = self._poll_once(ignore_subscribe_messages)
+                if msg is not None:
+                    return msg
+                socks = [s for s in (sub.sock() for sub in self._subs()) if s is not None]
+                orphans = self._orphans()
+                if not socks and not orphans and not self._subs():
+                    return None
+            if got:
+                continue
+            wait = _MAX_WAIT if deadline is None else min(_MAX_WAIT, deadline - time.monotonic())
+            if orphans:
+                wait = min(wait, max(self._next_attempt - time.monotonic(), 0.0))
+            if wait <= 0 and deadline is not None and time.monotonic() >= deadline:
+                return None
+            if socks:
+                try:
+                    select.select(socks, [], [], max(wait, 0.0))
+                except (OSError, ValueError):  # a socket closed by another thread: look again
+                    pass
+            elif wait > 0:
+                time.sleep(wait)
+        return None
+
+    get_sharded_message = get_message
+
+    def listen(self) -> Iterator[Any]:
+        """Messages as they arrive, while anything is subscribed."""
+        while self.subscribed and not self._closed:
+            msg = self.get_message(timeout=None if self._subs() else _MAX_WAIT)
+            if msg is not None:
+                yield msg
+
+    def ping(self, message: Any = None) -> Any:
+        """PING on the classic connection (its reply comes back as a 'pong' message)."""
+        with self._lock:
+            return self._classic_call("ping", message)
+
+    def handle_message(self, response: Any, ignore_subscribe_messages: bool = False) -> Any:
+        sub = self._classic or next(iter(self._shard.values()), None)
+        if sub is None:
+            sub = self._classic_sub()
+        return sub.ps.handle_message(response, ignore_subscribe_messages)
+
+    def run_in_thread(self, sleep_time: float = 0.0, daemon: bool = False, exception_handler: Any = None,
+                      pubsub: Any = None, sharded_pubsub: bool = False) -> PubSubWorkerThread:
+        """redis-py's worker thread: every subscription needs a handler."""
+        for kind, subs in (("Channel", self.channels), ("Pattern", self.patterns),
+                           ("Shard Channel", self.shard_channels)):
+            for name, handler in subs.items():
+                if handler is None:
+                    raise rx.PubSubError(f"{kind}: '{name}' has no handler registered")
+        thread = PubSubWorkerThread(self if pubsub is None else pubsub, sleep_time, daemon=daemon,
+                                    exception_handler=exception_handler, sharded_pubsub=sharded_pubsub)
+        thread.start()
+        return thread
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def reset(self) -> None:
+        """Unsubscribe from everything by closing every connection."""
+        with self._lock:
+            subs = self._subs()
+            self._classic, self._shard = None, {}
+            self._lost_channels, self._lost_patterns, self._lost_shard = {}, {}, {}
+            self._lost_classic_node = ""
+            self.subscribed_event.clear()
+        for sub in subs:
+            _quiet_close(sub)
+
+    def close(self) -> None:
+        """Close every connection of this pubsub; it cannot be used afterwards."""
+        self._closed = True
+        self.reset()
+
+    def __enter__(self) -> ClusterPubSub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.reset()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return (f"<ClusterPubSub classic={self._classic.name if self._classic else None} "
+                f"sharded={sorted(self._shard)} moving={len(self._lost_shard) + len(self._lost_channels)}>")
+
+
+def _by_slot(subs: dict[Any, Any]) -> dict[int, dict[Any, Any]]:
+    out: dict[int, dict[Any, Any]] = {}
+    for ch, handler in subs.items():
+        out.setdefault(key_slot(encode_key(ch)), {})[ch] = handler
+    return out
+
+
+def _quiet_close(sub: _NodeSub) -> None:
+    try:
+        sub.close()
+    except Exception:
+        pass
