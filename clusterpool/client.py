@@ -146,6 +146,28 @@ class _InspectionMixin:
             self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
         )
 
+    def recommend_pool_size(self, headroom: float = 1.2) -> Any:
+        """`max_connections` per node by Little's law from this client's own numbers.
+
+        Rate is connections acquired per second since discovery; latency is the
+        mean command latency when `track_latency=True`, else the nodes' PING
+        round trip (a lower bound: commands take at least that long).
+        """
+        from .sizing import recommend_pool_size
+
+        core = self._core
+        stats = self.stats()
+        elapsed = max(time.monotonic() - core.started, 1e-3) if core.started else 1e-3
+        rate = max(sum(p.acquires for p in stats.nodes) / elapsed, 1e-9)
+        if stats.latency:
+            lat_ms = sum(v["p50_ms"] * v["count"] for v in stats.latency.values()) / max(
+                sum(v["count"] for v in stats.latency.values()), 1)
+        else:
+            pings = [st.latency for st in core.nodes.values() if st.latency is not None]
+            lat_ms = (sum(pings) / len(pings) * 1000) if pings else 1.0
+        primaries = max(len(core.topology.primaries) if core.topology else 1, 1)
+        return recommend_pool_size(rate, max(lat_ms, 1e-6), headroom, primaries)
+
     def on(self, event: str, callback: Any) -> Any:
         """Call `callback(event)` for each event named `event` ("*" for all), off the command path."""
         return self._core.bus.on(event, callback)
@@ -704,6 +726,12 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         from .multikey import mset_nonatomic
 
         return mset_nonatomic(self, mapping)
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
+        from .pubsub import ClusterPubSub
+
+        return ClusterPubSub(self, **kwargs)
 
 
 _MISSING = object()

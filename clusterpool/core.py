@@ -74,6 +74,7 @@ class Core:
         self.degraded_latency = degraded_latency
 
         self.topology: Topology | None = None
+        self.started = 0.0  # when discovery finished (monotonic)
         self._announced: Topology | None = None  # last map a refresh adopted: what events describe
         self.table: CommandTable | None = None
         self.nodes: dict[str, NodeState] = {}  # replaced whole (copy on write)
@@ -125,6 +126,7 @@ class Core:
                     failures.append(f"{host}:{port}: {e}")
                     continue
                 self.table = table
+                self.started = time.monotonic()
                 self.adopt(topo)
                 self._warm()
                 self.refresher.start()

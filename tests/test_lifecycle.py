@@ -106,3 +106,44 @@ def test_a_hook_that_raises_does_not_fail_commands(cluster):
     with ClusterClient(startup_nodes=cluster.startup_nodes, command_hook=bad_hook, track_latency=True) as client:
         assert client.set("hook:bad", 1) is True
         assert client.reader.get("hook:bad") in (b"1", None)
+
+
+def test_connections_closed_by_the_server_idle_timeout_are_replaced_without_errors(fresh_cluster):
+    cluster = fresh_cluster
+    with ClusterClient(startup_nodes=cluster.startup_nodes, health_interval=3600) as client:
+        for i in range(20):
+            client.incr(f"idle:{i}")
+        for port in cluster.ports:
+            r = cluster.client(port)
+            r.config_set("timeout", 1)
+            r.close()
+        try:
+            # wait until the server has closed our idle connections (CLIENT LIST shrinks)
+            def ours_gone():
+                for port in cluster.primaries():
+                    r = cluster.client(port)
+                    try:
+                        if any(c.get("cmd") == "incr" for c in r.client_list()):
+                            return False
+                    finally:
+                        r.close()
+                return True
+
+            assert wait_until(ours_gone, timeout=15)
+            # writes (not safely retryable) must not hit the dead sockets
+            assert [client.incr(f"idle:{i}") for i in range(20)] == [2] * 20
+        finally:
+            for port in cluster.ports:
+                r = cluster.client(port)
+                r.config_set("timeout", 0)
+                r.close()
+
+
+def test_recommend_pool_size_uses_the_clients_own_numbers(cluster):
+    with ClusterClient(startup_nodes=cluster.startup_nodes, track_latency=True) as client:
+        for i in range(200):
+            client.set(f"size:{i}", i)
+        rec = client.recommend_pool_size()
+        assert rec.rate > 0 and rec.latency_ms > 0
+        assert rec.nodes == len(client.nodes(role="primary"))
+        assert rec.per_node >= 1
