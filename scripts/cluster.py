@@ -93,16 +93,36 @@ def _port_free(host: str, port: int) -> bool:
         s.close()
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Node and bus ports must stay below the kernel's ephemeral range: a port that
+# is free when checked could otherwise be taken by any outgoing connection (our
+# own clients' included) before redis-server binds it.
+EPHEMERAL_LOW = _ephemeral_low()
+
+
 def _node_ports_free(host: str, port: int) -> bool:
-    return _port_free(host, port) and _port_free(host, port + BUS_PORT_OFFSET)
+    return (
+        port + BUS_PORT_OFFSET < EPHEMERAL_LOW
+        and _port_free(host, port)
+        and _port_free(host, port + BUS_PORT_OFFSET)
+    )
 
 
 def free_port_run(
-    count: int, host: str = "127.0.0.1", lo: int = 20000, hi: int = 29999, attempts: int = 200
+    count: int, host: str = "127.0.0.1", lo: int = 20000, hi: int | None = None, attempts: int = 200
 ) -> int:
     """Find ``base`` so that base..base+count-1 and their bus ports are all free."""
     import random
 
+    if hi is None:
+        hi = EPHEMERAL_LOW - BUS_PORT_OFFSET - 32  # room above the run for added nodes
     span = hi - lo - count
     for _ in range(attempts):
         base = lo + random.randrange(max(span, 1))
