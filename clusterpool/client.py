@@ -423,6 +423,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         """Run one command on `node`, following redirections and retrying within the budgets."""
         core = self._core
         hops = failures = 0
+        stale_retried = False
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
         while True:
@@ -442,8 +443,9 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             pool = st.pool
             conn = pool.acquire()
             sent = False
+            fresh = conn._sock is None
             try:
-                if conn._sock is None:
+                if fresh:
                     conn.connect()
                 if asking:
                     conn.send_packed_command(pack_many(conn, [("ASKING",), tuple(args)]), False)
@@ -502,8 +504,23 @@ class ClusterClient(_InspectionMixin, CoreCommands):
                 raise
             except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                 pool.discard(conn)
-                core.node_failed(name, e)
                 last_error = e
+                if not fresh and not stale_retried and isinstance(e, rx.ConnectionError):
+                    # a pooled connection the server had closed (CLIENT KILL, idle timeout, restart):
+                    # says nothing about the node yet, and its idle siblings are likely closed too.
+                    # Drop them and retry once at once on a fresh connection; only failures of fresh
+                    # connections (or timeouts) count towards the breaker, so one CLIENT KILL does
+                    # not open it and stall the node's slots for breaker_cooldown.
+                    stale_retried = True
+                    pool.disconnect_all()
+                    if sent and not (info.readonly or self.retry_unknown_outcome):
+                        raise errors.UnknownOutcomeError(
+                            f"{_name(args)} was sent to {name} but the connection failed before the reply "
+                            f"({e}); it may or may not have been applied. Not retried because it can write; "
+                            "pass retry_unknown_outcome=True to retry such commands."
+                        ) from e
+                    continue  # same node (with ASKING again if it was an ASK)
+                core.node_failed(name, e)
                 failures += 1
                 if sent and not (info.readonly or self.retry_unknown_outcome):
                     raise errors.UnknownOutcomeError(
