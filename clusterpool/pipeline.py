@@ -319,25 +319,11 @@ class ClusterPipeline(CoreCommands):
             )
         return slots.pop()
 
-    def _execute_transaction(self, queue: list[_Queued], raise_on_error: bool) -> list[Any]:
-        client = self._client
-        core = client._core
-        core.ensure()
-        keys = [k for q in queue for k in self._keys(q.args)]
-        if not keys and self._watch_slot is None:
-            if not queue:
-                return []
-            raise errors.CrossSlotError("a cluster transaction needs at least one key to choose its slot")
-        slot = self._one_slot(keys, "MULTI/EXEC", self._watch_slot)
-        if self._watch_conn is not None:
-            name, conn, owned = self._watch_node, self._watch_conn, False
-        else:
-            name = client._pick(core.ensure(), slot, False).name
-            conn, owned = core.state(name).pool.acquire(), True
-        pool = core.state(name).pool
-        cmds = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
+    def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]]) -> Any:
+        """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired)."""
+        core = self._client._core
         try:
-            conn.send_packed_command(conn.pack_commands(cmds))
+            conn.send_packed_command(pack_many(conn, cmds), False)
             errors_in_queue: list[tuple[int, Exception]] = []
             for i in range(len(cmds) - 1):  # +OK for MULTI, then +QUEUED or an error each
                 try:
@@ -349,18 +335,66 @@ class ClusterPipeline(CoreCommands):
                 except rx.ResponseError as e:
                     errors_in_queue.append((i, e))
             try:
-                response = conn.read_response()
+                return conn.read_response()
             except rx.ExecAbortError:
                 if errors_in_queue:
                     raise errors_in_queue[0][1] from None
                 raise
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             conn.disconnect()
-            if owned:
-                pool.release(conn)
             raise
-        if owned:
-            pool.release(conn)
+
+    def _execute_transaction(self, queue: list[_Queued], raise_on_error: bool) -> list[Any]:
+        client = self._client
+        core = client._core
+        core.ensure()
+        keys = [k for q in queue for k in self._keys(q.args)]
+        if not keys and self._watch_slot is None:
+            if not queue:
+                return []
+            raise errors.CrossSlotError("a cluster transaction needs at least one key to choose its slot")
+        slot = self._one_slot(keys, "MULTI/EXEC", self._watch_slot)
+        if client._refuse_writes:
+            for q in queue:
+                info = q.info or core.table.resolve(q.args)[0]  # type: ignore[union-attr]
+                if not info.readonly:
+                    client._refuse(q.args)
+        cmds = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
+        hops = 0
+        while True:
+            if self._watch_conn is not None:
+                name, conn, owned = self._watch_node, self._watch_conn, False
+            else:
+                name = client._pick(core.ensure(), slot, False).name
+                conn, owned = core.state(name).pool.acquire(), True
+            pool = core.state(name).pool
+            broken = True
+            try:
+                response = self._send_transaction(conn, cmds)
+                broken = False
+            except rx.MovedError:
+                # EXECABORT: nothing ran. The slot has a new owner (on_moved already applied).
+                broken = False
+                hops += 1
+                if owned and hops < client.max_redirections:
+                    pool.release(conn)
+                    owned = False
+                    continue
+                if not owned:
+                    raise rx.WatchError(
+                        "the watched slot moved to another node before EXEC; retry the transaction"
+                    ) from None
+                raise
+            except rx.ResponseError:
+                broken = False  # the server answered: the connection is still in step
+                raise
+            finally:
+                # released on every path (EXECABORT, WatchError, ...), not only on success
+                if owned:
+                    if broken:
+                        conn.disconnect()
+                    pool.release(conn)
+            break
         if response is None:
             raise rx.WatchError("Watched variable changed.")
         results: list[Any] = []

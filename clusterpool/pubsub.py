@@ -457,10 +457,9 @@ class ClusterPubSub:
     def get_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
         """The next message from any node, or None after `timeout` seconds (None: wait forever)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self.subscribed and not self._subs():
-            # as redis-py: wait for another thread to subscribe, else nothing can arrive
-            if not self.subscribed_event.wait(timeout):
-                return None
+        # as redis-py: with nothing subscribed, wait for another thread to subscribe
+        if not self.subscribed and not self._subs() and not self.subscribed_event.wait(timeout):
+            return None
         while not self._closed:
             with self._lock:
                 self._recover()
