@@ -444,6 +444,11 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             conn = pool.acquire()
             sent = False
             fresh = conn._sock is None
+            if not fresh and not info.readonly and not self.retry_unknown_outcome:
+                # a write cannot be retried once sent: check first, without a round trip, that
+                # the server has not closed this pooled connection (CLIENT KILL, restart)
+                pool._validate(conn)
+                fresh = conn._sock is None
             try:
                 if fresh:
                     conn.connect()
