@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 import uuid
 
 import pytest
@@ -16,25 +15,10 @@ from redis import exceptions as rx
 
 import clusterpool
 from clusterpool import ClusterClient
+from waiting import poll
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def poll(pred, timeout=10.0, interval=0.05, what="condition"):
-    """Call pred until truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
-        time.sleep(interval)
 
 
 def raw(cluster, port, **kw):

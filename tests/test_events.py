@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 
 import pytest
 
@@ -23,23 +22,9 @@ from clusterpool import (
     TopologyRefreshed,
 )
 from clusterpool.slots import slot_of
+from waiting import poll
 
 WAIT = 30.0
-
-
-def poll(pred, timeout=WAIT, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
-        time.sleep(interval)
 
 
 class Recorder:

@@ -10,23 +10,9 @@ import redis
 
 import clusterpool
 from clusterpool import ClusterClient
+from waiting import poll
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
-
-
-def poll(pred, timeout=20.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
-        time.sleep(interval)
 
 
 def raw(cluster, port):

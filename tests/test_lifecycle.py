@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import redis
 
 from clusterpool import ClusterClient, Health
-
-
-def wait_until(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
+from waiting import poll as wait_until
 
 
 def get_calls(cluster, port):

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import time
 
 from clusterpool import ClusterClient
 from delay_proxy import DelayProxy
-
-
-def wait_until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from waiting import poll as wait_until
 
 
 def test_nearest_prefers_the_fast_node_over_one_behind_a_slow_proxy(cluster):

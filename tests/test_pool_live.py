@@ -12,21 +12,7 @@ import redis
 
 import clusterpool
 from clusterpool import ClusterClient
-
-
-def poll(pred, timeout=15.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
-        time.sleep(interval)
+from waiting import poll
 
 
 @pytest.fixture

@@ -9,25 +9,11 @@ import pytest
 import redis
 
 from clusterpool import ClusterClient, key_slot
+from waiting import poll
 
 
 def uid():
     return uuid.uuid4().hex[:10]
-
-
-def poll(pred, timeout=20.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
-        time.sleep(interval)
 
 
 def next_message(ps, kind, timeout=10.0):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
@@ -12,21 +11,7 @@ import redis
 import clusterpool
 from clusterpool import ClusterClient
 from cluster import LocalCluster
-
-
-def poll(pred, timeout=15.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
-        time.sleep(interval)
+from waiting import poll
 
 
 def calls(cluster, cmd):

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import time
 
 from cluster import LocalCluster
 from clusterpool import ClusterClient
 from delay_proxy import DelayProxy
-
-
-def eventually(fn, timeout=30.0):
-    """Call fn until it stops raising; returns its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+from waiting import poll as eventually
 
 
 def test_all_nodes_replaced_behind_a_stable_startup_address_is_followed(fresh_cluster):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from clusterpool.refresh import choose
 from clusterpool.topology import PRIMARY, Node, Shard, Topology
