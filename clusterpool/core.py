@@ -125,6 +125,9 @@ class Core:
                 except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                     failures.append(f"{host}:{port}: {e}")
                     continue
+                except rx.InvalidResponse as e:
+                    failures.append(f"{host}:{port}: does not speak the Redis protocol ({e}); is it a Redis port?")
+                    continue
                 self.table = table
                 self.started = time.monotonic()
                 self.adopt(topo)
