@@ -342,6 +342,7 @@ def repeat_failovers(n: int, threads: int = 4, verbose: bool = False) -> str:
         f"unacked_applied={report.unacked_applied} backwards={report.backwards_reads} "
         f"max_latency={report.max_latency * 1000:.0f}ms | under load: threads {threads1}->{threads2}, "
         f"fds {fds1}->{fds2} | before client / after close: threads {threads0}->{threads3}, fds {fds0}->{fds3}"
+        + "".join(f"\n  first {k}: {v}" for k, v in checker.samples.items())
     )
 
 
