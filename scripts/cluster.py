@@ -474,6 +474,9 @@ class LocalCluster:
             "cluster-replica-validity-factor 0",
             "appendonly no",
             'save ""',
+            # replicas sync at once (the default waits 5 s), so a primary killed right
+            # after start-up does not take unreplicated data with it
+            "repl-diskless-sync-delay 0",
             f"dir {d}",
             f"logfile {os.path.join(d, 'redis.log')}",
             "loglevel notice",
@@ -941,6 +944,14 @@ class LocalCluster:
                 masters = [n for n in view if n["id"] == me["master_id"]]
                 if not masters or not masters[0]["healthy"]:
                     return f"replica {p}: its primary is unknown/unhealthy"
+                if p not in self._paused:
+                    r = self.client(p)
+                    try:
+                        link = r.info("replication").get("master_link_status")
+                    finally:
+                        r.close()
+                    if link != "up":
+                        return f"replica {p}: link to its primary is {link}"
             prim_sets[p] = sorted(
                 {n["port"] for n in view if n["healthy"] and n["role"] == "primary"} - self._paused
             )
