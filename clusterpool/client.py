@@ -215,6 +215,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         max_redirections: int = 16,
         retry: Retry | None = None,
         retry_unknown_outcome: bool = False,
+        replica_fallback: bool = True,
         max_connections: int | None = 50,
         pool_timeout: float | None = 5.0,
         min_idle: int = 0,
@@ -275,6 +276,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         self.max_redirections = max_redirections
         self.retry = retry or Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 8)
         self.retry_unknown_outcome = retry_unknown_outcome
+        self.replica_fallback = replica_fallback
         self.response_callbacks = CaseInsensitiveDict(
             get_response_callbacks(  # type: ignore[arg-type]
                 user_protocol=conn_kwargs.get("protocol"),
@@ -393,7 +395,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             states = self._core.node_states
             if not self._to_primary:
                 return self._strategy.pick(shard, states) or shard.primary  # type: ignore[return-value]
-            if states.down and shard.primary.name in states.down:  # type: ignore[union-attr]
+            if self.replica_fallback and states.down and shard.primary.name in states.down:  # type: ignore[union-attr]
                 # primary unreachable: a replica's (maybe stale) answer beats an error
                 for r in shard.readable:
                     if r.name not in states.down:
@@ -401,15 +403,25 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         return shard.primary  # type: ignore[return-value]
 
     def _wait_for_owner(self, slot: int) -> Shard:
-        """The slot has no primary in our map: refresh once, then give up with a clear error."""
-        t = self._core.refresher.refresh_now() or self._core.topology
-        shard = t.slot_table[slot] if t is not None else None
-        if shard is None or shard.primary is None:
-            raise errors.SlotNotCoveredError(
-                f"slot {slot} is not served by any primary in the cluster's map "
-                "(cluster not fully covered, or its primary failed and no replica took over yet)"
+        """The slot has no primary in our map (a primary failed and no replica was promoted yet,
+        or the slot is unassigned): refresh and wait within the retry budget, then give up."""
+        core = self._core
+        for n in range(1, self.retry.get_retries() + 2):
+            t = core.refresher.refresh_now() or core.topology
+            shard = t.slot_table[slot] if t is not None else None
+            if shard is not None and shard.primary is not None:
+                return shard
+            if n <= self.retry.get_retries():
+                core.wait_for_change(t.version if t is not None else 0, self._backoff(n))
+        if shard is not None:  # the shard is known, its primary is marked failed
+            raise errors.NodeUnavailableError(
+                f"the primary serving slot {slot} failed and no replica was promoted within the retry "
+                "budget; retry later, or give ClusterClient a larger retry= for long failovers"
             )
-        return shard
+        raise errors.SlotNotCoveredError(
+            f"slot {slot} is not served by any primary in the cluster's map "
+            "(cluster not fully covered, or its primary failed and no replica took over in time)"
+        )
 
     def _refuse(self, args: Sequence[Any]) -> None:
         raise errors.WriteOnReaderError(
@@ -437,8 +449,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
                         f"{st.failures} consecutive failures: {last_error}); retry later"
                     ) from last_error
                 core.refresher.request()
-                time.sleep(self._backoff(failures))
-                name = self._reroute(name, info, slot)
+                name = self._after_failure(name, info, slot, failures)
                 continue
             pool = st.pool
             conn = pool.acquire()
@@ -519,24 +530,15 @@ class ClusterClient(_InspectionMixin, CoreCommands):
                     stale_retried = True
                     pool.disconnect_all()
                     if sent and not (info.readonly or self.retry_unknown_outcome):
-                        raise errors.UnknownOutcomeError(
-                            f"{_name(args)} was sent to {name} but the connection failed before the reply "
-                            f"({e}); it may or may not have been applied. Not retried because it can write; "
-                            "pass retry_unknown_outcome=True to retry such commands."
-                        ) from e
+                        raise _unknown_outcome(args, name, e) from e
                     continue  # same node (with ASKING again if it was an ASK)
                 core.node_failed(name, e)
                 failures += 1
                 if sent and not (info.readonly or self.retry_unknown_outcome):
-                    raise errors.UnknownOutcomeError(
-                        f"{_name(args)} was sent to {name} but the connection failed before the reply "
-                        f"({e}); it may or may not have been applied. Not retried because it can write; "
-                        "pass retry_unknown_outcome=True to retry such commands."
-                    ) from e
+                    raise _unknown_outcome(args, name, e) from e
                 if failures > self.retry.get_retries():
                     raise
-                time.sleep(self._backoff(failures))
-                name = self._reroute(name, info, slot)
+                name = self._after_failure(name, info, slot, failures)
                 asking = False
                 continue
             except BaseException:
@@ -568,6 +570,17 @@ class ClusterClient(_InspectionMixin, CoreCommands):
 
     def _backoff(self, n: int) -> float:
         return float(self.retry._backoff.compute(n))
+
+    def _after_failure(self, name: str, info: CommandInfo, slot: int | None, n: int) -> str:
+        """Where to retry after node `name` failed: at once if the map already moved the slot
+        elsewhere, else after the n-th backoff, cut short when a new map arrives."""
+        nxt = self._reroute(name, info, slot)
+        if nxt == name:
+            core = self._core
+            t = core.topology
+            core.wait_for_change(t.version if t is not None else 0, self._backoff(n))
+            nxt = self._reroute(name, info, slot)
+        return nxt
 
     def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
         """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
@@ -757,6 +770,14 @@ class ClusterClient(_InspectionMixin, CoreCommands):
 
 
 _MISSING = object()
+
+
+def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException) -> errors.UnknownOutcomeError:
+    return errors.UnknownOutcomeError(
+        f"{_name(args)} was sent to {node} but the connection failed before the reply ({e}); "
+        "it may or may not have been applied. Not retried because it can write; "
+        "pass retry_unknown_outcome=True to retry such commands."
+    )
 
 
 def _name(args: Sequence[Any]) -> str:

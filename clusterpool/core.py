@@ -93,6 +93,7 @@ class Core:
         self._closed = False
         self._pid = os.getpid()
         self._maint_stop = threading.Event()
+        self._changed = threading.Condition(threading.Lock())  # notified when a new map is in use
         self._maint: threading.Thread | None = None
 
     # ---------------------------------------------------------------- discovery
@@ -232,6 +233,7 @@ class Core:
             self.nodes = nodes
             self.topology = self._announced = new
             self._publish_states()
+            self._notify_changed()
             events: list[Event] = diff(old, new) if old is not None else []
             events.append(TopologyRefreshed(new.version, new.source, len(events)))
             self.bus.publish(events)  # under the lock so two refreshes' events keep their order; never blocks
@@ -247,8 +249,21 @@ class Core:
                 self._version += 1
                 t = t.with_slot_moved(slot, host, port).with_version(self._version)
                 self.topology = t
+                self._notify_changed()
         self.refresher.request()
         return t
+
+    def _notify_changed(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_change(self, version: int, timeout: float) -> bool:
+        """Sleep up to `timeout` s, waking early once the map's version differs from `version`."""
+        with self._changed:
+            t = self.topology
+            if t is not None and t.version != version:
+                return True
+            return self._changed.wait(timeout)
 
     # ---------------------------------------------------------------- nodes
 
@@ -395,6 +410,7 @@ class Core:
         self._pid = os.getpid()
         self.nodes = {}
         self._lock = threading.RLock()
+        self._changed = threading.Condition(threading.Lock())
         self.refresher._thread = None
         self.refresher._lock = threading.Lock()
         self._maint = None
