@@ -474,22 +474,16 @@ class ClusterClient(_InspectionMixin, CoreCommands):
                     response = conn.read_response(disable_decoding=True)
                 else:
                     response = conn.read_response()
-            except rx.MovedError as e:
+            except rx.AskError as e:  # and MovedError, its subclass
                 pool.release(conn)
                 last_error = e
                 hops += 1
                 if hops >= self.max_redirections:
                     break
-                core.on_moved(e.slot_id, e.host, e.port)
-                name, asking = f"{e.host}:{e.port}", False
-                continue
-            except rx.AskError as e:
-                pool.release(conn)
-                last_error = e
-                hops += 1
-                if hops >= self.max_redirections:
-                    break
-                name, asking = f"{e.host}:{e.port}", True
+                moved = isinstance(e, rx.MovedError)
+                if moved:  # the slot has a new owner: repoint it now, refresh soon
+                    core.on_moved(e.slot_id, e.host, e.port)
+                name, asking = f"{e.host}:{e.port}", not moved  # ASK: this command only
                 continue
             except (rx.TryAgainError, rx.ClusterDownError) as e:
                 pool.release(conn)
