@@ -376,9 +376,11 @@ class Core:
 
     def _ping(self, st: NodeState) -> None:
         try:
-            conn = st.pool.acquire(timeout=0)
-        except Exception:
-            return  # pool busy: the node is in use, latency is measured another round
+            conn = st.pool.try_acquire()
+        except (rx.RedisError, OSError):
+            conn = None
+        if conn is None:
+            return  # pool busy (the node is in use; measured another round) or closed
         try:
             start = time.perf_counter()
             # replicas: INFO replication also tells whether their link to the primary is up

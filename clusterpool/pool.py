@@ -100,14 +100,36 @@ class ConnectionPool:
             if self._closed:
                 raise PoolClosedError(f"pool for {self.name} is closed")
             self.acquires += 1
-            if self._idle:
-                conn, since = self._idle.pop()
-                self._in_use.add(conn)
-            elif self._size < self.max_connections:
-                self._size += 1
-                conn, since = None, 0.0
-            else:
-                conn, since = self._wait(self.timeout if timeout == -1.0 else timeout)
+            got = self._take()
+            if got is None:
+                got = self._wait(self.timeout if timeout == -1.0 else timeout)
+        return self._ready(*got)
+
+    def try_acquire(self) -> AbstractConnection | None:
+        """A connection if one is free (or may be opened) right now, else None.
+
+        For the maintenance thread: it neither waits nor counts as a command's
+        acquire or timeout, so it never shows up in the pool's statistics.
+        """
+        if self._pid != _pid:
+            self._reset_after_fork()
+        with self._lock:
+            got = None if self._closed else self._take()
+        return None if got is None else self._ready(*got)
+
+    def _take(self) -> tuple[AbstractConnection | None, float] | None:
+        """(lock held) An idle connection, or (None, 0) with room reserved for a new one, or None."""
+        if self._idle:
+            conn, since = self._idle.pop()
+            self._in_use.add(conn)
+            return conn, since
+        if self._size < self.max_connections:
+            self._size += 1
+            return None, 0.0
+        return None
+
+    def _ready(self, conn: AbstractConnection | None, since: float) -> AbstractConnection:
+        """Open the reserved connection, or check an idle one that sat long enough to have died."""
         if conn is None:
             return self._open()
         if self.validate_after is not None and time.monotonic() - since > self.validate_after:
@@ -138,13 +160,9 @@ class ConnectionPool:
             while True:
                 if self._closed:
                     raise PoolClosedError(f"pool for {self.name} is closed")
-                if self._idle:
-                    conn, since = self._idle.pop()
-                    self._in_use.add(conn)
-                    return conn, since
-                if self._size < self.max_connections:
-                    self._size += 1
-                    return None, 0.0
+                got = self._take()
+                if got is not None:
+                    return got
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     self.timeouts += 1
