@@ -5,7 +5,8 @@
 
 Reads `client.stats()` at scrape time: gauges for pool size/in use/idle/waiting,
 counters for connections created/closed, acquire timeouts, errors and
-acquires, all labelled by node; plus refresh counters for the client.
+acquires, all labelled by node; plus refresh counters for the client, and a
+command latency histogram per node when the client has `track_latency=True`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .client import ClusterClient
+
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 _GAUGES = (
     ("size", "connections open in the node's pool"),
@@ -58,6 +61,17 @@ class PoolCollector:
         for p in stats.nodes:
             w.add_metric([p.node], p.wait_time_total)
         yield w
+        recorder = getattr(self.client, "latency", None)
+        if recorder is not None:  # with track_latency=True: the recent window as a histogram
+            from prometheus_client.core import HistogramMetricFamily
+
+            h = HistogramMetricFamily(f"{self.prefix}_command_seconds",
+                                      "command latency over the recent window", labels=["node"])
+            for node, samples in recorder.samples().items():
+                buckets = [(str(le), sum(1 for x in samples if x <= le)) for le in BUCKETS]
+                buckets.append(("+Inf", len(samples)))
+                h.add_metric([node], buckets, sum(samples))
+            yield h
         yield CounterMetricFamily(f"{self.prefix}_topology_refreshes", "slot map refreshes performed",
                                   value=stats.refreshes)
         yield GaugeMetricFamily(f"{self.prefix}_topology_version", "version of the slot map in use",

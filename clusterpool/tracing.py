@@ -34,6 +34,10 @@ class LatencyRecorder:
         if error is not None:
             self.errors[node] = self.errors.get(node, 0) + 1
 
+    def samples(self) -> dict[str, list[float]]:
+        """A copy of each node's recent latencies (seconds)."""
+        return {node: list(d) for node, d in list(self._samples.items())}
+
     def percentiles(self) -> dict[str, dict[str, Any]]:
         """{node: {"count", "p50_ms", "p90_ms", "p99_ms", "max_ms"}} over the window."""
         out: dict[str, dict[str, Any]] = {}

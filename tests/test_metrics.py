@@ -33,3 +33,21 @@ def test_prometheus_output_parses_and_has_pool_metrics_per_node(client):
     assert nodes == {p.name for p in client.nodes(role="primary")} | (nodes - {p.name for p in client.nodes(role="primary")})
     assert {p.name for p in client.nodes(role="primary")} <= nodes
     assert sum(s.value for s in families["clusterpool_pool_acquires"].samples) >= 50
+
+
+def test_prometheus_latency_histogram_with_track_latency(cluster):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from clusterpool.metrics import PoolCollector
+
+    with ClusterClient(startup_nodes=cluster.startup_nodes, track_latency=True) as c:
+        for i in range(40):
+            c.get(f"metrics:{i}")
+        registry = CollectorRegistry()
+        registry.register(PoolCollector(c))
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    hist = families["clusterpool_command_seconds"]
+    counts = [s.value for s in hist.samples if s.name.endswith("_count")]
+    assert sum(counts) == 40
+    assert all(s.labels["node"] for s in hist.samples)
