@@ -8,15 +8,14 @@ that node's pool. Redirections and failures are handled in `_run`'s loop:
 MOVED repoints the slot and retries on the owner, ASK sends ASKING + command
 once, TRYAGAIN/CLUSTERDOWN/LOADING back off, a broken connection marks the
 node and retries within the budget if the outcome is known or the command only
-reads. Commands without keys go to the node set their policy names and their
-replies are merged (`merge.py`).
+reads. Commands that are not a single key's (keyless, multi-node, SCAN) take
+the slow path in `fanout.py`; the inspection API lives in `inspection.py`.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis import exceptions as rx
@@ -28,10 +27,12 @@ from redis.event import EventDispatcher
 from redis.retry import Retry
 
 from . import errors
-from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
+from .commands import CommandInfo
 from .connection import CONNECTION_KEYS, default_driver_info, pack, pack_many
 from .core import Core
-from .merge import merge
+from .fanout import FanoutMixin
+from .inspection import InspectionMixin
+from .options import IGNORED_COMPAT, node_list
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
@@ -45,147 +46,8 @@ try:  # redis-py >= 6
 except ImportError:  # pragma: no cover
     get_response_callbacks = None  # type: ignore[assignment]
 
-# Commands redis-py's RedisCluster splits per slot instead of refusing (non-atomic; summed).
-SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
-NODE_FLAGS = ("primaries", "replicas", "all", "random", "default-node")
 
-# RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
-_IGNORED_COMPAT = frozenset(
-    {"require_full_coverage", "reinitialize_steps", "dynamic_startup_nodes", "cluster_error_retry_attempts",
-     "connection_pool_class", "url", "lib_name", "lib_version", "cache", "cache_config", "event_dispatcher",
-     "policy_resolver", "maint_notifications_config", "oss_cluster_maint_notifications_handler",
-     "retry_on_timeout", "retry_on_error", "single_connection_client", "connection_pool"}
-)
-
-
-def _node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) -> list[tuple[str, int]]:
-    out: list[tuple[str, int]] = []
-    for n in startup_nodes or ():
-        if isinstance(n, str):
-            h, _, ps = n.rpartition(":")
-            if not h or not ps.isdigit():
-                raise errors.ConfigurationError(f"startup node {n!r} is not 'host:port'")
-            out.append((h, int(ps)))
-        elif isinstance(n, dict):
-            out.append((str(n["host"]), int(n.get("port", 6379))))
-        elif isinstance(n, tuple | list) and len(n) == 2:
-            out.append((str(n[0]), int(n[1])))
-        elif hasattr(n, "host") and hasattr(n, "port"):
-            out.append((str(n.host), int(n.port)))
-        else:
-            raise errors.ConfigurationError(
-                f"startup node {n!r} not understood: use (host, port), 'host:port' or ClusterNode"
-            )
-    if host is not None:
-        out.insert(0, (host, int(port)))
-    for h, p in out:
-        if not 0 < p < 65536:
-            raise errors.ConfigurationError(f"startup node {h}:{p}: port must be 1-65535")
-    return out
-
-
-class _InspectionMixin:
-    """Inspection and events API of ClusterClient (kept apart from the command path)."""
-
-    _core: Core
-
-    def topology(self) -> Any:
-        """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
-        from .inspection import NodeView, ShardView, TopologyView
-
-        core = self._core
-        t = core.ensure()
-        nodes = core.nodes
-
-        def view(n: Node) -> NodeView:
-            st = nodes.get(n.name)
-            return NodeView(
-                n.name, n.id, n.host, n.port, n.role, n.health,
-                st.health.value if st else "healthy",
-                None if st is None or st.latency is None else round(st.latency * 1000, 3),
-                st.pool.stats() if st else None,
-            )
-
-        shards = tuple(
-            ShardView(s.slots, view(s.primary) if s.primary else None, tuple(view(r) for r in s.replicas))
-            for s in t.shards
-        )
-        return TopologyView(t.version, t.source, t.covered, shards)
-
-    def node_for(self, key: Any, read: bool = False) -> Node:
-        """The node a command on `key` would go to now (for a read when `read=True`)."""
-        t = self._core.ensure()
-        return self._pick(t, key_slot(encode_key(key)), read)  # type: ignore[attr-defined]
-
-    def nodes(self, role: str | None = None) -> tuple[Node, ...]:
-        """Known nodes, optionally only "primary" or "replica"."""
-        t = self._core.ensure()
-        if role is None:
-            return t.nodes
-        if role not in ("primary", "replica"):
-            raise errors.ConfigurationError(f"role must be 'primary' or 'replica', not {role!r}")
-        return tuple(n for n in t.nodes if n.role == role)
-
-    def stats(self) -> Any:
-        """Pool counters per node and in total."""
-        from .inspection import ClientStats
-
-        core = self._core
-        per = tuple(st.pool.stats() for st in core.nodes.values())
-        t = core.topology
-        return ClientStats(
-            per,
-            sum(p.size for p in per),
-            sum(p.in_use for p in per),
-            sum(p.idle for p in per),
-            sum(p.waiting for p in per),
-            sum(p.timeouts for p in per),
-            core.refresher.count,
-            core.refresher.requests,
-            t.version if t else 0,
-            self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
-        )
-
-    def recommend_pool_size(self, headroom: float = 1.2) -> Any:
-        """`max_connections` per node by Little's law from this client's own numbers.
-
-        Rate is connections acquired per second since discovery; latency is the
-        mean command latency when `track_latency=True`, else the nodes' PING
-        round trip (a lower bound: commands take at least that long).
-        """
-        from .sizing import recommend_pool_size
-
-        core = self._core
-        stats = self.stats()
-        elapsed = max(time.monotonic() - core.started, 1e-3) if core.started else 1e-3
-        rate = max(sum(p.acquires for p in stats.nodes) / elapsed, 1e-9)
-        if stats.latency:
-            lat_ms = sum(v["p50_ms"] * v["count"] for v in stats.latency.values()) / max(
-                sum(v["count"] for v in stats.latency.values()), 1)
-        else:
-            pings = [st.latency for st in core.nodes.values() if st.latency is not None]
-            lat_ms = (sum(pings) / len(pings) * 1000) if pings else 1.0
-        primaries = max(len(core.topology.primaries) if core.topology else 1, 1)
-        return recommend_pool_size(rate, max(lat_ms, 1e-6), headroom, primaries)
-
-    def on(self, event: str, callback: Any) -> Any:
-        """Call `callback(event)` for each event named `event` ("*" for all), off the command path."""
-        return self._core.bus.on(event, callback)
-
-    def off(self, event: str, callback: Any) -> None:
-        self._core.bus.off(event, callback)
-
-    def events(self, maxsize: int = 10000) -> Any:
-        """An iterator of events from now on (`with client.events() as ev: for e in ev: ...`)."""
-        return self._core.bus.stream(maxsize)
-
-    def refresh(self) -> Topology | None:
-        """Refresh the slot map now (single-flight) and return it."""
-        self._core.ensure()
-        return self._core.refresher.refresh_now()
-
-
-class ClusterClient(_InspectionMixin, CoreCommands):
+class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
     """A Redis Cluster client with redis-py's command API.
 
     The plain client sends everything to primaries (read-your-writes, like
@@ -235,7 +97,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
     ) -> None:
         if db not in (0, "0", None):
             raise errors.ConfigurationError(f"db={db!r}: Redis Cluster only has database 0")
-        unknown = set(kwargs) - CONNECTION_KEYS - _IGNORED_COMPAT
+        unknown = set(kwargs) - CONNECTION_KEYS - IGNORED_COMPAT
         if unknown:
             raise errors.ConfigurationError(
                 f"unknown option(s) {', '.join(sorted(unknown))} for ClusterClient; see its docstring"
@@ -251,7 +113,7 @@ class ClusterClient(_InspectionMixin, CoreCommands):
             remap = address_remap
             address_map = lambda h, p: tuple(remap((h, p)))  # RedisCluster's form: one (host, port) tuple
         self._core = Core(
-            _node_list(startup_nodes, host, port),
+            node_list(startup_nodes, host, port),
             conn_kwargs,
             ssl=ssl,
             address_map=address_map,
@@ -599,136 +461,6 @@ class ClusterClient(_InspectionMixin, CoreCommands):
         if cb is None:
             return response
         return cb(response, **options)
-
-    # ---------------------------------------------------------------- slow path
-
-    def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        core = self._core
-        table = core.table
-        assert table is not None
-        info, argv = table.resolve(args)
-        if info.name in CONNECTION_STATE:
-            raise errors.ConfigurationError(
-                f"{_name(args)} changes connection state, which a shared cluster pool cannot keep: "
-                "use client.pipeline(transaction=True) for MULTI/EXEC/WATCH, client.pubsub() for SUBSCRIBE"
-            )
-        targets = options.pop("target_nodes", None)
-        if targets is not None:
-            return self._on_targets(self._resolve_targets(targets), info, args, options)
-        keys = info.keys(argv)
-        if keys:
-            slots = {key_slot(encode_key(k)) for k in keys}
-            if self._refuse_writes and not info.readonly:
-                self._refuse(args)
-            if len(slots) == 1:
-                slot = slots.pop()
-                return self._run(self._pick(self._core.ensure(), slot, info.readonly), info, slot, args, options)
-            if info.name in SPLIT_SUM:
-                return self._split_sum(info, args[0], keys, options)
-            raise errors.CrossSlotError(
-                f"{_name(args)} keys hash to {len(slots)} different slots ({sorted(slots)[:8]}...): "
-                "a cluster command must keep its keys in one slot. Use a {hash tag} in the key names, "
-                "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
-            )
-        policy = info.request_policy
-        topo = core.ensure()
-        if policy in (ALL_SHARDS, ALL_NODES):
-            nodes = list(topo.primaries) if policy == ALL_SHARDS else [n for n in topo.nodes if n.usable]
-            return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
-        if self._refuse_writes and info.write:
-            self._refuse(args)
-        # DEFAULT (and anything without keys): one primary, as RedisCluster's default node
-        return self._run(self._default_node(topo), info, None, args, options)
-
-    def _default_node(self, topo: Topology) -> Node:
-        primaries = topo.primaries
-        if not primaries:
-            raise errors.SlotNotCoveredError("the cluster's map has no primary")
-        down = self._core.node_states.down
-        alive = [p for p in primaries if p.name not in down] or list(primaries)
-        return random.choice(alive)
-
-    def _resolve_targets(self, targets: Any) -> list[Node]:
-        topo = self._core.ensure()
-        if isinstance(targets, str) and targets.lower() in NODE_FLAGS:
-            flag = targets.lower()
-            if flag == "primaries":
-                return list(topo.primaries)
-            if flag == "replicas":
-                return list(topo.replicas)
-            if flag == "all":
-                return [n for n in topo.nodes if n.usable]
-            return [self._default_node(topo)]
-        items = targets.values() if isinstance(targets, dict) else (
-            targets if isinstance(targets, list | tuple) else [targets])
-        out: list[Node] = []
-        for t in items:
-            name = t if isinstance(t, str) else getattr(t, "name", None) or f"{t.host}:{t.port}"
-            node = topo.by_name.get(name)
-            if node is None:
-                raise errors.ConfigurationError(f"target node {name!r} is not in the cluster's map: see client.nodes()")
-            out.append(node)
-        return out
-
-    def _on_targets(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        if len(nodes) == 1:
-            return self._run(nodes[0], info, None, args, options)
-        return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
-
-    def _on_nodes(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
-                  options: dict[str, Any]) -> dict[str, Any]:
-        """The command on each node; replies keyed by node name, in the nodes' order."""
-        return {n.name: self._run(n, info, None, args, dict(options)) for n in nodes}
-
-    def _split_sum(self, info: CommandInfo, head: Any, keys: list[Any], options: dict[str, Any]) -> int:
-        from .multikey import split_sum
-
-        return split_sum(self, head, keys)
-
-    # ---------------------------------------------------------------- cluster-aware overrides
-
-    def scan(self, cursor: int = 0, match: Any = None, count: int | None = None, _type: str | None = None,
-             **kwargs: Any) -> Any:
-        """SCAN on every primary (or `target_nodes`): ({node: cursor}, keys), like RedisCluster."""
-        pieces: list[Any] = [cursor]
-        if match is not None:
-            pieces += [b"MATCH", match]
-        if count is not None:
-            pieces += [b"COUNT", count]
-        if _type is not None:
-            pieces += [b"TYPE", _type]
-        targets = kwargs.pop("target_nodes", None)
-        nodes = self._resolve_targets(targets if targets is not None else "primaries")
-        info = self._core.table.get("scan")  # type: ignore[union-attr]
-        assert info is not None
-        cursors: dict[str, int] = {}
-        keys: list[Any] = []
-        for n in nodes:
-            cur, data = self._run(n, info, None, ("SCAN", *pieces), dict(kwargs))
-            cursors[n.name] = int(cur)
-            keys.extend(data)
-        return cursors, keys
-
-    def scan_iter(self, match: Any = None, count: int | None = None, _type: str | None = None,
-                  **kwargs: Any) -> Iterator[Any]:
-        """Every key of every primary, node by node (each node's cursor followed to 0)."""
-        targets = kwargs.pop("target_nodes", None)
-        for node in self._resolve_targets(targets if targets is not None else "primaries"):
-            cursor = 0
-            while True:
-                cursors, data = self.scan(cursor, match, count, _type, target_nodes=node.name, **kwargs)
-                yield from data
-                cursor = cursors[node.name]
-                if cursor == 0:
-                    break
-
-    def keyslot(self, key: Any) -> int:
-        """The slot of `key`, computed locally (no round trip)."""
-        return key_slot(encode_key(key))
-
-    def slot(self, key: Any) -> int:
-        """The slot of `key`, computed locally."""
-        return key_slot(encode_key(key))
 
     # ---------------------------------------------------------------- batches
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
+from . import errors
 from .pool import PoolStats
+from .slots import encode_key, key_slot
+from .topology import Node, Topology
+
+if TYPE_CHECKING:
+    from .core import Core
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +71,100 @@ class ClientStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class InspectionMixin:
+    """Inspection and events API of ClusterClient (kept apart from the command path)."""
+
+    _core: Core
+
+    def topology(self) -> Any:
+        """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
+        core = self._core
+        t = core.ensure()
+        nodes = core.nodes
+
+        def view(n: Node) -> NodeView:
+            st = nodes.get(n.name)
+            return NodeView(
+                n.name, n.id, n.host, n.port, n.role, n.health,
+                st.health.value if st else "healthy",
+                None if st is None or st.latency is None else round(st.latency * 1000, 3),
+                st.pool.stats() if st else None,
+            )
+
+        shards = tuple(
+            ShardView(s.slots, view(s.primary) if s.primary else None, tuple(view(r) for r in s.replicas))
+            for s in t.shards
+        )
+        return TopologyView(t.version, t.source, t.covered, shards)
+
+    def node_for(self, key: Any, read: bool = False) -> Node:
+        """The node a command on `key` would go to now (for a read when `read=True`)."""
+        t = self._core.ensure()
+        return self._pick(t, key_slot(encode_key(key)), read)  # type: ignore[attr-defined]
+
+    def nodes(self, role: str | None = None) -> tuple[Node, ...]:
+        """Known nodes, optionally only "primary" or "replica"."""
+        t = self._core.ensure()
+        if role is None:
+            return t.nodes
+        if role not in ("primary", "replica"):
+            raise errors.ConfigurationError(f"role must be 'primary' or 'replica', not {role!r}")
+        return tuple(n for n in t.nodes if n.role == role)
+
+    def stats(self) -> Any:
+        """Pool counters per node and in total."""
+        core = self._core
+        per = tuple(st.pool.stats() for st in core.nodes.values())
+        t = core.topology
+        return ClientStats(
+            per,
+            sum(p.size for p in per),
+            sum(p.in_use for p in per),
+            sum(p.idle for p in per),
+            sum(p.waiting for p in per),
+            sum(p.timeouts for p in per),
+            core.refresher.count,
+            core.refresher.requests,
+            t.version if t else 0,
+            self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
+        )
+
+    def recommend_pool_size(self, headroom: float = 1.2) -> Any:
+        """`max_connections` per node by Little's law from this client's own numbers.
+
+        Rate is connections acquired per second since discovery; latency is the
+        mean command latency when `track_latency=True`, else the nodes' PING
+        round trip (a lower bound: commands take at least that long).
+        """
+        from .sizing import recommend_pool_size
+
+        core = self._core
+        stats = self.stats()
+        elapsed = max(time.monotonic() - core.started, 1e-3) if core.started else 1e-3
+        rate = max(sum(p.acquires for p in stats.nodes) / elapsed, 1e-9)
+        if stats.latency:
+            lat_ms = sum(v["p50_ms"] * v["count"] for v in stats.latency.values()) / max(
+                sum(v["count"] for v in stats.latency.values()), 1)
+        else:
+            pings = [st.latency for st in core.nodes.values() if st.latency is not None]
+            lat_ms = (sum(pings) / len(pings) * 1000) if pings else 1.0
+        primaries = max(len(core.topology.primaries) if core.topology else 1, 1)
+        return recommend_pool_size(rate, max(lat_ms, 1e-6), headroom, primaries)
+
+    def on(self, event: str, callback: Any) -> Any:
+        """Call `callback(event)` for each event named `event` ("*" for all), off the command path."""
+        return self._core.bus.on(event, callback)
+
+    def off(self, event: str, callback: Any) -> None:
+        self._core.bus.off(event, callback)
+
+    def events(self, maxsize: int = 10000) -> Any:
+        """An iterator of events from now on (`with client.events() as ev: for e in ev: ...`)."""
+        return self._core.bus.stream(maxsize)
+
+    def refresh(self) -> Topology | None:
+        """Refresh the slot map now (single-flight) and return it."""
+        self._core.ensure()
+        return self._core.refresher.refresh_now()

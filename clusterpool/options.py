@@ -1,0 +1,42 @@
+"""Constructor input: startup node forms and the RedisCluster keywords we accept but do not need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import errors
+
+# RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
+IGNORED_COMPAT = frozenset(
+    {"require_full_coverage", "reinitialize_steps", "dynamic_startup_nodes", "cluster_error_retry_attempts",
+     "connection_pool_class", "url", "lib_name", "lib_version", "cache", "cache_config", "event_dispatcher",
+     "policy_resolver", "maint_notifications_config", "oss_cluster_maint_notifications_handler",
+     "retry_on_timeout", "retry_on_error", "single_connection_client", "connection_pool"}
+)
+
+
+def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for n in startup_nodes or ():
+        if isinstance(n, str):
+            h, _, ps = n.rpartition(":")
+            if not h or not ps.isdigit():
+                raise errors.ConfigurationError(f"startup node {n!r} is not 'host:port'")
+            out.append((h, int(ps)))
+        elif isinstance(n, dict):
+            out.append((str(n["host"]), int(n.get("port", 6379))))
+        elif isinstance(n, tuple | list) and len(n) == 2:
+            out.append((str(n[0]), int(n[1])))
+        elif hasattr(n, "host") and hasattr(n, "port"):
+            out.append((str(n.host), int(n.port)))
+        else:
+            raise errors.ConfigurationError(
+                f"startup node {n!r} not understood: use (host, port), 'host:port' or ClusterNode"
+            )
+    if host is not None:
+        out.insert(0, (host, int(port)))
+    for h, p in out:
+        if not 0 < p < 65536:
+            raise errors.ConfigurationError(f"startup node {h}:{p}: port must be 1-65535")
+    return out
