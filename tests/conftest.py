@@ -18,7 +18,7 @@ SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if SCRIPTS not in sys.path:
     sys.path.insert(0, SCRIPTS)
 
-from cluster import LocalCluster
+from cluster import LocalCluster  # noqa: E402  (scripts/ is put on sys.path just above)
 
 EXISTING_ENV = "CLUSTERPOOL_TEST_CLUSTER"
 START_TIMEOUT = 60

@@ -74,6 +74,6 @@ def test_rediss_url_reaches_a_tls_only_cluster(tls_cluster):
 
 def test_tls_with_an_unknown_ca_fails_with_a_clear_error(tls_cluster):
     ports, _ = tls_cluster
-    with ClusterClient.from_url(f"rediss://127.0.0.1:{ports[0]}") as client:
-        with pytest.raises(redis.exceptions.ConnectionError, match=f"127.0.0.1:{ports[0]}"):
-            client.connect()
+    with ClusterClient.from_url(f"rediss://127.0.0.1:{ports[0]}") as client, \
+            pytest.raises(redis.exceptions.ConnectionError, match=f"127.0.0.1:{ports[0]}"):
+        client.connect()
