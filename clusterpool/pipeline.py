@@ -328,7 +328,7 @@ class ClusterPipeline(CoreCommands):
             for i in range(len(cmds) - 1):  # +OK for MULTI, then +QUEUED or an error each
                 try:
                     conn.read_response()
-                except (rx.MovedError, rx.AskError) as e:
+                except (rx.MovedError, rx.AskError, rx.TryAgainError) as e:
                     if isinstance(e, rx.MovedError):
                         core.on_moved(e.slot_id, e.host, e.port)
                     errors_in_queue.append((i, e))
@@ -359,13 +359,15 @@ class ClusterPipeline(CoreCommands):
                 info = q.info or core.table.resolve(q.args)[0]  # type: ignore[union-attr]
                 if not info.readonly:
                     client._refuse(q.args)
-        cmds = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
+        body = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
+        cmds = body
         hops = 0
+        ask_target: str | None = None
         while True:
             if self._watch_conn is not None:
                 name, conn, owned = self._watch_node, self._watch_conn, False
             else:
-                name = client._pick(core.ensure(), slot, False).name
+                name = ask_target or client._pick(core.ensure(), slot, False).name
                 conn, owned = core.state(name).pool.acquire(), True
             pool = core.state(name).pool
             broken = True
@@ -385,6 +387,22 @@ class ClusterPipeline(CoreCommands):
                         "the watched slot moved to another node before EXEC; retry the transaction"
                     ) from None
                 raise
+            except (rx.AskError, rx.TryAgainError) as e:
+                # EXECABORT, nothing ran. ASK: the slot is migrating and its keys are on the
+                # importing node: ASKING before MULTI holds for the whole transaction there.
+                # TRYAGAIN: its keys are split between the two nodes for a moment.
+                broken = False
+                hops += 1
+                if not owned or hops >= client.max_redirections:
+                    raise
+                pool.release(conn)
+                owned = False
+                if isinstance(e, rx.AskError):
+                    ask_target, cmds = f"{e.host}:{e.port}", [("ASKING",), *body]
+                else:
+                    ask_target, cmds = None, body
+                    time.sleep(client._backoff(hops))
+                continue
             except rx.ResponseError:
                 broken = False  # the server answered: the connection is still in step
                 raise

@@ -128,6 +128,25 @@ def test_pipeline_during_and_after_slot_migration(fresh_cluster):
         assert client.node_for(keys[0]).port == dst
 
 
+@pytest.mark.chaos
+def test_transaction_follows_ask_to_the_importing_node_mid_migration(fresh_cluster):
+    c = fresh_cluster
+    tag = uid()
+    keys = [f"{{{tag}}}:{i}" for i in range(6)]
+    slot = key_slot(keys[0].encode())
+    src = c.slot_owner(slot)
+    dst = next(p for p in c.primaries() if p != src)
+    with ClusterClient(startup_nodes=c.startup_nodes, decode_responses=True) as client:
+        client.mset_nonatomic({k: "1" for k in keys})
+        c.begin_migration(slot, dst)
+        assert c.migrate_keys(slot, dst) == len(keys)  # every key now lives on dst: the source answers ASK
+        pipe = client.pipeline(transaction=True)
+        pipe.incr(keys[0]).incr(keys[1]).mget(keys[0], keys[1])
+        assert pipe.execute() == [2, 2, ["2", "2"]]
+        c.finish_migration(slot, dst)
+        assert client.mget_nonatomic(keys[:2]) == ["2", "2"]
+
+
 # ---------------------------------------------------------------- transactions
 
 
