@@ -49,6 +49,7 @@ class Core:
         min_idle: int = 0,
         max_idle_time: float | None = 300.0,
         validate_after: float = 1.0,
+        validate_on_return: bool = False,
         refresh_interval: float = 30.0,
         refresh_timeout: float = 1.0,
         health_interval: float = 1.0,
@@ -67,6 +68,7 @@ class Core:
         self.min_idle = min_idle
         self.max_idle_time = max_idle_time
         self.validate_after = validate_after
+        self.validate_on_return = validate_on_return
         self.refresh_timeout = refresh_timeout
         self.health_interval = health_interval
         self.failure_threshold = failure_threshold
@@ -299,6 +301,7 @@ class Core:
             timeout=self.pool_timeout,
             validate_after=self.validate_after,
             max_idle_time=self.max_idle_time,
+            validate_on_return=self.validate_on_return,
         )
         st = NodeState(name, pool, self.failure_threshold, self.breaker_cooldown, self.degraded_latency)
         st.readonly = node is not None and node.role == REPLICA

@@ -69,6 +69,7 @@ class ConnectionPool:
         timeout: float | None = 5.0,
         validate_after: float = 1.0,
         max_idle_time: float | None = None,
+        validate_on_return: bool = False,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
@@ -78,6 +79,7 @@ class ConnectionPool:
         self.timeout = timeout
         self.validate_after = validate_after
         self.max_idle_time = max_idle_time
+        self.validate_on_return = validate_on_return
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._idle: list[tuple[AbstractConnection, float]] = []
@@ -185,6 +187,8 @@ class ConnectionPool:
         """Give a connection back. A disconnected one is dropped, freeing its slot."""
         if self._pid != _pid:
             return
+        if self.validate_on_return and conn._sock is not None:
+            self._validate(conn)  # a connection left with unread data or closed is dropped, not reused
         with self._lock:
             if conn not in self._in_use:
                 return  # not ours (pool reset or closed meanwhile)

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from clusterpool import ClusterClient, Health
+from waiting import poll
 from waiting import poll as wait_until
 
 
@@ -138,3 +139,23 @@ def test_recommend_pool_size_uses_the_clients_own_numbers(cluster):
         assert rec.rate > 0 and rec.latency_ms > 0
         assert rec.nodes == len(client.nodes(role="primary"))
         assert rec.per_node >= 1
+
+
+def test_validate_on_return_drops_a_connection_closed_by_the_server(cluster):
+    with ClusterClient(startup_nodes=cluster.startup_nodes, validate_on_return=True, health_interval=3600) as client:
+        client.set("vor:{1}", 1)
+        node = client.node_for("vor:{1}")
+        pool = client._core.state(node.name).pool
+        conn = pool.acquire()
+        r = cluster.client(node.port)
+        try:
+            conn.send_command("CLIENT", "ID")
+            my_id = conn.read_response()
+            r.execute_command("CLIENT", "KILL", "ID", my_id)
+            poll(lambda: not any(int(c["id"]) == my_id for c in r.client_list()), what="connection killed")
+        finally:
+            r.close()
+        closed_before = pool.stats().closed
+        pool.release(conn)
+        assert pool.stats().closed == closed_before + 1
+        assert client.get("vor:{1}") == b"1"
