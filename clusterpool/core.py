@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,8 @@ class Core:
         self._closed = False
         self._pid = os.getpid()
         self._maint_stop = threading.Event()
+        # objects holding their own connections (pubsubs), closed with the client
+        self.closables: weakref.WeakSet[Any] = weakref.WeakSet()
         self._changed = threading.Condition(threading.Lock())  # notified when a new map is in use
         self._maint: threading.Thread | None = None
 
@@ -437,6 +440,11 @@ class Core:
             m.join(5.0)
         for st in nodes.values():
             st.pool.close()
+        for obj in list(self.closables):
+            try:
+                obj.close()
+            except Exception as e:  # closing must go on for the rest
+                log.debug("closing %r failed: %s", obj, e)
         self.bus.close()
 
     @property

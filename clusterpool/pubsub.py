@@ -133,6 +133,7 @@ class ClusterPubSub:
         self._rotation = 0
         self._closed = False
         self.subscribed_event = threading.Event()
+        client._core.closables.add(self)  # client.close() closes this pubsub too
 
     # ---------------------------------------------------------------- state
 

@@ -225,3 +225,45 @@ def test_sharded_subscription_survives_kill_of_owner(fresh_cluster):
         return fresh_cluster.wait_promoted(primary)
 
     _failover_case(fresh_cluster, kill)
+
+
+def test_closing_the_client_closes_its_pubsubs(cluster):
+    client = ClusterClient(startup_nodes=cluster.startup_nodes, client_name="cp-close-pubsub")
+    ps = client.pubsub()
+    ps.subscribe("close-me")
+    poll(lambda: ps.get_message(timeout=0.1), what="subscribe confirmation")
+    client.close()
+
+    def ours_left():
+        total = 0
+        for port in cluster.ports:
+            r = cluster.client(port)
+            try:
+                total += sum(1 for c in r.client_list() if c.get("name") == "cp-close-pubsub")
+            finally:
+                r.close()
+        return total
+
+    poll(lambda: ours_left() == 0, what="pubsub connections closed")
+
+
+@pytest.mark.chaos
+def test_classic_subscription_moves_to_another_node_when_its_node_dies(fresh_cluster):
+    c = fresh_cluster
+    with ClusterClient(startup_nodes=c.startup_nodes, decode_responses=True, socket_timeout=1) as client:
+        ps = client.pubsub(ignore_subscribe_messages=True)
+        ps.subscribe("classic-move")
+        poll(lambda: ps.nodes()["classic"], what="classic subscription placed")
+        node = ps.nodes()["classic"][0]
+        port = int(node.rsplit(":", 1)[1])
+        c.kill(port)  # classic subscriptions sit on a primary
+        c.wait_promoted(port)
+
+        def delivered():
+            client.publish("classic-move", "hello")
+            msg = ps.get_message(timeout=0.3)
+            return msg is not None and msg["data"] == "hello"
+
+        poll(delivered, timeout=30, what="delivery after the classic node died")
+        assert ps.nodes()["classic"] and ps.nodes()["classic"][0] != node
+        ps.close()
