@@ -349,6 +349,8 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
                 moved = isinstance(e, rx.MovedError)
                 if moved:  # the slot has a new owner: repoint it now, refresh soon
                     core.on_moved(e.slot_id, e.host, e.port)
+                    if st.readonly:  # a replica that does not serve the slot: keep reads off it for now
+                        core.node_loading(name)
                 name, asking = f"{e.host}:{e.port}", not moved  # ASK: this command only
                 continue
             except (rx.TryAgainError, rx.ClusterDownError) as e:

@@ -333,6 +333,8 @@ class Core:
             self.bus.publish([NodeHealthChanged(name, old.value, changed.value, "recovered")])
 
     def node_loading(self, name: str) -> None:
+        """Keep reads off a node for now (it answered LOADING, or MOVED as a replica);
+        the next good maintenance PING lets it back in."""
         st = self.nodes.get(name)
         if st is not None:
             st.loading = True
@@ -399,7 +401,11 @@ class Core:
             self.node_failed(st.name, e)
             return
         st.pool.release(conn)
-        stale = st.readonly and "master_link_status:down" in _s(reply)
+        text = _s(reply)
+        stale = st.readonly and ("master_link_status:down" in text or "master_sync_in_progress:1" in text)
+        if st.loading:  # it answered; a node still loading says so again on the next read
+            st.loading = False
+            self._publish_states()
         if stale != st.stale:
             st.stale = stale
             self._publish_states()

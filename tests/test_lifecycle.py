@@ -159,3 +159,14 @@ def test_validate_on_return_drops_a_connection_closed_by_the_server(cluster):
         pool.release(conn)
         assert pool.stats().closed == closed_before + 1
         assert client.get("vor:{1}") == b"1"
+
+
+def test_a_replica_kept_off_reads_comes_back_after_a_good_health_check(cluster):
+    with ClusterClient(startup_nodes=cluster.startup_nodes, health_interval=0.1) as client:
+        key = "back:{1}"
+        replica = client.reader.node_for(key, read=True)
+        assert replica.role == "replica"
+        client._core.node_loading(replica.name)  # as after a LOADING reply or a replica's MOVED
+        assert client.reader.node_for(key, read=True).name != replica.name
+        poll(lambda: client.reader.node_for(key, read=True).name == replica.name,
+             what="replica back in the read rotation")
