@@ -40,6 +40,7 @@ from .readfrom import ReadStrategy, StrategyLike, make_strategy
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
 from .topology import Node, Shard, Topology
+from .resp import command_name
 
 try:  # redis-py >= 6
     from redis._parsers.helpers import get_response_callbacks
@@ -291,7 +292,7 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
 
     def _refuse(self, args: Sequence[Any]) -> None:
         raise errors.WriteOnReaderError(
-            f"{_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
+            f"{command_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
         )
 
     # ---------------------------------------------------------------- the loop
@@ -311,7 +312,7 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
                 failures += 1
                 if failures > self.retry.get_retries():
                     raise errors.NodeUnavailableError(
-                        f"{_name(args)}: node {name} is unavailable (circuit breaker open after "
+                        f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
                         f"{st.failures} consecutive failures: {last_error}); retry later"
                     ) from last_error
                 core.refresher.request()
@@ -411,7 +412,7 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
                 core.node_recovered(name)
             return self._parse(args[0], response, options)
         raise errors.TooManyRedirectionsError(
-            f"{_name(args)} for slot {slot} gave up after {hops} redirections/retries; "
+            f"{command_name(args)} for slot {slot} gave up after {hops} redirections/retries; "
             f"last node {name}, last reply: {last_error}"
         ) from last_error
 
@@ -425,9 +426,9 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
         try:
             result = ClusterClient._run(self, node, info, slot, args, options, asking)
         except BaseException as e:
-            hook(name, _name(args), time.perf_counter() - start, e)
+            hook(name, command_name(args), time.perf_counter() - start, e)
             raise
-        hook(name, _name(args), time.perf_counter() - start, None)
+        hook(name, command_name(args), time.perf_counter() - start, None)
         return result
 
     def _backoff(self, n: int) -> float:
@@ -506,13 +507,7 @@ _MISSING = object()
 
 def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException) -> errors.UnknownOutcomeError:
     return errors.UnknownOutcomeError(
-        f"{_name(args)} was sent to {node} but the connection failed before the reply ({e}); "
+        f"{command_name(args)} was sent to {node} but the connection failed before the reply ({e}); "
         "it may or may not have been applied. Not retried because it can write; "
         "pass retry_unknown_outcome=True to retry such commands."
     )
-
-
-def _name(args: Sequence[Any]) -> str:
-    head = args[0]
-    return (head.decode() if isinstance(head, bytes) else str(head)).upper()
-

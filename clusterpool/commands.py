@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from .resp import as_map, text
 
 # Where a keyless command goes. Values of CommandInfo.request_policy.
 DEFAULT = "default"  # one primary (any): CLUSTER INFO, TIME, CLIENT LIST ...
@@ -151,26 +152,15 @@ class CommandInfo:
         return [k for keys in found for k in keys]
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _m(v: Any) -> dict[str, Any]:
-    if isinstance(v, dict):
-        return {_s(k): x for k, x in v.items()}
-    it = iter(v)
-    return {_s(k): x for k, x in zip(it, it)}
-
-
 def _parse_spec(raw: Any) -> KeySpec:
-    d = _m(raw)
-    bs, fk = _m(d.get("begin_search", {})), _m(d.get("find_keys", {}))
-    bspec, fspec = _m(bs.get("spec", {}) or {}), _m(fk.get("spec", {}) or {})
-    begin, find = _s(bs.get("type", "unknown")), _s(fk.get("type", "unknown"))
+    d = as_map(raw)
+    bs, fk = as_map(d.get("begin_search", {})), as_map(d.get("find_keys", {}))
+    bspec, fspec = as_map(bs.get("spec", {}) or {}), as_map(fk.get("spec", {}) or {})
+    begin, find = text(bs.get("type", "unknown")), text(fk.get("type", "unknown"))
     return KeySpec(
         begin=begin,
         index=int(bspec.get("index", 0)),
-        keyword=_s(bspec.get("keyword", "")),
+        keyword=text(bspec.get("keyword", "")),
         startfrom=int(bspec.get("startfrom", 0)),
         find=find,
         lastkey=int(fspec.get("lastkey", 0)),
@@ -183,9 +173,9 @@ def _parse_spec(raw: Any) -> KeySpec:
 
 def parse_command_entry(entry: Sequence[Any]) -> list[CommandInfo]:
     """CommandInfo for one COMMAND reply entry and each of its subcommands."""
-    name = _s(entry[0]).lower()
-    flags = frozenset(_s(f).lower() for f in entry[2])
-    tips = [_s(t) for t in entry[7]] if len(entry) > 7 else []
+    name = text(entry[0]).lower()
+    flags = frozenset(text(f).lower() for f in entry[2])
+    tips = [text(t) for t in entry[7]] if len(entry) > 7 else []
     tip = dict(t.split(":", 1) for t in tips if ":" in t)
     specs: tuple[KeySpec, ...]
     if len(entry) > 8 and entry[8]:
@@ -241,7 +231,7 @@ class CommandTable:
 
     @classmethod
     def from_reply(cls, reply: Iterable[Sequence[Any]]) -> CommandTable:
-        return cls(raw={_s(entry[0]).lower(): entry for entry in reply})
+        return cls(raw={text(entry[0]).lower(): entry for entry in reply})
 
     def _lookup(self, name: str) -> CommandInfo | None:
         info = self._by_name.get(name)
@@ -274,13 +264,13 @@ class CommandTable:
                 return info, (_split(head) + list(args[1:])) if shift else list(args)
         words = _split(head)
         argv = words + list(args[1:])
-        name = _s(words[0]).lower()
+        name = text(words[0]).lower()
         found = self._lookup(name)
         if found is None:
             return UNKNOWN, argv
         info = found
         if info.has_subcommands and len(argv) > 1 and isinstance(argv[1], (str, bytes)):
-            sub = self._lookup(f"{name}|{_s(argv[1]).lower()}")
+            sub = self._lookup(f"{name}|{text(argv[1]).lower()}")
             if sub is not None:
                 if len(words) > 1:
                     self._remember(head, sub, len(words) - 1)

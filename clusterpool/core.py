@@ -29,12 +29,9 @@ from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .refresh import Refresher
 from .topology import REPLICA, AddressMap, Topology, parse_shards, parse_slots
+from .resp import text
 
 log = logging.getLogger("clusterpool")
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class Core:
@@ -401,8 +398,8 @@ class Core:
             self.node_failed(st.name, e)
             return
         st.pool.release(conn)
-        text = _s(reply)
-        stale = st.readonly and ("master_link_status:down" in text or "master_sync_in_progress:1" in text)
+        info = text(reply)
+        stale = st.readonly and ("master_link_status:down" in info or "master_sync_in_progress:1" in info)
         if st.loading:  # it answered; a node still loading says so again on the next read
             st.loading = False
             self._publish_states()

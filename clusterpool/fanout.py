@@ -15,6 +15,7 @@ from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
 from .merge import merge
 from .slots import encode_key, key_slot
 from .topology import Node, Topology
+from .resp import command_name
 
 if TYPE_CHECKING:
     from .core import Core
@@ -43,7 +44,7 @@ class FanoutMixin:
         info, argv = table.resolve(args)
         if info.name in CONNECTION_STATE:
             raise errors.ConfigurationError(
-                f"{_name(args)} changes connection state, which a shared cluster pool cannot keep: "
+                f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
                 "use client.pipeline(transaction=True) for MULTI/EXEC/WATCH, client.pubsub() for SUBSCRIBE"
             )
         targets = options.pop("target_nodes", None)
@@ -60,7 +61,7 @@ class FanoutMixin:
             if info.name in SPLIT_SUM:
                 return self._split_sum(info, args[0], keys, options)
             raise errors.CrossSlotError(
-                f"{_name(args)} keys hash to {len(slots)} different slots ({sorted(slots)[:8]}...): "
+                f"{command_name(args)} keys hash to {len(slots)} different slots ({sorted(slots)[:8]}...): "
                 "a cluster command must keep its keys in one slot. Use a {hash tag} in the key names, "
                 "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
             )
@@ -163,8 +164,3 @@ class FanoutMixin:
     def slot(self, key: Any) -> int:
         """The slot of `key`, computed locally."""
         return key_slot(encode_key(key))
-
-
-def _name(args: Sequence[Any]) -> str:
-    head = args[0]
-    return (head.decode() if isinstance(head, bytes) else str(head)).upper()

@@ -28,6 +28,7 @@ from . import errors
 from .commands import CommandInfo
 from .connection import pack_many
 from .slots import encode_key, key_slot
+from .resp import command_name
 
 if TYPE_CHECKING:
     from .client import ClusterClient
@@ -125,7 +126,7 @@ class ClusterPipeline(CoreCommands):
         slots = {key_slot(encode_key(k)) for k in keys}
         if len(slots) > 1:
             raise errors.CrossSlotError(
-                f"pipelined {_name(q.args)} has keys in {len(slots)} slots: each command must keep its "
+                f"pipelined {command_name(q.args)} has keys in {len(slots)} slots: each command must keep its "
                 "keys in one slot (use a {hash tag})"
             )
         q.slot = slots.pop()
@@ -207,7 +208,7 @@ class ClusterPipeline(CoreCommands):
             time.sleep(client._backoff(round_no + 1) if any(not q.asking for q in retry) else 0)
         for q in pending:
             q.result = errors.TooManyRedirectionsError(
-                f"{_name(q.args)} for slot {q.slot} still redirected after {client.max_redirections} rounds"
+                f"{command_name(q.args)} for slot {q.slot} still redirected after {client.max_redirections} rounds"
             )
 
     def _read_group(self, name: str, conn: AbstractConnection, group: list[_Queued]) -> list[_Queued]:
@@ -249,7 +250,7 @@ class ClusterPipeline(CoreCommands):
                         retry.append(rest)
                     else:
                         rest.result = errors.UnknownOutcomeError(
-                            f"{_name(rest.args)} was sent to {name} but the connection failed before "
+                            f"{command_name(rest.args)} was sent to {name} but the connection failed before "
                             f"its reply ({e}); it may or may not have been applied"
                         )
                 return retry
@@ -292,7 +293,7 @@ class ClusterPipeline(CoreCommands):
         conn = self._watch_conn
         assert conn is not None
         if args[0] != "WATCH":
-            self._one_slot(self._keys(args), _name(args), self._watch_slot)
+            self._one_slot(self._keys(args), command_name(args), self._watch_slot)
         try:
             conn.send_command(*args)
             resp = conn.read_response()
@@ -424,7 +425,7 @@ class ClusterPipeline(CoreCommands):
         if raise_on_error:
             for i, r in enumerate(results):
                 if isinstance(r, Exception):
-                    raise type(r)(f"Command # {i + 1} ({_name(queue[i].args)}) of pipeline caused error: {r}")
+                    raise type(r)(f"Command # {i + 1} ({command_name(queue[i].args)}) of pipeline caused error: {r}")
         return results
 
 
@@ -432,17 +433,12 @@ def _raise_first(queue: list[_Queued]) -> None:
     for i, q in enumerate(queue):
         r = q.result
         if isinstance(r, Exception):
-            msg = f"Command # {i + 1} ({_name(q.args)}) of pipeline caused error: {r}"
+            msg = f"Command # {i + 1} ({command_name(q.args)}) of pipeline caused error: {r}"
             try:
                 err = type(r)(msg)
             except Exception:
                 err = rx.ResponseError(msg)
             raise err from r
-
-
-def _name(args: Sequence[Any]) -> str:
-    head = args[0]
-    return (head.decode() if isinstance(head, bytes) else str(head)).upper()
 
 
 def transaction(client: ClusterClient, func: Callable[[ClusterPipeline], Any], *watches: Any,

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .slots import SLOT_COUNT
+from .resp import as_map, text
 
 PRIMARY = "primary"
 REPLICA = "replica"
@@ -193,25 +194,13 @@ def _sorted(shards: Iterable[Shard]) -> tuple[Shard, ...]:
 # ---------------------------------------------------------------- parsing
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _as_map(v: Any) -> dict[str, Any]:
-    """RESP3 gives maps, RESP2 flat [k, v, k, v] lists; keys may be bytes."""
-    if isinstance(v, dict):
-        return {_s(k): val for k, val in v.items()}
-    it = iter(v)
-    return {_s(k): val for k, val in zip(it, it)}
-
-
 def _identity(host: str, port: int) -> tuple[str, int]:
     return host, port
 
 
 def _endpoint(raw: Mapping[str, Any], fallback_host: str) -> str:
     for key in ("endpoint", "ip", "hostname"):
-        host = _s(raw.get(key, "") or "")
+        host = text(raw.get(key, "") or "")
         if host and host != "?":
             return host
     return fallback_host
@@ -229,24 +218,24 @@ def parse_shards(
     amap = address_map or _identity
     shards: list[Shard] = []
     for raw_shard in reply:
-        sh = _as_map(raw_shard)
+        sh = as_map(raw_shard)
         flat = [int(x) for x in sh.get("slots", [])]
         slot_ranges = _merge(zip(flat[0::2], flat[1::2]))
         primary: Node | None = None
         replicas: list[Node] = []
         for raw_node in sh.get("nodes", []):
-            nd = _as_map(raw_node)
+            nd = as_map(raw_node)
             port_key = "tls-port" if tls and "tls-port" in nd else "port"
             if port_key not in nd:
                 continue
             host, port = amap(_endpoint(nd, source_host), int(nd[port_key]))
-            role = PRIMARY if _s(nd.get("role", "")) in ("master", "primary") else REPLICA
+            role = PRIMARY if text(nd.get("role", "")) in ("master", "primary") else REPLICA
             node = Node(
                 host,
                 port,
                 role,
-                _s(nd.get("id", "")),
-                _s(nd.get("health", "online")),
+                text(nd.get("id", "")),
+                text(nd.get("health", "online")),
                 int(nd.get("replication-offset", 0) or 0),
             )
             if role == PRIMARY and primary is None:
@@ -282,18 +271,18 @@ def parse_slots(
         if not nodes:
             continue
         p = nodes[0]
-        phost = _s(p[0]) or source_host
+        phost = text(p[0]) or source_host
         if phost == "?":
             phost = source_host
         host, port = amap(phost, int(p[1]))
-        pid = _s(p[2]) if len(p) > 2 else ""
+        pid = text(p[2]) if len(p) > 2 else ""
         ranges_, primary, reps = by_primary.setdefault(
             (host, port), ([], Node(host, port, PRIMARY, pid), {})
         )
         ranges_.append((start, end))
         for r in nodes[1:]:
-            rh, rp = amap(_s(r[0]) or source_host, int(r[1]))
-            rid = _s(r[2]) if len(r) > 2 else ""
+            rh, rp = amap(text(r[0]) or source_host, int(r[1]))
+            rid = text(r[2]) if len(r) > 2 else ""
             reps[f"{rh}:{rp}"] = Node(rh, rp, REPLICA, rid)
     shards = [
         Shard(_merge(rs), primary, tuple(reps.values()), primary.id)
