@@ -1,4 +1,4 @@
-"""Demo: start a local 3x1 cluster, connect, show the topology and where keys and reads go.
+"""Demo: start a local 3x2 cluster, connect, show the topology and where keys and reads go.
 
 Run with `.venv/bin/python scripts/demo.py` (README's first command does the set-up).
 """
@@ -16,7 +16,7 @@ from clusterpool import ClusterClient  # noqa: E402
 
 
 def main() -> int:
-    with LocalCluster(primaries=3, replicas=1) as cluster:
+    with LocalCluster(primaries=3, replicas=2) as cluster:
         print(f"local cluster up at {cluster.url} ({len(cluster.ports)} nodes)\n")
         with ClusterClient.from_url(cluster.url, decode_responses=True) as client:
             client.connect()
@@ -30,7 +30,7 @@ def main() -> int:
             for key in ("user:1", "user:2", "cart:{42}:items", "cart:{42}:total"):
                 client.set(key, "v")
                 write = client.node_for(key).name
-                reads = [client.reader.node_for(key, read=True).name for _ in range(2)]
+                reads = [str(client.reader.node_for(key, read=True).port) for _ in range(4)]
                 print(f"  {key:<17} slot {client.slot(key):>5}  write {write}  reads {', '.join(reads)}")
             print("\nreader.get('user:1') ->", client.reader.get("user:1"),
                   "(a replica may lag its primary: replication is asynchronous)")
