@@ -32,7 +32,7 @@ from .connection import CONNECTION_KEYS, default_driver_info, pack, pack_many
 from .core import Core
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
-from .options import IGNORED_COMPAT, node_list
+from .options import IGNORED_COMPAT, node_list, redact_url
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
@@ -162,7 +162,7 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
         try:
             parsed = parse_url(url)
         except ValueError as e:
-            raise errors.ConfigurationError(f"bad cluster URL {url!r}: {e}") from e
+            raise errors.ConfigurationError(f"bad cluster URL {redact_url(url)!r}: {e}") from None
         if parsed.pop("path", None):
             raise errors.ConfigurationError("unix sockets cannot reach a cluster: use redis:// or rediss://")
         conn_class = parsed.pop("connection_class", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,3 +41,8 @@ def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) 
         if not 0 < p < 65536:
             raise errors.ConfigurationError(f"startup node {h}:{p}: port must be 1-65535")
     return out
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by '***', for error messages and logs."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -105,3 +105,33 @@ def test_binary_keys_route_and_round_trip(cluster):
             r = cluster.client(cluster.ports[0])
             assert client.slot(k) == int(r.execute_command("CLUSTER", "KEYSLOT", k))
             r.close()
+
+
+def test_passwords_never_appear_in_errors_reprs_or_snapshots(cluster):
+    secret = "s3cr3t-pw"
+    with pytest.raises(Exception) as bad_url:
+        ClusterClient.from_url(f"redis://user:{secret}@127.0.0.1:notaport")
+    assert secret not in str(bad_url.value)
+    client = ClusterClient.from_url(f"redis://default:{secret}@127.0.0.1:1")
+    with pytest.raises(ClusterUnreachableError) as unreachable:
+        client.connect()
+    assert secret not in str(unreachable.value) and secret not in repr(client)
+    client.close()
+    def on_every_node(fn):
+        for port in cluster.ports:
+            r = cluster.client(port)
+            try:
+                fn(r)
+            finally:
+                r.close()
+
+    on_every_node(lambda r: r.acl_setuser("cp-redact", enabled=True, passwords=[f"+{secret}"],
+                                          commands=["+@all"], keys=["*"], channels=["*"]))
+    try:
+        with ClusterClient(startup_nodes=cluster.startup_nodes, username="cp-redact", password=secret) as ok:
+            ok.set("redact:{1}", 1)
+            shown = " ".join([repr(ok), repr(ok.topology()), repr(ok.stats()), repr(ok.nodes()),
+                              str(ok.topology().as_dict())])
+            assert secret not in shown
+    finally:
+        on_every_node(lambda r: r.acl_deluser("cp-redact"))
