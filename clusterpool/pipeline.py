@@ -394,7 +394,11 @@ class ClusterPipeline(CoreCommands):
                 # TRYAGAIN: its keys are split between the two nodes for a moment.
                 broken = False
                 hops += 1
-                if not owned or hops >= client.max_redirections:
+                if not owned:  # the WATCH holds the source node's connection: cannot follow
+                    raise rx.WatchError(
+                        f"the watched slot is being migrated ({e}); retry once the migration ends"
+                    ) from None
+                if hops >= client.max_redirections:
                     raise
                 pool.release(conn)
                 owned = False
