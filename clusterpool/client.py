@@ -15,11 +15,11 @@ the slow path in `fanout.py`; the inspection API lives in `inspection.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from redis import exceptions as rx
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import EqualJitterBackoff
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
 from redis.commands import CoreCommands
 from redis.connection import parse_url
@@ -41,6 +41,8 @@ from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
 from .topology import Node, Shard, Topology
 from .resp import command_name
+
+T = TypeVar("T")
 
 try:  # redis-py >= 6
     from redis._parsers.helpers import get_response_callbacks
@@ -141,7 +143,9 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
         # would restart the round-robin at the first replica on every call)
         self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
         self.max_redirections = max_redirections
-        self.retry = retry or Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 8)
+        # 10 waits of 50 ms doubling to 1 s, each 50-100% of that: 3.8-7.6 s in all, enough to
+        # ride out a failover with a 2-5 s cluster-node-timeout
+        self.retry = retry or Retry(EqualJitterBackoff(cap=1.0, base=0.05), 10)
         self.retry_unknown_outcome = retry_unknown_outcome
         self.replica_fallback = replica_fallback
         self.response_callbacks = CaseInsensitiveDict(
@@ -273,14 +277,23 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
         """The slot has no primary in our map (a primary failed and no replica was promoted yet,
         or the slot is unassigned): refresh and wait within the retry budget, then give up."""
         core = self._core
-        for n in range(1, self.retry.get_retries() + 2):
-            t = core.refresher.refresh_now() or core.topology
+
+        def owner() -> Shard | None:
+            t = core.topology
             shard = t.slot_table[slot] if t is not None else None
-            if shard is not None and shard.primary is not None:
-                return shard
-            if n <= self.retry.get_retries():
-                core.wait_for_change(t.version if t is not None else 0, self._backoff(n))
-        if shard is not None:  # the shard is known, its primary is marked failed
+            return shard if shard is not None and shard.primary is not None else None
+
+        core.refresher.refresh_now()
+        for n in range(1, self.retry.get_retries() + 1):
+            found = owner()
+            if found is not None:
+                return found
+            core.refresher.request()
+            found = self._wait_for(owner, self._backoff(n))
+            if found is not None:
+                return found
+        t = core.topology
+        if t is not None and t.slot_table[slot] is not None:  # the shard is known, its primary failed
             raise errors.NodeUnavailableError(
                 f"the primary serving slot {slot} failed and no replica was promoted within the retry "
                 "budget; retry later, or give ClusterClient a larger retry= for long failovers"
@@ -289,6 +302,20 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
             f"slot {slot} is not served by any primary in the cluster's map "
             "(cluster not fully covered, or its primary failed and no replica took over in time)"
         )
+
+    def _wait_for(self, ready: Callable[[], T | None], seconds: float) -> T | None:
+        """Up to `seconds` for `ready()` to give a value, checked again whenever a new map arrives."""
+        core = self._core
+        deadline = time.monotonic() + seconds
+        while True:
+            got = ready()
+            if got is not None:
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            t = core.topology
+            core.wait_for_change(t.version if t is not None else 0, remaining)
 
     def _refuse(self, args: Sequence[Any]) -> None:
         raise errors.WriteOnReaderError(
@@ -435,15 +462,14 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
         return float(self.retry._backoff.compute(n))
 
     def _after_failure(self, name: str, info: CommandInfo, slot: int | None, n: int) -> str:
-        """Where to retry after node `name` failed: at once if the map already moved the slot
-        elsewhere, else after the n-th backoff, cut short when a new map arrives."""
-        nxt = self._reroute(name, info, slot)
-        if nxt == name:
-            core = self._core
-            t = core.topology
-            core.wait_for_change(t.version if t is not None else 0, self._backoff(n))
+        """Where to retry after node `name` failed: at once if a map moves the slot elsewhere
+        during the n-th backoff, else the same node when the backoff is over."""
+
+        def elsewhere() -> str | None:
             nxt = self._reroute(name, info, slot)
-        return nxt
+            return nxt if nxt != name else None
+
+        return self._wait_for(elsewhere, self._backoff(n)) or name
 
     def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
         """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
