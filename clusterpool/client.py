@@ -3,24 +3,20 @@
 How this works: every redis-py command method ends in `execute_command`.
 There we look the command up in the server's command table (cached per
 command name), hash its key to a slot, take the slot's shard from the current
-immutable Topology, let the read strategy pick a node, and run the command on
-that node's pool. Redirections and failures are handled in `_run`'s loop:
-MOVED repoints the slot and retries on the owner, ASK sends ASKING + command
-once, TRYAGAIN/CLUSTERDOWN/LOADING back off, a broken connection marks the
-node and retries within the budget if the outcome is known or the command only
-reads. Commands that are not a single key's (keyless, multi-node, SCAN) take
-the slow path in `fanout.py`; the inspection API lives in `inspection.py`.
+immutable Topology, let the read strategy pick a node (`_pick`), and hand the
+command to the redirect/retry loop in `router.py`. Commands that are not a
+single key's (keyless, multi-node, SCAN) take the slow path in `fanout.py`;
+the inspection API lives in `inspection.py`. This module holds construction,
+the reader/writer views, the hot path and the batch entry points.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from redis import exceptions as rx
 from redis.backoff import EqualJitterBackoff
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
+from redis.client import CaseInsensitiveDict
 from redis.commands import CoreCommands
 from redis.connection import parse_url
 from redis.event import EventDispatcher
@@ -28,7 +24,7 @@ from redis.retry import Retry
 
 from . import errors
 from .commands import CommandInfo
-from .connection import CONNECTION_KEYS, default_driver_info, pack, pack_many
+from .connection import CONNECTION_KEYS, default_driver_info
 from .core import Core
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
@@ -37,12 +33,11 @@ from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
 from .readfrom import ReadStrategy, StrategyLike, make_strategy
+from .resp import command_name
+from .router import RouterMixin
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
-from .topology import Node, Shard, Topology
-from .resp import command_name
-
-T = TypeVar("T")
+from .topology import Node, Topology
 
 try:  # redis-py >= 6
     from redis._parsers.helpers import get_response_callbacks
@@ -50,7 +45,7 @@ except ImportError:  # pragma: no cover
     get_response_callbacks = None  # type: ignore[assignment]
 
 
-class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
+class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
     """A Redis Cluster client with redis-py's command API.
 
     The plain client sends everything to primaries (read-your-writes, like
@@ -273,227 +268,10 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
                         return r
         return shard.primary  # type: ignore[return-value]
 
-    def _wait_for_owner(self, slot: int) -> Shard:
-        """The slot has no primary in our map (a primary failed and no replica was promoted yet,
-        or the slot is unassigned): refresh and wait within the retry budget, then give up."""
-        core = self._core
-
-        def owner() -> Shard | None:
-            t = core.topology
-            shard = t.slot_table[slot] if t is not None else None
-            return shard if shard is not None and shard.primary is not None else None
-
-        core.refresher.refresh_now()
-        for n in range(1, self.retry.get_retries() + 1):
-            found = owner()
-            if found is not None:
-                return found
-            core.refresher.request()
-            found = self._wait_for(owner, self._backoff(n))
-            if found is not None:
-                return found
-        t = core.topology
-        if t is not None and t.slot_table[slot] is not None:  # the shard is known, its primary failed
-            raise errors.NodeUnavailableError(
-                f"the primary serving slot {slot} failed and no replica was promoted within the retry "
-                "budget; retry later, or give ClusterClient a larger retry= for long failovers"
-            )
-        raise errors.SlotNotCoveredError(
-            f"slot {slot} is not served by any primary in the cluster's map "
-            "(cluster not fully covered, or its primary failed and no replica took over in time)"
-        )
-
-    def _wait_for(self, ready: Callable[[], T | None], seconds: float) -> T | None:
-        """Up to `seconds` for `ready()` to give a value, checked again whenever a new map arrives."""
-        core = self._core
-        deadline = time.monotonic() + seconds
-        while True:
-            got = ready()
-            if got is not None:
-                return got
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            t = core.topology
-            core.wait_for_change(t.version if t is not None else 0, remaining)
-
     def _refuse(self, args: Sequence[Any]) -> None:
         raise errors.WriteOnReaderError(
             f"{command_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
         )
-
-    # ---------------------------------------------------------------- the loop
-
-    def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-             options: dict[str, Any], asking: bool = False) -> Any:
-        """Run one command on `node`, following redirections and retrying within the budgets."""
-        core = self._core
-        hops = failures = 0
-        stale_retried = False
-        name = node if isinstance(node, str) else node.name
-        last_error: BaseException | None = None
-        while True:
-            st = core.nodes.get(name) or core.state(name)
-            if st.open_until and not st.available():
-                # breaker open: don't wait on a node known to be failing; the map may move on
-                failures += 1
-                if failures > self.retry.get_retries():
-                    raise errors.NodeUnavailableError(
-                        f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
-                        f"{st.failures} consecutive failures: {last_error}); retry later"
-                    ) from last_error
-                core.refresher.request()
-                name = self._after_failure(name, info, slot, failures)
-                continue
-            pool = st.pool
-            conn = pool.acquire()
-            sent = False
-            fresh = conn._sock is None
-            if not fresh and not info.readonly and not self.retry_unknown_outcome:
-                # a write cannot be retried once sent: check first, without a round trip, that
-                # the server has not closed this pooled connection (CLIENT KILL, restart)
-                pool._validate(conn)
-                fresh = conn._sock is None
-            try:
-                if fresh:
-                    conn.connect()
-                if asking:
-                    conn.send_packed_command(pack_many(conn, [("ASKING",), tuple(args)]), False)
-                    sent = True
-                    conn.read_response()
-                else:
-                    conn.send_packed_command(pack(conn, args), False)
-                    sent = True
-                if NEVER_DECODE in options:
-                    response = conn.read_response(disable_decoding=True)
-                else:
-                    response = conn.read_response()
-            except rx.AskError as e:  # and MovedError, its subclass
-                pool.release(conn)
-                last_error = e
-                hops += 1
-                if hops >= self.max_redirections:
-                    break
-                moved = isinstance(e, rx.MovedError)
-                if moved:  # the slot has a new owner: repoint it now, refresh soon
-                    core.on_moved(e.slot_id, e.host, e.port)
-                    if st.readonly:  # a replica that does not serve the slot: keep reads off it for now
-                        core.node_loading(name)
-                name, asking = f"{e.host}:{e.port}", not moved  # ASK: this command only
-                continue
-            except (rx.TryAgainError, rx.ClusterDownError) as e:
-                pool.release(conn)
-                last_error = e
-                hops += 1
-                if hops >= self.max_redirections:
-                    break
-                if isinstance(e, rx.ClusterDownError):
-                    core.refresher.request()
-                time.sleep(self._backoff(hops))
-                name = self._reroute(name, info, slot)
-                continue
-            except rx.BusyLoadingError as e:
-                pool.release(conn)
-                core.node_loading(name)
-                last_error = e
-                hops += 1
-                if hops >= self.max_redirections:
-                    break
-                if not (info.readonly and slot is not None):
-                    time.sleep(self._backoff(hops))
-                name = self._reroute(name, info, slot)
-                continue
-            except rx.ResponseError:
-                pool.release(conn)
-                if EMPTY_RESPONSE in options:
-                    return options[EMPTY_RESPONSE]
-                raise
-            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                pool.discard(conn)
-                last_error = e
-                if not fresh and not stale_retried and isinstance(e, rx.ConnectionError):
-                    # a pooled connection the server had closed (CLIENT KILL, idle timeout, restart):
-                    # says nothing about the node yet, and its idle siblings are likely closed too.
-                    # Drop them and retry once at once on a fresh connection; only failures of fresh
-                    # connections (or timeouts) count towards the breaker, so one CLIENT KILL does
-                    # not open it and stall the node's slots for breaker_cooldown.
-                    stale_retried = True
-                    pool.disconnect_all()
-                    if sent and not (info.readonly or self.retry_unknown_outcome):
-                        raise _unknown_outcome(args, name, e) from e
-                    continue  # same node (with ASKING again if it was an ASK)
-                core.node_failed(name, e)
-                failures += 1
-                if sent and not (info.readonly or self.retry_unknown_outcome):
-                    raise _unknown_outcome(args, name, e) from e
-                if failures > self.retry.get_retries():
-                    raise
-                name = self._after_failure(name, info, slot, failures)
-                asking = False
-                continue
-            except BaseException:
-                pool.discard(conn)
-                raise
-            pool.release(conn)
-            if failures or st.loading:
-                core.node_recovered(name)
-            return self._parse(args[0], response, options)
-        raise errors.TooManyRedirectionsError(
-            f"{command_name(args)} for slot {slot} gave up after {hops} redirections/retries; "
-            f"last node {name}, last reply: {last_error}"
-        ) from last_error
-
-    def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-                    options: dict[str, Any], asking: bool = False) -> Any:
-        """`_run` with the command hook called once per command (installed only when a hook is set)."""
-        hook = self._hook
-        assert hook is not None
-        name = node if isinstance(node, str) else node.name
-        start = time.perf_counter()
-        try:
-            result = ClusterClient._run(self, node, info, slot, args, options, asking)
-        except BaseException as e:
-            hook(name, command_name(args), time.perf_counter() - start, e)
-            raise
-        hook(name, command_name(args), time.perf_counter() - start, None)
-        return result
-
-    def _backoff(self, n: int) -> float:
-        return float(self.retry._backoff.compute(n))
-
-    def _after_failure(self, name: str, info: CommandInfo, slot: int | None, n: int) -> str:
-        """Where to retry after node `name` failed: at once if a map moves the slot elsewhere
-        during the n-th backoff, else the same node when the backoff is over."""
-
-        def elsewhere() -> str | None:
-            nxt = self._reroute(name, info, slot)
-            return nxt if nxt != name else None
-
-        return self._wait_for(elsewhere, self._backoff(n)) or name
-
-    def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
-        """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
-        topo = self._core.topology
-        if slot is None or topo is None:
-            return name
-        try:
-            return self._pick(topo, slot, info.readonly).name
-        except errors.SlotNotCoveredError:
-            return name
-
-    def _parse(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
-        cb = self._callbacks.get(head, _MISSING)
-        if cb is _MISSING:
-            cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
-            if len(self._callbacks) < 4096:
-                self._callbacks[head] = cb
-        if options:
-            options.pop("keys", None)
-            options.pop(EMPTY_RESPONSE, None)
-            options.pop(NEVER_DECODE, None)
-        if cb is None:
-            return response
-        return cb(response, **options)
 
     # ---------------------------------------------------------------- batches
 
@@ -526,14 +304,3 @@ class ClusterClient(InspectionMixin, FanoutMixin, CoreCommands):
         from .pubsub import ClusterPubSub
 
         return ClusterPubSub(self, **kwargs)
-
-
-_MISSING = object()
-
-
-def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException) -> errors.UnknownOutcomeError:
-    return errors.UnknownOutcomeError(
-        f"{command_name(args)} was sent to {node} but the connection failed before the reply ({e}); "
-        "it may or may not have been applied. Not retried because it can write; "
-        "pass retry_unknown_outcome=True to retry such commands."
-    )
