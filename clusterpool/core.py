@@ -24,12 +24,12 @@ from .bus import EventBus
 from .commands import CommandTable
 from .connection import make_connection
 from .events import Event, NodeHealthChanged, RefreshFailed, TopologyRefreshed, diff
+from .health import HealthChecker
 from .node import Health, NodeState
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .refresh import Refresher
 from .topology import REPLICA, AddressMap, Topology, parse_shards, parse_slots
-from .resp import text
 
 log = logging.getLogger("clusterpool")
 
@@ -92,11 +92,10 @@ class Core:
         self._version = 0
         self._closed = False
         self._pid = os.getpid()
-        self._maint_stop = threading.Event()
         # objects holding their own connections (pubsubs), closed with the client
         self.closables: weakref.WeakSet[Any] = weakref.WeakSet()
         self._changed = threading.Condition(threading.Lock())  # notified when a new map is in use
-        self._maint: threading.Thread | None = None
+        self.checker = HealthChecker(self)
 
     # ---------------------------------------------------------------- discovery
 
@@ -136,7 +135,7 @@ class Core:
                 self.adopt(topo)
                 self._warm()
                 self.refresher.start()
-                self._start_maintenance()
+                self.checker.start()
                 return topo
             raise errors.ClusterUnreachableError(
                 "no startup node could be reached: " + "; ".join(failures)
@@ -346,73 +345,9 @@ class Core:
 
     # ---------------------------------------------------------------- maintenance
 
-    def _start_maintenance(self) -> None:
-        if self._maint is None or not self._maint.is_alive():
-            self._maint_stop.clear()
-            self._maint = threading.Thread(target=self._maintain, name="clusterpool-maintenance", daemon=True)
-            self._maint.start()
-
-    def _maintain(self) -> None:
-        while not self._maint_stop.wait(self.health_interval):
-            try:
-                self.maintain_once()
-            except Exception as e:
-                log.debug("maintenance pass failed: %s", e)
-
     def maintain_once(self) -> None:
-        """One pass: measure latency (PING), close stale idle connections, keep min_idle warm."""
-        t = self.topology
-        if t is None:
-            return
-        for node in t.nodes:
-            if self._maint_stop.is_set():
-                return
-            if not node.usable:
-                continue
-            st = self.state(node.name)
-            self._ping(st)
-            st.pool.evict_idle(keep=self.min_idle)
-            if self.min_idle and st.available():
-                try:
-                    st.pool.fill(self.min_idle)
-                except Exception as e:
-                    log.debug("could not warm %s: %s", node.name, e)
-        self._publish_states()
-
-    def _ping(self, st: NodeState) -> None:
-        try:
-            conn = st.pool.try_acquire()
-        except (rx.RedisError, OSError):
-            conn = None
-        if conn is None:
-            return  # pool busy (the node is in use; measured another round) or closed
-        try:
-            start = time.perf_counter()
-            # replicas: INFO replication also tells whether their link to the primary is up
-            conn.send_command(*(("INFO", "replication") if st.readonly else ("PING",)), check_health=False)
-            reply = conn.read_response(timeout=min(self.refresh_timeout, 1.0))
-            elapsed = time.perf_counter() - start
-        except Exception as e:
-            conn.disconnect()
-            st.pool.release(conn)
-            self.node_failed(st.name, e)
-            return
-        st.pool.release(conn)
-        info = text(reply)
-        stale = st.readonly and ("master_link_status:down" in info or "master_sync_in_progress:1" in info)
-        if st.loading:  # it answered; a node still loading says so again on the next read
-            st.loading = False
-            self._publish_states()
-        if stale != st.stale:
-            st.stale = stale
-            self._publish_states()
-            self.bus.publish([NodeHealthChanged(
-                st.name, "stale" if not stale else st.health.value,
-                "stale" if stale else st.health.value, "replica link to primary down" if stale else "link up")])
-        old = st.health
-        changed = st.record_latency(elapsed) if not st.failures else st.record_success()
-        if changed is not None:
-            self.bus.publish([NodeHealthChanged(st.name, old.value, changed.value, "ping")])
+        """One maintenance pass now, on this thread (see health.HealthChecker)."""
+        self.checker.run_once()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -424,11 +359,11 @@ class Core:
         self._changed = threading.Condition(threading.Lock())
         self.refresher._thread = None
         self.refresher._lock = threading.Lock()
-        self._maint = None
+        self.checker = HealthChecker(self)
         self.bus = EventBus()
         if self.topology is not None:
             self.refresher.start()
-            self._start_maintenance()
+            self.checker.start()
 
     def close(self) -> None:
         with self._lock:
@@ -436,11 +371,8 @@ class Core:
                 return
             self._closed = True
             nodes, self.nodes = self.nodes, {}
-        self._maint_stop.set()
+        self.checker.stop()
         self.refresher.close()
-        m = self._maint
-        if m is not None and m.is_alive() and m is not threading.current_thread():
-            m.join(5.0)
         for st in nodes.values():
             st.pool.close()
         for obj in list(self.closables):

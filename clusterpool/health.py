@@ -1,0 +1,111 @@
+"""The maintenance thread: node health, latency, idle eviction and warm connections.
+
+Every `health_interval` seconds each node the cluster does not mark failed
+gets one probe on a connection its pool can spare (never waiting for one):
+PING for primaries, INFO replication for replicas, which also says whether
+the replica's link to its primary is up or it is still syncing. The round
+trip feeds the node's latency (for NEAREST and DEGRADED health); a failure
+counts towards its breaker; an answer clears a "keep reads off" mark.
+Then idle connections older than `max_idle_time` are closed and `min_idle`
+are kept open.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from redis import exceptions as rx
+
+from .events import NodeHealthChanged
+from .resp import text
+
+if TYPE_CHECKING:
+    from .core import Core
+    from .node import NodeState
+
+log = logging.getLogger("clusterpool")
+
+
+class HealthChecker:
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="clusterpool-maintenance", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._core.health_interval):
+            try:
+                self.run_once()
+            except Exception as e:  # the thread must survive anything a pass meets
+                log.debug("maintenance pass failed: %s", e)
+
+    def run_once(self) -> None:
+        """One pass over the nodes: probe, evict stale idle connections, keep min_idle warm."""
+        core = self._core
+        t = core.topology
+        if t is None:
+            return
+        for node in t.nodes:
+            if self._stop.is_set():
+                return
+            if not node.usable:
+                continue
+            st = core.state(node.name)
+            self._probe(st)
+            st.pool.evict_idle(keep=core.min_idle)
+            if core.min_idle and st.available():
+                try:
+                    st.pool.fill(core.min_idle)
+                except (rx.RedisError, OSError) as e:
+                    log.debug("could not warm %s: %s", node.name, e)
+        core._publish_states()
+
+    def _probe(self, st: NodeState) -> None:
+        core = self._core
+        try:
+            conn = st.pool.try_acquire()
+        except (rx.RedisError, OSError):
+            conn = None
+        if conn is None:
+            return  # pool busy (the node is in use; measured another round) or closed
+        try:
+            start = time.perf_counter()
+            conn.send_command(*(("INFO", "replication") if st.readonly else ("PING",)), check_health=False)
+            reply = conn.read_response(timeout=min(core.refresh_timeout, 1.0))
+            elapsed = time.perf_counter() - start
+        except Exception as e:  # any failure of the probe is the node's failure
+            conn.disconnect()
+            st.pool.release(conn)
+            core.node_failed(st.name, e)
+            return
+        st.pool.release(conn)
+        info = text(reply)
+        stale = st.readonly and ("master_link_status:down" in info or "master_sync_in_progress:1" in info)
+        if st.loading:  # it answered; a node still loading says so again on the next read
+            st.loading = False
+            core._publish_states()
+        if stale != st.stale:
+            st.stale = stale
+            core._publish_states()
+            core.bus.publish([NodeHealthChanged(
+                st.name, "stale" if not stale else st.health.value,
+                "stale" if stale else st.health.value, "replica link to primary down" if stale else "link up")])
+        old = st.health
+        changed = st.record_latency(elapsed) if not st.failures else st.record_success()
+        if changed is not None:
+            core.bus.publish([NodeHealthChanged(st.name, old.value, changed.value, "ping")])
