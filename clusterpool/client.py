@@ -283,7 +283,7 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
 
     def transaction(self, func: Any, *watches: Any, **kwargs: Any) -> Any:
         """redis-py's transaction(): `func(pipe)` under WATCH of keys in one slot, retried on WatchError."""
-        from .pipeline import transaction
+        from .transaction import transaction
 
         return transaction(self, func, *watches, **kwargs)
 
