@@ -124,3 +124,28 @@ def test_kill_9_of_a_primary_recovers_and_leaks_nothing(fresh_cluster):
     time.sleep(0.2)
     assert chaos.thread_count() <= threads0, (threads0, chaos.thread_count())
     assert chaos.fd_count() <= fds0, (fds0, chaos.fd_count())
+
+
+def test_node_added_and_removed_under_load_surfaces_no_error(fresh_cluster):
+    """A node joins, slots move to it and back while they are used, then it is removed:
+    the client follows every move and drops the node without surfacing anything."""
+    res = chaos.run_scenario("add_remove", fresh_cluster, quick=True)
+    assert_clean(res)
+
+
+def test_replica_restart_under_load_surfaces_no_error(fresh_cluster):
+    res = chaos.run_scenario("restart", fresh_cluster, quick=True)
+    assert_clean(res)
+
+
+def test_paused_primary_is_failed_over_and_the_client_recovers(fresh_cluster):
+    """SIGSTOP of a primary for longer than the node timeout, then SIGCONT: its replica takes
+    over. Only ConnectionError-family errors may surface (a write in flight on the stopped
+    node ends in UnknownOutcomeError), nothing reads backwards, and the client serves again."""
+    res = chaos.run_scenario("pause", fresh_cluster, quick=True)
+    r = res.report
+    for name, cls in res.checker.types.items():
+        assert issubclass(cls, (redis.ConnectionError, redis.TimeoutError)), (name, res.checker.samples[name])
+    assert r.backwards_reads == 0, res.checker.anomalies[:5]
+    assert r.lost_writes <= 20, r.line()
+    assert r.writes > 100, r.line()
