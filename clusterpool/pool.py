@@ -135,7 +135,7 @@ class ConnectionPool:
         if conn is None:
             return self._open()
         if self.validate_after is not None and time.monotonic() - since > self.validate_after:
-            self._validate(conn)
+            self.validate(conn)
         return conn
 
     def _open(self) -> AbstractConnection:
@@ -188,7 +188,7 @@ class ConnectionPool:
         if self._pid != _pid:
             return
         if self.validate_on_return and conn._sock is not None:
-            self._validate(conn)  # a connection left with unread data or closed is dropped, not reused
+            self.validate(conn)  # a connection left with unread data or closed is dropped, not reused
         with self._lock:
             if conn not in self._in_use:
                 return  # not ours (pool reset or closed meanwhile)
@@ -210,7 +210,7 @@ class ConnectionPool:
         conn.disconnect()
         self.release(conn)
 
-    def _validate(self, conn: AbstractConnection) -> None:
+    def validate(self, conn: AbstractConnection) -> None:
         """Reopen an idle connection whose socket is readable (closed by the server)."""
         sock = getattr(conn, "_sock", None)
         if sock is None:

@@ -119,7 +119,7 @@ class RouterMixin:
             if not fresh and not info.readonly and not self.retry_unknown_outcome:
                 # a write cannot be retried once sent: check first, without a round trip, that
                 # the server has not closed this pooled connection (CLIENT KILL, restart)
-                pool._validate(conn)
+                pool.validate(conn)
                 fresh = conn._sock is None
             try:
                 if fresh:
