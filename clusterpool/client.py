@@ -75,6 +75,7 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
         max_redirections: int = 16,
         retry: Retry | None = None,
         retry_unknown_outcome: bool = False,
+        retry_timeout: float | None = None,
         replica_fallback: bool = True,
         max_connections: int | None = 50,
         pool_timeout: float | None = 5.0,
@@ -142,6 +143,9 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
         # ride out a failover with a 2-5 s cluster-node-timeout
         self.retry = retry or Retry(EqualJitterBackoff(cap=1.0, base=0.05), 10)
         self.retry_unknown_outcome = retry_unknown_outcome
+        if retry_timeout is not None and retry_timeout <= 0:
+            raise errors.ConfigurationError(f"retry_timeout must be > 0 seconds, got {retry_timeout}")
+        self.retry_timeout = retry_timeout
         self.replica_fallback = replica_fallback
         self.response_callbacks = CaseInsensitiveDict(
             get_response_callbacks(  # type: ignore[arg-type]

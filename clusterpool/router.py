@@ -40,6 +40,7 @@ class RouterMixin:
     retry: Retry
     max_redirections: int
     retry_unknown_outcome: bool
+    retry_timeout: float | None
     response_callbacks: Any
     _callbacks: dict[Any, Any]
     _hook: CommandHook | None
@@ -58,7 +59,10 @@ class RouterMixin:
             return shard if shard is not None and shard.primary is not None else None
 
         core.refresher.refresh_now()
-        for n in range(1, self.retry.get_retries() + 1):
+        first = time.monotonic()
+        n = 0
+        while self._may_retry(n + 1, first):
+            n += 1
             found = owner()
             if found is not None:
                 return found
@@ -96,6 +100,7 @@ class RouterMixin:
         """Run one command on `node`, following redirections and retrying within the budgets."""
         core = self._core
         hops = failures = 0
+        first_failure = 0.0
         stale_retried = False
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
@@ -104,7 +109,8 @@ class RouterMixin:
             if st.open_until and not st.available():
                 # breaker open: don't wait on a node known to be failing; the map may move on
                 failures += 1
-                if failures > self.retry.get_retries():
+                first_failure = first_failure or time.monotonic()
+                if not self._may_retry(failures, first_failure):
                     raise errors.NodeUnavailableError(
                         f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
                         f"{st.failures} consecutive failures: {last_error}); retry later"
@@ -191,9 +197,10 @@ class RouterMixin:
                     continue  # same node (with ASKING again if it was an ASK)
                 core.node_failed(name, e)
                 failures += 1
+                first_failure = first_failure or time.monotonic()
                 if sent and not (info.readonly or self.retry_unknown_outcome):
                     raise _unknown_outcome(args, name, e) from e
-                if failures > self.retry.get_retries():
+                if not self._may_retry(failures, first_failure):
                     raise
                 name = self._after_failure(name, info, slot, failures)
                 asking = False
@@ -224,6 +231,13 @@ class RouterMixin:
             raise
         hook(name, command_name(args), time.perf_counter() - start, None)
         return result
+
+    def _may_retry(self, n: int, since: float) -> bool:
+        """Whether the n-th retry of a failure first seen at `since` is within the budget:
+        `retry_timeout` seconds when set, else the Retry's count."""
+        if self.retry_timeout is not None:
+            return time.monotonic() - since < self.retry_timeout
+        return n <= self.retry.get_retries()
 
     def _backoff(self, n: int) -> float:
         return float(self.retry._backoff.compute(n))

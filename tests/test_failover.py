@@ -7,6 +7,7 @@ import time
 
 import pytest
 import redis
+from redis import exceptions as rx
 
 import clusterpool
 from clusterpool import ClusterClient
@@ -163,3 +164,33 @@ def test_client_keeps_serving_after_a_paused_primary_is_replaced(fresh_cluster):
             assert client.get(k) == str(i).encode()
     finally:
         client.close()
+
+
+def test_retry_timeout_rides_out_a_failover_a_small_retry_count_would_not(fresh_cluster):
+    from redis.backoff import EqualJitterBackoff
+    from redis.retry import Retry
+
+    c = fresh_cluster
+    one_retry = Retry(EqualJitterBackoff(cap=0.2, base=0.05), 1)
+    patient = ClusterClient(startup_nodes=c.startup_nodes, retry=one_retry, retry_timeout=30,
+                            socket_timeout=1, socket_connect_timeout=0.5)
+    hasty = ClusterClient(startup_nodes=c.startup_nodes, retry=one_retry,
+                          socket_timeout=1, socket_connect_timeout=0.5)
+    try:
+        key = "patient:{1}"
+        patient.set(key, "before")
+        hasty.set(key, "before")
+        victim = patient.node_for(key).port
+        c.kill(victim)
+        with pytest.raises(rx.ConnectionError):
+            hasty.set(key, "x")  # two attempts, ~0.3 s of backoff: long before any promotion
+        assert patient.set(key, "after") is True  # waits (up to 30 s) for the replica to take over
+        assert patient.node_for(key).port != victim
+    finally:
+        patient.close()
+        hasty.close()
+
+
+def test_retry_timeout_must_be_positive():
+    with pytest.raises(clusterpool.ConfigurationError, match="retry_timeout"):
+        ClusterClient("127.0.0.1", 7000, retry_timeout=0)
