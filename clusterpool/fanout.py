@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
 from .merge import merge
-from .slots import encode_key, key_slot
+from .slots import slot_of
 from .topology import Node, Topology
 from .resp import command_name
 
@@ -52,7 +52,7 @@ class FanoutMixin:
             return self._on_targets(self._resolve_targets(targets), info, args, options)
         keys = info.keys(argv)
         if keys:
-            slots = {key_slot(encode_key(k)) for k in keys}
+            slots = {slot_of(k) for k in keys}
             if self._refuse_writes and not info.readonly:
                 self._refuse(args)
             if len(slots) == 1:
@@ -157,10 +157,8 @@ class FanoutMixin:
                 if cursor == 0:
                     break
 
-    def keyslot(self, key: Any) -> int:
-        """The slot of `key`, computed locally (no round trip)."""
-        return key_slot(encode_key(key))
-
     def slot(self, key: Any) -> int:
-        """The slot of `key`, computed locally."""
-        return key_slot(encode_key(key))
+        """The slot of `key`, computed locally (no round trip)."""
+        return slot_of(key)
+
+    keyslot = slot  # RedisCluster's name

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .pool import PoolStats
-from .slots import encode_key, key_slot
+from .slots import slot_of
 from .topology import Node, Topology
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class InspectionMixin:
     def node_for(self, key: Any, read: bool = False) -> Node:
         """The node a command on `key` would go to now (for a read when `read=True`)."""
         t = self._core.ensure()
-        return self._pick(t, key_slot(encode_key(key)), read)  # type: ignore[attr-defined]
+        return self._pick(t, slot_of(key), read)  # type: ignore[attr-defined]
 
     def nodes(self, role: str | None = None) -> tuple[Node, ...]:
         """Known nodes, optionally only "primary" or "replica"."""

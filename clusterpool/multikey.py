@@ -10,7 +10,7 @@ from redis.commands.helpers import list_or_args
 from . import errors
 from .commands import CommandInfo
 from .pipeline import ClusterPipeline
-from .slots import encode_key, key_slot
+from .slots import slot_of
 
 if TYPE_CHECKING:
     from .client import ClusterClient
@@ -20,7 +20,7 @@ def _by_slot(keys: Iterable[Any]) -> dict[int, list[int]]:
     """Positions of the keys, grouped by slot (first-seen slot order)."""
     groups: dict[int, list[int]] = {}
     for i, k in enumerate(keys):
-        groups.setdefault(key_slot(encode_key(k)), []).append(i)
+        groups.setdefault(slot_of(k), []).append(i)
     return groups
 
 

@@ -24,7 +24,7 @@ from redis.event import EventDispatcher
 from . import errors
 from .commands import CommandInfo
 from .connection import pack_many
-from .slots import encode_key, key_slot
+from .slots import encode_key, key_slot, slot_of
 from .resp import command_name, raise_first_error
 from .transaction import TransactionMixin
 
@@ -107,7 +107,7 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
         client = self._client
         table = client._core.table
         assert table is not None
-        cached = table._resolved.get(q.args[0])
+        cached = table.resolved.get(q.args[0])
         if cached is not None and not cached[1] and cached[0].single_key and len(q.args) > cached[0].single_key:
             info = q.info = cached[0]  # one key at a fixed place: the common case, as in execute_command
             key = q.args[info.single_key]
@@ -121,7 +121,7 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
         if not keys:
             q.slot = None
             return
-        slots = {key_slot(encode_key(k)) for k in keys}
+        slots = {slot_of(k) for k in keys}
         if len(slots) > 1:
             raise errors.CrossSlotError(
                 f"pipelined {command_name(q.args)} has keys in {len(slots)} slots: each command must keep its "

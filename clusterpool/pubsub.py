@@ -61,7 +61,7 @@ from redis.utils import str_if_bytes
 
 from . import errors
 from .connection import NodeConnection, SSLNodeConnection
-from .slots import encode_key, key_slot
+from .slots import slot_of
 
 if TYPE_CHECKING:
     from .client import ClusterClient
@@ -441,7 +441,7 @@ class ClusterPubSub:
                 got = True
                 self._client._core.on_moved(e.slot_id, e.host, e.port)
                 self._orphan_shard_channels(
-                    sub, [ch for ch in sub.ps.shard_channels if key_slot(encode_key(ch)) == e.slot_id])
+                    sub, [ch for ch in sub.ps.shard_channels if slot_of(ch) == e.slot_id])
                 continue
             except _CONN_ERRORS as e:
                 got = True
@@ -558,7 +558,7 @@ class ClusterPubSub:
 def _by_slot(subs: dict[Any, Any]) -> dict[int, dict[Any, Any]]:
     out: dict[int, dict[Any, Any]] = {}
     for ch, handler in subs.items():
-        out.setdefault(key_slot(encode_key(ch)), {})[ch] = handler
+        out.setdefault(slot_of(ch), {})[ch] = handler
     return out
 
 

@@ -23,7 +23,7 @@ from redis.connection import AbstractConnection
 from . import errors
 from .connection import pack_many
 from .resp import command_name, raise_first_error
-from .slots import encode_key, key_slot
+from .slots import slot_of
 
 if TYPE_CHECKING:
     from .client import ClusterClient
@@ -89,7 +89,7 @@ class TransactionMixin:
         return table.keys(args)
 
     def _one_slot(self, keys: Sequence[Any], what: str, must_be: int | None = None) -> int:
-        slots = {key_slot(encode_key(k)) for k in keys}
+        slots = {slot_of(k) for k in keys}
         if must_be is not None:
             slots.add(must_be)
         if len(slots) != 1:
