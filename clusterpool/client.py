@@ -240,7 +240,7 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
         topo = core.topology
         if topo is None or core._pid != current_pid():
             topo = core.ensure()
-        cached = core.table._resolved.get(args[0])  # type: ignore[union-attr]
+        cached = core.table.resolved.get(args[0])  # type: ignore[union-attr]
         if cached is not None and not cached[1] and "target_nodes" not in options:
             info = cached[0]
             idx = info.single_key

@@ -226,8 +226,9 @@ class CommandTable:
     def __init__(self, infos: Iterable[CommandInfo] = (), raw: dict[str, Sequence[Any]] | None = None):
         self._by_name: dict[str, CommandInfo] = {i.name: i for i in infos}
         self._raw: dict[str, Sequence[Any]] = raw or {}
-        # cache: args[0] exactly as given -> (info, shift); shift = extra words in args[0]
-        self._resolved: dict[Any, tuple[CommandInfo, int]] = {}
+        # args[0] exactly as given -> (info, shift), shift = extra words in args[0]. Public because
+        # the per-command paths (client, pipeline) read it directly: a dict hit, no method call.
+        self.resolved: dict[Any, tuple[CommandInfo, int]] = {}
 
     @classmethod
     def from_reply(cls, reply: Iterable[Sequence[Any]]) -> CommandTable:
@@ -257,7 +258,7 @@ class CommandTable:
     def resolve(self, args: Sequence[Any]) -> tuple[CommandInfo, list[Any]]:
         """The command's info and its argv as the server will see it (words of args[0] split)."""
         head = args[0]
-        cached = self._resolved.get(head)
+        cached = self.resolved.get(head)
         if cached is not None:
             info, shift = cached
             if not info.has_subcommands or shift:
@@ -279,12 +280,8 @@ class CommandTable:
         return info, argv
 
     def _remember(self, head: Any, info: CommandInfo, shift: int) -> None:
-        if len(self._resolved) < 4096:  # bound the cache against unbounded distinct heads
-            self._resolved[head] = (info, shift)
-
-    def fast(self, head: Any) -> tuple[CommandInfo, int] | None:
-        """Cached (info, shift) for a command name already seen, else None."""
-        return self._resolved.get(head)
+        if len(self.resolved) < 4096:  # bound the cache against unbounded distinct heads
+            self.resolved[head] = (info, shift)
 
     def keys(self, args: Sequence[Any]) -> list[Any]:
         info, argv = self.resolve(args)

@@ -375,7 +375,7 @@ def test_parse_command_entry_returns_container_then_subcommands():
 
 
 def test_fast_lookup_after_resolve(table):
-    assert table.fast("GET") is None
+    assert table.resolved.get("GET") is None
     table.resolve(("GET", "k"))
-    info, shift = table.fast("GET")
+    info, shift = table.resolved.get("GET")
     assert info.name == "get" and shift == 0
