@@ -13,7 +13,6 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from redis import exceptions as rx
@@ -221,16 +220,13 @@ class Core:
             self._version += 1
             new = new.with_version(self._version)
             nodes = dict(self.nodes)
+            role_changed: list[NodeState] = []
             for node in new.nodes:
                 st = nodes.get(node.name)
-                if st is None:
-                    continue
-                if st.readonly != (node.role == REPLICA):
-                    st.readonly = node.role == REPLICA
-                    st.pool.disconnect_all()  # reconnect with/without READONLY
-            gone = [n for n in nodes if n not in new.by_name]
-            for name in gone:
-                nodes.pop(name).pool.close()
+                if st is not None and st.readonly != (node.role == REPLICA):
+                    st.readonly = node.role == REPLICA  # new connections send READONLY or not
+                    role_changed.append(st)
+            gone = [nodes.pop(n) for n in list(nodes) if n not in new.by_name]
             self.nodes = nodes
             self.topology = self._announced = new
             self._publish_states()
@@ -238,6 +234,11 @@ class Core:
             events: list[Event] = diff(old, new) if old is not None else []
             events.append(TopologyRefreshed(new.version, new.source, len(events)))
             self.bus.publish(events)  # under the lock so two refreshes' events keep their order; never blocks
+        # socket work outside the lock
+        for st in role_changed:
+            st.pool.disconnect_all()  # connections made in the old role are replaced
+        for st in gone:
+            st.pool.close()
 
     def on_moved(self, slot: int, host: str, port: int) -> Topology:
         """Point one slot at its new owner at once, and ask for a full refresh."""
@@ -390,5 +391,3 @@ class Core:
         st = self.nodes.get(name)
         return Health.HEALTHY if st is None else st.health
 
-
-StateFactory = Callable[[str], NodeState]
