@@ -27,7 +27,9 @@ from .health import HealthChecker
 from .node import Health, NodeState
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
-from .refresh import Refresher
+from .agreement import View, make_view, parse_epochs
+from .refresh import Candidates, Refresher
+from .slots import SLOT_COUNT
 from .topology import REPLICA, AddressMap, Topology, parse_shards, parse_slots
 
 log = logging.getLogger("clusterpool")
@@ -82,7 +84,9 @@ class Core:
         self.refresher = Refresher(
             self._fetch,
             self._refresh_candidates,
-            lambda: self.topology,
+            # the last refreshed map, not a MOVED patch of it: views are compared with what
+            # events last described, so a patched slot still gets its SlotsMoved
+            lambda: self._announced if self._announced is not None else self.topology,
             self.adopt,
             self._refresh_failed,
             interval=refresh_interval,
@@ -187,22 +191,37 @@ class Core:
         conn.send_command("CLUSTER", "SLOTS")  # server before 7.0
         return parse_slots(conn.read_response(), host, address_map=self.address_map, source=source)
 
-    def _fetch(self, name: str) -> Topology:
+    def _fetch(self, name: str) -> View:
+        """One node's view for the refresher: its map and the config epochs it knows."""
         host, _, port = name.rpartition(":")
         conn = self._probe_connection(host, int(port))
         try:
             conn.connect()
-            return self._read_topology(conn, host, int(port))
+            topo = self._read_topology(conn, host, int(port))
+            try:
+                conn.send_command("CLUSTER", "NODES")
+                epochs, excluded = parse_epochs(conn.read_response())
+            except rx.ResponseError:  # no CLUSTER NODES (a proxy, a restricted ACL): votes only
+                epochs, excluded = {}, frozenset()
+            return make_view(name, topo, epochs, excluded)
         finally:
             conn.disconnect()
 
-    def _refresh_candidates(self) -> tuple[list[str], list[str]]:
+    def _refresh_candidates(self) -> Candidates:
+        """Whom the refresher asks, and whether the map needs watching closely right now."""
         t = self.topology
         nodes = self.nodes
-        known = [] if t is None else [n.name for n in t.nodes if n.usable]
-        # nodes whose breaker is open go last
-        known.sort(key=lambda n: 0 if n not in nodes or nodes[n].available() else 1)
-        return known, [f"{h}:{p}" for h, p in self.startup_nodes]
+        startup = tuple(f"{h}:{p}" for h, p in self.startup_nodes)
+        if t is None:
+            return Candidates(startup=startup)
+        suspects = frozenset(n for n, st in nodes.items() if st.failures or not st.available())
+        first: list[str] = []
+        for shard in t.shards:
+            if shard.primary is None or shard.primary.name in suspects:
+                first.extend(r.name for r in shard.replicas if r.usable)
+        urgent = bool(first) or t.covered < SLOT_COUNT or any(p.name in suspects for p in t.primaries)
+        known = tuple(n.name for n in t.nodes if n.usable)
+        return Candidates(tuple(first), known, startup, suspects, urgent)
 
     def _refresh_failed(self, error: str, tried: tuple[str, ...]) -> None:
         self.bus.publish([RefreshFailed(error, tried)])
@@ -358,8 +377,7 @@ class Core:
         self.nodes = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())
-        self.refresher._thread = None
-        self.refresher._lock = threading.Lock()
+        self.refresher.after_fork()
         self.checker = HealthChecker(self)
         self.bus = EventBus()
         if self.topology is not None:

@@ -1,68 +1,133 @@
-"""clusterpool.refresh.choose: which CLUSTER SHARDS answer to adopt."""
+"""clusterpool.refresh.Refresher driving agreement.decide, with views from a fake fetch (no server):
+how many nodes a refresh asks, whom it asks first, and what it adopts."""
 
 from __future__ import annotations
 
+import threading
 
-from clusterpool.refresh import choose
+from clusterpool.agreement import View
+from clusterpool.refresh import Candidates, Refresher
 from clusterpool.topology import PRIMARY, Node, Shard, Topology
 
-
-def topo(*ranges_by_port, source=""):
-    """A topology with one primary per (port, ranges) pair; uncovered slots where none."""
-    return Topology(
-        tuple(Shard(tuple(rs), Node("h", port, PRIMARY, str(port)), (), str(port)) for port, rs in ranges_by_port),
-        source,
-    )
+H = "h"
 
 
-FULL = topo((1, [(0, 8191)]), (2, [(8192, 16383)]))
-FULL_MOVED = topo((1, [(0, 8000)]), (2, [(8001, 16383)]))
-PARTIAL = topo((1, [(0, 8191)]))
+def big_cluster(n):
+    """n primaries with equal slot ranges."""
+    step = 16384 // n
+    shards = []
+    for i in range(n):
+        end = 16383 if i == n - 1 else (i + 1) * step - 1
+        shards.append(Shard(((i * step, end),), Node(H, 1000 + i, PRIMARY, f"id{i}"), (), f"id{i}"))
+    return Topology(tuple(shards))
 
 
-def test_no_answers_keeps_current():
-    assert choose(FULL, []) is None
+class Fake:
+    """A cluster of views: fetch(name) answers with `views[name]`, or raises for `down`."""
+
+    def __init__(self, current, answers, down=()):
+        self.current = current
+        self.answers = answers
+        self.down = set(down)
+        self.asked = []
+        self.adopted = []
+        self.failures = []
+        self._lock = threading.Lock()
+
+    def fetch(self, name):
+        with self._lock:
+            self.asked.append(name)
+        if name in self.down:
+            raise ConnectionError(f"{name} refused")
+        return View(name, self.answers[name])
+
+    def refresher(self, cand, **kw):
+        return Refresher(self.fetch, lambda: cand, lambda: self.current, self.adopted.append,
+                         lambda e, t: self.failures.append((e, t)), **kw)
 
 
-def test_first_map_is_adopted_whatever_its_coverage():
-    assert choose(None, [PARTIAL]) is PARTIAL
+def test_the_periodic_check_of_a_large_agreeing_cluster_asks_only_the_sample():
+    t = big_cluster(100)
+    names = tuple(t.by_name)
+    fake = Fake(t, {n: t for n in names})
+    r = fake.refresher(Candidates(known=names), sample_size=3)
+    r.refresh_now()
+    r.close()
+    assert len(fake.asked) == 3 and not fake.adopted
 
 
-def test_adopts_better_map():
-    assert choose(PARTIAL, [FULL]) is FULL
+def test_replicas_of_a_failing_shard_are_asked_first():
+    t = big_cluster(10)
+    names = tuple(t.by_name)
+    fake = Fake(t, {n: t for n in names})
+    first = (names[7], names[8])
+    r = fake.refresher(Candidates(first=first, known=names), sample_size=3)
+    r.refresh_now()
+    r.close()
+    assert set(first) <= set(fake.asked) and len(fake.asked) == 3
 
 
-def test_adopts_equally_covering_map():
-    assert choose(FULL, [FULL_MOVED]) is FULL_MOVED
+def test_suspects_are_not_asked():
+    t = big_cluster(4)
+    names = tuple(t.by_name)
+    fake = Fake(t, {n: t for n in names})
+    r = fake.refresher(Candidates(known=names, suspects=frozenset(names[:3])), sample_size=3)
+    r.refresh_now()
+    r.close()
+    assert fake.asked == [names[3]]
 
 
-def test_adopts_best_of_several_answers():
-    assert choose(PARTIAL, [PARTIAL, FULL]) is FULL
+def test_a_view_missing_a_member_leads_to_asking_every_member_before_dropping_it():
+    t = big_cluster(4)
+    names = tuple(t.by_name)
+    without = Topology(t.shards[:3] + (Shard(t.shards[3].slots, t.shards[0].primary, (), "id0"),))
+    answers = {n: t for n in names}
+    answers[names[0]] = without  # one node forgot node 3 and believes it owns node 3's slots
+    fake = Fake(t, answers)
+    r = fake.refresher(Candidates(first=(names[0],), known=names), sample_size=1)
+    r.refresh_now()
+    r.close()
+    assert set(fake.asked) == set(names)
+    assert not fake.adopted  # the others still list node 3 and its slots; node 0's epoch is no higher
 
 
-def test_keeps_current_when_single_answer_covers_fewer_slots():
-    assert choose(FULL, [PARTIAL]) is None
+def test_a_burst_of_requests_collapses_into_few_refreshes():
+    t = big_cluster(3)
+    names = tuple(t.by_name)
+    fake = Fake(t, {n: t for n in names})
+    r = fake.refresher(Candidates(known=names), min_gap=0.2, interval=60)
+    r.start()
+    for _ in range(1000):
+        r.request()
+    r.close()
+    assert r.requests == 1000 and r.count <= 2
 
 
-def test_keeps_current_when_two_worse_answers_disagree():
-    other = topo((2, [(8192, 16383)]))
-    assert choose(FULL, [PARTIAL, other]) is None
+def test_startup_addresses_are_the_last_resort():
+    t = big_cluster(3)
+    names = tuple(t.by_name)
+    fake = Fake(t, {"s:1": t}, down=names)
+    r = fake.refresher(Candidates(known=names, startup=("s:1",)), sample_size=3)
+    r.refresh_now()
+    r.close()
+    assert fake.asked[-1] == "s:1" and not fake.failures
 
 
-def test_adopts_worse_map_confirmed_by_two_equal_answers():
-    a = topo((1, [(0, 8191)]))
-    b = topo((1, [(0, 8191)]))
-    assert a is not b
-    assert choose(FULL, [a, b]) is a
+def test_no_answer_at_all_is_reported():
+    t = big_cluster(3)
+    names = tuple(t.by_name)
+    fake = Fake(t, {}, down=(*names, "s:1"))
+    r = fake.refresher(Candidates(known=names, startup=("s:1",)), sample_size=3)
+    r.refresh_now()
+    r.close()
+    assert len(fake.failures) == 1 and "s:1" in " ".join(fake.failures[0][1])
 
 
-def test_confirmation_ignores_version():
-    a = topo((1, [(0, 8191)])).with_version(3)
-    b = topo((1, [(0, 8191)])).with_version(4)
-    assert choose(FULL, [a, b]) is a
-
-
-def test_adopts_worse_map_confirmed_by_two_different_nodes():
-    a = topo((1, [(0, 8191)]), source="h:1")
-    b = topo((1, [(0, 8191)]), source="h:3")
-    assert choose(FULL, [a, b]) is a
+def test_close_leaves_no_worker_thread():
+    t = big_cluster(6)
+    names = tuple(t.by_name)
+    fake = Fake(t, {n: t for n in names})
+    r = fake.refresher(Candidates(known=names), sample_size=6)
+    r.refresh_now()
+    r.close()
+    assert not [th for th in threading.enumerate() if th.name.startswith("clusterpool-refresh-ask")]
