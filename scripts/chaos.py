@@ -30,6 +30,7 @@ PR_SET_PDEATHSIG if this process dies).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -38,12 +39,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cluster import LocalCluster  # noqa: E402
 from consistency import Checker, Report  # noqa: E402
 
 from clusterpool import ClusterClient, key_slot  # noqa: E402
+from clusterpool.resp import as_map, text  # noqa: E402
 
 CHECKER_CAP = 300.0  # seconds: the checker stops by itself even if a scenario hangs
 
@@ -65,6 +69,7 @@ class Result:
     report: Report
     t_fault: float = 0.0  # monotonic time the fault was injected
     t_healed: float = 0.0  # monotonic time the cluster was healthy again (harness view)
+    t_promoted: float = 0.0  # monotonic time the promoted replica first showed as primary in CLUSTER SHARDS
     fault_seconds: float = 0.0
     threads_before: int = 0
     threads_after: int = 0
@@ -77,6 +82,16 @@ class Result:
     def recovery(self) -> float:
         return self.report.recovery or 0.0
 
+    @property
+    def promotion(self) -> float:
+        """Seconds from the fault until the promoted replica showed as primary (0: no promotion)."""
+        return self.t_promoted - self.t_fault if self.t_promoted else 0.0
+
+    @property
+    def lag(self) -> float:
+        """How long after the promotion the client recovered (recovery - promotion)."""
+        return self.recovery - self.promotion
+
     def line(self) -> str:
         r = self.report
         errs = ",".join(f"{k}={v}" for k, v in sorted(r.errors.items())) or "0"
@@ -87,6 +102,8 @@ class Result:
             f"fault={self.fault_seconds:.1f}s threads={self.threads_before}->{self.threads_after} "
             f"fds={self.fds_before}->{self.fds_after}"
         )
+        if self.t_promoted:
+            out += f" promoted=+{self.promotion:.2f}s lag={self.lag:+.2f}s"
         if self.notes:
             out += " | " + "; ".join(self.notes)
         return out
@@ -144,34 +161,80 @@ def client_kill_all(cluster: LocalCluster) -> int:
     return killed
 
 
+class PromotionWatch:
+    """Polls a replica's CLUSTER SHARDS every few ms and records the moment it first lists itself
+    as a primary: the earliest a client could learn of the promotion."""
+
+    def __init__(self, cluster: LocalCluster, port: int, marks: dict[str, float], every: float = 0.005):
+        self.node_id = cluster.node_id(port)
+        self.marks = marks
+        self.every = every
+        self._client = redis.Redis(cluster.host, port, socket_timeout=0.2, socket_connect_timeout=0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-promotion-watch", daemon=True)
+
+    def _promoted(self) -> bool:
+        for shard in self._client.execute_command("CLUSTER", "SHARDS"):
+            sh = as_map(shard)
+            for node in sh["nodes"]:
+                nd = as_map(node)
+                if text(nd["id"]) == self.node_id:
+                    return text(nd["role"]) == "master" and bool(sh["slots"])
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                if self._promoted():
+                    self.marks.setdefault("promoted", time.monotonic())
+                    return
+            except (redis.RedisError, OSError):
+                continue
+
+    def __enter__(self) -> PromotionWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+
 # ---------------------------------------------------------------- scenarios
-# Each injects its fault, waits until the cluster is healthy, and returns notes.
+# Each injects its fault, waits until the cluster is healthy, and returns notes; scenarios with a
+# promotion put its moment in `marks["promoted"]`.
 
 
-def sc_failover(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
+def sc_failover(c: LocalCluster, checker: Checker, quick: bool, marks: dict[str, float]) -> list[str]:
     primary = c.primaries()[0]
     replica = c.replicas_of(primary)[0]
-    c.failover(replica)
+    with PromotionWatch(c, replica, marks):
+        c.failover(replica)
     return [f"CLUSTER FAILOVER {replica} (was replica of {primary})"]
 
 
-def sc_kill9(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
+def sc_kill9(c: LocalCluster, checker: Checker, quick: bool, marks: dict[str, float]) -> list[str]:
     victim = c.primaries()[0]
-    c.kill(victim)
-    t = time.monotonic()
-    new = c.wait_promoted(victim, timeout=30)
+    with PromotionWatch(c, c.replicas_of(victim)[0], marks):
+        c.kill(victim)
+        t = time.monotonic()
+        new = c.wait_promoted(victim, timeout=30)
     promoted = time.monotonic() - t
     c.restart(victim, timeout=30)
     c.wait_ok(30)
     return [f"killed {victim}, {new} promoted after {promoted:.1f}s, {victim} back as {c.role(victim)}"]
 
 
-def sc_pause(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
+def sc_pause(c: LocalCluster, checker: Checker, quick: bool, marks: dict[str, float]) -> list[str]:
     victim = c.primaries()[0]
-    c.pause(victim)
     t = time.monotonic()
     try:
-        new = c.wait_promoted(victim, timeout=30)
+        with PromotionWatch(c, c.replicas_of(victim)[0], marks):
+            c.pause(victim)
+            t = time.monotonic()
+            new = c.wait_promoted(victim, timeout=30)
         promoted = time.monotonic() - t
         time.sleep(0.5)
     finally:
@@ -182,14 +245,14 @@ def sc_pause(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
             f"{victim} back as {c.role(victim)}"]
 
 
-def sc_migrate(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
+def sc_migrate(c: LocalCluster, checker: Checker, quick: bool, marks: dict[str, float]) -> list[str]:
     src, dst = c.primaries()[:2]
     slots = loaded_slots(c, checker, src, 50 if quick else 200)
     c.move_slots(slots, dst, timeout=60)
     return [f"moved {len(slots)} loaded slots {src}->{dst}"]
 
 
-def sc_add_remove(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
+def sc_add_remove(c: LocalCluster, checker: Checker, quick: bool, marks: dict[str, float]) -> list[str]:
     src = c.primaries()[0]
     new = c.add_node()
     slots = loaded_slots(c, checker, src, 30 if quick else 100)
@@ -200,7 +263,7 @@ def sc_add_remove(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
     return [f"added {new}, moved {len(slots)} slots {src}->{new}->{src}, removed {new}"]
 
 
-def sc_client_kill(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
+def sc_client_kill(c: LocalCluster, checker: Checker, quick: bool, marks: dict[str, float]) -> list[str]:
     rounds = 3 if quick else 10
     killed = 0
     for _ in range(rounds):
@@ -209,7 +272,7 @@ def sc_client_kill(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
     return [f"CLIENT KILL TYPE normal on all nodes x{rounds}: {killed} connections killed"]
 
 
-def sc_restart(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
+def sc_restart(c: LocalCluster, checker: Checker, quick: bool, marks: dict[str, float]) -> list[str]:
     # No persistence in the harness: a primary restarted before a failover comes back
     # empty (server-side data loss, not a client matter). Restart a replica instead;
     # a killed-and-restarted primary is covered by kill9.
@@ -220,7 +283,7 @@ def sc_restart(c: LocalCluster, checker: Checker, quick: bool) -> list[str]:
     return [f"kill -9 + restart of replica {replica}"]
 
 
-SCENARIOS: dict[str, Callable[[LocalCluster, Checker, bool], list[str]]] = {
+SCENARIOS: dict[str, Callable[[LocalCluster, Checker, bool, dict[str, float]], list[str]]] = {
     "failover": sc_failover,
     "kill9": sc_kill9,
     "pause": sc_pause,
@@ -272,9 +335,11 @@ def run_scenario(
         t.start()
         time.sleep(warm)
         result.t_fault = time.monotonic()
+        marks: dict[str, float] = {}
         try:
-            result.notes = fn(cluster, checker, quick)
+            result.notes = fn(cluster, checker, quick, marks)
         finally:
+            result.t_promoted = marks.get("promoted", 0.0)
             result.t_healed = time.monotonic()
             result.fault_seconds = result.t_healed - result.t_fault
             time.sleep(after)
