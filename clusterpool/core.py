@@ -22,11 +22,12 @@ from . import errors
 from .bus import EventBus
 from .commands import CommandTable
 from .connection import make_connection
-from .events import Event, NodeHealthChanged, RefreshFailed, TopologyRefreshed, diff
+from .events import NodeHealthChanged, RefreshFailed
 from .health import HealthChecker
 from .node import Health, NodeState
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
+from .adoption import plan
 from .agreement import View, make_view, parse_epochs
 from .refresh import Candidates, Refresher
 from .slots import SLOT_COUNT
@@ -229,32 +230,25 @@ class Core:
     # ---------------------------------------------------------------- topology changes
 
     def adopt(self, new: Topology) -> None:
-        """Swap in a new map, reconcile node states, then publish what changed."""
+        """Swap in a new map, reconcile node states, then publish what changed (adoption.plan)."""
         with self._lock:
-            # diff against the last *refreshed* map: on_moved patches the current one without events,
-            # and diffing against the patch would hide those slots' SlotsMoved
-            old = self._announced if self._announced is not None else self.topology
-            if self.topology is not None and new == self.topology and self.topology is self._announced:
-                return
-            self._version += 1
-            new = new.with_version(self._version)
             nodes = dict(self.nodes)
-            role_changed: list[NodeState] = []
-            for node in new.nodes:
-                st = nodes.get(node.name)
-                if st is not None and st.readonly != (node.role == REPLICA):
-                    st.readonly = node.role == REPLICA  # new connections send READONLY or not
-                    role_changed.append(st)
-            gone = [nodes.pop(n) for n in list(nodes) if n not in new.by_name]
+            a = plan(self._announced, self.topology, {n: st.readonly for n, st in nodes.items()},
+                     new, self._version + 1)
+            if a is None:
+                return
+            self._version = a.topology.version
+            reset = [nodes[n] for n in a.readonly]
+            for st in reset:
+                st.readonly = a.readonly[st.name]  # new connections send READONLY or not
+            gone = [nodes.pop(n) for n in a.close]
             self.nodes = nodes
-            self.topology = self._announced = new
+            self.topology = self._announced = a.topology
             self._publish_states()
             self._notify_changed()
-            events: list[Event] = diff(old, new) if old is not None else []
-            events.append(TopologyRefreshed(new.version, new.source, len(events)))
-            self.bus.publish(events)  # under the lock so two refreshes' events keep their order; never blocks
+            self.bus.publish(list(a.events))  # under the lock so two refreshes' events keep their order; never blocks
         # socket work outside the lock
-        for st in role_changed:
+        for st in reset:
             st.pool.disconnect_all()  # connections made in the old role are replaced
         for st in gone:
             st.pool.close()
