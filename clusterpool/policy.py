@@ -1,0 +1,174 @@
+"""What to do after a failed attempt (pure): redirect, retry, wait for a new map, or raise.
+
+How this works: a driver (plain command, pipeline, transaction, pub/sub; sync or
+asyncio) sends a command, and when the attempt does not give a reply it describes
+what happened as a `Failure` and calls `decide(failure, budget, ...)`. The answer is
+an `Action` carrying the new `Budget` (budgets are immutable values, like urllib3's
+`Retry.increment()`: a driver keeps the one it got back). The driver carries the
+action out (repoint a slot, mark a node, sleep, resend, raise) and decides nothing
+itself. The time is passed in, never read, so every branch is unit-tested without a
+clock; the backoff is a function of the attempt number, passed in too.
+
+The rules:
+  * MOVED: resend to the new owner and repoint that slot in the map; a replica that
+    answers MOVED to a read is kept off reads until it proves healthy. ASK: resend
+    once to the importing node with ASKING. TRYAGAIN, CLUSTERDOWN (which also asks
+    for a new map) and LOADING: back off, then re-route. Every one of these is a hop;
+    `max_redirections` hops end in TOO_MANY_REDIRECTIONS.
+  * Breaker open: the node is not tried; wait (up to the backoff) for a map that
+    routes elsewhere, counting against the retry budget.
+  * A pooled connection the server had closed fails once without counting against
+    the node: drop its idle siblings and resend at once on a fresh connection.
+  * Any other connection failure marks the node failed and waits, up to the backoff,
+    for a map that moves the slot; the retry budget is `retries` attempts, or
+    `timeout` seconds from the first failure when set.
+  * A command that was sent when its connection broke may have run: unless it is
+    read-only or the user opted in, it ends in UNKNOWN_OUTCOME instead of a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """What an attempt ran into."""
+
+    MOVED = "moved"
+    ASK = "ask"
+    TRYAGAIN = "tryagain"
+    CLUSTERDOWN = "clusterdown"
+    LOADING = "loading"
+    CONNECTION = "connection"  # refused, reset, closed
+    TIMEOUT = "timeout"
+    BREAKER_OPEN = "breaker_open"  # not tried: the node's breaker is open
+
+
+class Do(str, Enum):
+    """What the driver does next."""
+
+    REDIRECT = "redirect"  # send to `node` now (with ASKING when `asking`)
+    RETRY_FRESH = "retry_fresh"  # same node, same ASKING, on a new connection, now
+    BACKOFF = "backoff"  # sleep `delay`, then send to the slot's owner in the newest map
+    WAIT_FOR_MAP = "wait_for_map"  # wait up to `delay` for a map that routes elsewhere, then send
+    RAISE = "raise"
+
+
+class Give(str, Enum):
+    """Why the driver gives up (which error it raises)."""
+
+    TOO_MANY_REDIRECTIONS = "too_many_redirections"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    UNAVAILABLE = "unavailable"  # breaker open and the budget is spent
+    SPENT = "spent"  # the retry budget is spent: re-raise the connection error
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One attempt that gave no reply: what happened, on which node, and how far it got."""
+
+    kind: Kind
+    node: str
+    sent: bool = False  # the command was written (it may have run)
+    fresh: bool = True  # on a connection opened for this attempt, not a pooled one
+    target: str = ""  # MOVED/ASK: the node named in the reply
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How much of a command's redirection and retry allowance is used: an immutable value."""
+
+    max_redirections: int = 16
+    retries: int = 10
+    timeout: float | None = None  # seconds from the first connection failure, replaces `retries`
+    hops: int = 0
+    failures: int = 0
+    first_failure: float | None = None
+    stale_retried: bool = False
+
+    def may_retry(self, now: float) -> bool:
+        """Whether another retry after a connection failure is within the budget."""
+        if self.timeout is not None:
+            return self.first_failure is None or now - self.first_failure < self.timeout
+        return self.failures <= self.retries
+
+    def _failed(self, now: float) -> Budget:
+        first = self.first_failure if self.first_failure is not None else now
+        return replace(self, failures=self.failures + 1, first_failure=first)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """The driver's next step and the budget to carry into it."""
+
+    do: Do
+    budget: Budget
+    node: str = ""  # REDIRECT / RETRY_FRESH: where
+    asking: bool = False
+    delay: float = 0.0  # BACKOFF / WAIT_FOR_MAP: seconds at most
+    give: Give | None = None  # RAISE: why
+    repoint: bool = False  # MOVED: point the slot at `node` in the map now
+    refresh: bool = False  # ask the refresher for a new map
+    mark_failed: bool = False  # count a failure against the node (its breaker)
+    keep_reads_off: bool = False  # LOADING, or MOVED from a replica: no reads there for now
+    drop_idle: bool = False  # close the node's idle pooled connections (they are likely dead too)
+
+
+def decide(
+    failure: Failure,
+    budget: Budget,
+    *,
+    now: float,
+    backoff: Callable[[int], float],
+    readonly: bool,
+    retry_unknown: bool = False,
+    on_replica: bool = False,
+    asking: bool = False,
+    keyed: bool = True,
+) -> Action:
+    """The action after `failure` (see the module docstring for the rules).
+
+    `readonly`: the command cannot write; `retry_unknown`: the user allows resending writes
+    that may have run; `on_replica`: the failed attempt went to a replica; `asking`: it was
+    an ASK resend (kept on a fresh-connection retry); `keyed`: the command has a slot, so a
+    read can go to another node of the shard at once.
+    """
+    kind = failure.kind
+    if kind in _REDIRECTS:
+        b = replace(budget, hops=budget.hops + 1)
+        if b.hops >= b.max_redirections:
+            return Action(Do.RAISE, b, give=Give.TOO_MANY_REDIRECTIONS)
+        if kind is Kind.MOVED:
+            return Action(Do.REDIRECT, b, node=failure.target, repoint=True, keep_reads_off=on_replica)
+        if kind is Kind.ASK:
+            return Action(Do.REDIRECT, b, node=failure.target, asking=True)
+        if kind is Kind.LOADING:
+            return Action(Do.BACKOFF, b, delay=0.0 if readonly and keyed else backoff(b.hops), keep_reads_off=True)
+        return Action(Do.BACKOFF, b, delay=backoff(b.hops), refresh=kind is Kind.CLUSTERDOWN)
+
+    may_have_run = failure.sent and not (readonly or retry_unknown)
+    if kind is Kind.BREAKER_OPEN:
+        b = budget._failed(now)
+        if not b.may_retry(now):
+            return Action(Do.RAISE, b, give=Give.UNAVAILABLE)
+        return Action(Do.WAIT_FOR_MAP, b, delay=backoff(b.failures), refresh=True)
+
+    if kind is Kind.CONNECTION and not failure.fresh and not budget.stale_retried:
+        # a pooled connection the server had closed (CLIENT KILL, idle timeout, restart) says
+        # nothing about the node yet, and its idle siblings are likely closed too
+        b = replace(budget, stale_retried=True)
+        if may_have_run:
+            return Action(Do.RAISE, b, give=Give.UNKNOWN_OUTCOME, drop_idle=True)
+        return Action(Do.RETRY_FRESH, b, node=failure.node, asking=asking, drop_idle=True)
+
+    b = budget._failed(now)
+    if may_have_run:
+        return Action(Do.RAISE, b, give=Give.UNKNOWN_OUTCOME, mark_failed=True)
+    if not b.may_retry(now):
+        return Action(Do.RAISE, b, give=Give.SPENT, mark_failed=True)
+    return Action(Do.WAIT_FOR_MAP, b, delay=backoff(b.failures), mark_failed=True, refresh=True)
+
+
+_REDIRECTS = frozenset({Kind.MOVED, Kind.ASK, Kind.TRYAGAIN, Kind.CLUSTERDOWN, Kind.LOADING})

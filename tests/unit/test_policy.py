@@ -1,0 +1,176 @@
+"""clusterpool.policy.decide: every failure kind x read/write x sent/unsent x pooled/fresh x
+budget state, without a server or a clock."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from clusterpool.policy import Action, Budget, Do, Failure, Give, Kind, decide
+
+NOW = 100.0
+
+
+def backoff(n):
+    return n / 10
+
+
+def run(kind, budget=None, *, sent=False, fresh=True, readonly=False, retry_unknown=False, now=NOW, **kw) -> Action:
+    f = Failure(kind, "n:1", sent=sent, fresh=fresh, target="n:2")
+    return decide(f, budget or Budget(), now=now, backoff=backoff, readonly=readonly,
+                  retry_unknown=retry_unknown, **kw)
+
+
+REDIRECT_KINDS = [Kind.MOVED, Kind.ASK, Kind.TRYAGAIN, Kind.CLUSTERDOWN, Kind.LOADING]
+FAILURE_KINDS = [Kind.CONNECTION, Kind.TIMEOUT]
+
+
+# ---------------------------------------------------------------- redirections
+
+
+def test_moved_resends_to_the_new_owner_and_repoints_the_slot():
+    a = run(Kind.MOVED)
+    assert (a.do, a.node, a.asking, a.repoint) == (Do.REDIRECT, "n:2", False, True)
+    assert a.budget.hops == 1 and not a.keep_reads_off
+
+
+def test_moved_from_a_replica_keeps_reads_off_it():
+    assert run(Kind.MOVED, readonly=True, on_replica=True).keep_reads_off
+
+
+def test_ask_resends_once_with_asking_and_leaves_the_map_alone():
+    a = run(Kind.ASK)
+    assert (a.do, a.node, a.asking, a.repoint) == (Do.REDIRECT, "n:2", True, False)
+
+
+@pytest.mark.parametrize("kind", [Kind.TRYAGAIN, Kind.CLUSTERDOWN])
+def test_tryagain_and_clusterdown_back_off_by_hop(kind):
+    a = run(kind, Budget(hops=2))
+    assert a.do is Do.BACKOFF and a.delay == pytest.approx(0.3) and a.budget.hops == 3
+
+
+def test_only_clusterdown_asks_for_a_new_map():
+    assert run(Kind.CLUSTERDOWN).refresh and not run(Kind.TRYAGAIN).refresh
+
+
+def test_loading_keeps_reads_off_and_reroutes_a_keyed_read_at_once():
+    a = run(Kind.LOADING, readonly=True)
+    assert a.do is Do.BACKOFF and a.delay == 0 and a.keep_reads_off
+
+
+@pytest.mark.parametrize("readonly,keyed", [(False, True), (True, False), (False, False)])
+def test_loading_backs_off_when_nothing_else_can_serve(readonly, keyed):
+    assert run(Kind.LOADING, readonly=readonly, keyed=keyed).delay > 0
+
+
+@pytest.mark.parametrize("kind", REDIRECT_KINDS)
+def test_every_redirection_counts_a_hop_and_the_last_one_raises(kind):
+    a = run(kind, Budget(max_redirections=3, hops=2))
+    assert a.do is Do.RAISE and a.give is Give.TOO_MANY_REDIRECTIONS
+
+
+@pytest.mark.parametrize("kind,readonly,sent", list(itertools.product(REDIRECT_KINDS, [True, False], [True, False])))
+def test_redirections_never_touch_the_failure_budget_or_the_breaker(kind, readonly, sent):
+    a = run(kind, readonly=readonly, sent=sent)
+    assert a.budget.failures == 0 and not a.mark_failed and a.give is None
+
+
+# ---------------------------------------------------------------- connection failures
+
+
+@pytest.mark.parametrize("kind", FAILURE_KINDS)
+def test_an_unsent_command_waits_for_a_new_map_within_the_budget(kind):
+    a = run(kind, Budget(failures=1, first_failure=NOW - 1))
+    assert a.do is Do.WAIT_FOR_MAP and a.mark_failed and a.delay == pytest.approx(0.2)
+    assert a.budget.failures == 2 and a.budget.first_failure == NOW - 1
+
+
+def test_the_first_failure_starts_the_clock():
+    assert run(Kind.CONNECTION).budget.first_failure == NOW
+
+
+@pytest.mark.parametrize("kind,readonly,retry_unknown", list(itertools.product(FAILURE_KINDS, [True, False], [True, False])))
+def test_a_sent_command_is_retried_only_if_it_cannot_write_or_the_user_opted_in(kind, readonly, retry_unknown):
+    a = run(kind, sent=True, readonly=readonly, retry_unknown=retry_unknown)
+    if readonly or retry_unknown:
+        assert a.do is Do.WAIT_FOR_MAP
+    else:
+        assert a.do is Do.RAISE and a.give is Give.UNKNOWN_OUTCOME
+    assert a.mark_failed
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_a_spent_count_budget_reraises(readonly):
+    a = run(Kind.CONNECTION, Budget(retries=2, failures=2, first_failure=NOW - 1), readonly=readonly)
+    assert a.do is Do.RAISE and a.give is Give.SPENT and a.mark_failed
+
+
+def test_a_time_budget_replaces_the_count():
+    many = Budget(retries=1, failures=50, timeout=30.0, first_failure=NOW - 29)
+    assert run(Kind.CONNECTION, many).do is Do.WAIT_FOR_MAP
+    late = Budget(retries=100, failures=1, timeout=30.0, first_failure=NOW - 31)
+    assert run(Kind.CONNECTION, late).give is Give.SPENT
+
+
+# ---------------------------------------------------------------- stale pooled connections
+
+
+@pytest.mark.parametrize("asking", [True, False])
+def test_a_closed_pooled_connection_is_retried_at_once_without_counting_against_the_node(asking):
+    a = run(Kind.CONNECTION, fresh=False, asking=asking)
+    assert (a.do, a.node, a.asking) == (Do.RETRY_FRESH, "n:1", asking)
+    assert a.drop_idle and not a.mark_failed and a.budget.failures == 0 and a.budget.stale_retried
+
+
+def test_only_one_stale_retry_per_command():
+    a = run(Kind.CONNECTION, Budget(stale_retried=True), fresh=False)
+    assert a.do is Do.WAIT_FOR_MAP and a.mark_failed
+
+
+def test_a_timeout_on_a_pooled_connection_is_a_real_failure():
+    assert run(Kind.TIMEOUT, fresh=False).mark_failed
+
+
+def test_a_write_sent_on_a_closed_pooled_connection_has_an_unknown_outcome():
+    a = run(Kind.CONNECTION, fresh=False, sent=True)
+    assert a.give is Give.UNKNOWN_OUTCOME and a.drop_idle and not a.mark_failed
+
+
+# ---------------------------------------------------------------- open breaker
+
+
+def test_an_open_breaker_waits_for_a_map_that_routes_elsewhere():
+    a = run(Kind.BREAKER_OPEN)
+    assert a.do is Do.WAIT_FOR_MAP and a.refresh and not a.mark_failed and a.budget.failures == 1
+
+
+def test_an_open_breaker_with_the_budget_spent_is_unavailable():
+    a = run(Kind.BREAKER_OPEN, Budget(retries=0))
+    assert a.do is Do.RAISE and a.give is Give.UNAVAILABLE
+
+
+# ---------------------------------------------------------------- values
+
+
+def test_budgets_are_values_never_changed_in_place():
+    b = Budget()
+    run(Kind.CONNECTION, b)
+    run(Kind.MOVED, b)
+    assert b == Budget()
+
+
+@pytest.mark.parametrize(
+    "kind,readonly,sent,fresh,spent",
+    list(itertools.product(list(Kind), [True, False], [True, False], [True, False], [True, False])),
+)
+def test_every_combination_gives_a_consistent_action(kind, readonly, sent, fresh, spent):
+    budget = Budget(retries=0, max_redirections=1) if spent else Budget()
+    a = run(kind, budget, readonly=readonly, sent=sent, fresh=fresh)
+    assert (a.do is Do.RAISE) == (a.give is not None)
+    if a.do in (Do.REDIRECT, Do.RETRY_FRESH):
+        assert a.node
+    if a.give is Give.UNKNOWN_OUTCOME:
+        assert sent and not readonly
+    if not spent and kind in REDIRECT_KINDS:
+        assert a.do is not Do.RAISE
