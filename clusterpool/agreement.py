@@ -126,7 +126,7 @@ def decide(
     asked_set = frozenset(asked) | {v.source for v in views}
     silent_set = frozenset(silent) - {v.source for v in views}
     if not final:
-        ask = _to_ask(current, views, asked_set)
+        ask = _to_ask(current, views, asked_set, silent_set)
         if ask:
             return Decision(ask=ask, reason="views disagree: asking the nodes in question")
     merged = merge(current, views, silent_set)
@@ -137,10 +137,13 @@ def decide(
     return Decision(topology=merged, reason=f"merged {len(views)} view(s)")
 
 
-def _to_ask(current: Topology | None, views: Sequence[View], asked: frozenset[str]) -> tuple[str, ...]:
+def _to_ask(current: Topology | None, views: Sequence[View], asked: frozenset[str],
+            silent: frozenset[str]) -> tuple[str, ...]:
     """Nodes whose own answer the rule needs: new ones some view names, ones whose role the
-    views dispute, and, when a view lacks a current member, every current member, so that a
-    drop has everyone's word."""
+    views dispute, and, when a view lacks a current member that is not known to be failing,
+    every current member, so that a drop has everyone's word. (A failing node missing from
+    views is the usual sight mid-failover; waiting for more answers would only delay the
+    promoted replica's map.)"""
     if current is None:  # discovery: the first answer is all there is to go on
         return ()
     roles: dict[str, set[tuple[str, str | None]]] = {}
@@ -156,7 +159,7 @@ def _to_ask(current: Topology | None, views: Sequence[View], asked: frozenset[st
     members = set(current.by_name)
     new = sorted(set(roles) - members - asked)
     disputed = sorted(n for n, r in roles.items() if len(r) > 1 and n not in asked and n not in new)
-    missing = any(members - set(v.topology.by_name) for v in views)
+    missing = any(members - silent - set(v.topology.by_name) for v in views)
     first = new + disputed
     rest = sorted((members | set(roles)) - asked - set(first)) if missing else []
     return tuple(first + rest)

@@ -193,17 +193,25 @@ class Core:
         return parse_slots(conn.read_response(), host, address_map=self.address_map, source=source)
 
     def _fetch(self, name: str) -> View:
-        """One node's view for the refresher: its map and the config epochs it knows."""
-        host, _, port = name.rpartition(":")
-        conn = self._probe_connection(host, int(port))
+        """One node's view for the refresher: its map and the config epochs it knows, in one round trip."""
+        host, _, port_s = name.rpartition(":")
+        port = int(port_s)
+        conn = self._probe_connection(host, port)
         try:
             conn.connect()
-            topo = self._read_topology(conn, host, int(port))
+            conn.send_packed_command(conn.pack_commands([("CLUSTER", "SHARDS"), ("CLUSTER", "NODES")]))
             try:
-                conn.send_command("CLUSTER", "NODES")
+                shards: Any = conn.read_response()
+            except rx.ResponseError as e:
+                shards = e
+            try:
                 epochs, excluded = parse_epochs(conn.read_response())
             except rx.ResponseError:  # no CLUSTER NODES (a proxy, a restricted ACL): votes only
                 epochs, excluded = {}, frozenset()
+            if isinstance(shards, rx.ResponseError):  # before 7.0, or not a cluster: the slow path says which
+                topo = self._read_topology(conn, host, port)
+            else:
+                topo = parse_shards(shards, host, tls=self.ssl, address_map=self.address_map, source=name)
             return make_view(name, topo, epochs, excluded)
         finally:
             conn.disconnect()

@@ -94,7 +94,8 @@ class Budget:
             return self.first_failure is None or now - self.first_failure < self.timeout
         return self.failures <= self.retries
 
-    def _failed(self, now: float) -> Budget:
+    def failed(self, now: float) -> Budget:
+        """One more connection failure; the first one starts the time budget."""
         first = self.first_failure if self.first_failure is not None else now
         return replace(self, failures=self.failures + 1, first_failure=first)
 
@@ -150,7 +151,7 @@ def decide(
 
     may_have_run = failure.sent and not (readonly or retry_unknown)
     if kind is Kind.BREAKER_OPEN:
-        b = budget._failed(now)
+        b = budget.failed(now)
         if not b.may_retry(now):
             return Action(Do.RAISE, b, give=Give.UNAVAILABLE)
         return Action(Do.WAIT_FOR_MAP, b, delay=backoff(b.failures), refresh=True)
@@ -163,7 +164,7 @@ def decide(
             return Action(Do.RAISE, b, give=Give.UNKNOWN_OUTCOME, drop_idle=True)
         return Action(Do.RETRY_FRESH, b, node=failure.node, asking=asking, drop_idle=True)
 
-    b = budget._failed(now)
+    b = budget.failed(now)
     if may_have_run:
         return Action(Do.RAISE, b, give=Give.UNKNOWN_OUTCOME, mark_failed=True)
     if not b.may_retry(now):

