@@ -1,0 +1,348 @@
+"""Drop-in compatibility of pipelines, transactions, pub/sub and the non-atomic helpers.
+
+Every test runs twice through one parametrized fixture: once on redis-py's
+`redis.cluster.RedisCluster`, once on `clusterpool.ClusterClient`, both on the
+session cluster. The expected replies, exception classes and messages are
+literals, so both clients must produce exactly the same ones.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from typing import Any
+
+import pytest
+from redis import exceptions as rx
+from redis.cluster import ClusterNode, RedisCluster
+
+from clusterpool import ClusterClient, key_slot
+
+
+@pytest.fixture(params=["RedisCluster", "ClusterClient"], scope="module")
+def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
+    """The same scenario on both clients (decode_responses=True)."""
+    if request.param == "RedisCluster":
+        client: Any = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in cluster.startup_nodes],
+                                   decode_responses=True)
+    else:
+        client = ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def p(request: pytest.FixtureRequest) -> str:
+    """A key prefix unique to this test and client."""
+    return f"cb:{request.node.name[:40]}:{uuid.uuid4().hex[:8]}"
+
+
+def two_slots(p: str) -> tuple[str, str]:
+    """Two keys in different slots."""
+    a = f"{p}:a"
+    b = next(f"{p}:b{i}" for i in range(100) if key_slot(f"{p}:b{i}".encode()) != key_slot(a.encode()))
+    return a, b
+
+
+def raises(exc: type[BaseException], fn: Any, *args: Any, **kwargs: Any) -> BaseException:
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+# ---------------------------------------------------------------- pipelines
+
+
+def test_pipeline_replies_are_parsed(r, p):
+    a, b = two_slots(p)
+    pipe = r.pipeline()
+    pipe.set(a, "v").get(a).incr(b).expire(b, 100).hset(f"{p}:h", "f", "v").hgetall(f"{p}:h")
+    pipe.sadd(f"{p}:s", "x").smembers(f"{p}:s").zadd(f"{p}:z", {"m": 1}).zscore(f"{p}:z", "m")
+    assert len(pipe) == 10 and bool(pipe)
+    assert pipe.execute() == [True, "v", 1, True, 1, {"f": "v"}, 1, {"x"}, 1, 1.0]
+    assert len(pipe) == 0
+
+
+def test_pipeline_error_names_the_command(r, p):
+    k = f"{p}:k"
+    pipe = r.pipeline()
+    pipe.set(k, "string").lpush(k, "x").get(k)
+    e = raises(rx.ResponseError, pipe.execute)
+    assert str(e) == f"Command # 2 (LPUSH {k} x) of pipeline caused error: {WRONGTYPE}"
+    assert r.get(k) == "string"
+
+
+def test_pipeline_error_truncates_long_arguments(r, p):
+    k = f"{p}:k"
+    r.set(k, "string")
+    pipe = r.pipeline()
+    pipe.get(k).lpush(k, "x" * 300, "y")
+    e = raises(rx.ResponseError, pipe.execute)
+    text = textwrap.shorten(f"LPUSH {k} {'x' * 300} y", width=100, placeholder="...", break_long_words=True)
+    assert len(text) <= 100
+    assert str(e) == f"Command # 2 ({text}) of pipeline caused error: {WRONGTYPE}"
+
+
+def test_pipeline_errors_in_place_are_not_annotated(r, p):
+    k = f"{p}:k"
+    pipe = r.pipeline()
+    pipe.set(k, "string").lpush(k, "x")
+    res = pipe.execute(raise_on_error=False)
+    assert res[0] is True
+    assert type(res[1]) is rx.ResponseError and str(res[1]) == WRONGTYPE
+
+
+@pytest.mark.parametrize("method", ["multi", "discard", "watch", "unwatch"])
+def test_transaction_methods_refused_on_a_plain_pipeline(r, p, method):
+    args = (f"{p}:k",) if method == "watch" else ()
+    e = raises(rx.RedisClusterException, getattr(r.pipeline(), method), *args)
+    assert str(e) == f"method {method}() is not supported outside of transactional context"
+
+
+def test_pipeline_shard_hint(r, p):
+    assert r.pipeline(shard_hint=None).set(f"{p}:k", 1).execute() == [True]
+    e = raises(rx.RedisClusterException, r.pipeline, shard_hint="x")
+    assert str(e) == "shard_hint is deprecated in cluster mode"
+    e = raises(rx.RedisClusterException, r.transaction, lambda pipe: None, shard_hint="x")
+    assert str(e) == "shard_hint is deprecated in cluster mode"
+
+
+@pytest.mark.parametrize("command", ["delete", "unlink"])
+def test_pipeline_refuses_multi_key_delete_across_slots(r, p, command):
+    a, b = two_slots(p)
+    pipe = r.pipeline()
+    e = raises(rx.RedisClusterException, getattr(pipe, command), a, b)
+    verb = "deleting" if command == "delete" else "unlinking"
+    assert str(e) == f"{verb} multiple keys is not implemented in pipeline command"
+    assert len(pipe) == 0
+    r.set(a, 1)
+    getattr(pipe, command)(a)  # RedisCluster returns None here, clusterpool the pipeline (for chaining)
+    assert pipe.execute() == [1]
+
+
+KEYLESS_BLOCKED = [
+    ("ping", ()), ("info", ()), ("dbsize", ()), ("keys", ()), ("time", ()), ("echo", ("x",)),
+    ("randomkey", ()), ("lastsave", ()), ("client_list", ()), ("client_getname", ()),
+    ("config_get", ("maxmemory",)), ("script_load", ("return 1",)), ("script_flush", ()),
+    ("slowlog_len", ()), ("flushall", ()), ("flushdb", ()), ("scan", ()), ("readonly", ()),
+    ("mget_nonatomic", (["a", "b"],)), ("mset_nonatomic", ({"a": 1},)),
+]
+
+
+@pytest.mark.parametrize("method,args", KEYLESS_BLOCKED, ids=[m for m, _ in KEYLESS_BLOCKED])
+def test_pipeline_blocks_what_redis_cluster_blocks(r, method, args):
+    for transaction in (False, True):
+        pipe = r.pipeline(transaction=transaction)
+        e = raises(rx.RedisClusterException, getattr(pipe, method), *args)
+        assert str(e) == f"ERROR: Calling pipelined function {method} is blocked when running redis in cluster mode..."
+        assert len(pipe) == 0
+
+
+CROSS_SLOT_BLOCKED = ["mget", "mset", "msetnx", "rename", "sinter", "sunion", "sdiff", "pfcount", "smove_",
+                      "rpoplpush"]
+
+
+@pytest.mark.parametrize("method", CROSS_SLOT_BLOCKED)
+def test_pipeline_blocks_multi_key_commands_across_slots(r, p, method):
+    a, b = two_slots(p)
+    calls = {
+        "mget": ("mget", (a, b)), "mset": ("mset", ({a: 1, b: 2},)), "msetnx": ("msetnx", ({a: 1, b: 2},)),
+        "rename": ("rename", (a, b)), "sinter": ("sinter", (a, b)), "sunion": ("sunion", (a, b)),
+        "sdiff": ("sdiff", (a, b)), "pfcount": ("pfcount", (a, b)), "smove_": ("smove", (a, b, "m")),
+        "rpoplpush": ("rpoplpush", (a, b)),
+    }
+    name, args = calls[method]
+    pipe = r.pipeline()
+    e = raises(rx.RedisClusterException, getattr(pipe, name), *args)
+    assert str(e) == f"ERROR: Calling pipelined function {name} is blocked when running redis in cluster mode..."
+
+
+def test_pipeline_context_manager_resets(r, p):
+    with r.pipeline() as pipe:
+        pipe.set(f"{p}:k", 1)
+        assert len(pipe) == 1
+    assert len(pipe) == 0
+    assert r.get(f"{p}:k") is None
+
+
+def test_pipeline_annotate_exception(r, p):
+    e = rx.ResponseError("boom")
+    r.pipeline().annotate_exception(e, 3, ("SET", f"{p}:k", b"v"))
+    assert str(e) == f"Command # 3 (SET {p}:k v) of pipeline caused error: boom"
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def test_transaction_replies_are_exec_replies(r, p):
+    t = f"{{{p}}}"
+    pipe = r.pipeline(transaction=True)
+    pipe.set(f"{t}:a", "v").get(f"{t}:a").incr(f"{t}:n").expire(f"{t}:n", 100)
+    pipe.hset(f"{t}:h", "f", "v").hgetall(f"{t}:h").sadd(f"{t}:s", "x").smembers(f"{t}:s")
+    pipe.zadd(f"{t}:z", {"m": 1}).zscore(f"{t}:z", "m").exists(f"{t}:a").ttl(f"{t}:n")
+    # RESP3 (redis-py's default): maps and doubles come typed from the protocol (hiredis gives sets as lists)
+    assert pipe.execute() == ["OK", "v", 1, 1, 1, {"f": "v"}, 1, ["x"], 1, 1.0, 1, 100]
+
+
+def test_transaction_keys_in_two_slots(r, p):
+    a, b = two_slots(p)
+    pipe = r.pipeline(transaction=True)
+    pipe.set(a, 1).set(b, 2)
+    e = raises(rx.CrossSlotTransactionError, pipe.execute)
+    assert str(e) == "All keys involved in a cluster transaction must map to the same slot"
+    assert r.exists(a) == 0 and r.exists(b) == 0
+
+
+def test_transaction_watch_of_another_slot(r, p):
+    a, b = two_slots(p)
+    pipe = r.pipeline(transaction=True)
+    assert pipe.watch(a) is None
+    e = raises(rx.CrossSlotTransactionError, pipe.watch, b)
+    assert str(e) == "Cannot watch or send commands on different slots"
+    e = raises(rx.CrossSlotTransactionError, pipe.get, b)
+    assert str(e) == "Cannot watch or send commands on different slots"
+    pipe.reset()
+
+
+def test_transaction_watch_then_command_of_another_slot(r, p):
+    a, b = two_slots(p)
+    pipe = r.pipeline(transaction=True)
+    pipe.watch(a)
+    pipe.multi()
+    pipe.set(b, 1)
+    e = raises(rx.CrossSlotTransactionError, pipe.execute)
+    assert str(e) == "All keys involved in a cluster transaction must map to the same slot"
+    assert r.exists(b) == 0
+
+
+def test_transaction_command_with_keys_in_two_slots(r, p):
+    a, b = two_slots(p)
+    pipe = r.pipeline(transaction=True)
+    e = raises(rx.RedisClusterException, pipe.delete, a, b)
+    assert str(e) == "DEL - all keys must map to the same key slot"
+    e = raises(rx.RedisClusterException, pipe.watch, a, b)
+    assert str(e) == "WATCH - all keys must map to the same key slot"
+
+
+def test_transaction_keyless_command(r):
+    pipe = r.pipeline(transaction=True)
+    e = raises(rx.RedisClusterException, pipe.execute_command, "DBSIZE")
+    assert str(e) == ("No way to dispatch this command to Redis Cluster. Missing key.\n"
+                      "You can execute the command by specifying target nodes.\nCommand: ('DBSIZE',)")
+
+
+def test_transaction_error_at_exec_names_the_command(r, p):
+    k = f"{{{p}}}:k"
+    pipe = r.pipeline(transaction=True)
+    pipe.set(k, "string").lpush(k, "x").get(k)
+    e = raises(rx.ResponseError, pipe.execute)
+    assert str(e) == f"Command # 2 (LPUSH {k} x) of pipeline caused error: {WRONGTYPE}"
+    assert r.get(k) == "string"
+
+
+def test_transaction_error_at_exec_in_place(r, p):
+    k = f"{{{p}}}:k"
+    pipe = r.pipeline(transaction=True)
+    pipe.set(k, "string").lpush(k, "x")
+    res = pipe.execute(raise_on_error=False)
+    assert res[0] == "OK"
+    assert type(res[1]) is rx.ResponseError and str(res[1]) == WRONGTYPE
+
+
+def test_transaction_refused_while_queuing_aborts(r, p):
+    k = f"{{{p}}}:k"
+    pipe = r.pipeline(transaction=True)
+    pipe.set(k, 2).execute_command("INCRBY", k)
+    e = raises(rx.ResponseError, pipe.execute)
+    assert str(e) == (f"Command # 2 (INCRBY {k}) of pipeline caused error: "
+                      "wrong number of arguments for 'incrby' command")
+    assert r.get(k) is None
+
+
+def test_transaction_watch_conflict(r, p, cluster):
+    k = f"{{{p}}}:w"
+    r.set(k, "0")
+    pipe = r.pipeline(transaction=True)
+    pipe.watch(k)
+    assert pipe.get(k) == "0"
+    assert pipe.set(f"{{{p}}}:other", 1) is True  # immediate commands are parsed
+    with ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        other.set(k, "changed")
+    pipe.multi()
+    pipe.set(k, "mine")
+    e = raises(rx.WatchError, pipe.execute)
+    assert str(e) == "Watched variable changed."
+    assert r.get(k) == "changed"
+
+
+def test_transaction_discard_and_unwatch(r, p):
+    k = f"{{{p}}}:k"
+    pipe = r.pipeline(transaction=True)
+    pipe.set(k, 1)
+    assert pipe.discard() is None
+    assert len(pipe) == 0 and pipe.execute() == []
+    assert pipe.watch(k) is None
+    assert pipe.unwatch() is None
+    pipe.set(k, 2)  # queued again after UNWATCH
+    assert len(pipe) == 1
+    assert pipe.execute() == ["OK"]
+    assert r.get(k) == "2"
+
+
+def test_transaction_multi_and_watch_order(r, p):
+    k = f"{{{p}}}:k"
+    pipe = r.pipeline(transaction=True)
+    pipe.multi()
+    e = raises(rx.RedisError, pipe.multi)
+    assert str(e) == "Cannot issue nested calls to MULTI"
+    e = raises(rx.RedisError, pipe.watch, k)
+    assert str(e) == "Cannot issue a WATCH after a MULTI"
+    pipe.reset()
+    pipe.set(k, 1)
+    e = raises(rx.RedisError, pipe.multi)
+    assert str(e) == "Commands without an initial WATCH have already been issued"
+    pipe.reset()
+
+
+def test_transaction_helper(r, p):
+    k = f"{{{p}}}:counter"
+    r.set(k, 10)
+
+    def incr(pipe):
+        cur = int(pipe.get(k))
+        pipe.multi()
+        pipe.set(k, cur + 1)
+        return cur
+
+    assert r.transaction(incr, k) == ["OK"]
+    assert r.transaction(incr, k, value_from_callable=True) == 11
+    assert r.get(k) == "12"
+
+
+def test_empty_transaction(r):
+    assert r.pipeline(transaction=True).execute() == []
+    assert r.pipeline().execute() == []
+
+
+# ---------------------------------------------------------------- non-atomic helpers
+
+
+def test_mget_mset_nonatomic(r, p):
+    keys = [f"{p}:{i}" for i in range(40)]
+    assert len({key_slot(k.encode()) for k in keys}) > 10
+    values = {k: f"v{i}" for i, k in enumerate(keys) if i % 4}
+    res = r.mset_nonatomic(values)
+    assert res == [True] * len({key_slot(k.encode()) for k in values})
+    asked = [*keys[::-1], keys[1]]
+    assert r.mget_nonatomic(asked) == [values.get(k) for k in asked]
+    assert r.mget_nonatomic(keys[1], keys[2]) == [values[keys[1]], values[keys[2]]]
+    assert r.mget_nonatomic([]) == []
+    assert r.mset_nonatomic({}) == []
+
+
+def test_mset_nonatomic_bad_value(r, p):
+    e = raises(rx.DataError, r.mset_nonatomic, {f"{p}:a": {"nested": 1}})
+    assert str(e) == "A tuple item must be str, int, float or bytes."  # hiredis' packer, in both
