@@ -9,6 +9,7 @@ literals, so both clients must produce exactly the same ones.
 from __future__ import annotations
 
 import textwrap
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from redis import exceptions as rx
 from redis.cluster import ClusterNode, RedisCluster
 
 from clusterpool import ClusterClient, key_slot
+from waiting import poll
 
 
 @pytest.fixture(params=["RedisCluster", "ClusterClient"], scope="module")
@@ -346,3 +348,133 @@ def test_mget_mset_nonatomic(r, p):
 def test_mset_nonatomic_bad_value(r, p):
     e = raises(rx.DataError, r.mset_nonatomic, {f"{p}:a": {"nested": 1}})
     assert str(e) == "A tuple item must be str, int, float or bytes."  # hiredis' packer, in both
+
+
+# ---------------------------------------------------------------- pub/sub
+
+
+def collect(get: Any, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The next `n` messages from `get` (get_message or get_sharded_message), within a deadline."""
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        m = get(timeout=0.2)
+        if m is not None:
+            out.append(m)
+    assert len(out) == n, f"got {out}"
+    return out
+
+
+def msg(kind: str, channel: Any, data: Any, pattern: Any = None) -> dict[str, Any]:
+    return {"type": kind, "pattern": pattern, "channel": channel, "data": data}
+
+
+def on_nodes(cluster: Any, p: str, owners: list[int]) -> list[str]:
+    """Channel names whose slots are owned by the given primary ports, in that order."""
+    out: list[str] = []
+    i = 0
+    while len(out) < len(owners):
+        ch = f"{p}:ch{i}"
+        if cluster.slot_owner(key_slot(ch.encode())) == owners[len(out)]:
+            out.append(ch)
+        i += 1
+    return out
+
+
+def test_publish_counts_the_classic_subscriber(r, p):
+    ch, other = f"{p}:news", f"{p}:other"
+    ps = r.pubsub()
+    try:
+        ps.subscribe(ch)
+        assert collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
+        assert r.publish(ch, "hello") == 1  # PUBLISH goes where the subscription is: its slot's primary
+        assert collect(ps.get_message, 1) == [msg("message", ch, "hello")]
+        assert r.publish(other, "nobody") == 0
+    finally:
+        ps.close()
+
+
+def test_classic_subscribe_and_unsubscribe_counts(r, p):
+    a, b = f"{p}:a", f"{p}:b"
+    ps = r.pubsub()
+    try:
+        ps.subscribe(a, b)
+        ps.psubscribe(f"{p}:*")
+        assert collect(ps.get_message, 3) == [msg("subscribe", a, 1), msg("subscribe", b, 2),
+                                              msg("psubscribe", f"{p}:*", 3)]
+        r.publish(a, "x")
+        assert collect(ps.get_message, 2) == [msg("message", a, "x"), msg("pmessage", a, "x", f"{p}:*")]
+        ps.unsubscribe(a)
+        assert collect(ps.get_message, 1) == [msg("unsubscribe", a, 2)]
+        ps.punsubscribe()
+        assert collect(ps.get_message, 1) == [msg("punsubscribe", f"{p}:*", 1)]
+        assert set(ps.channels) == {b} and not ps.patterns
+    finally:
+        ps.close()
+
+
+def test_pubsub_on_a_given_node(r, p, cluster):
+    ch = f"{p}:pinned"
+    owner = cluster.slot_owner(key_slot(ch.encode()))
+    port = next(q for q in cluster.primaries() if q != owner)  # not where the channel's slot would put it
+    ps = r.pubsub(host=cluster.host, port=port)
+    try:
+        node = ps.get_pubsub_node()
+        assert (node.host, node.port, node.name) == (cluster.host, port, f"{cluster.host}:{port}")
+        ps.subscribe(ch)
+        assert collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
+        assert r.publish(ch, "x", target_nodes=node) == 1
+        assert r.publish(ch, "y") == 0  # the slot's primary has no local subscriber
+        assert collect(ps.get_message, 2) == [msg("message", ch, "x"), msg("message", ch, "y")]
+    finally:
+        ps.close()
+
+
+def test_pubsub_node_errors(r, cluster):
+    e = raises(rx.DataError, r.pubsub, host=cluster.host)
+    assert str(e) == "Passing a host requires passing a port, and vice versa"
+    e = raises(rx.DataError, r.pubsub, port=cluster.primaries()[0])
+    assert str(e) == "Passing a host requires passing a port, and vice versa"
+    e = raises(rx.RedisClusterException, r.pubsub, host=cluster.host, port=1)
+    assert str(e) == f"Node {cluster.host}:1 doesn't exist in the cluster"
+    e = raises(rx.RedisClusterException, r.pubsub, node=ClusterNode(cluster.host, 2))
+    assert str(e) == f"Node {cluster.host}:2 doesn't exist in the cluster"
+
+
+def test_shard_subscribe_and_unsubscribe_counts(r, p, cluster):
+    first, second = cluster.primaries()[:2]
+    a, b, c = on_nodes(cluster, p, [first, second, first])
+    ps = r.pubsub()
+    try:
+        ps.ssubscribe(a, b, c)
+        got = collect(ps.get_sharded_message, 3)
+        assert sorted(got, key=lambda m: m["channel"]) == sorted(
+            [msg("ssubscribe", a, 1), msg("ssubscribe", b, 1), msg("ssubscribe", c, 2)], key=lambda m: m["channel"])
+        assert r.spublish(c, "x") == 1
+        assert collect(ps.get_sharded_message, 1) == [msg("smessage", c, "x")]
+        ps.sunsubscribe(a)
+        assert collect(ps.get_sharded_message, 1) == [msg("sunsubscribe", a, 1)]
+        ps.sunsubscribe()
+        got = collect(ps.get_sharded_message, 2)
+        assert sorted(got, key=lambda m: m["channel"]) == sorted(
+            [msg("sunsubscribe", b, 0), msg("sunsubscribe", c, 0)], key=lambda m: m["channel"])
+        assert r.spublish(c, "gone") == 0
+        assert ps.shard_channels == {}
+    finally:
+        ps.close()
+
+
+def test_sharded_message_from_one_node(r, p, cluster):
+    first, second = cluster.primaries()[:2]
+    a, b = on_nodes(cluster, p, [first, second])
+    ps = r.pubsub(ignore_subscribe_messages=True)
+    try:
+        ps.ssubscribe(a, b)
+        r.spublish(b, "to-b")
+        r.spublish(a, "to-a")
+        node = ClusterNode(cluster.host, first)
+        poll(lambda: ps.get_sharded_message(timeout=0.2, target_node=node) == msg("smessage", a, "to-a"),
+             timeout=10, what="message from the first node")
+        assert collect(ps.get_sharded_message, 1) == [msg("smessage", b, "to-b")]
+    finally:
+        ps.close()
