@@ -184,10 +184,7 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
             return
         slots = {slot_of(k) for k in keys}
         if len(slots) > 1:
-            raise errors.CrossSlotError(
-                f"pipelined {command_name(q.args)} has keys in {len(slots)} slots: each command must keep its "
-                "keys in one slot (use a {hash tag})"
-            )
+            raise batchrules.keys_cross_slot(q.args)  # RedisCluster's words; a CrossSlotError too
         q.slot = slots.pop()
         if client._refuse_writes and not info.readonly:
             client._refuse(q.args)

@@ -162,6 +162,15 @@ def test_pipeline_blocks_multi_key_commands_across_slots(r, p, method):
     assert str(e) == f"ERROR: Calling pipelined function {name} is blocked when running redis in cluster mode..."
 
 
+def test_pipeline_command_with_keys_in_two_slots(r, p):
+    a, b = two_slots(p)
+    pipe = r.pipeline()
+    pipe.set(a, 1).execute_command("MGET", a, b)  # not the blocked method: refused when planned
+    e = raises(rx.RedisClusterException, pipe.execute)
+    assert str(e) == "MGET - all keys must map to the same key slot"
+    assert r.exists(a) == 0
+
+
 def test_pipeline_context_manager_resets(r, p):
     with r.pipeline() as pipe:
         pipe.set(f"{p}:k", 1)
@@ -345,6 +354,12 @@ def test_mget_mset_nonatomic(r, p):
     assert r.mset_nonatomic({}) == []
 
 
+@pytest.mark.parametrize("key", [None, True, 1.5j])
+def test_mget_nonatomic_bad_key(r, p, key):
+    e = raises(rx.DataError, r.mget_nonatomic, [f"{p}:a", key])
+    assert str(e) == f"Invalid input of type: '{type(key).__name__}'. Convert to a bytes, string, int or float first."
+
+
 def test_mset_nonatomic_bad_value(r, p):
     e = raises(rx.DataError, r.mset_nonatomic, {f"{p}:a": {"nested": 1}})
     assert str(e) == "A tuple item must be str, int, float or bytes."  # hiredis' packer, in both
@@ -476,5 +491,38 @@ def test_sharded_message_from_one_node(r, p, cluster):
         poll(lambda: ps.get_sharded_message(timeout=0.2, target_node=node) == msg("smessage", a, "to-a"),
              timeout=10, what="message from the first node")
         assert collect(ps.get_sharded_message, 1) == [msg("smessage", b, "to-b")]
+    finally:
+        ps.close()
+
+
+# ---------------------------------------------------------------- where we differ on purpose (README table)
+
+
+def test_differences_in_pipelines(r, p):
+    """Blocked multi-key methods and multi-key DEL run when their keys share a slot; queue calls chain."""
+    t = f"{{{p}}}"
+    pipe = r.pipeline()
+    if isinstance(r, RedisCluster):
+        raises(rx.RedisClusterException, pipe.mget, f"{t}:a", f"{t}:b")
+        raises(rx.RedisClusterException, pipe.delete, f"{t}:a", f"{t}:b")
+        assert pipe.set(f"{t}:a", 1) is pipe and pipe.delete(f"{t}:a") is None
+    else:
+        pipe.mset({f"{t}:a": 1, f"{t}:b": 2}).mget(f"{t}:a", f"{t}:b").delete(f"{t}:a", f"{t}:b")
+        assert pipe.execute() == [True, ["1", "2"], 2]
+
+
+def test_differences_in_pubsub(r, p):
+    """clusterpool's get_message also returns shard-channel messages; RedisCluster's reads only the
+    classic connection (and raises RuntimeError when there is none)."""
+    ch = f"{p}:s"
+    ps = r.pubsub()
+    try:
+        ps.ssubscribe(ch)
+        assert collect(ps.get_sharded_message, 1) == [msg("ssubscribe", ch, 1)]
+        assert r.spublish(ch, "x") == 1
+        if isinstance(r, RedisCluster):
+            raises(RuntimeError, ps.get_message, timeout=0.2)
+        else:
+            assert collect(ps.get_message, 1) == [msg("smessage", ch, "x")]
     finally:
         ps.close()
