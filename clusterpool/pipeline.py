@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 class _Queued:
-    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node")
+    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node", "target")
 
     def __init__(self, args: tuple[Any, ...], options: dict[str, Any]) -> None:
         self.args, self.options = args, options
@@ -46,6 +46,7 @@ class _Queued:
         self.result: Any = _PENDING
         self.asking = False
         self.node = ""
+        self.target = ""  # the node named by target_nodes=, for the first round only (then by slot)
 
 
 _PENDING = object()
@@ -75,8 +76,19 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
             self._check_blocked(args)
         if self._transaction:
             return self._queue_transactional(args, options)
-        self._queue.append(_Queued(args, options))
+        q = _Queued(args, options)
+        if "target_nodes" in options:
+            self._pin(q, options.pop("target_nodes"))
+        self._queue.append(q)
         return self
+
+    def _pin(self, q: _Queued, targets: Any) -> None:
+        """target_nodes= in a pipeline: exactly one node, as RedisCluster allows (mget_nonatomic uses it)."""
+        client = self._client
+        nodes = client._resolve_targets(targets)
+        if len(nodes) != 1:
+            raise rx.RedisClusterException(f"Too many targets for command {q.args}")
+        q.target = nodes[0].name
 
     pipeline_execute_command = execute_command
 
@@ -190,6 +202,9 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
             client._refuse(q.args)
 
     def _route(self, q: _Queued) -> str:
+        if q.target:  # a redirected or failed command is re-routed by its slot, as in RedisCluster
+            target, q.target = q.target, ""
+            return target
         client = self._client
         topo = client._core.ensure()
         assert q.info is not None

@@ -171,6 +171,19 @@ def test_pipeline_command_with_keys_in_two_slots(r, p):
     assert r.exists(a) == 0
 
 
+def test_pipeline_target_nodes(r, p, cluster):
+    a = f"{p}:a"
+    owner = cluster.slot_owner(key_slot(a.encode()))
+    elsewhere = next(q for q in cluster.primaries() if q != owner)
+    pipe = r.pipeline()
+    pipe.execute_command("SET", a, "1", target_nodes=[ClusterNode(cluster.host, elsewhere)])  # MOVED: followed
+    pipe.execute_command("GET", a, target_nodes=ClusterNode(cluster.host, owner))
+    pipe.execute_command("ECHO", "hi", target_nodes=ClusterNode(cluster.host, elsewhere))
+    # the GET ran in the first round, before the redirected SET was re-sent: the same in both clients
+    assert pipe.execute() == [True, None, "hi"]
+    assert r.get(a) == "1"
+
+
 def test_pipeline_context_manager_resets(r, p):
     with r.pipeline() as pipe:
         pipe.set(f"{p}:k", 1)
