@@ -115,6 +115,7 @@ class ClusterPubSub:
     """redis-py's PubSub interface over a cluster; see the module docstring for routing and failover."""
 
     PUBLISH_MESSAGE_TYPES = PubSub.PUBLISH_MESSAGE_TYPES
+    HEALTH_CHECK_MESSAGE = PubSub.HEALTH_CHECK_MESSAGE
     UNSUBSCRIBE_MESSAGE_TYPES = PubSub.UNSUBSCRIBE_MESSAGE_TYPES
 
     def __init__(self, client: ClusterClient, node: Any = None, host: str | None = None, port: int | None = None,
@@ -444,6 +445,18 @@ class ClusterPubSub:
         else:
             self._attempts = 0
 
+    def reinitialize_shard_subscriptions(self) -> None:
+        """Move shard subscriptions whose slot has another owner in the current map now
+        (this also happens by itself on MOVED, a server-sent sunsubscribe or a broken connection)."""
+        with self._lock:
+            for sub in list(self._shard.values()):
+                moved = [ch for ch in sub.ps.shard_channels if self._owner_of(ch) not in ("", sub.name)]
+                if moved:
+                    self._orphan_shard_channels(sub, moved)
+            self._recover(force=True)
+
+    on_slots_changed = reinitialize_shard_subscriptions
+
     def _recover_classic(self) -> bool:
         chans, pats = self._lost_channels, self._lost_patterns
         previous = self._lost_classic_node
@@ -564,6 +577,13 @@ class ClusterPubSub:
             msg = self.get_message(timeout=None if self._subs() else _MAX_WAIT)
             if msg is not None:
                 yield msg
+
+    def execute_command(self, *args: Any) -> None:
+        """Send a raw command on the classic connection (placed by args[1]'s slot if it has none yet)."""
+        self._check_open()
+        with self._lock:
+            sub = self._classic_sub(key=args[1] if len(args) > 1 else None)
+            sub.ps.execute_command(*args)
 
     def ping(self, message: Any = None) -> Any:
         """PING on the classic connection (its reply comes back as a 'pong' message)."""

@@ -539,3 +539,28 @@ def test_differences_in_pubsub(r, p):
             assert collect(ps.get_message, 1) == [msg("smessage", ch, "x")]
     finally:
         ps.close()
+
+
+def test_pubsub_raw_execute_command(r, p):
+    ch = f"{p}:raw"
+    ps = r.pubsub()
+    try:
+        ps.execute_command("SUBSCRIBE", ch)  # placed on ch's slot owner, as subscribe() would be
+        poll(lambda: r.publish(ch, "x") == 1, timeout=10, what="raw SUBSCRIBE applied")
+    finally:
+        ps.close()
+
+
+def test_reinitialize_shard_subscriptions_keeps_current_ones(r, p):
+    ch = f"{p}:s"
+    ps = r.pubsub(ignore_subscribe_messages=True)
+    try:
+        ps.ssubscribe(ch)
+        poll(lambda: ps.get_sharded_message(timeout=0.1) is None and r.spublish(ch, "x") == 1, what="subscribed")
+        ps.reinitialize_shard_subscriptions()  # nothing moved: nothing changes
+        assert list(ps.shard_channels) == [ch]
+        assert r.spublish(ch, "y") == 1
+        got = collect(ps.get_sharded_message, 2)
+        assert [m["data"] for m in got] == ["x", "y"]
+    finally:
+        ps.close()
