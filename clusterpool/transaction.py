@@ -27,6 +27,7 @@ from redis.connection import AbstractConnection
 
 from . import batchrules
 from .connection import pack_many
+from .resp import command_name
 from .slots import slot_of
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class TransactionMixin:
 
         slot = self._slot_of_command(args)
         if self._watch_conn is not None and not self._explicit_multi:
+            if command_name(args) == "UNWATCH":
+                self._release_watch()  # as unwatch(): later commands are queued again
+                return True
             return self._immediate(args, options, slot)
         if slot is not None:
             self._slots.add(slot)

@@ -316,6 +316,15 @@ def test_transaction_discard_and_unwatch(r, p):
     assert r.get(k) == "2"
 
 
+def test_transaction_raw_unwatch(r, p):
+    k = f"{{{p}}}:k"
+    pipe = r.pipeline(transaction=True)
+    pipe.watch(k)
+    assert pipe.execute_command("UNWATCH") is True
+    assert pipe.set(k, 1) is pipe  # queued, no longer run at once
+    assert pipe.execute() == ["OK"]
+
+
 def test_transaction_multi_and_watch_order(r, p):
     k = f"{{{p}}}:k"
     pipe = r.pipeline(transaction=True)
