@@ -450,11 +450,15 @@ def test_classic_subscribe_and_unsubscribe_counts(r, p):
         ps.close()
 
 
-def test_pubsub_on_a_given_node(r, p, cluster):
+@pytest.mark.parametrize("how", ["host_port", "node"])
+def test_pubsub_on_a_given_node(r, p, cluster, how):
     ch = f"{p}:pinned"
     owner = cluster.slot_owner(key_slot(ch.encode()))
     port = next(q for q in cluster.primaries() if q != owner)  # not where the channel's slot would put it
-    ps = r.pubsub(host=cluster.host, port=port)
+    if how == "node":
+        ps = r.pubsub(node=ClusterNode(cluster.host, port))
+    else:
+        ps = r.pubsub(host=cluster.host, port=port)
     try:
         node = ps.get_pubsub_node()
         assert (node.host, node.port, node.name) == (cluster.host, port, f"{cluster.host}:{port}")
