@@ -126,15 +126,19 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
         batchrules.annotate(exception, number, command)
 
     def load_scripts(self) -> None:
+        """Not offered, as in RedisCluster."""
         raise batchrules.not_implemented("load_scripts")
 
     def script_load_for_pipeline(self, *args: Any, **kwargs: Any) -> None:
+        """Not offered, as in RedisCluster."""
         raise batchrules.not_implemented("script_load_for_pipeline")
 
     def mget_nonatomic(self, *args: Any, **kwargs: Any) -> Any:
+        """Blocked in pipelines, as in RedisCluster: use the client's."""
         raise batchrules.blocked("mget_nonatomic")
 
     def mset_nonatomic(self, *args: Any, **kwargs: Any) -> Any:
+        """Blocked in pipelines, as in RedisCluster: use the client's."""
         raise batchrules.blocked("mset_nonatomic")
 
     def _queue_planned(self, args: tuple[Any, ...], info: CommandInfo, slot: int) -> None:
