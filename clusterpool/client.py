@@ -283,7 +283,7 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
         """A cluster pipeline (commands grouped per node, one round trip); `transaction=True` for MULTI/EXEC on one slot."""
         from .pipeline import ClusterPipeline
 
-        return ClusterPipeline(self, transaction=transaction)
+        return ClusterPipeline(self, transaction=transaction, shard_hint=shard_hint)
 
     def transaction(self, func: Any, *watches: Any, **kwargs: Any) -> Any:
         """redis-py's transaction(): `func(pipe)` under WATCH of keys in one slot, retried on WatchError."""

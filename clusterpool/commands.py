@@ -185,6 +185,8 @@ def parse_command_entry(entry: Sequence[Any]) -> list[CommandInfo]:
         specs = (KeySpec("index", index=first, lastkey=last - first if last >= 0 else last, keystep=step),)
     else:
         specs = ()
+    if name == "publish" and not specs:  # routed by the channel's slot, as redis-py's RedisCluster does
+        specs = (KeySpec("index", index=1),)
     subs = entry[9] if len(entry) > 9 and entry[9] else []
     request = tip.get("request_policy", "key" if specs else DEFAULT)
     response = tip.get("response_policy")

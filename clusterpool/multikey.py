@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis.commands.helpers import list_or_args
+from redis.connection import Encoder
 
 from . import errors
 from .commands import CommandInfo
@@ -16,11 +17,22 @@ if TYPE_CHECKING:
     from .client import ClusterClient
 
 
+_ENCODER = Encoder("utf-8", "strict", False)
+
+
+def _slot(key: Any) -> int:
+    try:
+        return slot_of(key)
+    except TypeError:
+        _ENCODER.encode(key)  # raises redis-py's DataError, as RedisCluster's helpers do
+        raise
+
+
 def _by_slot(keys: Iterable[Any]) -> dict[int, list[int]]:
     """Positions of the keys, grouped by slot (first-seen slot order)."""
     groups: dict[int, list[int]] = {}
     for i, k in enumerate(keys):
-        groups.setdefault(slot_of(k), []).append(i)
+        groups.setdefault(_slot(k), []).append(i)
     return groups
 
 

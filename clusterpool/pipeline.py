@@ -7,6 +7,10 @@ replies are put back in the caller's order. Commands answered with MOVED or
 ASK, or whose node failed before they could have run, go into the next round,
 re-planned against the updated map; at most `max_redirections` rounds.
 
+Queue-time refusals follow RedisCluster (batchrules.py): the methods it
+blocks in cluster pipelines raise its RedisClusterException, unless every key
+of the command is in one slot (then the command runs: it can, on one node).
+
 Transactions (MULTI/EXEC, WATCH) are in transaction.py.
 """
 
@@ -21,11 +25,11 @@ from redis.commands import CoreCommands
 from redis.connection import AbstractConnection
 from redis.event import EventDispatcher
 
-from . import errors
+from . import batchrules, errors
 from .commands import CommandInfo
 from .connection import pack_many
 from .slots import encode_key, key_slot, slot_of
-from .resp import command_name, raise_first_error
+from .resp import command_name
 from .transaction import TransactionMixin
 
 if TYPE_CHECKING:
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
 
 
 class _Queued:
-    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node")
+    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node", "target")
 
     def __init__(self, args: tuple[Any, ...], options: dict[str, Any]) -> None:
         self.args, self.options = args, options
@@ -42,6 +46,7 @@ class _Queued:
         self.result: Any = _PENDING
         self.asking = False
         self.node = ""
+        self.target = ""  # the node named by target_nodes=, for the first round only (then by slot)
 
 
 _PENDING = object()
@@ -52,22 +57,89 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
 
     _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
 
-    def __init__(self, client: ClusterClient, transaction: bool = False) -> None:
+    def __init__(self, client: ClusterClient, transaction: bool | None = False, shard_hint: Any = None) -> None:
+        if shard_hint:
+            raise rx.RedisClusterException("shard_hint is deprecated in cluster mode")
         self._client = client
-        self._transaction = transaction
+        self._transaction = bool(transaction)
         self._queue: list[_Queued] = []
         self._watch_conn: AbstractConnection | None = None
         self._watch_node = ""
-        self._watch_slot: int | None = None
+        self._slots: set[int] = set()  # slots of a transaction's commands and WATCHes so far
         self._explicit_multi = False
+        self._blocked_method = ""  # set while a blocked method (see batchrules) queues its command
 
     # ---------------------------------------------------------------- queueing
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        if self._watch_conn is not None and not self._explicit_multi:
-            return self._immediate(args, options)
-        self._queue.append(_Queued(args, options))
+        if self._blocked_method:
+            self._check_blocked(args)
+        if self._transaction:
+            return self._queue_transactional(args, options)
+        q = _Queued(args, options)
+        if "target_nodes" in options:
+            self._pin(q, options.pop("target_nodes"))
+        self._queue.append(q)
         return self
+
+    def _pin(self, q: _Queued, targets: Any) -> None:
+        """target_nodes= in a pipeline: exactly one node, as RedisCluster allows (mget_nonatomic uses it)."""
+        client = self._client
+        nodes = client._resolve_targets(targets)
+        if len(nodes) != 1:
+            raise rx.RedisClusterException(f"Too many targets for command {q.args}")
+        q.target = nodes[0].name
+
+    pipeline_execute_command = execute_command
+
+    def _check_blocked(self, args: tuple[Any, ...]) -> None:
+        """A method RedisCluster blocks in pipelines: allowed only when its keys are in one slot."""
+        method, self._blocked_method = self._blocked_method, ""
+        keys = self._keys(args)
+        if not keys:
+            raise batchrules.blocked(method)
+        if len({slot_of(k) for k in keys}) != 1:
+            raise batchrules.blocked_cross_slot(method)
+
+    def _keys(self, args: tuple[Any, ...]) -> list[Any]:
+        table = self._client._core.table
+        if table is None:
+            self._client._core.ensure()
+            table = self._client._core.table
+        assert table is not None
+        return table.keys(args)
+
+    def delete(self, *names: Any) -> Any:
+        """DEL; on a plain pipeline the keys must be in one slot (RedisCluster refuses more than one key)."""
+        if not self._transaction and len(names) != 1 and len({slot_of(n) for n in names}) != 1:
+            raise batchrules.multi_key_delete("DEL")
+        return self.execute_command("DEL", *names)
+
+    def unlink(self, *names: Any) -> Any:
+        """UNLINK; on a plain pipeline the keys must be in one slot, as for `delete`."""
+        if not self._transaction and len(names) != 1 and len({slot_of(n) for n in names}) != 1:
+            raise batchrules.multi_key_delete("UNLINK")
+        return self.execute_command("UNLINK", *names)
+
+    def annotate_exception(self, exception: BaseException, number: int, command: Any) -> None:
+        """Prefix `exception` with the command's position and text, as redis-py's pipelines do."""
+        batchrules.annotate(exception, number, command)
+
+    def load_scripts(self) -> None:
+        """Not offered, as in RedisCluster."""
+        raise batchrules.not_implemented("load_scripts")
+
+    def script_load_for_pipeline(self, *args: Any, **kwargs: Any) -> None:
+        """Not offered, as in RedisCluster."""
+        raise batchrules.not_implemented("script_load_for_pipeline")
+
+    def mget_nonatomic(self, *args: Any, **kwargs: Any) -> Any:
+        """Blocked in pipelines, as in RedisCluster: use the client's."""
+        raise batchrules.blocked("mget_nonatomic")
+
+    def mset_nonatomic(self, *args: Any, **kwargs: Any) -> Any:
+        """Blocked in pipelines, as in RedisCluster: use the client's."""
+        raise batchrules.blocked("mset_nonatomic")
 
     def _queue_planned(self, args: tuple[Any, ...], info: CommandInfo, slot: int) -> None:
         """Queue a command whose slot the caller already knows (multi-key helpers)."""
@@ -81,6 +153,17 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
     def __bool__(self) -> bool:
         return True
 
+    def __repr__(self) -> str:
+        kind = "transaction" if self._transaction else "pipeline"
+        return f"<ClusterPipeline {kind}, {len(self._queue)} queued{', watching' if self._watch_conn else ''}>"
+
+    def __del__(self) -> None:
+        try:
+            if self._watch_conn is not None:  # a WATCHed connection goes back to its pool
+                self.reset()
+        except Exception:
+            pass
+
     def __enter__(self) -> ClusterPipeline:
         return self
 
@@ -90,14 +173,8 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
     def reset(self) -> None:  # type: ignore[override]  # as redis-py's Pipeline: not the RESET command
         self._queue = []
         self._explicit_multi = False
-        conn, self._watch_conn = self._watch_conn, None
-        if conn is not None:
-            try:
-                conn.send_command("UNWATCH")
-                conn.read_response()
-            except (rx.ConnectionError, rx.TimeoutError, OSError):
-                conn.disconnect()
-            self._client._core.state(self._watch_node).pool.release(conn)
+        self._slots = set()
+        self._release_watch()
 
     close = reset
 
@@ -123,15 +200,15 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
             return
         slots = {slot_of(k) for k in keys}
         if len(slots) > 1:
-            raise errors.CrossSlotError(
-                f"pipelined {command_name(q.args)} has keys in {len(slots)} slots: each command must keep its "
-                "keys in one slot (use a {hash tag})"
-            )
+            raise batchrules.keys_cross_slot(q.args)  # RedisCluster's words; a CrossSlotError too
         q.slot = slots.pop()
         if client._refuse_writes and not info.readonly:
             client._refuse(q.args)
 
     def _route(self, q: _Queued) -> str:
+        if q.target:  # a redirected or failed command is re-routed by its slot, as in RedisCluster
+            target, q.target = q.target, ""
+            return target
         client = self._client
         topo = client._core.ensure()
         assert q.info is not None
@@ -145,7 +222,7 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
         """Run the queued commands; replies in queue order. Errors raise, or are returned in place."""
         queue, self._queue = self._queue, []
         try:
-            if self._transaction or self._watch_conn is not None:
+            if self._transaction:
                 return self._execute_transaction(queue, raise_on_error)
             if not queue:
                 return []
@@ -158,7 +235,7 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
             self.reset()
         results = [q.result for q in queue]
         if raise_on_error:
-            raise_first_error((q.args, q.result) for q in queue)
+            batchrules.raise_first_error((q.args, q.result) for q in queue)
         return results
 
     def _run_rounds(self, queue: list[_Queued]) -> None:
@@ -259,3 +336,25 @@ class ClusterPipeline(TransactionMixin, CoreCommands):
                 q.result = e
         pool.release(conn)
         return retry
+
+
+def _blocking(method: str, command: Any) -> Any:
+    """A pipeline method RedisCluster blocks: refused unless the command's keys are in one slot."""
+
+    def call(self: ClusterPipeline, *args: Any, **kwargs: Any) -> Any:
+        if command is None:  # no such command method: always refused, as in RedisCluster
+            raise batchrules.blocked(method)
+        self._blocked_method = method
+        try:
+            return command(self, *args, **kwargs)
+        finally:
+            self._blocked_method = ""
+
+    call.__name__ = method
+    call.__doc__ = getattr(command, "__doc__", None)
+    return call
+
+
+for _method in batchrules.BLOCKED_METHODS:
+    if _method not in ClusterPipeline.__dict__:
+        setattr(ClusterPipeline, _method, _blocking(_method, getattr(CoreCommands, _method, None)))

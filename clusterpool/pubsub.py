@@ -13,14 +13,18 @@ multiplexes reads over the node subscribers with `select`.
 
 Choices:
 
-* Classic SUBSCRIBE/PSUBSCRIBE go through ONE node subscriber on a random
-  primary: in Redis Cluster a PUBLISH is broadcast over the cluster bus to
-  every node, so any node sees every channel. When its connection breaks we
-  try the same node again (a restart or blip), and if it does not answer we
-  refresh the slot map and resubscribe on another primary.
+* Classic SUBSCRIBE/PSUBSCRIBE go through ONE node subscriber, as in
+  RedisCluster: on the node given to `pubsub(node=)` / `pubsub(host=, port=)`,
+  else on the primary owning the key slot of the first channel subscribed.
+  `client.publish()` routes by the same slot, so its receiver count (which
+  Redis counts per node) includes this subscriber; a PUBLISH still reaches
+  every node over the cluster bus. When the connection breaks we try the
+  first channel's owner in the refreshed map, then the same node (a restart
+  or blip), then any other primary.
 * SSUBSCRIBE routes each channel by its slot to the slot's primary, one
-  SSUBSCRIBE per slot (the server refuses cross-slot SSUBSCRIBE) and one node
-  subscriber (one connection) per owner node. A sharded subscription is
+  SSUBSCRIBE per channel in the order given (so the confirmations carry the
+  same counts as RedisCluster's) and one node subscriber (one connection)
+  per owner node. A sharded subscription is
   "orphaned" when its owner's connection breaks, when the server itself sends
   `sunsubscribe` (Redis does so when a node loses the slot, e.g. a primary
   demoted by a failover), or when SSUBSCRIBE is answered with MOVED. Orphans
@@ -62,6 +66,7 @@ from redis.utils import str_if_bytes
 from . import errors
 from .connection import NodeConnection, SSLNodeConnection
 from .slots import slot_of
+from .topology import Node
 
 if TYPE_CHECKING:
     from .client import ClusterClient
@@ -110,14 +115,17 @@ class ClusterPubSub:
     """redis-py's PubSub interface over a cluster; see the module docstring for routing and failover."""
 
     PUBLISH_MESSAGE_TYPES = PubSub.PUBLISH_MESSAGE_TYPES
+    HEALTH_CHECK_MESSAGE = PubSub.HEALTH_CHECK_MESSAGE
     UNSUBSCRIBE_MESSAGE_TYPES = PubSub.UNSUBSCRIBE_MESSAGE_TYPES
 
-    def __init__(self, client: ClusterClient, ignore_subscribe_messages: bool = False,
-                 push_handler_func: Any = None, **kwargs: Any) -> None:
-        unknown = set(kwargs) - {"encoder", "event_dispatcher", "shard_hint", "host", "port"}
+    def __init__(self, client: ClusterClient, node: Any = None, host: str | None = None, port: int | None = None,
+                 ignore_subscribe_messages: bool = False, push_handler_func: Any = None, **kwargs: Any) -> None:
+        unknown = set(kwargs) - {"encoder", "event_dispatcher", "shard_hint"}
         if unknown:
             raise errors.ConfigurationError(f"unknown pubsub option(s): {', '.join(sorted(unknown))}")
         self._client = client
+        self._pinned = ""  # node name from node= / host=, port=: classic subscriptions go there
+        self.set_pubsub_node(client, node, host, port)
         self.ignore_subscribe_messages = ignore_subscribe_messages
         self._push_handler_func = push_handler_func
         self._lock = threading.RLock()
@@ -127,7 +135,8 @@ class ClusterPubSub:
         self._lost_channels: dict[Any, Any] = {}
         self._lost_patterns: dict[Any, Any] = {}
         self._lost_shard: dict[Any, Any] = {}
-        self._lost_classic_node = ""  # classic node whose connection broke (tried first again)
+        self._lost_classic_node = ""  # classic node whose connection broke (tried again)
+        self._classic_key: Any = None  # the first channel or pattern: its slot's owner holds the classic connection
         self._attempts = 0
         self._next_attempt = 0.0
         self._rotation = 0
@@ -176,6 +185,27 @@ class ClusterPubSub:
         """Which node each kind of subscription is on now: {"classic": [...], "sharded": [...]}."""
         return {"classic": [self._classic.name] if self._classic else [], "sharded": sorted(self._shard)}
 
+    def set_pubsub_node(self, cluster: Any, node: Any = None, host: str | None = None,
+                        port: int | None = None) -> None:
+        """Pin classic subscriptions to a node (RedisCluster's errors for a missing or unknown one)."""
+        if node is not None:
+            host, port = node.host, node.port
+        elif host is None and port is None:
+            self._pinned = ""
+            return
+        elif host is None or port is None:
+            raise rx.DataError("Passing a host requires passing a port, and vice versa")
+        name = f"{host}:{port}"
+        if name not in self._client._core.ensure().by_name:
+            raise rx.RedisClusterException(f"Node {host}:{port} doesn't exist in the cluster")
+        self._pinned = name
+
+    def get_pubsub_node(self) -> Node | None:
+        """The node holding the classic subscriptions (None before the first one, unless pinned)."""
+        name = self._classic.name if self._classic is not None else self._pinned
+        topo = self._client._core.topology
+        return topo.by_name.get(name) if name and topo is not None else None
+
     def _check_open(self) -> None:
         if self._closed:
             raise errors.PoolClosedError("this pubsub is closed")
@@ -185,21 +215,41 @@ class ClusterPubSub:
 
     # ---------------------------------------------------------------- classic
 
-    def _classic_sub(self, avoid: str = "") -> _NodeSub:
+    def _classic_sub(self, avoid: str = "", key: Any = None) -> _NodeSub:
         if self._classic is None:
-            topo = self._client._core.ensure()
-            primaries = [p for p in topo.primaries if p.usable and p.name != avoid] or list(topo.primaries)
-            if not primaries:
-                raise errors.SlotNotCoveredError("the cluster's map has no primary to subscribe on")
-            down = self._client._core.node_states.down
-            alive = [p for p in primaries if p.name not in down] or primaries
-            self._classic = _NodeSub(self, random.choice(alive).name, sharded=False)
+            if key is not None and self._classic_key is None:
+                self._classic_key = key
+            name = self._pinned if self._pinned != avoid else ""
+            name = name or self._owner_of(self._classic_key, avoid)
+            if not name:
+                topo = self._client._core.ensure()
+                primaries = [p for p in topo.primaries if p.usable and p.name != avoid] or list(topo.primaries)
+                if not primaries:
+                    raise errors.SlotNotCoveredError("the cluster's map has no primary to subscribe on")
+                down = self._client._core.node_states.down
+                alive = [p for p in primaries if p.name not in down] or primaries
+                name = random.choice(alive).name
+            self._classic = _NodeSub(self, name, sharded=False)
         return self._classic
+
+    def _owner_of(self, key: Any, avoid: str = "") -> str:
+        """The primary serving `key`'s slot now, unless it is `avoid` ("" when unknown)."""
+        if key is None:
+            return ""
+        client = self._client
+        try:
+            name = client._pick(client._core.ensure(), slot_of(key), False).name
+        except (errors.SlotNotCoveredError, errors.NodeUnavailableError):
+            return ""
+        return name if name != avoid else ""
 
     def _classic_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run a classic (un)subscribe; on a broken connection move to another node once, then raise."""
+        key = None
+        if method in ("subscribe", "psubscribe"):
+            key = next(iter(parse_pubsub_subscriptions(args, kwargs)), None)
         for attempt in range(2):
-            sub = self._classic_sub(avoid=self._lost_classic_node if attempt else "")
+            sub = self._classic_sub(avoid=self._lost_classic_node if attempt else "", key=key)
             try:
                 return getattr(sub.ps, method)(*args, **kwargs)
             except _CONN_ERRORS:
@@ -261,13 +311,13 @@ class ClusterPubSub:
         self._check_open()
         subs = parse_pubsub_subscriptions(args, kwargs)
         with self._lock:
-            for slot, group in _by_slot(subs).items():
+            for ch, handler in subs.items():
                 try:
-                    self._ssubscribe_slot(slot, group)
+                    self._ssubscribe_slot(slot_of(ch), {ch: handler})
                 except _CONN_ERRORS:
                     # owner unreachable: refresh once and try the (maybe new) owner, else raise
                     self._client._core.refresher.refresh_now()
-                    self._ssubscribe_slot(slot, group)
+                    self._ssubscribe_slot(slot_of(ch), {ch: handler})
             self._mark_subscribed()
 
     def _ssubscribe_slot(self, slot: int, group: dict[Any, Any]) -> None:
@@ -286,21 +336,31 @@ class ClusterPubSub:
             raise
 
     def sunsubscribe(self, *args: Any, target_node: Any = None) -> None:
-        """SUNSUBSCRIBE on the nodes holding the channels (all shard channels when none are given)."""
+        """SUNSUBSCRIBE each channel on the node holding it (every shard channel when none are given),
+        one channel at a time in order, as RedisCluster does, so the confirmations' counts match."""
         with self._lock:
             self._forget(self._lost_shard, args)
             names = list_or_args(args[0], args[1:]) if args else None
-            for sub in list(self._shard.values()):
-                if names is None:
-                    if not sub.ps.shard_channels:
-                        continue
-                    mine = []
-                else:
-                    mine = [n for n in names if self._norm(n) in sub.ps.shard_channels]
-                    if not mine:
-                        continue
+            per_node: dict[str, list[Any]] = {}
+            if names is None:
+                for name, sub in self._shard.items():
+                    per_node[name] = [ch for ch in sub.ps.shard_channels
+                                      if ch not in sub.ps.pending_unsubscribe_shard_channels]
+            else:
+                for ch in names:
+                    norm = self._norm(ch)
+                    holder = next((n for n, sub in self._shard.items() if norm in sub.ps.shard_channels), "")
+                    # not subscribed: still asked of its owner's connection, if we have one (as RedisCluster)
+                    holder = holder or self._owner_of(ch)
+                    if holder in self._shard:
+                        per_node.setdefault(holder, []).append(ch)
+            for name, mine in per_node.items():
+                sub = self._shard[name]
+                if not mine:
+                    continue
                 try:
-                    sub.ps.sunsubscribe(*mine)
+                    for ch in mine:
+                        sub.ps.sunsubscribe(ch)
                 except _CONN_ERRORS as e:
                     self._drop_shard(sub, e)
                     self._forget(self._lost_shard, tuple(mine))
@@ -385,14 +445,27 @@ class ClusterPubSub:
         else:
             self._attempts = 0
 
+    def reinitialize_shard_subscriptions(self) -> None:
+        """Move shard subscriptions whose slot has another owner in the current map now
+        (this also happens by itself on MOVED, a server-sent sunsubscribe or a broken connection)."""
+        with self._lock:
+            for sub in list(self._shard.values()):
+                moved = [ch for ch in sub.ps.shard_channels if self._owner_of(ch) not in ("", sub.name)]
+                if moved:
+                    self._orphan_shard_channels(sub, moved)
+            self._recover(force=True)
+
+    on_slots_changed = reinitialize_shard_subscriptions
+
     def _recover_classic(self) -> bool:
         chans, pats = self._lost_channels, self._lost_patterns
         previous = self._lost_classic_node
-        candidates = [previous] if previous else []
+        # the pinned node, else the first channel's owner in the (refreshed) map, then the same node
+        candidates = [n for n in (self._pinned or self._owner_of(self._classic_key), previous) if n]
         topo = self._client._core.topology
-        others = [p.name for p in (topo.primaries if topo else ()) if p.usable and p.name != previous]
+        others = [p.name for p in (topo.primaries if topo else ()) if p.usable and p.name not in candidates]
         random.shuffle(others)
-        for name in candidates + others:
+        for name in dict.fromkeys(candidates + others):
             sub = _NodeSub(self, name, sharded=False)
             try:
                 if chans:
@@ -425,9 +498,10 @@ class ClusterPubSub:
             _quiet_close(sub)
         return msg
 
-    def _poll_once(self, ignore: bool) -> tuple[bool, Any]:
-        """Read at most one response from each connection without blocking: (anything read, message)."""
-        subs = self._subs()
+    def _poll_once(self, ignore: bool, only: str = "") -> tuple[bool, Any]:
+        """Read at most one response from each connection (or node `only`'s) without blocking:
+        (anything read, message)."""
+        subs = [s for s in self._subs() if s.name == only] if only else self._subs()
         if not subs:
             return False, None
         self._rotation = (self._rotation + 1) % len(subs)
@@ -457,6 +531,15 @@ class ClusterPubSub:
 
     def get_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
         """The next message from any node, or None after `timeout` seconds (None: wait forever)."""
+        return self._next_message(ignore_subscribe_messages, timeout, "")
+
+    def get_sharded_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0,
+                            target_node: Any = None) -> Any:
+        """As `get_message` (which also returns shard messages); `target_node` reads only that node's."""
+        only = f"{target_node.host}:{target_node.port}" if target_node is not None else ""
+        return self._next_message(ignore_subscribe_messages, timeout, only)
+
+    def _next_message(self, ignore_subscribe_messages: bool, timeout: float | None, only: str) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         # as redis-py: with nothing subscribed, wait for another thread to subscribe
         if not self.subscribed and not self._subs() and not self.subscribed_event.wait(timeout):
@@ -464,10 +547,11 @@ class ClusterPubSub:
         while not self._closed:
             with self._lock:
                 self._recover()
-                got, msg = self._poll_once(ignore_subscribe_messages)
+                got, msg = self._poll_once(ignore_subscribe_messages, only)
                 if msg is not None:
                     return msg
-                socks = [s for s in (sub.sock() for sub in self._subs()) if s is not None]
+                socks = [s for s in (sub.sock() for sub in self._subs() if not only or sub.name == only)
+                         if s is not None]
                 orphans = self._orphans()
                 if not socks and not orphans and not self._subs():
                     return None
@@ -487,14 +571,19 @@ class ClusterPubSub:
                 time.sleep(wait)
         return None
 
-    get_sharded_message = get_message
-
     def listen(self) -> Iterator[Any]:
         """Messages as they arrive, while anything is subscribed."""
         while self.subscribed and not self._closed:
             msg = self.get_message(timeout=None if self._subs() else _MAX_WAIT)
             if msg is not None:
                 yield msg
+
+    def execute_command(self, *args: Any) -> None:
+        """Send a raw command on the classic connection (placed by args[1]'s slot if it has none yet)."""
+        self._check_open()
+        with self._lock:
+            sub = self._classic_sub(key=args[1] if len(args) > 1 else None)
+            sub.ps.execute_command(*args)
 
     def ping(self, message: Any = None) -> Any:
         """PING on the classic connection (its reply comes back as a 'pong' message)."""
@@ -532,6 +621,13 @@ class ClusterPubSub:
             self.subscribed_event.clear()
         for sub in subs:
             _quiet_close(sub)
+
+    def disconnect(self) -> None:
+        """Close the sockets but keep the subscriptions: the next read reconnects and resubscribes."""
+        with self._lock:
+            for sub in self._subs():
+                if sub.ps.connection is not None:
+                    sub.ps.connection.disconnect()
 
     def close(self) -> None:
         """Close every connection of this pubsub; it cannot be used afterwards."""

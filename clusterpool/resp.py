@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -22,18 +22,3 @@ def as_map(v: Any) -> dict[str, Any]:
 def command_name(args: Sequence[Any]) -> str:
     """The command of an argument list, upper case, for messages ("GET", "CONFIG GET")."""
     return text(args[0]).upper()
-
-
-def raise_first_error(results: Iterable[tuple[Sequence[Any], Any]]) -> None:
-    """Raise the first error among (args, result) pairs, as redis-py's pipeline does:
-    same exception type, message naming the command's position and name."""
-    for i, (args, r) in enumerate(results):
-        if isinstance(r, Exception):
-            msg = f"Command # {i + 1} ({command_name(args)}) of pipeline caused error: {r}"
-            try:
-                err = type(r)(msg)
-            except Exception:  # an exception type that wants other arguments
-                from redis.exceptions import ResponseError
-
-                err = ResponseError(msg)
-            raise err from r

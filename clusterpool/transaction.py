@@ -9,20 +9,25 @@ aborted by ASK (slot migrating, keys already on the importing node) is
 re-sent there after ASKING, which holds for a whole MULTI block; EXECABORT
 guarantees nothing ran. Under WATCH the transaction cannot follow: it
 raises WatchError so `transaction()` starts over.
+
+As RedisCluster: each command's slot is found when it is queued (a keyless
+command, or one whose keys span slots, is refused there), EXEC's replies come
+back unparsed, and keys of several slots raise CrossSlotTransactionError.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
 from redis.connection import AbstractConnection
 
-from . import errors
+from . import batchrules
 from .connection import pack_many
-from .resp import command_name, raise_first_error
+from .resp import command_name
 from .slots import slot_of
 
 if TYPE_CHECKING:
@@ -31,48 +36,111 @@ if TYPE_CHECKING:
 
 
 class TransactionMixin:
-    """WATCH/MULTI/EXEC for ClusterPipeline."""
+    """WATCH/MULTI/EXEC for ClusterPipeline; the refusals and messages are RedisCluster's."""
 
     _client: ClusterClient
+    _transaction: bool
     _queue: list[_Queued]
     _watch_conn: AbstractConnection | None
     _watch_node: str
-    _watch_slot: int | None
+    _slots: set[int]
     _explicit_multi: bool
 
     if TYPE_CHECKING:
         def reset(self) -> None: ...
+        def _keys(self, args: tuple[Any, ...]) -> list[Any]: ...
 
-    def watch(self, *names: Any) -> Any:
-        """WATCH keys (one slot); the pipeline runs commands immediately until `multi()`."""
+    # ---------------------------------------------------------------- queueing
+
+    def _slot_of_command(self, args: tuple[Any, ...]) -> int | None:
+        """The command's slot, refused as RedisCluster refuses it: no key, or keys in several slots."""
+        keys = self._keys(args)
+        if not keys:
+            table = self._client._core.table
+            assert table is not None
+            if table.resolve(args)[0].name in batchrules.KEYLESS_IN_TRANSACTION:
+                return None
+            raise batchrules.missing_key(args)
+        slots = {slot_of(k) for k in keys}
+        if len(slots) != 1:
+            raise batchrules.keys_cross_slot(args)
+        return slots.pop()
+
+    def _queue_transactional(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """Queue a command of the MULTI block, or run it at once while WATCHing (before `multi()`)."""
+        from .pipeline import _Queued  # the pipeline module imports this one
+
+        slot = self._slot_of_command(args)
+        if self._watch_conn is not None and not self._explicit_multi:
+            if command_name(args) == "UNWATCH":
+                self._release_watch()  # as unwatch(): later commands are queued again
+                return True
+            return self._immediate(args, options, slot)
+        if slot is not None:
+            self._slots.add(slot)
+        q = _Queued(args, options)
+        q.slot = slot
+        self._queue.append(q)
+        return self
+
+    def watch(self, *names: Any) -> None:
+        """WATCH keys (one slot); the pipeline then runs commands at once until `multi()`."""
+        if not self._transaction:
+            raise batchrules.outside_transaction("watch")
         if self._explicit_multi:
-            raise rx.RedisError("cannot WATCH after MULTI")
-        slot = self._one_slot(names, "WATCH")
-        self._client._core.ensure()
+            raise rx.RedisError("Cannot issue a WATCH after a MULTI")
+        args = ("WATCH", *names)
+        slot = self._slot_of_command(args)
         if self._watch_conn is None:
-            name = self._client._pick(self._client._core.ensure(), slot, False).name
-            self._watch_conn = self._client._core.state(name).pool.acquire()
-            self._watch_node, self._watch_slot = name, slot
-        elif slot != self._watch_slot:
-            raise errors.CrossSlotError("all WATCHed keys must be in one slot")
-        return self._immediate(("WATCH", *names), {})
+            self._check_slot(slot)
+            client = self._client
+            name = client._pick(client._core.ensure(), slot, False).name  # type: ignore[arg-type]
+            self._watch_conn = client._core.state(name).pool.acquire()
+            self._watch_node = name
+        self._immediate(args, {}, slot)
 
-    def unwatch(self) -> Any:
-        self.reset()
-        return True
+    def unwatch(self) -> None:
+        """UNWATCH: later commands are queued again; the pipeline's slot stays."""
+        if not self._transaction:
+            raise batchrules.outside_transaction("unwatch")
+        self._release_watch()
 
     def multi(self) -> None:
+        """Start the MULTI block after WATCH and immediate commands; `execute()` ends it."""
+        if not self._transaction:
+            raise batchrules.outside_transaction("multi")
         if self._explicit_multi:
-            raise rx.RedisError("cannot issue nested calls to MULTI")
+            raise rx.RedisError("Cannot issue nested calls to MULTI")
         if self._queue:
-            raise rx.RedisError("commands without an initial WATCH have already been issued")
+            raise rx.RedisError("Commands without an initial WATCH have already been issued")
         self._explicit_multi = True
 
-    def _immediate(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    def discard(self) -> None:
+        """Drop the queued commands and UNWATCH, as RedisCluster's transactional pipeline does."""
+        if not self._transaction:
+            raise batchrules.outside_transaction("discard")
+        self.reset()
+
+    def _check_slot(self, slot: int | None) -> None:
+        if slot is not None and self._slots and slot not in self._slots:
+            raise batchrules.CrossSlotTransactionError(batchrules.WATCH_CROSS_SLOT)
+
+    def _release_watch(self) -> None:
+        conn, self._watch_conn = self._watch_conn, None
+        if conn is not None:
+            try:
+                conn.send_command("UNWATCH")
+                conn.read_response()
+            except (rx.ConnectionError, rx.TimeoutError, OSError):
+                conn.disconnect()
+            self._client._core.state(self._watch_node).pool.release(conn)
+
+    def _immediate(self, args: tuple[Any, ...], options: dict[str, Any], slot: int | None) -> Any:
         conn = self._watch_conn
         assert conn is not None
-        if args[0] != "WATCH":
-            self._one_slot(self._keys(args), command_name(args), self._watch_slot)
+        self._check_slot(slot)
+        if slot is not None:
+            self._slots.add(slot)
         try:
             conn.send_command(*args)
             resp = conn.read_response()
@@ -82,25 +150,9 @@ class TransactionMixin:
             raise rx.WatchError("connection lost while WATCHing; retry the transaction") from None
         return self._client._parse(args[0], resp, options)
 
-    def _keys(self, args: tuple[Any, ...]) -> list[Any]:
-        self._client._core.ensure()
-        table = self._client._core.table
-        assert table is not None
-        return table.keys(args)
-
-    def _one_slot(self, keys: Sequence[Any], what: str, must_be: int | None = None) -> int:
-        slots = {slot_of(k) for k in keys}
-        if must_be is not None:
-            slots.add(must_be)
-        if len(slots) != 1:
-            raise errors.CrossSlotError(
-                f"{what}: a transaction's keys must all be in one slot (found {len(slots)}); "
-                "use a {hash tag} such as 'user:{42}:name'"
-            )
-        return slots.pop()
-
-    def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]]) -> Any:
-        """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired)."""
+    def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]], first: int) -> Any:
+        """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired).
+        `first` is the index in `cmds` of the first queued command (after ASKING and MULTI)."""
         core = self._client._core
         try:
             conn.send_packed_command(pack_many(conn, cmds), False)
@@ -118,7 +170,10 @@ class TransactionMixin:
                 return conn.read_response()
             except rx.ExecAbortError:
                 if errors_in_queue:
-                    raise errors_in_queue[0][1] from None
+                    pos, err = errors_in_queue[0]
+                    if pos >= first:  # numbered as RedisCluster numbers it: the command's queue position
+                        batchrules.annotate(err, pos - first + 1, cmds[pos])
+                    raise err from None
                 raise
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             conn.disconnect()
@@ -127,13 +182,13 @@ class TransactionMixin:
     def _execute_transaction(self, queue: list[_Queued], raise_on_error: bool) -> list[Any]:
         client = self._client
         core = client._core
+        if not queue and (self._watch_conn is None or not self._slots):
+            return []
+        if len(self._slots) > 1:
+            raise batchrules.CrossSlotTransactionError(batchrules.TRANSACTION_CROSS_SLOT)
+        # only keyless scripts: any slot will do (RedisCluster picks a random one too)
+        slot = next(iter(self._slots)) if self._slots else random.randrange(16384)
         core.ensure()
-        keys = [k for q in queue for k in self._keys(q.args)]
-        if not keys and self._watch_slot is None:
-            if not queue:
-                return []
-            raise errors.CrossSlotError("a cluster transaction needs at least one key to choose its slot")
-        slot = self._one_slot(keys, "MULTI/EXEC", self._watch_slot)
         if client._refuse_writes:
             for q in queue:
                 info = q.info or core.table.resolve(q.args)[0]  # type: ignore[union-attr]
@@ -152,7 +207,7 @@ class TransactionMixin:
             pool = core.state(name).pool
             broken = True
             try:
-                response = self._send_transaction(conn, cmds)
+                response = self._send_transaction(conn, cmds, len(cmds) - len(body) + 1)
                 broken = False
             except rx.MovedError:
                 # EXECABORT: nothing ran. The slot has a new owner (on_moved already applied).
@@ -199,14 +254,12 @@ class TransactionMixin:
             break
         if response is None:
             raise rx.WatchError("Watched variable changed.")
-        results: list[Any] = []
-        for q, r in zip(queue, response):
-            if isinstance(r, Exception):
-                results.append(r)
-            else:
-                results.append(client._parse(q.args[0], r, dict(q.options)))
+        # RedisCluster's cluster transaction returns EXEC's replies unparsed (b"OK" for SET, 1 for
+        # EXPIRE): its only callbacks there are for CLUSTER commands, which have no key and so
+        # cannot be queued in a transaction. Errors stay in place.
+        results = list(response)
         if raise_on_error:
-            raise_first_error((q.args, r) for q, r in zip(queue, results))
+            batchrules.raise_first_error((q.args, r) for q, r in zip(queue, results))
         return results
 
 
@@ -217,7 +270,7 @@ def transaction(client: ClusterClient, func: Callable[[ClusterPipeline], Any], *
     from .pipeline import ClusterPipeline  # the pipeline module imports this one
 
     while True:
-        pipe = ClusterPipeline(client, transaction=True)
+        pipe = ClusterPipeline(client, transaction=True, shard_hint=shard_hint)
         try:
             if watches:
                 pipe.watch(*watches)
