@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.backoff import EqualJitterBackoff
 from redis.client import CaseInsensitiveDict
-from redis.commands import CoreCommands
+from redis.commands import RedisClusterCommands
 from redis.connection import parse_url
 from redis.event import EventDispatcher
 from redis.retry import Retry
@@ -26,8 +26,10 @@ from . import errors
 from .commands import CommandInfo
 from .connection import CONNECTION_KEYS, default_driver_info
 from .core import Core
+from .dropin import DropInMixin
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
+from .nodeapi import NodeAPIMixin, _Shared
 from .options import IGNORED_COMPAT, node_list, redact_url
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
@@ -45,7 +47,7 @@ except ImportError:  # pragma: no cover
     get_response_callbacks = None  # type: ignore[assignment]
 
 
-class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
+class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin, RedisClusterCommands):
     """A Redis Cluster client with redis-py's command API.
 
     The plain client sends everything to primaries (read-your-writes, like
@@ -154,6 +156,8 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
             )
         )
         self._callbacks: dict[Any, Any] = {}
+        self._install_callbacks(conn_kwargs.get("protocol"), conn_kwargs.get("legacy_responses", True))
+        self._shared = _Shared()  # default node, per-node redis.Redis clients: one for all views
         self.latency = LatencyRecorder() if track_latency else None
         self._hook = combine(self.latency, command_hook)
         if self._hook is not None:
