@@ -16,7 +16,7 @@ from . import errors, routes
 from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
 from .merge import merge
 from .nodeapi import node_name_of
-from .slots import slot_of
+from .slots import SLOT_COUNT, slot_of
 from .topology import Node, Topology
 from .resp import command_name
 
@@ -82,10 +82,7 @@ class FanoutMixin:
                 "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
             )
         if info.key_specs and info.name not in routes.ZERO_KEYS_OK:
-            raise errors.MissingKeyError(
-                "No way to dispatch this command to Redis Cluster. Missing key.\n"
-                f"You can execute the command by specifying target nodes.\nCommand: {tuple(args)}"
-            )
+            raise _missing_key(args)
         policy = info.request_policy
         topo = core.ensure()
         if policy in (ALL_SHARDS, ALL_NODES):
@@ -95,6 +92,28 @@ class FanoutMixin:
             self._refuse(args)
         # anything else without keys: the default node, as RedisCluster's keyless commands
         return self._run(self._default_node(topo), info, None, args, options)
+
+    def determine_slot(self, *args: Any) -> int:
+        """The slot a command with these arguments goes to; RedisClusterException when it has no key
+        or its keys are in several slots (RedisCluster's helper)."""
+        table = self._core.table
+        if table is None:
+            self._core.ensure()
+            table = self._core.table
+        assert table is not None
+        info, argv = table.resolve(args)
+        name = routes.route_name(info.name) if info.name else command_name(args)
+        if routes.target_of(name) == routes.SLOT:
+            return int(argv[2])
+        keys = info.keys(argv)
+        if not keys:
+            if info.name in routes.ZERO_KEYS_OK:
+                return random.randrange(SLOT_COUNT)
+            raise _missing_key(args)
+        slots = {slot_of(k) for k in keys}
+        if len(slots) != 1:
+            raise errors.CrossSlotError(f"{name} - all keys must map to the same key slot")
+        return slots.pop()
 
     def _resolve_targets(self, targets: Any) -> list[Node]:
         """The nodes of a `target_nodes=` value: a node flag, a node (handle, ClusterNode, "host:port"),
@@ -181,3 +200,11 @@ class FanoutMixin:
         return slot_of(key)
 
     keyslot = slot  # RedisCluster's name
+
+
+def _missing_key(args: Sequence[Any]) -> errors.MissingKeyError:
+    """RedisCluster's error (and wording) for a keyed command without its key."""
+    return errors.MissingKeyError(
+        "No way to dispatch this command to Redis Cluster. Missing key.\n"
+        f"You can execute the command by specifying target nodes.\nCommand: {tuple(args)}"
+    )

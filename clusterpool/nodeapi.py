@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.connection import ConnectionPool
+from redis.cluster import READ_COMMANDS
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
 from .connection import NodeConnection, SSLNodeConnection
@@ -87,6 +88,11 @@ class NodeAPIMixin:
 
     _core: Core
     _shared: _Shared
+    read_from_replicas: bool
+
+    if TYPE_CHECKING:
+        def determine_slot(self, *args: Any) -> int: ...
+        def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
 
     def _handle(self, node: Node) -> ClusterNode:
         return ClusterNode(node.host, node.port, node.role, self)
@@ -129,6 +135,33 @@ class NodeAPIMixin:
     def get_default_node(self) -> ClusterNode:
         """The node keyless commands go to (the first primary until set_default_node() or its failure)."""
         return self._handle(self._default_node(self._core.ensure()))
+
+    def get_random_primary_node(self) -> ClusterNode:
+        return random.choice(self.get_primaries())
+
+    def get_random_primary_or_all_nodes(self, command_name: str) -> ClusterNode:
+        """RedisCluster's pick for a keyless read: any node while reads go to replicas, else a primary."""
+        if self.read_from_replicas and command_name.upper() in READ_COMMANDS:
+            return self.get_random_node()
+        return self.get_random_primary_node()
+
+    def get_nodes_from_slot(self, command: str, *args: Any) -> list[ClusterNode]:
+        """[the node a command with these arguments goes to now] (RedisCluster's helper)."""
+        slot = self.determine_slot(*args)
+        shard = self._core.ensure().slot_table[slot]
+        if shard is None or shard.primary is None:
+            raise _RedisSlotNotCovered(f'Slot "{slot}" is not covered by the cluster.')
+        return [self._handle(self._pick(self._core.ensure(), slot, command.upper() in READ_COMMANDS))]
+
+    def replace_default_node(self, target_node: Any = None) -> None:
+        """Make `target_node` (default: another primary, chosen at random) the default node."""
+        if target_node is not None:
+            self.set_default_node(target_node)
+            return
+        current = self.get_default_node()
+        others = [n for n in self.get_primaries() if n != current] or [n for n in self.get_replicas() if n != current]
+        if others:
+            self._shared.default = random.choice(others).name
 
     def set_default_node(self, node: Any) -> bool:
         """Send keyless commands to `node` from now on; False (and no change) if the map has no such node."""
@@ -175,6 +208,21 @@ class NodeAPIMixin:
                 shared.redis = {**shared.redis, name: r}
                 core.closables.add(r)
         return r
+
+    def disconnect_connection_pools(self) -> None:
+        """Close every idle pooled connection now and in-use ones when they are returned."""
+        for st in list(self._core.nodes.values()):
+            st.pool.disconnect_all()
+        for r in list(self._shared.redis.values()):
+            r.connection_pool.disconnect()
+
+    def keyspace_notifications(self, key_prefix: Any = None, ignore_subscribe_messages: bool = True) -> Any:
+        """redis-py's ClusterKeyspaceNotifications over every primary (made from get_primaries()
+        and get_redis_connection(), as on RedisCluster)."""
+        from redis.keyspace_notifications import ClusterKeyspaceNotifications
+
+        return ClusterKeyspaceNotifications(
+            self, key_prefix=key_prefix, ignore_subscribe_messages=ignore_subscribe_messages)  # type: ignore[arg-type]
 
     def monitor(self, target_node: Any = None) -> Any:
         """redis-py's Monitor on `target_node` (default: the default node)."""
