@@ -27,6 +27,7 @@ from . import errors
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
 from .readfrom import ReadStrategy, make_strategy
+from .routes import shape
 
 if TYPE_CHECKING:
     from .commands import CommandInfo
@@ -140,18 +141,25 @@ class DropInMixin:
         self._to_primary = not on
         self.__dict__.pop("_reader_view", None)
 
-    def readonly(self, target_nodes: Any = None) -> bool:
-        """With target_nodes "replicas" or "all", reads go to replicas from now on (as on RedisCluster)."""
-        if target_nodes is not None and not isinstance(target_nodes, str):
-            self._resolve_targets(target_nodes)  # an unknown node is an error, as it would be to send to it
+    def readonly(self, target_nodes: Any = None) -> Any:
+        """With target_nodes "replicas" or "all", reads go to replicas from now on (as on RedisCluster).
+        Nothing is sent: replica connections send READONLY when they connect."""
+        nodes = self._acknowledge(target_nodes)
         if target_nodes in ("replicas", "all"):
             self.read_from_replicas = True
-        return True
+        return nodes
 
-    def readwrite(self, target_nodes: Any = None) -> bool:
+    def readwrite(self, target_nodes: Any = None) -> Any:
         """Reads go to primaries again."""
+        nodes = self._acknowledge(target_nodes)
         self.read_from_replicas = False
-        return True
+        return nodes
+
+    def _acknowledge(self, target_nodes: Any) -> Any:
+        """RedisCluster's reply to READONLY/READWRITE on these targets: True, or {node: True} for several."""
+        if target_nodes is None:
+            return True
+        return shape("READONLY", {n.name: True for n in self._resolve_targets(target_nodes)})
 
     def _state_handlers(self) -> dict[str, Callable[[list[Any], dict[str, Any]], Any]]:
         """Connection-state commands we carry out instead of refusing, by command-table name."""
