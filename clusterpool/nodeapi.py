@@ -206,7 +206,7 @@ class NodeAPIMixin:
                 cls = SSLNodeConnection if core.ssl else NodeConnection
                 r = redis.Redis(connection_pool=ConnectionPool(connection_class=cls, host=host, port=int(port), **kwargs))
                 shared.redis = {**shared.redis, name: r}
-                core.closables.add(r)
+                core.closables.add(r.connection_pool)  # its sockets close with the client
         return r
 
     def disconnect_connection_pools(self) -> None:

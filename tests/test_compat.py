@@ -648,3 +648,61 @@ def test_client_setname_on_target_nodes_only(cluster):
         assert c.client_getname(target_nodes=second) is None
     finally:
         c.close()
+
+
+def test_cross_slot_is_also_our_cross_slot_error(cluster):
+    from clusterpool import CrossSlotError
+
+    c = make_client(CLUSTER_CLIENT, cluster)
+    try:
+        with pytest.raises(CrossSlotError):
+            c.mset({"a": 1, "b": 2})
+    finally:
+        c.close()
+
+
+def test_missing_key_is_refused_before_anything_is_sent(cluster):
+    sent: list[str] = []
+    c = make_client(CLUSTER_CLIENT, cluster, command_hook=lambda node, cmd, secs, err: sent.append(cmd))
+    try:
+        c.connect()
+        with pytest.raises(RedisClusterException):
+            c.execute_command("GET")
+        assert sent == []
+    finally:
+        c.close()
+
+
+def test_readonly_sends_reads_to_replicas_and_readwrite_back(cluster):
+    c = make_client(CLUSTER_CLIENT, cluster)
+    try:
+        c.readonly(target_nodes="replicas")
+        assert c.node_for("foo", read=True).role == "replica"
+        c.readwrite()
+        assert c.node_for("foo", read=True).role == "primary"
+    finally:
+        c.close()
+
+
+def test_node_handles_equal_redis_py_cluster_nodes(cluster):
+    from redis.cluster import ClusterNode
+
+    c = make_client(CLUSTER_CLIENT, cluster)
+    try:
+        port = cluster.primaries()[0]
+        handle = c.get_node(cluster.host, port)
+        assert handle == ClusterNode(cluster.host, port, "primary")
+        assert c.cluster_myid(ClusterNode(cluster.host, port)) == cluster.node_id(port).encode()
+    finally:
+        c.close()
+
+
+def test_unknown_target_node_is_refused(cluster):
+    from clusterpool import ConfigurationError
+
+    c = make_client(CLUSTER_CLIENT, cluster)
+    try:
+        with pytest.raises(ConfigurationError):
+            c.cluster_info(target_nodes=f"{cluster.host}:1")
+    finally:
+        c.close()
