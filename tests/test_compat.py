@@ -706,3 +706,35 @@ def test_unknown_target_node_is_refused(cluster):
             c.cluster_info(target_nodes=f"{cluster.host}:1")
     finally:
         c.close()
+
+
+# ---------------------------------------------------------------- slot assignment (a private cluster)
+
+
+@pytest.mark.slow
+def test_slot_assignment_commands_on_both_clients(fresh_cluster):
+    """DELSLOTS/ADDSLOTS (and their RANGE forms), SETSLOT MIGRATING/STABLE and a replica's
+    CLUSTER RESET, each client on its own slots and replica; replies as RedisCluster's."""
+    kinds = (compat.REDIS_CLUSTER, CLUSTER_CLIENT)
+    for kind, slot in zip(kinds, (100, 200)):
+        c = make_client(kind, fresh_cluster)
+        try:
+            port = fresh_cluster.slot_owner(slot)
+            node = c.get_node(fresh_cluster.host, port)
+            assert c.cluster_delslots(slot) == [True], kind
+            assert c.cluster_addslots(node, slot) is True, kind
+            assert c.cluster_delslotsrange(slot + 1, slot + 2) is True, kind
+            assert c.cluster_addslotsrange(node, slot + 1, slot + 2) is True, kind
+            other = next(p for p in fresh_cluster.primaries() if p != port)
+            assert c.cluster_setslot(node, fresh_cluster.node_id(other), slot, "MIGRATING") is True, kind
+            assert c.cluster_setslot_stable(slot) is True, kind
+            fresh_cluster.wait_ok()
+        finally:
+            c.close()
+    # last: a reset replica leaves the cluster
+    for kind, replica in zip(kinds, fresh_cluster.replicas()):
+        c = make_client(kind, fresh_cluster)
+        try:
+            assert c.cluster_reset(soft=True, target_nodes=c.get_node(fresh_cluster.host, replica)) is True, kind
+        finally:
+            c.close()
