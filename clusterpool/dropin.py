@@ -13,7 +13,8 @@ one says the name at connect, so `client_list()` shows it. A mixin of ClusterCli
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from redis._parsers.encoders import Encoder
@@ -36,6 +37,14 @@ if TYPE_CHECKING:
     from .topology import Node, Topology
 
 ResponseCallback = Callable[..., Any]
+
+# Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
+STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
+    "client|setname": "_setname",
+    "client|setinfo": "_setinfo",
+    "readonly": "_readonly_command",
+    "readwrite": "_readwrite_command",
+})
 
 
 def _compose(base: ResponseCallback | None, outer: ResponseCallback) -> ResponseCallback:
@@ -162,14 +171,11 @@ class DropInMixin:
             return True
         return shape("READONLY", {n.name: True for n in self._resolve_targets(target_nodes)})
 
-    def _state_handlers(self) -> dict[str, Callable[[list[Any], dict[str, Any]], Any]]:
-        """Connection-state commands we carry out instead of refusing, by command-table name."""
-        return {
-            "client|setname": self._setname,
-            "client|setinfo": self._setinfo,
-            "readonly": lambda argv, options: self.readonly(options.get("target_nodes")),
-            "readwrite": lambda argv, options: self.readwrite(options.get("target_nodes")),
-        }
+    def _readonly_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
+        return self.readonly(options.pop("target_nodes", None))
+
+    def _readwrite_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
+        return self.readwrite(options.pop("target_nodes", None))
 
     def _setname(self, argv: list[Any], options: dict[str, Any]) -> bool:
         if len(argv) != 3:

@@ -1,6 +1,10 @@
 """Commands that are not a single key's: keyless commands, multi-node fan-out and merging,
 `target_nodes=`, multi-key commands (one slot, split, or refused), and SCAN across primaries.
 
+Order of decisions in `_dispatch`, as RedisCluster's: connection-state commands
+(carried out by dropin.py or refused), explicit `target_nodes`, RedisCluster's
+routing table (routes.py), then the keys' slot; keyless commands it has no
+route for follow the server's request-policy tips, else the default node.
 A mixin of ClusterClient, kept apart from the single-key hot path in client.py.
 """
 
@@ -10,10 +14,9 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.cluster import RedisCluster
-
 from . import errors, routes
 from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
+from .dropin import STATE_COMMANDS
 from .merge import merge
 from .nodeapi import node_name_of
 from .slots import SLOT_COUNT, slot_of
@@ -39,16 +42,14 @@ class FanoutMixin:
         def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
         def _refuse(self, args: Sequence[Any]) -> None: ...
         def _default_node(self, topo: Topology) -> Node: ...
-        def _state_handlers(self) -> dict[str, Any]: ...
 
     def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         core = self._core
         table = core.table
         assert table is not None
         info, argv = table.resolve(args)
-        handler = self._state_handlers().get(info.name)
-        if handler is not None:
-            return handler(argv, options)
+        if info.name in STATE_COMMANDS:
+            return getattr(self, STATE_COMMANDS[info.name])(argv, options)
         if info.name in CONNECTION_STATE:
             raise errors.ConfigurationError(
                 f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
@@ -144,7 +145,7 @@ class FanoutMixin:
     def _on_targets(self, name: str, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
                     options: dict[str, Any]) -> Any:
         """The command on each node, replies shaped as RedisCluster shapes them."""
-        if len(nodes) == 1 and name not in RedisCluster.RESULT_CALLBACKS:
+        if len(nodes) == 1 and not routes.merges(name):
             return self._run(nodes[0], info, None, args, options)
         return routes.shape(name, self._on_nodes(nodes, info, args, options))
 

@@ -23,6 +23,7 @@ from redis.connection import ConnectionPool
 from redis.cluster import READ_COMMANDS
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
+from . import errors
 from .connection import NodeConnection, SSLNodeConnection
 from .slots import slot_of
 from .topology import Node, Topology
@@ -182,9 +183,7 @@ class NodeAPIMixin:
                 return node
         primaries = topo.primaries
         if not primaries:
-            from .errors import SlotNotCoveredError
-
-            raise SlotNotCoveredError("the cluster's map has no primary")
+            raise errors.SlotNotCoveredError("the cluster's map has no primary")
         # as RedisCluster: the first primary, replaced when it fails
         node = next((p for p in primaries if p.name not in down), primaries[0])
         self._shared.default = node.name

@@ -57,6 +57,11 @@ def target_of(name: str) -> str | None:
     return TARGETS.get(name)
 
 
+def merges(name: str) -> bool:
+    """Whether RedisCluster folds this command's per-node replies into one value (even from one node)."""
+    return name in RedisCluster.RESULT_CALLBACKS
+
+
 def shape(name: str, replies: Mapping[str, Any], **options: Any) -> Any:
     """One value from {node name: parsed reply}, as RedisCluster's `_process_result` makes it."""
     cb = RedisCluster.RESULT_CALLBACKS.get(name)
