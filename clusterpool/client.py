@@ -6,7 +6,10 @@ command name), hash its key to a slot, take the slot's shard from the current
 immutable Topology, let the read strategy pick a node (`_pick`), and hand the
 command to the redirect/retry loop in `router.py`. Commands that are not a
 single key's (keyless, multi-node, SCAN) take the slow path in `fanout.py`;
-the inspection API lives in `inspection.py`. This module holds construction,
+the inspection API lives in `inspection.py`, RedisCluster's node API in
+`nodeapi.py` and the rest of its surface (lock, encoder, READONLY, CLIENT
+SETNAME ...) in `dropin.py`; the command methods are redis-py's
+RedisClusterCommands, as on RedisCluster. This module holds construction,
 the reader/writer views, the hot path and the batch entry points.
 """
 
