@@ -63,6 +63,10 @@ def _key_in_slot(slot: int) -> str:
     return f"compat-settle:{i}"
 
 
+def client_class(kind: str) -> Any:
+    return RedisCluster if kind == REDIS_CLUSTER else ClusterClient
+
+
 def make_client(kind: str, cluster: Any, **kwargs: Any) -> Any:
     """A RedisCluster or a ClusterClient on `cluster`'s first startup node."""
     settle(cluster)

@@ -218,6 +218,29 @@ def test_keyspace_notifications_object_over_the_primaries(client):
         ksn.close()
 
 
+def test_get_random_primary_or_all_nodes_is_a_primary_without_replica_reads(client):
+    assert client.get_random_primary_or_all_nodes("GET") in client.get_primaries()
+
+
+def test_from_url_and_context_manager(client_kind, cluster):
+    compat.settle(cluster)
+    with compat.client_class(client_kind).from_url(cluster.url) as c:
+        assert c.ping() is True
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_client_tracking_on_and_off_answer_per_node(both):
+    rc, cp = both
+    same_outcome(rc.client_tracking_on, cp.client_tracking_on)
+    same_outcome(rc.client_tracking_off, cp.client_tracking_off)
+
+
+@pytest.mark.parametrize("method", ["hotkeys_stop", "hotkeys_reset", "hotkeys_get"])
+def test_hotkeys_are_refused_in_cluster_mode(client, method):
+    with pytest.raises(NotImplementedError):
+        getattr(client, method)()
+
+
 # ---------------------------------------------------------------- locks and scripts
 
 
