@@ -32,7 +32,7 @@ from .core import Core
 from .dropin import DropInMixin
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
-from .nodeapi import NodeAPIMixin, _Shared
+from .nodeapi import NodeAPIMixin, NodeAPIState
 from .options import IGNORED_COMPAT, node_list, redact_url
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
@@ -160,7 +160,7 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, Dro
         )
         self._callbacks: dict[Any, Any] = {}
         self._install_callbacks(conn_kwargs.get("protocol"), conn_kwargs.get("legacy_responses", True))
-        self._shared = _Shared()  # default node, per-node redis.Redis clients: one for all views
+        self._shared = NodeAPIState()  # default node, per-node redis.Redis clients: one for all views
         self.latency = LatencyRecorder() if track_latency else None
         self._hook = combine(self.latency, command_hook)
         if self._hook is not None:

@@ -60,7 +60,7 @@ class ClusterNode:
         return f"[host={self.host},port={self.port},name={self.name},server_type={self.server_type}]"
 
 
-class _Shared:
+class NodeAPIState:
     """State every view of one client shares: the default node and the per-node redis.Redis clients."""
 
     def __init__(self) -> None:
@@ -88,7 +88,7 @@ class NodeAPIMixin:
     """get_nodes(), get_node(), get_default_node() ... as on redis-py's RedisCluster."""
 
     _core: Core
-    _shared: _Shared
+    _shared: NodeAPIState
     read_from_replicas: bool
 
     if TYPE_CHECKING:
