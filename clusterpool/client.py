@@ -6,7 +6,10 @@ command name), hash its key to a slot, take the slot's shard from the current
 immutable Topology, let the read strategy pick a node (`_pick`), and hand the
 command to the redirect/retry loop in `router.py`. Commands that are not a
 single key's (keyless, multi-node, SCAN) take the slow path in `fanout.py`;
-the inspection API lives in `inspection.py`. This module holds construction,
+the inspection API lives in `inspection.py`, RedisCluster's node API in
+`nodeapi.py` and the rest of its surface (lock, encoder, READONLY, CLIENT
+SETNAME ...) in `dropin.py`; the command methods are redis-py's
+RedisClusterCommands, as on RedisCluster. This module holds construction,
 the reader/writer views, the hot path and the batch entry points.
 """
 
@@ -17,7 +20,7 @@ from typing import Any
 
 from redis.backoff import EqualJitterBackoff
 from redis.client import CaseInsensitiveDict
-from redis.commands import CoreCommands
+from redis.commands import RedisClusterCommands
 from redis.connection import parse_url
 from redis.event import EventDispatcher
 from redis.retry import Retry
@@ -26,8 +29,10 @@ from . import errors
 from .commands import CommandInfo
 from .connection import CONNECTION_KEYS, default_driver_info
 from .core import Core
+from .dropin import DropInMixin
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
+from .nodeapi import NodeAPIMixin, NodeAPIState
 from .options import IGNORED_COMPAT, node_list, redact_url
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
@@ -45,7 +50,7 @@ except ImportError:  # pragma: no cover
     get_response_callbacks = None  # type: ignore[assignment]
 
 
-class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
+class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin, RedisClusterCommands):
     """A Redis Cluster client with redis-py's command API.
 
     The plain client sends everything to primaries (read-your-writes, like
@@ -154,6 +159,8 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
             )
         )
         self._callbacks: dict[Any, Any] = {}
+        self._install_callbacks(conn_kwargs.get("protocol"), conn_kwargs.get("legacy_responses", True))
+        self._shared = NodeAPIState()  # default node, per-node redis.Redis clients: one for all views
         self.latency = LatencyRecorder() if track_latency else None
         self._hook = combine(self.latency, command_hook)
         if self._hook is not None:

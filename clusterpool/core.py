@@ -61,6 +61,7 @@ class Core:
             raise errors.ConfigurationError("no startup nodes: pass startup_nodes=[(host, port)], host/port or a URL")
         self.startup_nodes = startup_nodes
         self.conn_kwargs = conn_kwargs
+        self.node_kwargs: dict[str, dict[str, Any]] = {}  # per-node connection keywords; replaced whole
         self.ssl = ssl
         self.address_map = address_map
         self.max_connections = max_connections
@@ -313,7 +314,9 @@ class Core:
         holder: dict[str, NodeState] = {}
 
         def factory() -> AbstractConnection:
-            return make_connection(host, port, self.conn_kwargs, ssl=self.ssl, readonly=holder["st"].readonly)
+            extra = self.node_kwargs.get(name)  # CLIENT SETNAME / SETINFO made for this node
+            kw = {**self.conn_kwargs, **extra} if extra else self.conn_kwargs
+            return make_connection(host, port, kw, ssl=self.ssl, readonly=holder["st"].readonly)
 
         pool = ConnectionPool(
             name,

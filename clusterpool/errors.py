@@ -21,8 +21,15 @@ class NotAClusterError(ClusterPoolError, _rx.RedisClusterException):
     """The server answered but runs without `cluster-enabled yes`."""
 
 
-class CrossSlotError(ClusterPoolError, _rx.ClusterCrossSlotError):
-    """A multi-key command's keys hash to different slots; raised before sending."""
+class CrossSlotError(ClusterPoolError, _rx.ClusterCrossSlotError, _rx.RedisClusterException):
+    """A multi-key command's keys hash to different slots; raised before sending.
+
+    Also a RedisClusterException, which is what RedisCluster raises for it.
+    """
+
+
+class MissingKeyError(ClusterPoolError, _rx.RedisClusterException):
+    """A keyed command was given no key, so no slot says where it goes; raised before sending."""
 
 
 class WriteOnReaderError(ClusterPoolError, _rx.ReadOnlyError):

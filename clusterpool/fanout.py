@@ -1,6 +1,10 @@
 """Commands that are not a single key's: keyless commands, multi-node fan-out and merging,
 `target_nodes=`, multi-key commands (one slot, split, or refused), and SCAN across primaries.
 
+Order of decisions in `_dispatch`, as RedisCluster's: connection-state commands
+(carried out by dropin.py or refused), explicit `target_nodes`, RedisCluster's
+routing table (routes.py), then the keys' slot; keyless commands it has no
+route for follow the server's request-policy tips, else the default node.
 A mixin of ClusterClient, kept apart from the single-key hot path in client.py.
 """
 
@@ -10,10 +14,12 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import errors, routes
 from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
+from .dropin import STATE_COMMANDS
 from .merge import merge
-from .slots import slot_of
+from .nodeapi import node_name_of
+from .slots import SLOT_COUNT, slot_of
 from .topology import Node, Topology
 from .resp import command_name
 
@@ -22,7 +28,6 @@ if TYPE_CHECKING:
 
 # Commands redis-py's RedisCluster splits per slot instead of refusing (non-atomic; summed).
 SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
-NODE_FLAGS = ("primaries", "replicas", "all", "random", "default-node")
 
 
 class FanoutMixin:
@@ -36,20 +41,32 @@ class FanoutMixin:
                  options: dict[str, Any], asking: bool = False) -> Any: ...
         def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
         def _refuse(self, args: Sequence[Any]) -> None: ...
+        def _default_node(self, topo: Topology) -> Node: ...
 
     def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         core = self._core
         table = core.table
         assert table is not None
         info, argv = table.resolve(args)
+        if info.name in STATE_COMMANDS:
+            return getattr(self, STATE_COMMANDS[info.name])(argv, options)
         if info.name in CONNECTION_STATE:
             raise errors.ConfigurationError(
                 f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
                 "use client.pipeline(transaction=True) for MULTI/EXEC/WATCH, client.pubsub() for SUBSCRIBE"
             )
+        name = routes.route_name(info.name) if info.name else command_name(args)
         targets = options.pop("target_nodes", None)
         if targets is not None:
-            return self._on_targets(self._resolve_targets(targets), info, args, options)
+            return self._on_targets(name, self._resolve_targets(targets), info, args, options)
+        flag = routes.target_of(name)
+        if flag is not None:  # RedisCluster's table decides before keys are looked at, as it does
+            if flag == routes.SLOT:
+                slot = int(argv[2])
+                return self._run(self._pick(core.ensure(), slot, False), info, slot, args, options)
+            if self._refuse_writes and info.write:
+                self._refuse(args)
+            return self._on_targets(name, self._resolve_targets(flag), info, args, options)
         keys = info.keys(argv)
         if keys:
             slots = {slot_of(k) for k in keys}
@@ -61,10 +78,12 @@ class FanoutMixin:
             if info.name in SPLIT_SUM:
                 return self._split_sum(info, args[0], keys, options)
             raise errors.CrossSlotError(
-                f"{command_name(args)} keys hash to {len(slots)} different slots ({sorted(slots)[:8]}...): "
-                "a cluster command must keep its keys in one slot. Use a {hash tag} in the key names, "
+                f"{name} - all keys must map to the same key slot: they hash to {len(slots)} slots "
+                f"({sorted(slots)[:8]}...). Use a {{hash tag}} in the key names, "
                 "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
             )
+        if info.key_specs and info.name not in routes.ZERO_KEYS_OK:
+            raise _missing_key(args)
         policy = info.request_policy
         topo = core.ensure()
         if policy in (ALL_SHARDS, ALL_NODES):
@@ -72,43 +91,63 @@ class FanoutMixin:
             return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
         if self._refuse_writes and info.write:
             self._refuse(args)
-        # DEFAULT (and anything without keys): one primary, as RedisCluster's default node
+        # anything else without keys: the default node, as RedisCluster's keyless commands
         return self._run(self._default_node(topo), info, None, args, options)
 
-    def _default_node(self, topo: Topology) -> Node:
-        primaries = topo.primaries
-        if not primaries:
-            raise errors.SlotNotCoveredError("the cluster's map has no primary")
-        down = self._core.node_states.down
-        alive = [p for p in primaries if p.name not in down] or list(primaries)
-        return random.choice(alive)
+    def determine_slot(self, *args: Any) -> int:
+        """The slot a command with these arguments goes to; RedisClusterException when it has no key
+        or its keys are in several slots (RedisCluster's helper)."""
+        table = self._core.table
+        if table is None:
+            self._core.ensure()
+            table = self._core.table
+        assert table is not None
+        info, argv = table.resolve(args)
+        name = routes.route_name(info.name) if info.name else command_name(args)
+        if routes.target_of(name) == routes.SLOT:
+            return int(argv[2])
+        keys = info.keys(argv)
+        if not keys:
+            if info.name in routes.ZERO_KEYS_OK:
+                return random.randrange(SLOT_COUNT)
+            raise _missing_key(args)
+        slots = {slot_of(k) for k in keys}
+        if len(slots) != 1:
+            raise errors.CrossSlotError(f"{name} - all keys must map to the same key slot")
+        return slots.pop()
 
     def _resolve_targets(self, targets: Any) -> list[Node]:
+        """The nodes of a `target_nodes=` value: a node flag, a node (handle, ClusterNode, "host:port"),
+        or a list/tuple/dict of nodes."""
         topo = self._core.ensure()
-        if isinstance(targets, str) and targets.lower() in NODE_FLAGS:
+        if isinstance(targets, str) and targets.lower() in routes.NODE_FLAGS:
             flag = targets.lower()
-            if flag == "primaries":
+            if flag == routes.PRIMARIES:
                 return list(topo.primaries)
-            if flag == "replicas":
+            if flag == routes.REPLICAS:
                 return list(topo.replicas)
-            if flag == "all":
+            if flag == routes.ALL_NODES:
                 return [n for n in topo.nodes if n.usable]
+            if flag == routes.RANDOM:
+                return [random.choice([n for n in topo.nodes if n.usable] or list(topo.nodes))]
             return [self._default_node(topo)]
         items = targets.values() if isinstance(targets, dict) else (
             targets if isinstance(targets, list | tuple) else [targets])
         out: list[Node] = []
         for t in items:
-            name = t if isinstance(t, str) else getattr(t, "name", None) or f"{t.host}:{t.port}"
+            name = node_name_of(t)
             node = topo.by_name.get(name)
             if node is None:
                 raise errors.ConfigurationError(f"target node {name!r} is not in the cluster's map: see client.nodes()")
             out.append(node)
         return out
 
-    def _on_targets(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        if len(nodes) == 1:
+    def _on_targets(self, name: str, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
+                    options: dict[str, Any]) -> Any:
+        """The command on each node, replies shaped as RedisCluster shapes them."""
+        if len(nodes) == 1 and not routes.merges(name):
             return self._run(nodes[0], info, None, args, options)
-        return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
+        return routes.shape(name, self._on_nodes(nodes, info, args, options))
 
     def _on_nodes(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
                   options: dict[str, Any]) -> dict[str, Any]:
@@ -162,3 +201,11 @@ class FanoutMixin:
         return slot_of(key)
 
     keyslot = slot  # RedisCluster's name
+
+
+def _missing_key(args: Sequence[Any]) -> errors.MissingKeyError:
+    """RedisCluster's error (and wording) for a keyed command without its key."""
+    return errors.MissingKeyError(
+        "No way to dispatch this command to Redis Cluster. Missing key.\n"
+        f"You can execute the command by specifying target nodes.\nCommand: {tuple(args)}"
+    )

@@ -191,3 +191,39 @@ def test_url_from_environment(cluster):
     r = CliRunner().invoke(main, ["--json", "route", "foo"], env={"CLUSTERPOOL_URL": url})
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)[0]["slot"] == 12182
+
+
+def _console_script(*argv, hide=()):
+    """Run the `clusterpool` console script's entry in a fresh interpreter, with `hide` made unimportable."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"for name in {list(hide)!r}: sys.modules[name] = None\n"
+        f"sys.argv = ['clusterpool', *{list(argv)!r}]\n"
+        "from clusterpool.entry import main\n"
+        "main()\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_console_script_without_click_says_how_to_install_it():
+    r = _console_script("--help", hide=["click"])
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "clusterpool: the command line needs click, which is not installed: pip install 'clusterpool[cli]'"
+    ]
+
+
+def test_console_script_without_rich_says_how_to_install_it():
+    r = _console_script("--help", hide=["rich"])
+    assert r.returncode == 2
+    assert "needs rich" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_console_script_help_with_the_cli_extra_installed():
+    r = _console_script("--help")
+    assert r.returncode == 0, r.stderr
+    assert "topology" in r.stdout

@@ -373,7 +373,9 @@ def test_flushall_empties_every_primary(fresh_cluster):
         for k in key_per_node(fresh_cluster, "fl").values():
             c.set(k, 1)
         assert c.dbsize() == len(fresh_cluster.primaries())
-        assert c.flushall() is True
+        replies = c.flushall()  # RedisCluster's shape: {primary: True}
+        assert set(replies) == {f"127.0.0.1:{p}" for p in fresh_cluster.primaries()}
+        assert all(v is True for v in replies.values())
         assert c.dbsize() == 0
         for p in fresh_cluster.primaries():
             with raw(fresh_cluster, p) as r:

@@ -1,0 +1,222 @@
+"""The rest of RedisCluster's surface on ClusterClient: locks, encoder, callbacks, connection-state commands.
+
+How this works: redis-py's helpers (Lock, Script) need `get_encoder()`,
+`register_script()` and plain commands, which is all a lock is; we give them
+those. READONLY/READWRITE switch the client's reads to replicas and back, as
+RedisCluster's `read_from_replicas` flag does (our replica connections send
+READONLY when they connect, so nothing needs sending). CLIENT SETNAME and
+CLIENT SETINFO are checked once on a real connection, then become connection
+options of the targeted nodes: pooled connections are replaced and every new
+one says the name at connect, so `client_list()` shows it. A mixin of ClusterClient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from redis._parsers.encoders import Encoder
+from redis.client import CaseInsensitiveDict
+from redis.cluster import RedisCluster
+from redis.commands.core import BasicKeyCommands
+from redis.driver_info import DriverInfo
+from redis.lock import Lock
+from redis.retry import Retry
+
+from . import errors
+from .readfrom import PRIMARY as READ_PRIMARY
+from .readfrom import REPLICA as READ_REPLICA
+from .readfrom import ReadStrategy, make_strategy
+from .routes import shape
+
+if TYPE_CHECKING:
+    from .commands import CommandInfo
+    from .core import Core
+    from .topology import Node, Topology
+
+ResponseCallback = Callable[..., Any]
+
+# Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
+STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
+    "client|setname": "_setname",
+    "client|setinfo": "_setinfo",
+    "readonly": "_readonly_command",
+    "readwrite": "_readwrite_command",
+})
+
+
+def _compose(base: ResponseCallback | None, outer: ResponseCallback) -> ResponseCallback:
+    """`outer` applied to what `base` made of the reply: RedisCluster's order for cluster callbacks."""
+    if base is None:
+        return outer
+
+    def both(response: Any, **options: Any) -> Any:
+        return outer(base(response, **options), **options)
+
+    return both
+
+
+def cluster_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, ResponseCallback]:
+    """RedisCluster's own reply parsers for CLUSTER SLOTS / SHARDS / MYSHARDID, per protocol."""
+    from redis import cluster as rc
+
+    out: dict[str, ResponseCallback] = dict(RedisCluster.CLUSTER_COMMANDS_RESPONSE_CALLBACKS)
+    if not legacy_responses:
+        out["CLUSTER SHARDS"] = rc.parse_cluster_shards_unified
+    elif protocol is None:
+        out["CLUSTER SHARDS"] = rc.parse_cluster_shards_with_str_keys
+    return out
+
+
+class DropInMixin:
+    """lock(), get_encoder(), set_response_callback(), readonly()/readwrite(), client_setname() ..."""
+
+    _core: Core
+    _strategy: ReadStrategy
+    _to_primary: bool
+    response_callbacks: Any
+    _callbacks: dict[Any, Any]
+    retry: Retry
+
+    if TYPE_CHECKING:
+        def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
+                 options: dict[str, Any], asking: bool = False) -> Any: ...
+        def _resolve_targets(self, targets: Any) -> list[Node]: ...
+        def _default_node(self, topo: Topology) -> Node: ...
+
+    # DEL/UNLINK/EXISTS/TOUCH: one command through execute_command, which splits them per slot
+    # (RedisCluster's mixin versions would run a pipeline per slot instead)
+    delete = BasicKeyCommands.delete
+    unlink = BasicKeyCommands.unlink
+    exists = BasicKeyCommands.exists
+    touch = BasicKeyCommands.touch
+
+    def _install_callbacks(self, protocol: Any, legacy_responses: bool) -> None:
+        self._base_callbacks = CaseInsensitiveDict(dict(self.response_callbacks))
+        self.cluster_response_callbacks = CaseInsensitiveDict(
+            cluster_callbacks(protocol, legacy_responses))  # type: ignore[arg-type]
+        self.encoder = self.get_encoder()
+        for command, cb in cluster_callbacks(protocol, legacy_responses).items():
+            self.response_callbacks[command] = _compose(self._base_callbacks.get(command), cb)
+
+    def set_response_callback(self, command: str, callback: ResponseCallback) -> None:
+        """A custom reply parser for `command`, applied after redis-py's own one (as RedisCluster does)."""
+        self.cluster_response_callbacks[command] = callback
+        self.response_callbacks[command] = _compose(self._base_callbacks.get(command), callback)
+        self._callbacks.clear()  # the per-command-name cache of parsers
+
+    # ---------------------------------------------------------------- helpers redis-py builds on
+
+    def get_encoder(self) -> Encoder:
+        """The encoder of this client's connections (used by Lock and Script)."""
+        kw = self._core.conn_kwargs
+        return Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
+                       bool(kw.get("decode_responses", False)))
+
+    def get_connection_kwargs(self) -> dict[str, Any]:
+        """The keywords every node connection is made with (a copy)."""
+        return dict(self._core.conn_kwargs)
+
+    def set_retry(self, retry: Retry) -> None:
+        self.retry = retry
+
+    def get_retry(self) -> Retry:
+        return self.retry
+
+    def lock(self, name: Any, timeout: float | None = None, sleep: float = 0.1, blocking: bool = True,
+             blocking_timeout: float | None = None, lock_class: Any = None, thread_local: bool = True,
+             raise_on_release_error: bool = True) -> Any:
+        """redis-py's Lock (or `lock_class`) on key `name`, exactly as RedisCluster.lock() makes it."""
+        cls = Lock if lock_class is None else lock_class
+        return cls(self, name, timeout=timeout, sleep=sleep, blocking=blocking,
+                   blocking_timeout=blocking_timeout, thread_local=thread_local,
+                   raise_on_release_error=raise_on_release_error)
+
+    def load_external_module(self, funcname: str, func: Any) -> None:
+        """RedisCluster's way of adding a module's namespace: `client.<funcname>` becomes `func`."""
+        setattr(self, funcname, func)
+
+    # ---------------------------------------------------------------- connection-state commands
+
+    @property
+    def read_from_replicas(self) -> bool:
+        """True while the client's reads go to replicas (RedisCluster's flag, set by readonly())."""
+        return not self._to_primary
+
+    @read_from_replicas.setter
+    def read_from_replicas(self, on: bool) -> None:
+        self._strategy = make_strategy(READ_REPLICA if on else READ_PRIMARY)
+        self._to_primary = not on
+        self.__dict__.pop("_reader_view", None)
+
+    def readonly(self, target_nodes: Any = None) -> Any:
+        """With target_nodes "replicas" or "all", reads go to replicas from now on (as on RedisCluster).
+        Nothing is sent: replica connections send READONLY when they connect."""
+        nodes = self._acknowledge(target_nodes)
+        if target_nodes in ("replicas", "all"):
+            self.read_from_replicas = True
+        return nodes
+
+    def readwrite(self, target_nodes: Any = None) -> Any:
+        """Reads go to primaries again."""
+        nodes = self._acknowledge(target_nodes)
+        self.read_from_replicas = False
+        return nodes
+
+    def _acknowledge(self, target_nodes: Any) -> Any:
+        """RedisCluster's reply to READONLY/READWRITE on these targets: True, or {node: True} for several."""
+        if target_nodes is None:
+            return True
+        return shape("READONLY", {n.name: True for n in self._resolve_targets(target_nodes)})
+
+    def _readonly_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
+        return self.readonly(options.pop("target_nodes", None))
+
+    def _readwrite_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
+        return self.readwrite(options.pop("target_nodes", None))
+
+    def _setname(self, argv: list[Any], options: dict[str, Any]) -> bool:
+        if len(argv) != 3:
+            raise errors.ConfigurationError("CLIENT SETNAME takes exactly one name")
+        return self._connection_option(argv, options.pop("target_nodes", None), {"client_name": argv[2]})
+
+    def _setinfo(self, argv: list[Any], options: dict[str, Any]) -> bool:
+        if len(argv) != 4:
+            raise errors.ConfigurationError("CLIENT SETINFO takes an attribute (LIB-NAME or LIB-VER) and a value")
+        attr = str(argv[2].decode() if isinstance(argv[2], bytes) else argv[2]).upper()
+        value = argv[3].decode() if isinstance(argv[3], bytes) else str(argv[3])
+        current = self._core.conn_kwargs.get("driver_info") or DriverInfo()
+        if attr == "LIB-NAME":
+            info = DriverInfo(name=value, lib_version=current.lib_version)
+        elif attr == "LIB-VER":
+            info = dataclasses.replace(current, lib_version=value)
+        else:
+            info = current  # the server's error for an unknown attribute comes from the check below
+        return self._connection_option(argv, options.pop("target_nodes", None), {"driver_info": info})
+
+    def _connection_option(self, argv: list[Any], targets: Any, option: dict[str, Any]) -> bool:
+        """Check the command once on a real connection (the server's error if it is bad), then make
+        `option` part of every connection of the targeted nodes (all nodes, and nodes to come, by default)."""
+        core = self._core
+        table = core.table
+        assert table is not None
+        info, _ = table.resolve(argv)
+        topo = core.ensure()
+        nodes = self._resolve_targets(targets) if targets is not None else None
+        probe = nodes[0] if nodes else self._default_node(topo)
+        self._run(probe, info, None, argv, {})
+        key = next(iter(option))
+        if nodes is None:
+            core.conn_kwargs = {**core.conn_kwargs, **option}
+            core.node_kwargs = {n: {k: v for k, v in kw.items() if k != key} for n, kw in core.node_kwargs.items()}
+            names = list(core.nodes)
+        else:
+            names = [n.name for n in nodes]
+            core.node_kwargs = {**core.node_kwargs, **{n: {**core.node_kwargs.get(n, {}), **option} for n in names}}
+        for n in names:
+            st = core.nodes.get(n)
+            if st is not None:
+                st.pool.disconnect_all()  # idle ones now, in-use ones when returned: new ones carry the option
+        return True
