@@ -1,11 +1,14 @@
 """clusterpool: a Redis Cluster client with per-node pools, replica reads and a visible topology."""
 
 from .client import ClusterClient
+from .config import Config
 from .errors import (
     ClusterPoolError,
     ClusterUnreachableError,
     ConfigurationError,
     CrossSlotError,
+    CrossSlotTransactionError,
+    MissingKeyError,
     NodeUnavailableError,
     NotAClusterError,
     PoolClosedError,
@@ -26,6 +29,7 @@ from .events import (
     TopologyRefreshed,
 )
 from .node import Health
+from .nodeapi import ClusterNode
 from .pool import PoolStats
 from .readfrom import ANY, NEAREST, PRIMARY, REPLICA, REPLICA_PREFERRED, NodeStates, ReadStrategy
 from .slots import key_slot, slot_of
@@ -35,7 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANY", "NEAREST", "PRIMARY", "REPLICA", "REPLICA_PREFERRED",
-    "ClusterClient", "ClusterPoolError", "ClusterUnreachableError", "ConfigurationError",
+    "ClusterClient", "ClusterNode", "ClusterPoolError", "Config", "CrossSlotTransactionError", "MissingKeyError", "ClusterUnreachableError", "ConfigurationError",
     "CrossSlotError", "Event", "Health", "Node", "NodeAdded", "NodeHealthChanged", "NodeRemoved",
     "NodeStates", "NodeUnavailableError", "NotAClusterError", "PoolClosedError", "PoolStats",
     "PoolTimeoutError", "ReadStrategy", "RefreshFailed", "RoleChanged", "Shard", "SlotNotCoveredError",

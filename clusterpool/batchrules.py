@@ -28,14 +28,6 @@ TRANSACTION_CROSS_SLOT = "All keys involved in a cluster transaction must map to
 WATCH_CROSS_SLOT = "Cannot watch or send commands on different slots"
 
 
-class CrossSlotTransactionError(errors.CrossSlotError, rx.CrossSlotTransactionError):
-    """A transaction's (or its WATCH's) keys are in more than one slot; raised before sending."""
-
-
-class CrossSlotCommandError(errors.CrossSlotError, rx.RedisClusterException):
-    """One pipelined command's keys are in more than one slot; raised when it is queued."""
-
-
 def blocked(method: str) -> rx.RedisClusterException:
     """The error RedisCluster raises for a blocked pipeline method."""
     return rx.RedisClusterException(
@@ -43,15 +35,15 @@ def blocked(method: str) -> rx.RedisClusterException:
     )
 
 
-def blocked_cross_slot(method: str) -> CrossSlotCommandError:
+def blocked_cross_slot(method: str) -> errors.CrossSlotCommandError:
     """`blocked(method)`'s message, for a blocked command whose keys span slots (or that has none)."""
-    return CrossSlotCommandError(blocked(method).args[0])
+    return errors.CrossSlotCommandError(blocked(method).args[0])
 
 
-def multi_key_delete(command: str) -> CrossSlotCommandError:
+def multi_key_delete(command: str) -> errors.CrossSlotCommandError:
     """DEL/UNLINK of keys in several slots queued on a plain pipeline."""
     verb = "deleting" if command == "DEL" else "unlinking"
-    return CrossSlotCommandError(f"{verb} multiple keys is not implemented in pipeline command")
+    return errors.CrossSlotCommandError(f"{verb} multiple keys is not implemented in pipeline command")
 
 
 def outside_transaction(method: str) -> rx.RedisClusterException:
@@ -70,8 +62,8 @@ def missing_key(args: Sequence[Any]) -> rx.RedisClusterException:
     )
 
 
-def keys_cross_slot(args: Sequence[Any]) -> CrossSlotCommandError:
-    return CrossSlotCommandError(f"{args[0]} - all keys must map to the same key slot")
+def keys_cross_slot(args: Sequence[Any]) -> errors.CrossSlotCommandError:
+    return errors.CrossSlotCommandError(f"{args[0]} - all keys must map to the same key slot")
 
 
 def annotate(exception: BaseException, number: int, args: Sequence[Any]) -> None:

@@ -18,22 +18,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from redis.backoff import EqualJitterBackoff
 from redis.client import CaseInsensitiveDict
 from redis.commands import RedisClusterCommands
 from redis.connection import parse_url
 from redis.event import EventDispatcher
-from redis.retry import Retry
 
 from . import errors
 from .commands import CommandInfo
-from .connection import CONNECTION_KEYS, default_driver_info
+from .config import Config
 from .core import Core
 from .dropin import DropInMixin
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
 from .nodeapi import NodeAPIMixin, NodeAPIState
-from .options import IGNORED_COMPAT, node_list, redact_url
+from .options import redact_url
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
@@ -73,85 +71,25 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, Dro
         host: str | None = None,
         port: int = 6379,
         startup_nodes: Iterable[Any] | None = None,
-        *,
-        read_from: StrategyLike | None = None,
-        read_from_replicas: bool = False,
-        load_balancing_strategy: Any = None,
-        max_redirections: int = 16,
-        retry: Retry | None = None,
-        retry_unknown_outcome: bool = False,
-        retry_timeout: float | None = None,
-        replica_fallback: bool = True,
-        max_connections: int | None = 50,
-        pool_timeout: float | None = 5.0,
-        min_idle: int = 0,
-        max_idle_time: float | None = 300.0,
-        validate_after: float = 1.0,
-        validate_on_return: bool = False,
-        refresh_interval: float = 30.0,
-        health_interval: float = 1.0,
-        failure_threshold: int = 3,
-        breaker_cooldown: float = 2.0,
-        degraded_latency: float = 0.05,
-        command_hook: Any = None,
-        track_latency: bool = False,
-        address_map: Any = None,
-        address_remap: Any = None,
-        ssl: bool = False,
-        db: int = 0,
-        **kwargs: Any,
+        **options: Any,
     ) -> None:
-        if db not in (0, "0", None):
-            raise errors.ConfigurationError(f"db={db!r}: Redis Cluster only has database 0")
-        unknown = set(kwargs) - CONNECTION_KEYS - IGNORED_COMPAT
-        if unknown:
-            raise errors.ConfigurationError(
-                f"unknown option(s) {', '.join(sorted(unknown))} for ClusterClient; see its docstring"
-            )
-        if max_redirections < 1:
-            raise errors.ConfigurationError("max_redirections must be >= 1")
-        conn_kwargs = {k: v for k, v in kwargs.items() if k in CONNECTION_KEYS}
-        if not {"driver_info", "lib_name", "lib_version"} & set(conn_kwargs):
-            conn_kwargs["driver_info"] = default_driver_info()
-        conn_kwargs.setdefault("socket_timeout", 5.0)
-        conn_kwargs.setdefault("socket_connect_timeout", 2.0)
-        if address_remap is not None and address_map is None:
-            remap = address_remap
-            address_map = lambda h, p: tuple(remap((h, p)))  # RedisCluster's form: one (host, port) tuple
-        self._core = Core(
-            node_list(startup_nodes, host, port),
-            conn_kwargs,
-            ssl=ssl,
-            address_map=address_map,
-            max_connections=max_connections or 2**31,
-            pool_timeout=pool_timeout,
-            min_idle=min_idle,
-            max_idle_time=max_idle_time,
-            validate_after=validate_after,
-            validate_on_return=validate_on_return,
-            refresh_interval=refresh_interval,
-            health_interval=health_interval,
-            failure_threshold=failure_threshold,
-            breaker_cooldown=breaker_cooldown,
-            degraded_latency=degraded_latency,
-        )
-        if read_from is None:
-            read_from = READ_REPLICA if (read_from_replicas or load_balancing_strategy is not None) else READ_PRIMARY
-        self._strategy: ReadStrategy = make_strategy(read_from)
+        """`options`: clusterpool's (the fields of `clusterpool.Config`), redis-py's connection
+        keywords, and RedisCluster's; a wrong one raises ConfigurationError here."""
+        config = Config.build(host, port, startup_nodes, options)
+        self.config = config
+        conn_kwargs = config.connection
+        self._core = Core(config)
+        self._strategy: ReadStrategy = make_strategy(config.read_from)
         self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
         self._refuse_writes = False
         # one shared replica rotation for every `client.reader` view (a new one per view
         # would restart the round-robin at the first replica on every call)
         self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
-        self.max_redirections = max_redirections
-        # 10 waits of 50 ms doubling to 1 s, each 50-100% of that: 3.8-7.6 s in all, enough to
-        # ride out a failover with a 2-5 s cluster-node-timeout
-        self.retry = retry or Retry(EqualJitterBackoff(cap=1.0, base=0.05), 10)
-        self.retry_unknown_outcome = retry_unknown_outcome
-        if retry_timeout is not None and retry_timeout <= 0:
-            raise errors.ConfigurationError(f"retry_timeout must be > 0 seconds, got {retry_timeout}")
-        self.retry_timeout = retry_timeout
-        self.replica_fallback = replica_fallback
+        self.max_redirections = config.max_redirections
+        self.retry = config.retry  # set_retry() replaces it, as on RedisCluster
+        self.retry_unknown_outcome = config.retry_unknown_outcome
+        self.retry_timeout = config.retry_timeout
+        self.replica_fallback = config.replica_fallback
         self.response_callbacks = CaseInsensitiveDict(
             get_response_callbacks(  # type: ignore[arg-type]
                 user_protocol=conn_kwargs.get("protocol"),
@@ -161,8 +99,8 @@ class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, Dro
         self._callbacks: dict[Any, Any] = {}
         self._install_callbacks(conn_kwargs.get("protocol"), conn_kwargs.get("legacy_responses", True))
         self._shared = NodeAPIState()  # default node, per-node redis.Redis clients: one for all views
-        self.latency = LatencyRecorder() if track_latency else None
-        self._hook = combine(self.latency, command_hook)
+        self.latency = LatencyRecorder() if config.track_latency else None
+        self._hook = combine(self.latency, config.command_hook)
         if self._hook is not None:
             self._run = self._run_traced  # type: ignore[method-assign]
 

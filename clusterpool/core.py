@@ -21,6 +21,7 @@ from redis.connection import AbstractConnection
 from . import errors
 from .bus import EventBus
 from .commands import CommandTable
+from .config import Config
 from .connection import make_connection
 from .events import NodeHealthChanged, RefreshFailed
 from .health import HealthChecker
@@ -31,50 +32,19 @@ from .adoption import plan
 from .agreement import View, make_view, parse_epochs
 from .refresh import Candidates, Refresher
 from .slots import SLOT_COUNT
-from .topology import REPLICA, AddressMap, Topology, parse_shards, parse_slots
+from .topology import REPLICA, Topology, parse_shards, parse_slots
 
 log = logging.getLogger("clusterpool")
 
 
 class Core:
-    def __init__(
-        self,
-        startup_nodes: list[tuple[str, int]],
-        conn_kwargs: dict[str, Any],
-        *,
-        ssl: bool = False,
-        address_map: AddressMap | None = None,
-        max_connections: int = 50,
-        pool_timeout: float | None = 5.0,
-        min_idle: int = 0,
-        max_idle_time: float | None = 300.0,
-        validate_after: float = 1.0,
-        validate_on_return: bool = False,
-        refresh_interval: float = 30.0,
-        refresh_timeout: float = 1.0,
-        health_interval: float = 1.0,
-        failure_threshold: int = 3,
-        breaker_cooldown: float = 2.0,
-        degraded_latency: float = 0.05,
-    ) -> None:
-        if not startup_nodes:
-            raise errors.ConfigurationError("no startup nodes: pass startup_nodes=[(host, port)], host/port or a URL")
-        self.startup_nodes = startup_nodes
-        self.conn_kwargs = conn_kwargs
+    """What a client and its views share: the map, node states, discovery, background threads."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.startup_nodes = list(config.startup_nodes)
+        self.conn_kwargs: dict[str, Any] = dict(config.connection)  # replaced whole (CLIENT SETNAME), never changed in place
         self.node_kwargs: dict[str, dict[str, Any]] = {}  # per-node connection keywords; replaced whole
-        self.ssl = ssl
-        self.address_map = address_map
-        self.max_connections = max_connections
-        self.pool_timeout = pool_timeout
-        self.min_idle = min_idle
-        self.max_idle_time = max_idle_time
-        self.validate_after = validate_after
-        self.validate_on_return = validate_on_return
-        self.refresh_timeout = refresh_timeout
-        self.health_interval = health_interval
-        self.failure_threshold = failure_threshold
-        self.breaker_cooldown = breaker_cooldown
-        self.degraded_latency = degraded_latency
 
         self.topology: Topology | None = None
         self.started = 0.0  # when discovery finished (monotonic)
@@ -91,7 +61,7 @@ class Core:
             lambda: self._announced if self._announced is not None else self.topology,
             self.adopt,
             self._refresh_failed,
-            interval=refresh_interval,
+            interval=config.refresh_interval,
         )
         self._lock = threading.RLock()
         self._version = 0
@@ -149,20 +119,20 @@ class Core:
     def _warm(self) -> None:
         """Open `min_idle` connections to every node before the first command runs."""
         t = self.topology
-        if not self.min_idle or t is None:
+        if not self.config.min_idle or t is None:
             return
         for node in t.nodes:
             if node.usable:
                 try:
-                    self.state(node.name).pool.fill(self.min_idle)
+                    self.state(node.name).pool.fill(self.config.min_idle)
                 except (rx.RedisError, OSError) as e:
                     log.debug("could not warm %s: %s", node.name, e)
 
     def _probe_connection(self, host: str, port: int) -> AbstractConnection:
         kw = dict(self.conn_kwargs)
-        kw["socket_timeout"] = kw["socket_connect_timeout"] = self.refresh_timeout
+        kw["socket_timeout"] = kw["socket_connect_timeout"] = self.config.refresh_timeout
         kw.pop("client_name", None)
-        return make_connection(host, port, kw, ssl=self.ssl, readonly=False)
+        return make_connection(host, port, kw, ssl=self.config.ssl, readonly=False)
 
     def _discover(self, host: str, port: int) -> tuple[Topology, CommandTable]:
         conn = self._probe_connection(host, port)
@@ -180,7 +150,7 @@ class Core:
         try:
             conn.send_command("CLUSTER", "SHARDS")
             reply = conn.read_response()
-            return parse_shards(reply, host, tls=self.ssl, address_map=self.address_map, source=source)
+            return parse_shards(reply, host, tls=self.config.ssl, address_map=self.config.address_map, source=source)
         except rx.ResponseError as e:
             msg = str(e).lower()
             if "cluster support disabled" in msg or "cluster mode is not enabled" in msg:
@@ -191,7 +161,7 @@ class Core:
             if "unknown" not in msg:
                 raise
         conn.send_command("CLUSTER", "SLOTS")  # server before 7.0
-        return parse_slots(conn.read_response(), host, address_map=self.address_map, source=source)
+        return parse_slots(conn.read_response(), host, address_map=self.config.address_map, source=source)
 
     def _fetch(self, name: str) -> View:
         """One node's view for the refresher: its map and the config epochs it knows, in one round trip."""
@@ -212,7 +182,7 @@ class Core:
             if isinstance(shards, rx.ResponseError):  # before 7.0, or not a cluster: the slow path says which
                 topo = self._read_topology(conn, host, port)
             else:
-                topo = parse_shards(shards, host, tls=self.ssl, address_map=self.address_map, source=name)
+                topo = parse_shards(shards, host, tls=self.config.ssl, address_map=self.config.address_map, source=name)
             return make_view(name, topo, epochs, excluded)
         finally:
             conn.disconnect()
@@ -316,18 +286,18 @@ class Core:
         def factory() -> AbstractConnection:
             extra = self.node_kwargs.get(name)  # CLIENT SETNAME / SETINFO made for this node
             kw = {**self.conn_kwargs, **extra} if extra else self.conn_kwargs
-            return make_connection(host, port, kw, ssl=self.ssl, readonly=holder["st"].readonly)
+            return make_connection(host, port, kw, ssl=self.config.ssl, readonly=holder["st"].readonly)
 
         pool = ConnectionPool(
             name,
             factory,
-            max_connections=self.max_connections,
-            timeout=self.pool_timeout,
-            validate_after=self.validate_after,
-            max_idle_time=self.max_idle_time,
-            validate_on_return=self.validate_on_return,
+            max_connections=self.config.max_connections,
+            timeout=self.config.pool_timeout,
+            validate_after=self.config.validate_after,
+            max_idle_time=self.config.max_idle_time,
+            validate_on_return=self.config.validate_on_return,
         )
-        st = NodeState(name, pool, self.failure_threshold, self.breaker_cooldown, self.degraded_latency)
+        st = NodeState(name, pool, self.config.failure_threshold, self.config.breaker_cooldown, self.config.degraded_latency)
         st.readonly = node is not None and node.role == REPLICA
         holder["st"] = st
         return st

@@ -28,6 +28,14 @@ class CrossSlotError(ClusterPoolError, _rx.ClusterCrossSlotError, _rx.RedisClust
     """
 
 
+class CrossSlotTransactionError(CrossSlotError, _rx.CrossSlotTransactionError):
+    """A transaction's (or its WATCH's) keys are in more than one slot; raised before sending."""
+
+
+class CrossSlotCommandError(CrossSlotError):
+    """One pipelined command's keys are in more than one slot; raised when it is queued."""
+
+
 class MissingKeyError(ClusterPoolError, _rx.RedisClusterException):
     """A keyed command was given no key, so no slot says where it goes; raised before sending."""
 

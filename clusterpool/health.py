@@ -48,7 +48,7 @@ class HealthChecker:
             t.join(timeout)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._core.health_interval):
+        while not self._stop.wait(self._core.config.health_interval):
             try:
                 self.run_once()
             except Exception as e:  # the thread must survive anything a pass meets
@@ -67,10 +67,10 @@ class HealthChecker:
                 continue
             st = core.state(node.name)
             self._probe(st)
-            st.pool.evict_idle(keep=core.min_idle)
-            if core.min_idle and st.available():
+            st.pool.evict_idle(keep=core.config.min_idle)
+            if core.config.min_idle and st.available():
                 try:
-                    st.pool.fill(core.min_idle)
+                    st.pool.fill(core.config.min_idle)
                 except (rx.RedisError, OSError) as e:
                     log.debug("could not warm %s: %s", node.name, e)
         core._publish_states()
@@ -86,7 +86,7 @@ class HealthChecker:
         try:
             start = time.perf_counter()
             conn.send_command(*(("INFO", "replication") if st.readonly else ("PING",)), check_health=False)
-            reply = conn.read_response(timeout=min(core.refresh_timeout, 1.0))
+            reply = conn.read_response(timeout=min(core.config.refresh_timeout, 1.0))
             elapsed = time.perf_counter() - start
         except Exception as e:  # any failure of the probe is the node's failure
             conn.disconnect()

@@ -202,7 +202,7 @@ class NodeAPIMixin:
                 host, _, port = name.rpartition(":")
                 core = self._core
                 kwargs = {**core.conn_kwargs, **core.node_kwargs.get(name, {})}
-                cls = SSLNodeConnection if core.ssl else NodeConnection
+                cls = SSLNodeConnection if core.config.ssl else NodeConnection
                 r = redis.Redis(connection_pool=ConnectionPool(connection_class=cls, host=host, port=int(port), **kwargs))
                 shared.redis = {**shared.redis, name: r}
                 core.closables.add(r.connection_pool)  # its sockets close with the client

@@ -86,7 +86,7 @@ class _NodeSub:
             host=host,
             port=int(port),
             retry=Retry(NoBackoff(), 0),  # failures come back to us: we decide where to go next
-            connection_class=SSLNodeConnection if core.ssl else NodeConnection,
+            connection_class=SSLNodeConnection if core.config.ssl else NodeConnection,
         )
         self.name = name
         self.sharded = sharded

@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from . import errors
 from .commands import CommandInfo
+from .config import backoff_of
 from .connection import pack, pack_many
 from .policy import Action, Budget, Do, Failure, Give, Kind, decide
 from .resp import command_name
@@ -241,7 +242,7 @@ class RouterMixin:
         return Budget(self.max_redirections, self.retry.get_retries(), self.retry_timeout)
 
     def _backoff(self, n: int) -> float:
-        return float(self.retry._backoff.compute(n))
+        return float(backoff_of(self.retry).compute(n))
 
     def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
         """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""

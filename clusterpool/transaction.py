@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions as rx
 from redis.connection import AbstractConnection
 
-from . import batchrules
+from . import batchrules, errors
 from .connection import pack_many
 from .resp import command_name
 from .slots import slot_of
@@ -123,7 +123,7 @@ class TransactionMixin:
 
     def _check_slot(self, slot: int | None) -> None:
         if slot is not None and self._slots and slot not in self._slots:
-            raise batchrules.CrossSlotTransactionError(batchrules.WATCH_CROSS_SLOT)
+            raise errors.CrossSlotTransactionError(batchrules.WATCH_CROSS_SLOT)
 
     def _release_watch(self) -> None:
         conn, self._watch_conn = self._watch_conn, None
@@ -185,7 +185,7 @@ class TransactionMixin:
         if not queue and (self._watch_conn is None or not self._slots):
             return []
         if len(self._slots) > 1:
-            raise batchrules.CrossSlotTransactionError(batchrules.TRANSACTION_CROSS_SLOT)
+            raise errors.CrossSlotTransactionError(batchrules.TRANSACTION_CROSS_SLOT)
         # only keyless scripts: any slot will do (RedisCluster picks a random one too)
         slot = next(iter(self._slots)) if self._slots else random.randrange(16384)
         core.ensure()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rx
 
-from clusterpool import CrossSlotError
+from clusterpool import CrossSlotError, errors
 from clusterpool import batchrules as br
 
 
@@ -45,10 +45,10 @@ def test_raise_first_error_without_errors_returns():
 
 
 def test_cross_slot_errors_are_both_families():
-    for err in (br.CrossSlotTransactionError(br.TRANSACTION_CROSS_SLOT), br.keys_cross_slot(("MGET", "a", "b")),
+    for err in (errors.CrossSlotTransactionError(br.TRANSACTION_CROSS_SLOT), br.keys_cross_slot(("MGET", "a", "b")),
                 br.multi_key_delete("DEL"), br.blocked_cross_slot("mget")):
         assert isinstance(err, CrossSlotError) and isinstance(err, rx.RedisClusterException)
-    assert isinstance(br.CrossSlotTransactionError("x"), rx.CrossSlotTransactionError)
+    assert isinstance(errors.CrossSlotTransactionError("x"), rx.CrossSlotTransactionError)
 
 
 def test_messages_are_redis_clusters():
