@@ -5,14 +5,9 @@ Run with `.venv/bin/python scripts/demo.py` (README's first command does the set
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cluster import LocalCluster  # noqa: E402
-
-from clusterpool import ClusterClient  # noqa: E402
+from clusterpool import ClusterClient
+from clusterpool.testing import LocalCluster
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: a real local Redis Cluster (see scripts/cluster.py).
+"""Shared pytest fixtures: a real local Redis Cluster (clusterpool.testing).
 
 * ``cluster``        session-wide 3 primaries x 1 replica cluster (or an existing one when
                      ``CLUSTERPOOL_TEST_CLUSTER=host:port`` is set). Do not break it.
@@ -10,15 +10,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-if SCRIPTS not in sys.path:
-    sys.path.insert(0, SCRIPTS)
-
-from cluster import LocalCluster  # noqa: E402  (scripts/ is put on sys.path just above)
+from clusterpool.testing import LocalCluster
 
 EXISTING_ENV = "CLUSTERPOOL_TEST_CLUSTER"
 START_TIMEOUT = 60

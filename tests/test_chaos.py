@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-import chaos
+from clusterpool.testing import chaos
 from clusterpool import key_slot
 from waiting import poll
 

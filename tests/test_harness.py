@@ -8,7 +8,8 @@ import socket
 
 import pytest
 import redis
-from cluster import NUM_SLOTS, LocalCluster, _pid_alive
+from clusterpool.testing.cluster import NUM_SLOTS, LocalCluster
+from clusterpool.testing.processes import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -210,7 +211,7 @@ def test_stop_leaves_no_process_and_frees_ports():
     c.pause(ports[0])  # stop() must cope with a stopped process too
     c.stop()
     c.stop()  # idempotent
-    assert not any(_pid_alive(pid) for pid in pids)
+    assert not any(pid_alive(pid) for pid in pids)
     assert not os.path.exists(data_dir)
     for p in ports:
         assert _port_bindable(p) and _port_bindable(p + 10000)

@@ -10,7 +10,7 @@ import redis
 
 import clusterpool
 from clusterpool import ClusterClient
-from cluster import LocalCluster
+from clusterpool.testing import LocalCluster
 from waiting import poll
 
 

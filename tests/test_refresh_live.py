@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from cluster import LocalCluster
+from clusterpool.testing import LocalCluster
 from clusterpool import ClusterClient
 from delay_proxy import DelayProxy
 from waiting import poll as eventually

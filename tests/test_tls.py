@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import redis
 
-from cluster import find_redis_server, free_port_run
+from clusterpool.testing import find_redis_server, free_port_run
 from clusterpool import ClusterClient
 from waiting import poll
 
