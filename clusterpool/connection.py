@@ -10,21 +10,65 @@ from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection, Connection, SSLConnection
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 
 class _ReadOnlyOnConnect:
-    """Sends READONLY after the handshake, also on every automatic reconnect."""
+    """The handshake with fewer round trips; READONLY on replica connections, also on every reconnect.
+
+    redis-py sends CLIENT SETINFO LIB-NAME and LIB-VER one round trip each
+    after HELLO, and on servers before 7.2 both fail (unknown subcommand).
+    Here they are skipped when HELLO says the server is older than 7.2, and
+    otherwise written together with READONLY (on replicas) in one packet.
+    """
 
     readonly_mode = False
+    announce = True  # send CLIENT SETINFO (probe connections do not)
+    driver_info: Any  # redis-py's Connection sets it
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
-        super().on_connect_check_health(check_health)  # type: ignore[misc]
+        info = self.driver_info
+        self.driver_info = None  # redis-py's own SETINFO round trips are replaced below
+        try:
+            super().on_connect_check_health(check_health)  # type: ignore[misc]
+        finally:
+            self.driver_info = info
+        cmds: list[tuple[str, ...]] = []
+        if info is not None and self.announce and _has_setinfo(getattr(self, "handshake_metadata", None)):
+            if info.formatted_name:
+                cmds.append(("CLIENT", "SETINFO", "LIB-NAME", info.formatted_name))
+            if info.lib_version:
+                cmds.append(("CLIENT", "SETINFO", "LIB-VER", info.lib_version))
         if self.readonly_mode:
-            self.send_command("READONLY", check_health=False)  # type: ignore[attr-defined]
-            reply = self.read_response()  # type: ignore[attr-defined]
-            if reply not in (b"OK", "OK", True):
+            cmds.append(("READONLY",))
+        if not cmds:
+            return
+        self.send_packed_command(self.pack_commands(cmds), check_health=False)  # type: ignore[attr-defined]
+        for cmd in cmds:
+            try:
+                reply = self.read_response()  # type: ignore[attr-defined]
+            except ResponseError as e:
+                if cmd[0] == "READONLY":
+                    raise RedisConnectionError(f"READONLY failed on replica connection: {e}") from e
+                continue  # SETINFO refused (ACL, proxy): as redis-py, not an error
+            if cmd[0] == "READONLY" and reply not in (b"OK", "OK", True):
                 raise RedisConnectionError(f"READONLY failed on replica connection: {reply!r}")
+
+
+def _has_setinfo(hello: Any) -> bool:
+    """Whether the server (as its HELLO reply describes it) knows CLIENT SETINFO (7.2+); True when
+    there was no HELLO reply (RESP2) to tell."""
+    if not isinstance(hello, dict):
+        return True
+    raw = hello.get(b"version", hello.get("version"))
+    if raw is None:
+        return True
+    try:
+        version = tuple(int(x) for x in (raw.decode() if isinstance(raw, bytes) else str(raw)).split(".")[:2])
+    except ValueError:
+        return True
+    return version >= (7, 2)
 
 
 class NodeConnection(_ReadOnlyOnConnect, Connection):
@@ -86,6 +130,13 @@ def pack_many(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> An
     return [b"".join(out)]
 
 
+def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:
+    """The server's COMMAND INFO entry for one command, or None when it does not know the command."""
+    conn.send_command("COMMAND", "INFO", name)
+    reply = conn.read_response()
+    return reply[0] if reply and reply[0] else None
+
+
 @functools.cache
 def default_driver_info() -> DriverInfo:
     """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
@@ -95,9 +146,10 @@ def default_driver_info() -> DriverInfo:
     return DriverInfo().add_upstream_driver("clusterpool", __version__)
 
 
-def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool, readonly: bool) -> Connection:
+def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,
+                    readonly: bool) -> NodeConnection | SSLNodeConnection:
     """A new (not yet connected) connection; retries are the router's job, not the connection's."""
-    cls = SSLNodeConnection if ssl else NodeConnection
+    cls: type[NodeConnection | SSLNodeConnection] = SSLNodeConnection if ssl else NodeConnection
     conn = cls(host=host, port=port, retry=Retry(NoBackoff(), 0), **kwargs)
     conn.readonly_mode = readonly
     return conn
