@@ -29,6 +29,7 @@ from .core import Core
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
 from .options import IGNORED_COMPAT, node_list, redact_url
+from .quickcommands import QuickCommands
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
@@ -45,7 +46,7 @@ except ImportError:  # pragma: no cover
     get_response_callbacks = None  # type: ignore[assignment]
 
 
-class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
+class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, CoreCommands):
     """A Redis Cluster client with redis-py's command API.
 
     The plain client sends everything to primaries (read-your-writes, like

@@ -268,12 +268,12 @@ class RouterMixin:
             cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
             if len(self._callbacks) < 4096:
                 self._callbacks[head] = cb
+        if cb is None:
+            return response
         if options:
             options.pop("keys", None)
             options.pop(EMPTY_RESPONSE, None)
             options.pop(NEVER_DECODE, None)
-        if cb is None:
-            return response
         return cb(response, **options)
 
 
