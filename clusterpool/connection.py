@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection, Connection, SSLConnection
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 
-class _ReadOnlyOnConnect:
-    """The handshake with fewer round trips; READONLY on replica connections, also on every reconnect.
+if TYPE_CHECKING:  # the mixin's attributes and methods are redis-py Connection's
+    _ConnectionBase = Connection
+else:
+    _ConnectionBase = object
+
+
+class _NodeConnectionMixin(_ConnectionBase):
+    """The handshake with fewer round trips; READONLY on replica connections, also on every
+    reconnect; a leaner send and read for the router's single-command path.
 
     redis-py sends CLIENT SETINFO LIB-NAME and LIB-VER one round trip each
     after HELLO, and on servers before 7.2 both fail (unknown subcommand).
@@ -25,16 +34,15 @@ class _ReadOnlyOnConnect:
 
     readonly_mode = False
     announce = True  # send CLIENT SETINFO (probe connections do not)
-    driver_info: Any  # redis-py's Connection sets it
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         info = self.driver_info
         self.driver_info = None  # redis-py's own SETINFO round trips are replaced below
         try:
-            super().on_connect_check_health(check_health)  # type: ignore[misc]
+            super().on_connect_check_health(check_health)
         finally:
             self.driver_info = info
-        cmds: list[tuple[str, ...]] = []
+        cmds: list[tuple[Any, ...]] = []
         if info is not None and self.announce and _has_setinfo(getattr(self, "handshake_metadata", None)):
             if info.formatted_name:
                 cmds.append(("CLIENT", "SETINFO", "LIB-NAME", info.formatted_name))
@@ -44,10 +52,10 @@ class _ReadOnlyOnConnect:
             cmds.append(("READONLY",))
         if not cmds:
             return
-        self.send_packed_command(self.pack_commands(cmds), check_health=False)  # type: ignore[attr-defined]
+        self.send_packed_command(self.pack_commands(cmds), check_health=False)
         for cmd in cmds:
             try:
-                reply = self.read_response()  # type: ignore[attr-defined]
+                reply = self.read_response()
             except ResponseError as e:
                 if cmd[0] == "READONLY":
                     raise RedisConnectionError(f"READONLY failed on replica connection: {e}") from e
@@ -55,6 +63,49 @@ class _ReadOnlyOnConnect:
             if cmd[0] == "READONLY" and reply not in (b"OK", "OK", True):
                 raise RedisConnectionError(f"READONLY failed on replica connection: {reply!r}")
 
+
+    # the router's single-command path: redis-py's send_packed_command + read_response, minus layers
+    # (str check and loop on send; eager error-text formatting and the RESP2/3 branch on read)
+
+    def send_packed(self, data: bytes) -> None:
+        """Write one packed command; errors as send_packed_command raises them."""
+        if self._sock is None:
+            self.connect()
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            self.disconnect()
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as e:
+            self.disconnect()
+            errno, errmsg = ("UNKNOWN", e.args[0]) if len(e.args) == 1 else (e.args[0], e.args[1])
+            raise RedisConnectionError(f"Error {errno} while writing to socket. {errmsg}.") from e
+        except BaseException:
+            self.disconnect()
+            raise
+
+    def read_reply(self, disable_decoding: bool = False) -> Any:
+        """Read one reply; errors as redis-py's read_response raises them (error replies raised)."""
+        try:
+            response = self._parser.read_response(disable_decoding=disable_decoding)
+        except TimeoutError:
+            self.disconnect()
+            raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
+        except OSError as e:
+            self.disconnect()
+            raise RedisConnectionError(
+                f"Error while reading from {self.host}:{self.port} : {e.args}"
+            ) from e
+        except BaseException:
+            self.disconnect()
+            raise
+        if self.health_check_interval:
+            self.next_health_check = time.monotonic() + self.health_check_interval  # type: ignore[assignment]
+        if isinstance(response, ResponseError):
+            raise response
+        return response
 
 def _has_setinfo(hello: Any) -> bool:
     """Whether the server (as its HELLO reply describes it) knows CLIENT SETINFO (7.2+); True when
@@ -71,11 +122,11 @@ def _has_setinfo(hello: Any) -> bool:
     return version >= (7, 2)
 
 
-class NodeConnection(_ReadOnlyOnConnect, Connection):
+class NodeConnection(_NodeConnectionMixin, Connection):
     """A TCP connection to one cluster node."""
 
 
-class SSLNodeConnection(_ReadOnlyOnConnect, SSLConnection):
+class SSLNodeConnection(_NodeConnectionMixin, SSLConnection):
     """A TLS connection to one cluster node."""
 
 
@@ -118,6 +169,12 @@ def pack(conn: AbstractConnection, args: Sequence[Any]) -> Any:
         except TypeError:
             pass
     return conn.pack_command(*args)
+
+
+def pack_one(conn: AbstractConnection, args: Sequence[Any]) -> bytes:
+    """`pack` as one bytes object, for NodeConnection.send_packed."""
+    chunks = pack(conn, args)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def pack_many(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> Any:

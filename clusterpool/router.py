@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from . import errors
 from .commands import CommandInfo
-from .connection import pack, pack_many
+from .connection import pack_many, pack_one
 from .resp import command_name
 from .topology import Node, Shard, Topology
 
@@ -135,12 +135,9 @@ class RouterMixin:
                     sent = True
                     conn.read_response()
                 else:
-                    conn.send_packed_command(pack(conn, args), False)
+                    conn.send_packed(pack_one(conn, args))  # type: ignore[attr-defined]
                     sent = True
-                if NEVER_DECODE in options:
-                    response = conn.read_response(disable_decoding=True)
-                else:
-                    response = conn.read_response()
+                response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
             except rx.AskError as e:  # and MovedError, its subclass
                 pool.release(conn)
                 last_error = e
