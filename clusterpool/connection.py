@@ -7,13 +7,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection, Connection, SSLConnection
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 
 if TYPE_CHECKING:  # the mixin's attributes and methods are redis-py Connection's
@@ -206,7 +204,9 @@ def default_driver_info() -> DriverInfo:
 def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,
                     readonly: bool) -> NodeConnection | SSLNodeConnection:
     """A new (not yet connected) connection; retries are the router's job, not the connection's."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("retry", "retry_on_timeout", "retry_on_error")}
     cls: type[NodeConnection | SSLNodeConnection] = SSLNodeConnection if ssl else NodeConnection
-    conn = cls(host=host, port=port, retry=Retry(NoBackoff(), 0), **kwargs)
+    # no retry= given is redis-py's Retry(NoBackoff(), 0), built fresh; passing one costs a deepcopy
+    conn = cls(host=host, port=port, **kwargs)
     conn.readonly_mode = readonly
     return conn
