@@ -170,9 +170,16 @@ def pack(conn: AbstractConnection, args: Sequence[Any]) -> Any:
 
 
 def pack_one(conn: AbstractConnection, args: Sequence[Any]) -> bytes:
-    """`pack` as one bytes object, for NodeConnection.send_packed."""
-    chunks = pack(conn, args)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    """`pack` as one bytes object, for NodeConnection.send_packed (inlined: it runs per command)."""
+    if _hiredis_pack is not None:
+        head = args[0]
+        if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
+            args = (*head.split(), *args[1:])
+        try:
+            return _hiredis_pack(args if type(args) is tuple else tuple(args))
+        except TypeError:
+            pass
+    return b"".join(conn.pack_command(*args))
 
 
 def pack_many(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> Any:

@@ -24,7 +24,9 @@ Two more columns appear when they can: valkey-glide's sync client
 (``pip install clusterpool[bench]``, package ``valkey-glide-sync``) in seq,
 pipeline (its non-atomic ClusterBatch) and construct; and ``redis-benchmark``
 (the C client, when the binary is installed) against the plain client's node
-in seq and threads: the wire's limit for one (or 16) connections.
+in seq and threads: the wire's limit for one (or 16) connections. seq also
+runs a bare Python socket + hiredis loop on that node ("raw socket"): what
+no Python client can beat.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from cluster import LocalCluster  # noqa: E402
 SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory")
 CP, RC, PLAIN = "clusterpool", "RedisCluster", "plain Redis"
 GLIDE, WIRE = "glide", "redis-benchmark"
+RAW = "raw socket"  # a bare Python socket + hiredis loop: no client
 NA = "n/a (not implemented)"
 SOCKET_TIMEOUT = 10.0
 VALUE = b"x" * 32
@@ -281,6 +284,34 @@ def seq_ops(client: Any, keys: list[str], n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def raw_socket_ops(host: str, port: int, keys: list[str], n: int) -> float:
+    """The same alternating SET/GET over a bare socket + hiredis loop (no client at all): the
+    floor for any Python client, next to redis-benchmark's for a C one."""
+    import socket
+
+    import hiredis
+
+    sock = socket.create_connection((host, port), timeout=SOCKET_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader, buf, k = hiredis.Reader(), bytearray(65536), len(keys)
+    pack = hiredis.pack_command
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            key = keys[(i >> 1) % k]
+            sock.sendall(pack(("GET", key)) if i & 1 else pack(("SET", key, VALUE)))
+            reply = reader.gets()
+            while reply is False:
+                got = sock.recv_into(buf)
+                if not got:
+                    raise ConnectionError("server closed the connection")
+                reader.feed(buf, 0, got)
+                reply = reader.gets()
+        return n / (time.perf_counter() - t0)
+    finally:
+        sock.close()
+
+
 def get_ops(get: Callable[[Any], Any], keys: list[str], n: int) -> float:
     k = len(keys)
     t0 = time.perf_counter()
@@ -450,13 +481,16 @@ class Bench:
         samples: dict[str, list[float]] = {name: [] for name, _, _ in clients}
         if env.wire:
             samples[WIRE] = []
+        samples[RAW] = []
         for _ in range(self.repeat):
             for name, c, keys in clients:
                 samples[name].append(seq_ops(c, keys, n))
             if env.wire:
                 samples[WIRE].append(wire_ops(env.wire, env.plain_host, env.plain_port, env.plain_keys[0], n))
+            samples[RAW].append(raw_socket_ops(env.plain_host, env.plain_port, env.plain_keys, n))
         self.record("seq", "sequential GET/SET, 1 thread", "ops/s", samples,
-                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC), "cp/glide": (CP, GLIDE), "cp/wire": (CP, WIRE)})
+                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC), "cp/glide": (CP, GLIDE), "cp/wire": (CP, WIRE),
+                     "raw/wire": (RAW, WIRE)})
 
     def threads(self) -> None:
         n = self.ops
@@ -673,7 +707,7 @@ def _fmt(v: Any, unit: str = "") -> str:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    head = ["scenario", "unit", CP, RC, PLAIN, GLIDE, WIRE, "ratios", "targets"]
+    head = ["scenario", "unit", CP, RC, PLAIN, GLIDE, WIRE, RAW, "ratios", "targets"]
     rows = []
     for sc in SCENARIOS:
         r = results.get(sc)
@@ -681,12 +715,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             continue
         med, unit, na = r["median"], r["unit"], r["na"]
         if sc == "replica":
-            cells = [f"{_fmt(med.get('replica'))} (reader) / {_fmt(med.get('primary'))} (primary)", "-", "-", "-", "-"]
+            cells = [f"{_fmt(med.get('replica'))} (reader) / {_fmt(med.get('primary'))} (primary)", "-", "-", "-", "-", "-"]
         elif sc == "keyslot":
-            cells = [_fmt(med.get(CP)), f"{_fmt(med.get('redis.crc'))} (redis.crc)", "-", "-", "-"]
+            cells = [_fmt(med.get(CP)), f"{_fmt(med.get('redis.crc'))} (redis.crc)", "-", "-", "-", "-"]
         else:
             cells = []
-            for c in (CP, RC, PLAIN, GLIDE, WIRE):
+            for c in (CP, RC, PLAIN, GLIDE, WIRE, RAW):
                 if c in na:
                     cells.append("n/a")
                 elif c in med:
