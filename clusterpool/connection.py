@@ -151,26 +151,14 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _hiredis_pack = None  # type: ignore[assignment]
 
 
-def pack(conn: AbstractConnection, args: Sequence[Any]) -> Any:
-    """The wire form of one command (a list of bytes chunks, for send_packed_command), as redis-py's hiredis packer makes it, minus its per-argument checks.
+def pack_one(conn: AbstractConnection, args: Sequence[Any]) -> bytes:
+    """The wire form of one command, as redis-py's hiredis packer makes it, minus its per-argument checks.
 
     redis-py's packer re-inspects every argument of every command; hiredis
     itself accepts str, bytes, int, float and memoryview. Anything else (or no
-    hiredis) goes through the connection's own packer.
+    hiredis) goes through the connection's own packer, which raises redis-py's
+    errors for bad arguments.
     """
-    if _hiredis_pack is not None:
-        head = args[0]
-        if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
-            args = (*head.split(), *args[1:])
-        try:
-            return [_hiredis_pack(args if type(args) is tuple else tuple(args))]
-        except TypeError:
-            pass
-    return conn.pack_command(*args)
-
-
-def pack_one(conn: AbstractConnection, args: Sequence[Any]) -> bytes:
-    """`pack` as one bytes object, for NodeConnection.send_packed (inlined: it runs per command)."""
     if _hiredis_pack is not None:
         head = args[0]
         if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
@@ -186,10 +174,7 @@ def pack_many(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> An
     """The wire form of several commands, for one send."""
     if _hiredis_pack is None:
         return conn.pack_commands(commands)
-    out: list[bytes] = []
-    for args in commands:
-        out.extend(pack(conn, args))
-    return [b"".join(out)]
+    return [b"".join([pack_one(conn, args) for args in commands])]
 
 
 def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:

@@ -254,7 +254,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         core = client._core
         pool = core.state(name).pool
         retry: list[_Queued] = []
-        read, parse = conn.read_response, client._parse
+        read, parse = conn.read_reply, client._parse  # type: ignore[attr-defined]  # pools hold NodeConnections
         for i, q in enumerate(group):
             try:
                 if q.asking:
