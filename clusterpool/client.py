@@ -32,6 +32,7 @@ from .fanout import FanoutMixin
 from .inspection import InspectionMixin
 from .nodeapi import NodeAPIMixin, NodeAPIState
 from .options import redact_url
+from .quickcommands import QuickCommands
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
@@ -48,7 +49,8 @@ except ImportError:  # pragma: no cover
     get_response_callbacks = None  # type: ignore[assignment]
 
 
-class ClusterClient(RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin, RedisClusterCommands):
+class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin,
+                    RedisClusterCommands):
     """A Redis Cluster client with redis-py's command API.
 
     The plain client sends everything to primaries (read-your-writes, like

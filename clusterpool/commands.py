@@ -1,20 +1,37 @@
 """The command table: where each command's keys are, whether it only reads, where it goes.
 
-How this works: the server's COMMAND reply (fetched once per client) is parsed
-into `CommandInfo` values, one per command and per container subcommand
-("config|get"). Key positions come from the Redis 7 key specs, so commands
-with movable keys (EVAL, XREAD, ZUNIONSTORE, MIGRATE...) need no COMMAND
-GETKEYS round trip; servers without key specs fall back to first/last/step.
+How this works: COMMAND entries are parsed into `CommandInfo` values, one per
+command and per container subcommand ("config|get"). The entries come from
+`command_specs.jsonl`, redis-server 7.0's COMMAND reply shipped with the
+package (`scripts/gen_commands.py` makes it), so start-up fetches no command
+table; a command the file does not know (a newer server's, a module's) is
+asked for with COMMAND INFO through the `fetch` function the client passes
+in, once. Key positions come from the Redis 7 key specs, so commands with
+movable keys (EVAL, XREAD, ZUNIONSTORE, MIGRATE...) need no COMMAND GETKEYS
+round trip; servers without key specs fall back to first/last/step.
 `Router`-facing lookups are cached per command-name object, so the hot path
 is a dict hit and an index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
 from .resp import as_map, text
+
+log = logging.getLogger("clusterpool")
+
+SPECS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "command_specs.jsonl")
+
+# fetch(name) -> the server's COMMAND INFO entry for `name`, or None if it does not know it;
+# raises when it could not ask (the lookup is then tried again next time)
+Fetch = Callable[[str], "Sequence[Any] | None"]
 
 # Where a keyless command goes. Values of CommandInfo.request_policy.
 DEFAULT = "default"  # one primary (any): CLUSTER INFO, TIME, CLIENT LIST ...
@@ -217,42 +234,114 @@ def parse_command_entry(entry: Sequence[Any]) -> list[CommandInfo]:
 UNKNOWN = CommandInfo(name="", request_policy=DEFAULT)
 
 
+@functools.cache
+def bundled_entries() -> Mapping[str, str]:
+    """Command name -> its COMMAND entry as one JSON line, from the file shipped with the package.
+
+    Read once per process and only indexed here (each line starts with
+    `["name",`); a line is parsed when its command is first used.
+    """
+    with open(SPECS_FILE, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    return {line[2 : line.index('"', 2)]: line for line in lines[1:] if line.startswith('["')}
+
+
+def bundled_source() -> str:
+    """Which server the shipped command specs were generated from ("COMMAND of redis-server 7.0.15")."""
+    with open(SPECS_FILE, encoding="utf-8") as f:
+        return str(json.loads(f.readline()).get("source", "?"))
+
+
 class CommandTable:
     """All commands of one server version, looked up by the names redis-py sends.
 
-    Entries of the COMMAND reply are parsed on first use: a client only ever
-    uses a few dozen of the ~240 commands, and parsing all of them would cost
-    more than the rest of start-up.
+    Entries are parsed on first use: a client only ever uses a few dozen of
+    the ~240 commands, and parsing all of them would cost more than the rest
+    of start-up. Lookup order: entries given (`raw`, a live COMMAND reply),
+    then the `bundled` JSON lines, then `fetch` (COMMAND INFO), whose answer
+    is kept, "unknown" included.
     """
 
-    def __init__(self, infos: Iterable[CommandInfo] = (), raw: dict[str, Sequence[Any]] | None = None):
+    def __init__(
+        self,
+        infos: Iterable[CommandInfo] = (),
+        raw: dict[str, Sequence[Any]] | None = None,
+        *,
+        bundled: Mapping[str, str] | None = None,
+        fetch: Fetch | None = None,
+    ):
         self._by_name: dict[str, CommandInfo] = {i.name: i for i in infos}
         self._raw: dict[str, Sequence[Any]] = raw or {}
+        self._bundled: Mapping[str, str] = bundled or {}
+        self._fetch = fetch
+        self._absent: set[str] = set()  # names the server said it does not know
+        self._asked: set[str] = set()  # names whose entry came from the server (COMMAND INFO)
         # args[0] exactly as given -> (info, shift), shift = extra words in args[0]. Public because
         # the per-command paths (client, pipeline) read it directly: a dict hit, no method call.
         self.resolved: dict[Any, tuple[CommandInfo, int]] = {}
 
     @classmethod
     def from_reply(cls, reply: Iterable[Sequence[Any]]) -> CommandTable:
+        """A table of exactly the commands in a COMMAND reply."""
         return cls(raw={text(entry[0]).lower(): entry for entry in reply})
+
+    @classmethod
+    def bundled_with(cls, fetch: Fetch | None = None) -> CommandTable:
+        """The shipped redis-server 7.0 specs, asking the server (`fetch`) for anything else."""
+        return cls(bundled=bundled_entries(), fetch=fetch)
 
     def _lookup(self, name: str) -> CommandInfo | None:
         info = self._by_name.get(name)
         if info is None:
-            top = name.split("|", 1)[0]
-            entry = self._raw.get(top)  # kept: a concurrent first lookup must find it too
-            if entry is None:
-                return None
-            for i in parse_command_entry(entry):
-                self._by_name[i.name] = i
-            info = self._by_name.get(name)
+            top, _, sub = name.partition("|")
+            if top not in self._by_name:
+                entry = self._raw.get(top) or self._load(top)  # kept: a concurrent first lookup finds it
+                if entry is None:
+                    return None
+                self._add(entry)
+                info = self._by_name.get(name)
+            if info is None and sub and top not in self._asked:
+                # a subcommand newer than the shipped specs (CLIENT NO-TOUCH on 7.2): ask for the container
+                live = self._ask(top)
+                if live is not None:
+                    self._raw[top] = live
+                    self._add(live)
+                    info = self._by_name.get(name)
         return info
+
+    def _add(self, entry: Sequence[Any]) -> None:
+        # one update: a concurrent lookup sees the command with all its subcommands or not at all
+        self._by_name.update({i.name: i for i in parse_command_entry(entry)})
+
+    def _load(self, top: str) -> Sequence[Any] | None:
+        line = self._bundled.get(top)
+        entry: Sequence[Any] | None = json.loads(line) if line is not None else self._ask(top)
+        if entry is not None:
+            self._raw[top] = entry
+        return entry
+
+    def _ask(self, top: str) -> Sequence[Any] | None:
+        """The server's entry for `top` through `fetch`, once per name (a failed ask is retried later)."""
+        if self._fetch is None or top in self._absent or top in self._asked:
+            return None
+        try:
+            entry = self._fetch(top)
+        except Exception as e:  # no answer: send the command as unknown this time, ask again next time
+            log.debug("COMMAND INFO %s failed: %s", top, e)
+            return None
+        if entry is None:
+            if len(self._absent) < 4096:  # bound against unbounded distinct unknown names
+                self._absent.add(top)
+            return None
+        self._asked.add(top)
+        return entry
 
     def __contains__(self, name: str) -> bool:
         return self._lookup(name.lower()) is not None
 
     def __len__(self) -> int:
-        return len(self._raw) if self._raw else len(self._by_name)
+        known = set(self._raw) | set(self._bundled)
+        return len(known) if known else len(self._by_name)
 
     def get(self, name: str) -> CommandInfo | None:
         return self._lookup(name.lower())

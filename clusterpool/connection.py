@@ -3,35 +3,128 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection, Connection, SSLConnection
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
-class _ReadOnlyOnConnect:
-    """Sends READONLY after the handshake, also on every automatic reconnect."""
+if TYPE_CHECKING:  # the mixin's attributes and methods are redis-py Connection's
+    _ConnectionBase = Connection
+else:
+    _ConnectionBase = object
+
+
+class _NodeConnectionMixin(_ConnectionBase):
+    """The handshake with fewer round trips; READONLY on replica connections, also on every
+    reconnect; a leaner send and read for the router's single-command path.
+
+    redis-py sends CLIENT SETINFO LIB-NAME and LIB-VER one round trip each
+    after HELLO, and on servers before 7.2 both fail (unknown subcommand).
+    Here they are skipped when HELLO says the server is older than 7.2, and
+    otherwise written together with READONLY (on replicas) in one packet.
+    """
 
     readonly_mode = False
+    announce = True  # send CLIENT SETINFO (probe connections do not)
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
-        super().on_connect_check_health(check_health)  # type: ignore[misc]
+        info = self.driver_info
+        self.driver_info = None  # redis-py's own SETINFO round trips are replaced below
+        try:
+            super().on_connect_check_health(check_health)
+        finally:
+            self.driver_info = info
+        cmds: list[tuple[Any, ...]] = []
+        if info is not None and self.announce and _has_setinfo(getattr(self, "handshake_metadata", None)):
+            if info.formatted_name:
+                cmds.append(("CLIENT", "SETINFO", "LIB-NAME", info.formatted_name))
+            if info.lib_version:
+                cmds.append(("CLIENT", "SETINFO", "LIB-VER", info.lib_version))
         if self.readonly_mode:
-            self.send_command("READONLY", check_health=False)  # type: ignore[attr-defined]
-            reply = self.read_response()  # type: ignore[attr-defined]
-            if reply not in (b"OK", "OK", True):
+            cmds.append(("READONLY",))
+        if not cmds:
+            return
+        self.send_packed_command(self.pack_commands(cmds), check_health=False)
+        for cmd in cmds:
+            try:
+                reply = self.read_response()
+            except ResponseError as e:
+                if cmd[0] == "READONLY":
+                    raise RedisConnectionError(f"READONLY failed on replica connection: {e}") from e
+                continue  # SETINFO refused (ACL, proxy): as redis-py, not an error
+            if cmd[0] == "READONLY" and reply not in (b"OK", "OK", True):
                 raise RedisConnectionError(f"READONLY failed on replica connection: {reply!r}")
 
 
-class NodeConnection(_ReadOnlyOnConnect, Connection):
+    # the router's single-command path: redis-py's send_packed_command + read_response, minus layers
+    # (str check and loop on send; eager error-text formatting and the RESP2/3 branch on read)
+
+    def send_packed(self, data: bytes) -> None:
+        """Write one packed command; errors as send_packed_command raises them."""
+        if self._sock is None:
+            self.connect()
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            self.disconnect()
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as e:
+            self.disconnect()
+            errno, errmsg = ("UNKNOWN", e.args[0]) if len(e.args) == 1 else (e.args[0], e.args[1])
+            raise RedisConnectionError(f"Error {errno} while writing to socket. {errmsg}.") from e
+        except BaseException:
+            self.disconnect()
+            raise
+
+    def read_reply(self, disable_decoding: bool = False) -> Any:
+        """Read one reply; errors as redis-py's read_response raises them (error replies raised)."""
+        try:
+            response = self._parser.read_response(disable_decoding=disable_decoding)
+        except TimeoutError:
+            self.disconnect()
+            raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
+        except OSError as e:
+            self.disconnect()
+            raise RedisConnectionError(
+                f"Error while reading from {self.host}:{self.port} : {e.args}"
+            ) from e
+        except BaseException:
+            self.disconnect()
+            raise
+        if self.health_check_interval:
+            self.next_health_check = time.monotonic() + self.health_check_interval  # type: ignore[assignment]
+        if isinstance(response, ResponseError):
+            raise response
+        return response
+
+def _has_setinfo(hello: Any) -> bool:
+    """Whether the server (as its HELLO reply describes it) knows CLIENT SETINFO (7.2+); True when
+    there was no HELLO reply (RESP2) to tell."""
+    if not isinstance(hello, dict):
+        return True
+    raw = hello.get(b"version", hello.get("version"))
+    if raw is None:
+        return True
+    try:
+        version = tuple(int(x) for x in (raw.decode() if isinstance(raw, bytes) else str(raw)).split(".")[:2])
+    except ValueError:
+        return True
+    return version >= (7, 2)
+
+
+class NodeConnection(_NodeConnectionMixin, Connection):
     """A TCP connection to one cluster node."""
 
 
-class SSLNodeConnection(_ReadOnlyOnConnect, SSLConnection):
+class SSLNodeConnection(_NodeConnectionMixin, SSLConnection):
     """A TLS connection to one cluster node."""
 
 
@@ -58,32 +151,37 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _hiredis_pack = None  # type: ignore[assignment]
 
 
-def pack(conn: AbstractConnection, args: Sequence[Any]) -> Any:
-    """The wire form of one command (a list of bytes chunks, for send_packed_command), as redis-py's hiredis packer makes it, minus its per-argument checks.
+def pack_one(conn: AbstractConnection, args: Sequence[Any]) -> bytes:
+    """The wire form of one command, as redis-py's hiredis packer makes it, minus its per-argument checks.
 
     redis-py's packer re-inspects every argument of every command; hiredis
     itself accepts str, bytes, int, float and memoryview. Anything else (or no
-    hiredis) goes through the connection's own packer.
+    hiredis) goes through the connection's own packer, which raises redis-py's
+    errors for bad arguments.
     """
     if _hiredis_pack is not None:
         head = args[0]
         if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
             args = (*head.split(), *args[1:])
         try:
-            return [_hiredis_pack(args if type(args) is tuple else tuple(args))]
+            return _hiredis_pack(args if type(args) is tuple else tuple(args))
         except TypeError:
             pass
-    return conn.pack_command(*args)
+    return b"".join(conn.pack_command(*args))
 
 
 def pack_many(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> Any:
     """The wire form of several commands, for one send."""
     if _hiredis_pack is None:
         return conn.pack_commands(commands)
-    out: list[bytes] = []
-    for args in commands:
-        out.extend(pack(conn, args))
-    return [b"".join(out)]
+    return [b"".join([pack_one(conn, args) for args in commands])]
+
+
+def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:
+    """The server's COMMAND INFO entry for one command, or None when it does not know the command."""
+    conn.send_command("COMMAND", "INFO", name)
+    reply = conn.read_response()
+    return reply[0] if reply and reply[0] else None
 
 
 @functools.cache
@@ -95,9 +193,12 @@ def default_driver_info() -> DriverInfo:
     return DriverInfo().add_upstream_driver("clusterpool", __version__)
 
 
-def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool, readonly: bool) -> Connection:
+def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,
+                    readonly: bool) -> NodeConnection | SSLNodeConnection:
     """A new (not yet connected) connection; retries are the router's job, not the connection's."""
-    cls = SSLNodeConnection if ssl else NodeConnection
-    conn = cls(host=host, port=port, retry=Retry(NoBackoff(), 0), **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("retry", "retry_on_timeout", "retry_on_error")}
+    cls: type[NodeConnection | SSLNodeConnection] = SSLNodeConnection if ssl else NodeConnection
+    # no retry= given is redis-py's Retry(NoBackoff(), 0), built fresh; passing one costs a deepcopy
+    conn = cls(host=host, port=port, **kwargs)
     conn.readonly_mode = readonly
     return conn

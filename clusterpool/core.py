@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 import weakref
@@ -22,7 +23,7 @@ from . import errors
 from .bus import EventBus
 from .commands import CommandTable
 from .config import Config
-from .connection import make_connection
+from .connection import command_info, make_connection
 from .events import NodeHealthChanged, RefreshFailed
 from .health import HealthChecker
 from .node import Health, NodeState
@@ -132,18 +133,36 @@ class Core:
         kw = dict(self.conn_kwargs)
         kw["socket_timeout"] = kw["socket_connect_timeout"] = self.config.refresh_timeout
         kw.pop("client_name", None)
-        return make_connection(host, port, kw, ssl=self.config.ssl, readonly=False)
+        kw["protocol"] = 2  # RESP2: no HELLO round trip; parse_shards reads either shape
+        conn = make_connection(host, port, kw, ssl=self.config.ssl, readonly=False)
+        conn.announce = False  # nor CLIENT SETINFO: a probe lives for one or two commands
+        return conn
 
     def _discover(self, host: str, port: int) -> tuple[Topology, CommandTable]:
+        """The map from one node, and the command table: the specs shipped with the package, with
+        COMMAND INFO (on a pooled connection to a primary) for commands they do not know."""
         conn = self._probe_connection(host, port)
         try:
             conn.connect()
             topo = self._read_topology(conn, host, port)
-            conn.send_command("COMMAND")
-            table = CommandTable.from_reply(conn.read_response())
-            return topo, table
         finally:
             conn.disconnect()
+
+        def fetch(name: str) -> Any:
+            t = self.topology
+            if t is None or not t.primaries:
+                raise errors.SlotNotCoveredError("no primary to ask COMMAND INFO")
+            pool = self.state(random.choice(t.primaries).name).pool
+            c = pool.acquire()
+            try:
+                entry = command_info(c, name)
+            except BaseException:
+                pool.discard(c)
+                raise
+            pool.release(c)
+            return entry
+
+        return topo, CommandTable.bundled_with(fetch)
 
     def _read_topology(self, conn: AbstractConnection, host: str, port: int) -> Topology:
         source = f"{host}:{port}"

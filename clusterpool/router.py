@@ -23,7 +23,7 @@ from redis.retry import Retry
 from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
-from .connection import pack, pack_many
+from .connection import pack_many, pack_one
 from .policy import Action, Budget, Do, Failure, Give, Kind, decide
 from .resp import command_name
 from .topology import Node, Shard, Topology
@@ -130,12 +130,9 @@ class RouterMixin:
                         sent = True
                         conn.read_response()
                     else:
-                        conn.send_packed_command(pack(conn, args), False)
+                        conn.send_packed(pack_one(conn, args))  # type: ignore[attr-defined]
                         sent = True
-                    if NEVER_DECODE in options:
-                        response = conn.read_response(disable_decoding=True)
-                    else:
-                        response = conn.read_response()
+                    response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
                 except rx.ResponseError as e:
                     pool.release(conn)
                     last_error = e
@@ -260,12 +257,12 @@ class RouterMixin:
             cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
             if len(self._callbacks) < 4096:
                 self._callbacks[head] = cb
+        if cb is None:
+            return response
         if options:
             options.pop("keys", None)
             options.pop(EMPTY_RESPONSE, None)
             options.pop(NEVER_DECODE, None)
-        if cb is None:
-            return response
         return cb(response, **options)
 
 

@@ -19,6 +19,14 @@ reported.
 
 Scenarios (``--only`` takes a comma-separated list): seq, threads, replica,
 pipeline, mget, construct, keyslot, memory.
+
+Two more columns appear when they can: valkey-glide's sync client
+(``pip install clusterpool[bench]``, package ``valkey-glide-sync``) in seq,
+pipeline (its non-atomic ClusterBatch) and construct; and ``redis-benchmark``
+(the C client, when the binary is installed) against the plain client's node
+in seq and threads: the wire's limit for one (or 16) connections. seq also
+runs a bare Python socket + hiredis loop on that node ("raw socket"): what
+no Python client can beat.
 """
 
 from __future__ import annotations
@@ -60,20 +68,65 @@ from cluster import LocalCluster  # noqa: E402
 
 SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory")
 CP, RC, PLAIN = "clusterpool", "RedisCluster", "plain Redis"
+GLIDE, WIRE = "glide", "redis-benchmark"
+RAW = "raw socket"  # a bare Python socket + hiredis loop: no client
 NA = "n/a (not implemented)"
 SOCKET_TIMEOUT = 10.0
 VALUE = b"x" * 32
 
-# target ratios: scenario -> (label, ratio key, comparison, threshold)
-TARGETS: dict[str, tuple[str, str, str, float]] = {
-    "seq": ("clusterpool/plain >= 1.0", "cp/plain", ">=", 1.0),
-    "threads": ("clusterpool/plain >= 1.0", "cp/plain", ">=", 1.0),
-    "replica": ("replica/primary >= 0.95", "replica/primary", ">=", 0.95),
-    "pipeline": ("clusterpool/plain >= 0.9", "cp/plain", ">=", 0.9),
-    "mget": ("clusterpool/RedisCluster >= 2", "cp/rc", ">=", 2.0),
-    "construct": ("clusterpool/RedisCluster <= 0.5", "cp/rc", "<=", 0.5),
-    "keyslot": ("clusterpool/redis.crc >= 1.0", "cp/redis.crc", ">=", 1.0),
+# target ratios: scenario -> [(label, ratio key, comparison, threshold)]; a target whose
+# ratio could not be measured (no glide, no redis-benchmark) shows as n/a
+TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
+    "seq": [("cp/plain >= 1.0", "cp/plain", ">=", 1.0),
+            ("cp/redis-benchmark >= 0.6", "cp/wire", ">=", 0.6)],
+    "threads": [("cp/plain >= 1.0", "cp/plain", ">=", 1.0)],
+    "replica": [("replica/primary >= 0.95", "replica/primary", ">=", 0.95)],
+    "pipeline": [("cp/plain >= 0.9", "cp/plain", ">=", 0.9),
+                 ("cp/glide >= 1.1", "cp/glide", ">=", 1.1)],
+    "mget": [("cp/rc >= 2", "cp/rc", ">=", 2.0)],
+    "construct": [("cp/rc <= 0.5", "cp/rc", "<=", 0.5),
+                  ("cp/glide <= 1.0", "cp/glide", "<=", 1.0),
+                  ("cp/plain <= 2.5", "cp/plain", "<=", 2.5)],
+    "keyslot": [("cp/redis.crc >= 1.0", "cp/redis.crc", ">=", 1.0)],
 }
+REDIS_BENCHMARK = "/usr/bin/redis-benchmark"
+
+
+def _load_glide() -> Any:
+    """valkey-glide's sync client module, or None when it is not installed."""
+    try:
+        import glide_sync
+    except ImportError:
+        return None
+    return glide_sync
+
+
+glide = _load_glide()
+
+
+def find_redis_benchmark() -> str | None:
+    import shutil
+
+    path = shutil.which("redis-benchmark") or REDIS_BENCHMARK
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def wire_ops(binary: str, host: str, port: int, key: str, n: int, clients: int = 1) -> float:
+    """redis-benchmark's SET then GET of `key` (n/2 each, `clients` connections), as the
+    ops/s of the same alternating mix: n / (time of the SETs + time of the GETs)."""
+    total = 0.0
+    half = max(n // 2, 1)
+    for cmd in (["SET", key, VALUE.decode()], ["GET", key]):
+        out = subprocess.run(
+            [binary, "-h", host, "-p", str(port), "-c", str(clients), "-n", str(half), "--csv", "-q", *cmd],
+            capture_output=True, text=True, timeout=300, check=True,
+        ).stdout
+        rows = [line for line in out.splitlines() if line.startswith('"') and not line.startswith('"test"')]
+        if not rows:
+            raise RuntimeError(f"redis-benchmark printed no result: {out!r}")
+        rps = float(rows[-1].split('","')[1])
+        total += half / rps
+    return 2 * half / total
 
 
 # --------------------------------------------------------------------------- machine
@@ -114,6 +167,8 @@ def machine_info() -> dict[str, Any]:
         "hiredis": _version_of("hiredis"),
         "redis-server": server,
         "clusterpool": getattr(clusterpool, "__version__", "?"),
+        "glide": _version_of("valkey-glide-sync") if glide is not None else "not installed",
+        "redis-benchmark": find_redis_benchmark() or "not installed",
         "platform": platform.platform(),
     }
 
@@ -144,6 +199,8 @@ class Env:
         self.cp = self.new_cp()
         self.rc = self.new_rc()
         self.plain = self.new_plain()
+        self.glide = self.new_glide() if glide is not None else None
+        self.wire = find_redis_benchmark()
 
     def new_cp(self, **kw: Any) -> ClusterClient:
         return ClusterClient(startup_nodes=self.nodes, socket_timeout=SOCKET_TIMEOUT, **kw)
@@ -165,11 +222,22 @@ class Env:
             **kw,
         )
 
+    def new_glide(self) -> Any:
+        """valkey-glide's sync cluster client (its own Rust core, one multiplexed connection per node)."""
+        cfg = glide.GlideClusterClientConfiguration(
+            [glide.NodeAddress(h, p) for h, p in self.nodes], request_timeout=int(SOCKET_TIMEOUT * 1000)
+        )
+        return glide.GlideClusterClient.create(cfg)
+
     def clients(self) -> list[tuple[str, Any, list[str]]]:
         return [(CP, self.cp, self.keys), (RC, self.rc, self.keys), (PLAIN, self.plain, self.plain_keys)]
 
+    def with_glide(self) -> list[tuple[str, Any, list[str]]]:
+        extra = [(GLIDE, self.glide, self.keys)] if self.glide is not None else []
+        return self.clients() + extra
+
     def close(self) -> None:
-        for c in (self.cp, self.rc, self.plain):
+        for c in (self.cp, self.rc, self.plain, self.glide):
             with contextlib.suppress(Exception):
                 c.close()
 
@@ -216,6 +284,34 @@ def seq_ops(client: Any, keys: list[str], n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def raw_socket_ops(host: str, port: int, keys: list[str], n: int) -> float:
+    """The same alternating SET/GET over a bare socket + hiredis loop (no client at all): the
+    floor for any Python client, next to redis-benchmark's for a C one."""
+    import socket
+
+    import hiredis
+
+    sock = socket.create_connection((host, port), timeout=SOCKET_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader, buf, k = hiredis.Reader(), bytearray(65536), len(keys)
+    pack = hiredis.pack_command
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            key = keys[(i >> 1) % k]
+            sock.sendall(pack(("GET", key)) if i & 1 else pack(("SET", key, VALUE)))
+            reply = reader.gets()
+            while reply is False:
+                got = sock.recv_into(buf)
+                if not got:
+                    raise ConnectionError("server closed the connection")
+                reader.feed(buf, 0, got)
+                reply = reader.gets()
+        return n / (time.perf_counter() - t0)
+    finally:
+        sock.close()
+
+
 def get_ops(get: Callable[[Any], Any], keys: list[str], n: int) -> float:
     k = len(keys)
     t0 = time.perf_counter()
@@ -260,6 +356,8 @@ def threaded_ops(client: Any, keys: list[str], total: int, nthreads: int = 16) -
 
 
 def make_pipeline(name: str, client: Any) -> Any:
+    if name == GLIDE:
+        return _GlideBatch(client)
     if name == CP:
         try:
             return client.pipeline(transaction=False)
@@ -268,6 +366,21 @@ def make_pipeline(name: str, client: Any) -> Any:
     if name == RC:
         return client.pipeline()
     return client.pipeline(transaction=False)
+
+
+class _GlideBatch:
+    """glide's non-atomic ClusterBatch behind the pipeline interface the workload uses."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.batch = glide.ClusterBatch(is_atomic=False)
+        self.set, self.get = self.batch.set, self.batch.get
+
+    def execute(self) -> list[Any]:
+        return self.client.exec(self.batch, raise_on_error=True)
+
+    def reset(self) -> None:
+        pass
 
 
 def pipeline_run(name: str, client: Any, keys: list[str], size: int) -> float:
@@ -338,12 +451,13 @@ class Bench:
             "na": na or {},
             "extra": extra or {},
         }
-        tgt = TARGETS.get(scenario)
-        if tgt is not None:
-            label, rkey, op, thr = tgt
+        targets = []
+        for label, rkey, op, thr in TARGETS.get(scenario, []):
             val = out_ratios.get(rkey)
-            entry["target"] = label
-            entry["target_met"] = None if val is None else (val >= thr if op == ">=" else val <= thr)
+            met = None if val is None else (val >= thr if op == ">=" else val <= thr)
+            targets.append({"target": label, "ratio": val, "met": met})
+        if targets:
+            entry["targets"] = targets
         self.results[scenario] = entry
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in med.items())
         rs = ", ".join(f"{k}={v:.2f}x" for k, v in out_ratios.items())
@@ -362,23 +476,37 @@ class Bench:
     def seq(self) -> None:
         n = self.ops
         self.log(f"seq: {n} alternating SET/GET, 1 thread, x{self.repeat}")
-        samples: dict[str, list[float]] = {CP: [], RC: [], PLAIN: []}
+        env = self.env
+        clients = env.with_glide()
+        samples: dict[str, list[float]] = {name: [] for name, _, _ in clients}
+        if env.wire:
+            samples[WIRE] = []
+        samples[RAW] = []
         for _ in range(self.repeat):
-            for name, c, keys in self.env.clients():
+            for name, c, keys in clients:
                 samples[name].append(seq_ops(c, keys, n))
+            if env.wire:
+                samples[WIRE].append(wire_ops(env.wire, env.plain_host, env.plain_port, env.plain_keys[0], n))
+            samples[RAW].append(raw_socket_ops(env.plain_host, env.plain_port, env.plain_keys, n))
         self.record("seq", "sequential GET/SET, 1 thread", "ops/s", samples,
-                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC)})
+                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC), "cp/glide": (CP, GLIDE), "cp/wire": (CP, WIRE),
+                     "raw/wire": (RAW, WIRE)})
 
     def threads(self) -> None:
         n = self.ops
         self.log(f"threads: {n} ops over 16 threads sharing one client, x{self.repeat}")
+        env = self.env
         samples: dict[str, list[float]] = {CP: [], RC: [], PLAIN: []}
+        if env.wire:
+            samples[WIRE] = []
         for _ in range(self.repeat):
-            for name, c, keys in self.env.clients():
+            for name, c, keys in env.clients():
                 samples[name].append(threaded_ops(c, keys, n, 16))
-        conns = {name: connections(name, c) for name, c, _ in self.env.clients()}
+            if env.wire:
+                samples[WIRE].append(wire_ops(env.wire, env.plain_host, env.plain_port, env.plain_keys[0], n, 16))
+        conns = {name: connections(name, c) for name, c, _ in env.clients()}
         self.record("threads", "16 threads sharing one client", "ops/s", samples,
-                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC)},
+                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC), "cp/wire": (CP, WIRE)},
                     extra={"connections_after": conns})
 
     def replica(self) -> None:
@@ -410,10 +538,10 @@ class Bench:
         keys = [f"pipe:{i}" for i in range(size)]
         plain_keys = [k for k in (f"pipe:{i}" for i in range(size * 8)) if key_slot(k.encode()) in env.owned]
         plain_keys = plain_keys[:size]
-        samples: dict[str, list[float]] = {CP: [], RC: [], PLAIN: []}
+        samples: dict[str, list[float]] = {name: [] for name, _, _ in env.with_glide()}
         if CP in na:
             del samples[CP]
-        clients = [(n, c, plain_keys if n == PLAIN else keys) for n, c, _ in env.clients() if n not in na]
+        clients = [(n, c, plain_keys if n == PLAIN else keys) for n, c, _ in env.with_glide() if n not in na]
         for name, c, ks in clients:  # warm-up
             try:
                 pipeline_run(name, c, ks, 200)
@@ -428,7 +556,7 @@ class Bench:
             for name, c, ks in clients:
                 samples[name].append(pipeline_run(name, c, ks, size))
         self.record("pipeline", f"{size:,}-command pipeline over all slots", "cmds/s", samples,
-                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC)}, na=na)
+                    {"cp/plain": (CP, PLAIN), "cp/rc": (CP, RC), "cp/glide": (CP, GLIDE)}, na=na)
 
     def mget(self) -> None:
         calls = max(self.ops // 100, 20)
@@ -464,10 +592,12 @@ class Bench:
         self.log(f"construct: {n} fresh clients each (construct + first GET + close), x{self.repeat}")
         env = self.env
         makers = [(CP, env.new_cp), (RC, env.new_rc), (PLAIN, env.new_plain)]
-        samples: dict[str, list[float]] = {CP: [], RC: [], PLAIN: []}
-        key = {CP: env.keys[0], RC: env.keys[0], PLAIN: env.plain_keys[0]}
+        if env.glide is not None:
+            makers.append((GLIDE, env.new_glide))
+        samples: dict[str, list[float]] = {name: [] for name, _ in makers}
+        key = {CP: env.keys[0], RC: env.keys[0], PLAIN: env.plain_keys[0], GLIDE: env.keys[0]}
         for _ in range(self.repeat):
-            per: dict[str, list[float]] = {CP: [], RC: [], PLAIN: []}
+            per: dict[str, list[float]] = {name: [] for name, _ in makers}
             for _i in range(n):
                 for name, mk in makers:
                     t0 = time.perf_counter()
@@ -480,7 +610,8 @@ class Bench:
             for name in per:
                 samples[name].append(statistics.median(per[name]))
         self.record("construct", "client construction + first command", "ms", samples,
-                    {"cp/rc": (CP, RC), "cp/plain": (CP, PLAIN)}, higher_is_better=False)
+                    {"cp/rc": (CP, RC), "cp/plain": (CP, PLAIN), "cp/glide": (CP, GLIDE)},
+                    higher_is_better=False)
 
     def keyslot(self) -> None:
         n = self.args.keyslot_keys
@@ -576,7 +707,7 @@ def _fmt(v: Any, unit: str = "") -> str:
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
-    head = ["scenario", "unit", CP, RC, PLAIN, "ratios", "target", "met"]
+    head = ["scenario", "unit", CP, RC, PLAIN, GLIDE, WIRE, RAW, "ratios", "targets"]
     rows = []
     for sc in SCENARIOS:
         r = results.get(sc)
@@ -584,12 +715,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             continue
         med, unit, na = r["median"], r["unit"], r["na"]
         if sc == "replica":
-            cells = [f"{_fmt(med.get('replica'))} (reader) / {_fmt(med.get('primary'))} (primary)", "-", "-"]
+            cells = [f"{_fmt(med.get('replica'))} (reader) / {_fmt(med.get('primary'))} (primary)", "-", "-", "-", "-", "-"]
         elif sc == "keyslot":
-            cells = [_fmt(med.get(CP)), f"{_fmt(med.get('redis.crc'))} (redis.crc)", "-"]
+            cells = [_fmt(med.get(CP)), f"{_fmt(med.get('redis.crc'))} (redis.crc)", "-", "-", "-", "-"]
         else:
             cells = []
-            for c in (CP, RC, PLAIN):
+            for c in (CP, RC, PLAIN, GLIDE, WIRE, RAW):
                 if c in na:
                     cells.append("n/a")
                 elif c in med:
@@ -597,16 +728,18 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                     if sc == "memory":
                         cn = r["extra"]["connections"].get(c)
                         s += f" ({cn:.0f} conns)" if cn is not None else ""
-                    elif sc == "threads":
+                    elif sc == "threads" and c != WIRE:
                         cn = r["extra"]["connections_after"].get(c)
                         s += f" ({cn} conns)" if cn is not None else ""
                     cells.append(s)
                 else:
                     cells.append("-")
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in r["ratios"].items()) or "-"
-        met = r.get("target_met")
-        met_s = "" if "target" not in r else ("n/a" if met is None else ("yes" if met else "NO"))
-        rows.append([r["title"], unit, *cells, ratios, r.get("target", ""), met_s])
+        tgts = "; ".join(
+            f"{t['target']}: {'n/a' if t['met'] is None else ('yes' if t['met'] else 'NO')}"
+            for t in r.get("targets", [])
+        )
+        rows.append([r["title"], unit, *cells, ratios, tgts])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |"]
     out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -619,7 +752,8 @@ def header(info: dict[str, Any], args: argparse.Namespace, where: str) -> str:
     return (
         f"machine: {info['nproc']} CPUs, {info['cpu']}; {info['platform']}\n"
         f"python {info['python']}, redis-py {info['redis-py']}, hiredis {info['hiredis']}, "
-        f"redis-server {info['redis-server']}, clusterpool {info['clusterpool']}\n"
+        f"redis-server {info['redis-server']}, clusterpool {info['clusterpool']}, "
+        f"glide {info['glide']}, redis-benchmark {info['redis-benchmark']}\n"
         f"cluster: {where}\n"
         f"settings: repeat={args.repeat} (median), ops={args.ops}, pipeline={args.pipeline_size}, "
         f"construct={args.construct}, keyslot={args.keyslot_keys:,}, memory_ops={args.memory_ops}"

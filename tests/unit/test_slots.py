@@ -8,7 +8,7 @@ import random
 import pytest
 from redis.crc import key_slot as redis_key_slot
 
-from clusterpool.slots import SLOT_COUNT, encode_key, expand, key_slot, ranges, slot_of
+from clusterpool.slots import SLOT_COUNT, crcmod_key_slot, encode_key, expand, key_slot, ranges, slot_of
 
 SPECIAL_KEYS = [
     b"",
@@ -51,6 +51,22 @@ def test_key_slot_matches_redis_py_for_random_binary_keys():
         else:
             key = rng.randbytes(n)
         assert key_slot(key) == redis_key_slot(key), key
+
+
+@pytest.mark.parametrize("key", SPECIAL_KEYS, ids=repr)
+def test_key_slot_matches_crcmod_for_special_keys(key):
+    assert key_slot(key) == crcmod_key_slot(key)
+
+
+def test_key_slot_matches_crcmod_for_random_keys():
+    rnd = random.Random(17)
+    keys = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40))) for _ in range(3000)]
+    keys += [b"{" + k + b"}x" for k in keys[:500]]
+    assert [key_slot(k) for k in keys] == [crcmod_key_slot(k) for k in keys]
+
+
+def test_key_slot_accepts_bytearray():
+    assert key_slot(bytearray(b"a{tag}b")) == key_slot(b"tag")
 
 
 def test_key_slot_known_values():
