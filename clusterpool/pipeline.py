@@ -17,6 +17,7 @@ Transactions (MULTI/EXEC, WATCH) are in transaction.py.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
@@ -25,13 +26,13 @@ from redis.commands import CoreCommands
 from redis.connection import AbstractConnection
 from redis.event import EventDispatcher
 
-from . import batchrules, errors
+from . import batchrules
 from .commands import CommandInfo
+from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
 from .topology import Node
 from .connection import pack_many
 from .slots import encode_key, key_slot, slot_of
 from .quickcommands import QuickCommands
-from .resp import command_name
 from .transaction import TransactionMixin
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 
 class _Queued:
-    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node", "target")
+    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node", "target", "budget")
 
     def __init__(self, args: tuple[Any, ...], options: dict[str, Any]) -> None:
         self.args, self.options = args, options
@@ -48,7 +49,8 @@ class _Queued:
         self.result: Any = _PENDING
         self.asking = False
         self.node = ""
-        self.target = ""  # the node named by target_nodes=, for the first round only (then by slot)
+        self.target = ""  # send to this node in the next round only (target_nodes=, MOVED), then by slot
+        self.budget: Budget | None = None  # made on the command's first failure only
 
 
 _PENDING = object()
@@ -281,101 +283,147 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         return results
 
     def _run_rounds(self, queue: list[_Queued]) -> None:
-        client = self._client
-        core = client._core
+        """Send every pending command in rounds: each round writes every node's batch before
+        reading any reply; what failed goes through `policy.decide`, command by command, as on
+        the plain path (breaker, retry budget, MOVED from a replica, stale connections...)."""
+        core = self._client._core
         pending = queue
-        for round_no in range(client.max_redirections):
+        while pending:
             groups = self._group(pending)
-            conns: dict[str, AbstractConnection] = {}
-            retry: list[_Queued] = []
+            failed: list[_Failed] = []
+            conns: dict[str, tuple[AbstractConnection, bool]] = {}
             try:
                 # write every node's batch first ...
                 for name, group in list(groups.items()):
-                    st = core.state(name)
-                    conn = st.pool.acquire()
-                    try:
-                        if conn._sock is None:
-                            conn.connect()
-                        cmds: list[tuple[Any, ...]] = []
-                        for q in group:
-                            if q.asking:
-                                cmds.append(("ASKING",))
-                            cmds.append(q.args)
-                        conn.send_packed_command(pack_many(conn, cmds), False)
-                    except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                        st.pool.discard(conn)
-                        core.node_failed(name, e)
-                        retry.extend(group)  # nothing of this batch can have run on a node we never reached
+                    sent = self._send_group(name, group, failed)
+                    if sent is None:
                         del groups[name]
-                        continue
-                    conns[name] = conn
+                    else:
+                        conns[name] = sent
                 # ... then read them
                 for name, group in groups.items():
-                    retry.extend(self._read_group(name, conns.pop(name), group))
+                    conn, fresh = conns.pop(name)
+                    self._read_group(name, conn, fresh, group, failed)
             finally:
-                for name, conn in conns.items():  # only after an unexpected exception
+                for name, (conn, _) in conns.items():  # only after an unexpected exception
                     core.state(name).pool.discard(conn)
-            if not retry:
-                return
-            pending = retry
-            time.sleep(client._backoff(round_no + 1) if any(not q.asking for q in retry) else 0)
-        for q in pending:
-            q.result = errors.TooManyRedirectionsError(
-                f"{command_name(q.args)} for slot {q.slot} still redirected after {client.max_redirections} rounds"
-            )
+            pending = self._after_failures(failed)
 
-    def _read_group(self, name: str, conn: AbstractConnection, group: list[_Queued]) -> list[_Queued]:
-        """Read one node's replies; returns the commands to run again."""
+    def _send_group(self, name: str, group: list[_Queued],
+                    failed: list[_Failed]) -> tuple[AbstractConnection, bool] | None:
+        """Write one node's batch; None (and the batch in `failed`) when it could not be written."""
+        client = self._client
+        st = client._core.state(name)
+        if st.open_until and not st.available():  # breaker open: not tried, as on the plain path
+            failed.extend((q, Failure(Kind.BREAKER_OPEN, name), None) for q in group)
+            return None
+        pool = st.pool
+        conn = pool.acquire()
+        fresh = conn._sock is None
+        if not fresh and not client.retry_unknown_outcome and any(not q.info.readonly for q in group):  # type: ignore[union-attr]
+            pool.validate(conn)  # writes cannot be resent once sent: no dead pooled socket for them
+            fresh = conn._sock is None
+        connected = False
+        try:
+            if fresh:
+                conn.connect()
+            connected = True
+            cmds: list[tuple[Any, ...]] = []
+            for q in group:
+                if q.asking:
+                    cmds.append(("ASKING",))
+                cmds.append(q.args)
+            conn.send_packed_command(pack_many(conn, cmds), False)
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            pool.discard(conn)
+            kind = failure_kind(e)
+            failed.extend((q, Failure(kind, name, sent=connected, fresh=fresh), e) for q in group)
+            return None
+        return conn, fresh
+
+    def _read_group(self, name: str, conn: AbstractConnection, fresh: bool, group: list[_Queued],
+                    failed: list[_Failed]) -> None:
+        """Read one node's replies: results in place, redirections and failures into `failed`."""
         client = self._client
         core = client._core
-        pool = core.state(name).pool
-        retry: list[_Queued] = []
+        st = core.state(name)
         read, parse = conn.read_reply, client._parse  # type: ignore[attr-defined]  # pools hold NodeConnections
         for i, q in enumerate(group):
             try:
                 if q.asking:
                     read()
                 resp = read()
-            except rx.MovedError as e:
-                core.on_moved(e.slot_id, e.host, e.port)
-                q.asking = False
-                retry.append(q)
-                continue
-            except rx.AskError as e:
-                q.node, q.asking = f"{e.host}:{e.port}", True
-                retry.append(q)
-                continue
-            except (rx.TryAgainError, rx.ClusterDownError, rx.BusyLoadingError) as e:
-                if isinstance(e, rx.BusyLoadingError):
-                    core.node_loading(name)
-                q.asking = False
-                retry.append(q)
-                continue
             except rx.ResponseError as e:
-                q.result = q.options.get(EMPTY_RESPONSE, e) if EMPTY_RESPONSE in q.options else e
+                kind = reply_kind(e)
+                if kind is None:
+                    q.result = q.options.get(EMPTY_RESPONSE, e) if EMPTY_RESPONSE in q.options else e
+                else:
+                    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""
+                    failed.append((q, Failure(kind, name, sent=True, target=target), e))
+                continue
+            except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
+                failed.append((q, Failure(Kind.LOADING, name, sent=True), e))
                 continue
             except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                pool.discard(conn)
-                core.node_failed(name, e)
-                for rest in group[i:]:
-                    assert rest.info is not None
-                    if rest.info.readonly or client.retry_unknown_outcome:
-                        rest.asking = False
-                        retry.append(rest)
-                    else:
-                        rest.result = errors.UnknownOutcomeError(
-                            f"{command_name(rest.args)} was sent to {name} but the connection failed before "
-                            f"its reply ({e}); it may or may not have been applied"
-                        )
-                return retry
+                st.pool.discard(conn)
+                kind = failure_kind(e)
+                failed.extend((rest, Failure(kind, name, sent=True, fresh=fresh), e) for rest in group[i:])
+                return
             q.asking = False
             try:
                 # the command is done: parsing may consume its options (no copy per reply)
                 q.result = parse(q.args[0], resp, q.options)
             except Exception as e:  # a callback that cannot parse: report in place
                 q.result = e
-        pool.release(conn)
-        return retry
+        st.pool.release(conn)
+        if st.failures or st.loading:
+            core.node_recovered(name)
+
+    def _after_failures(self, failed: list[_Failed]) -> list[_Queued]:
+        """Apply `policy.decide` to every failed command; returns those to send again, after
+        waiting for what the actions ask (the longest backoff, or a new map)."""
+        if not failed:
+            return []
+        client = self._client
+        core = client._core
+        now = time.monotonic()
+        again: list[_Queued] = []
+        marked: set[str] = set()
+        sleep = wait = 0.0
+        version = core.topology.version if core.topology is not None else 0
+        for q, failure, error in failed:
+            st = core.state(failure.node)
+            action = decide(failure, q.budget or client._budget(), now=now, backoff=client._backoff,
+                            readonly=q.info.readonly, retry_unknown=client.retry_unknown_outcome,  # type: ignore[union-attr]
+                            on_replica=st.readonly, asking=q.asking, keyed=q.slot is not None)
+            q.budget = action.budget
+            if failure.node not in marked and (action.mark_failed or action.drop_idle):
+                marked.add(failure.node)  # one failure per node and round, not one per command
+                client._note_failure(action, failure, st, error)
+            elif action.keep_reads_off or action.repoint or action.refresh:
+                client._note_failure(replace(action, mark_failed=False, drop_idle=False), failure, st, error)
+            if action.do is Do.RAISE:
+                q.result = client._give_up(action, failure, st, q.slot, q.args, error)
+                continue
+            q.asking = action.asking
+            if action.do is Do.REDIRECT or action.do is Do.RETRY_FRESH:
+                if action.asking:
+                    q.node = action.node
+                else:
+                    q.target = action.node
+            elif action.do is Do.BACKOFF:
+                sleep = max(sleep, action.delay)
+            else:  # WAIT_FOR_MAP
+                wait = max(wait, action.delay)
+            again.append(q)
+        if wait:
+            core.wait_for_change(version, wait)  # cut short by a new map
+        if sleep:
+            time.sleep(sleep)
+        return again
+
+
+_Failed = tuple[_Queued, Failure, BaseException | None]
 
 
 def _blocking(method: str, command: Any) -> Any:

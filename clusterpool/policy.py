@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from redis import exceptions as rx
+
 
 class Kind(str, Enum):
     """What an attempt ran into."""
@@ -139,15 +141,15 @@ def decide(
     kind = failure.kind
     if kind in _REDIRECTS:
         b = replace(budget, hops=budget.hops + 1)
+        # what the reply says about the cluster holds even when this command gives up
+        said = Action(Do.RAISE, b, repoint=kind is Kind.MOVED, refresh=kind is Kind.CLUSTERDOWN,
+                      keep_reads_off=kind is Kind.LOADING or (kind is Kind.MOVED and on_replica))
         if b.hops >= b.max_redirections:
-            return Action(Do.RAISE, b, give=Give.TOO_MANY_REDIRECTIONS)
-        if kind is Kind.MOVED:
-            return Action(Do.REDIRECT, b, node=failure.target, repoint=True, keep_reads_off=on_replica)
-        if kind is Kind.ASK:
-            return Action(Do.REDIRECT, b, node=failure.target, asking=True)
-        if kind is Kind.LOADING:
-            return Action(Do.BACKOFF, b, delay=0.0 if readonly and keyed else backoff(b.hops), keep_reads_off=True)
-        return Action(Do.BACKOFF, b, delay=backoff(b.hops), refresh=kind is Kind.CLUSTERDOWN)
+            return replace(said, give=Give.TOO_MANY_REDIRECTIONS)
+        if kind is Kind.MOVED or kind is Kind.ASK:
+            return replace(said, do=Do.REDIRECT, node=failure.target, asking=kind is Kind.ASK)
+        delay = 0.0 if kind is Kind.LOADING and readonly and keyed else backoff(b.hops)
+        return replace(said, do=Do.BACKOFF, delay=delay)
 
     may_have_run = failure.sent and not (readonly or retry_unknown)
     if kind is Kind.BREAKER_OPEN:
@@ -173,3 +175,23 @@ def decide(
 
 
 _REDIRECTS = frozenset({Kind.MOVED, Kind.ASK, Kind.TRYAGAIN, Kind.CLUSTERDOWN, Kind.LOADING})
+
+
+def reply_kind(e: BaseException) -> Kind | None:
+    """The policy's name for an error reply that redirects or defers a command; None for any other."""
+    if isinstance(e, rx.MovedError):  # before AskError: MovedError subclasses it
+        return Kind.MOVED
+    if isinstance(e, rx.AskError):
+        return Kind.ASK
+    if isinstance(e, rx.TryAgainError):
+        return Kind.TRYAGAIN
+    if isinstance(e, rx.ClusterDownError):
+        return Kind.CLUSTERDOWN
+    if isinstance(e, rx.BusyLoadingError):  # a ConnectionError in redis-py, but a reply
+        return Kind.LOADING
+    return None
+
+
+def failure_kind(e: BaseException) -> Kind:
+    """A connection-level failure: a timeout, or any other (refused, reset, closed)."""
+    return Kind.TIMEOUT if isinstance(e, rx.TimeoutError | TimeoutError) else Kind.CONNECTION

@@ -24,7 +24,7 @@ from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
-from .policy import Action, Budget, Do, Failure, Give, Kind, decide
+from .policy import Action, Budget, Do, Failure, Give, Kind, decide, failure_kind, reply_kind
 from .resp import command_name
 from .topology import Node, Shard, Topology
 
@@ -136,7 +136,7 @@ class RouterMixin:
                 except rx.ResponseError as e:
                     pool.release(conn)
                     last_error = e
-                    kind = _redirect_kind(e)
+                    kind = reply_kind(e)
                     if kind is None:
                         if EMPTY_RESPONSE in options:
                             return options[EMPTY_RESPONSE]
@@ -150,7 +150,7 @@ class RouterMixin:
                 except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                     pool.discard(conn)
                     last_error = e
-                    kind = Kind.TIMEOUT if isinstance(e, rx.TimeoutError | TimeoutError) else Kind.CONNECTION
+                    kind = failure_kind(e)
                     failure = Failure(kind, name, sent=sent, fresh=fresh)
                 except BaseException:
                     pool.discard(conn)
@@ -171,18 +171,8 @@ class RouterMixin:
     def _apply(self, action: Action, failure: Failure, st: NodeState, info: CommandInfo, slot: int | None,
                args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
         """Carry out one policy action; returns where to send next and whether with ASKING."""
-        core = self._core
+        self._note_failure(action, failure, st, error)
         name = failure.node
-        if action.drop_idle:
-            st.pool.disconnect_all()
-        if action.mark_failed:
-            core.node_failed(name, error)
-        if action.keep_reads_off:
-            core.node_loading(name)
-        if action.repoint and isinstance(error, rx.MovedError):
-            core.on_moved(error.slot_id, error.host, error.port)
-        if action.refresh:
-            core.refresher.request()
         if action.do is Do.RAISE:
             raise self._give_up(action, failure, st, slot, args, error)
         if action.do in (Do.REDIRECT, Do.RETRY_FRESH):
@@ -196,6 +186,20 @@ class RouterMixin:
             return nxt if nxt != name else None
 
         return self._wait_for(elsewhere, action.delay) or name, False
+
+    def _note_failure(self, action: Action, failure: Failure, st: NodeState, error: BaseException | None) -> None:
+        """An action's effects on shared state: the node's breaker and pool, the map, a refresh."""
+        core = self._core
+        if action.drop_idle:
+            st.pool.disconnect_all()
+        if action.mark_failed:
+            core.node_failed(failure.node, error)
+        if action.keep_reads_off:
+            core.node_loading(failure.node)
+        if action.repoint and isinstance(error, rx.MovedError):
+            core.on_moved(error.slot_id, error.host, error.port)
+        if action.refresh:
+            core.refresher.request()
 
     def _give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
                  error: BaseException | None) -> BaseException:
@@ -267,21 +271,6 @@ class RouterMixin:
 
 
 _MISSING = object()
-
-
-def _redirect_kind(e: rx.ResponseError) -> Kind | None:
-    """The policy's name for a reply that redirects or defers a command; None for any other error."""
-    if isinstance(e, rx.MovedError):  # before AskError: MovedError subclasses it
-        return Kind.MOVED
-    if isinstance(e, rx.AskError):
-        return Kind.ASK
-    if isinstance(e, rx.TryAgainError):
-        return Kind.TRYAGAIN
-    if isinstance(e, rx.ClusterDownError):
-        return Kind.CLUSTERDOWN
-    if isinstance(e, rx.BusyLoadingError):
-        return Kind.LOADING
-    return None
 
 
 def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException | None) -> errors.UnknownOutcomeError:

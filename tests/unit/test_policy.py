@@ -70,6 +70,13 @@ def test_every_redirection_counts_a_hop_and_the_last_one_raises(kind):
     assert a.do is Do.RAISE and a.give is Give.TOO_MANY_REDIRECTIONS
 
 
+def test_the_last_hop_still_reports_what_the_reply_says_about_the_cluster():
+    last = Budget(max_redirections=1)
+    assert run(Kind.MOVED, last).repoint
+    assert run(Kind.CLUSTERDOWN, last).refresh
+    assert run(Kind.LOADING, last).keep_reads_off
+
+
 @pytest.mark.parametrize("kind,readonly,sent", list(itertools.product(REDIRECT_KINDS, [True, False], [True, False])))
 def test_redirections_never_touch_the_failure_budget_or_the_breaker(kind, readonly, sent):
     a = run(kind, readonly=readonly, sent=sent)
