@@ -27,6 +27,7 @@ from redis.connection import AbstractConnection
 
 from . import batchrules, errors
 from .connection import pack_many
+from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
 from .resp import command_name
 from .slots import slot_of
 
@@ -153,17 +154,12 @@ class TransactionMixin:
     def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]], first: int) -> Any:
         """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired).
         `first` is the index in `cmds` of the first queued command (after ASKING and MULTI)."""
-        core = self._client._core
         try:
             conn.send_packed_command(pack_many(conn, cmds), False)
             errors_in_queue: list[tuple[int, Exception]] = []
             for i in range(len(cmds) - 1):  # +OK for MULTI, then +QUEUED or an error each
                 try:
                     conn.read_response()
-                except (rx.MovedError, rx.AskError, rx.TryAgainError) as e:
-                    if isinstance(e, rx.MovedError):
-                        core.on_moved(e.slot_id, e.host, e.port)
-                    errors_in_queue.append((i, e))
                 except rx.ResponseError as e:
                     errors_in_queue.append((i, e))
             try:
@@ -178,6 +174,79 @@ class TransactionMixin:
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             conn.disconnect()
             raise
+
+    def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]]) -> Any:
+        """Send MULTI..EXEC for `slot` until it runs; every failure goes through `policy.decide`,
+        as single commands' do. Under WATCH the held connection cannot follow a redirection or a
+        failover: those raise WatchError, so `transaction()` starts over."""
+        client = self._client
+        core = client._core
+        budget: Budget | None = None
+        target, asking = "", False  # the next node and ASKING, from the last action
+        while True:
+            watching = self._watch_conn is not None
+            error: BaseException | None = None
+            fresh = False
+            if watching:
+                name = self._watch_node
+                st = core.state(name)
+                conn: AbstractConnection | None = self._watch_conn
+            else:
+                name = target or client._pick(core.ensure(), slot, False).name
+                st = core.state(name)
+                conn = None
+                if not (st.open_until and not st.available()):
+                    conn = st.pool.acquire()
+                    fresh = conn._sock is None
+                    if not fresh:
+                        st.pool.validate(conn)  # a transaction writes: never send it on a dead socket
+                        fresh = conn._sock is None
+            if conn is None:
+                failure = Failure(Kind.BREAKER_OPEN, name)
+            else:
+                broken, connected = True, False
+                try:
+                    if fresh:
+                        conn.connect()
+                    connected = True
+                    response = self._send_transaction(conn, [("ASKING",), *body] if asking else body,
+                                                      2 if asking else 1)
+                    broken = False
+                    if fresh or st.failures:
+                        core.node_recovered(name)
+                    return response
+                except rx.ResponseError as e:
+                    broken = False  # the server answered: the connection is still in step
+                    kind = reply_kind(e)
+                    if kind is None:
+                        raise
+                    error = e
+                    failure = Failure(kind, name, sent=True, target=f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else "")
+                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                    error = e
+                    failure = Failure(failure_kind(e), name, sent=connected, fresh=fresh)
+                finally:
+                    if not watching:  # released on every path (EXECABORT, WatchError, ...), not only on success
+                        if broken:
+                            conn.disconnect()
+                        st.pool.release(conn)
+            action = decide(failure, budget or client._budget(), now=time.monotonic(), backoff=client._backoff,
+                            readonly=False, retry_unknown=client.retry_unknown_outcome, asking=asking)
+            budget = action.budget
+            client._note_failure(action, failure, st, error)
+            if action.do is Do.RAISE:
+                raise client._give_up(action, failure, st, slot, body[1] if len(body) > 2 else body[0], error)
+            if watching:
+                why = "moved to another node" if failure.kind is Kind.MOVED else f"is being migrated or failed over ({error})"
+                raise rx.WatchError(f"the watched slot {why} before EXEC; retry the transaction") from error
+            target, asking = "", False
+            if action.do is Do.REDIRECT or action.do is Do.RETRY_FRESH:
+                target, asking = action.node, action.asking
+            elif action.do is Do.BACKOFF:
+                time.sleep(action.delay)
+            else:  # WAIT_FOR_MAP: cut short by a new map
+                t = core.topology
+                core.wait_for_change(t.version if t is not None else 0, action.delay)
 
     def _execute_transaction(self, queue: list[_Queued], raise_on_error: bool) -> list[Any]:
         client = self._client
@@ -195,63 +264,7 @@ class TransactionMixin:
                 if not info.readonly:
                     client._refuse(q.args)
         body = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
-        cmds = body
-        hops = 0
-        ask_target: str | None = None
-        while True:
-            if self._watch_conn is not None:
-                name, conn, owned = self._watch_node, self._watch_conn, False
-            else:
-                name = ask_target or client._pick(core.ensure(), slot, False).name
-                conn, owned = core.state(name).pool.acquire(), True
-            pool = core.state(name).pool
-            broken = True
-            try:
-                response = self._send_transaction(conn, cmds, len(cmds) - len(body) + 1)
-                broken = False
-            except rx.MovedError:
-                # EXECABORT: nothing ran. The slot has a new owner (on_moved already applied).
-                broken = False
-                hops += 1
-                if owned and hops < client.max_redirections:
-                    pool.release(conn)
-                    owned = False
-                    continue
-                if not owned:
-                    raise rx.WatchError(
-                        "the watched slot moved to another node before EXEC; retry the transaction"
-                    ) from None
-                raise
-            except (rx.AskError, rx.TryAgainError) as e:
-                # EXECABORT, nothing ran. ASK: the slot is migrating and its keys are on the
-                # importing node: ASKING before MULTI holds for the whole transaction there.
-                # TRYAGAIN: its keys are split between the two nodes for a moment.
-                broken = False
-                hops += 1
-                if not owned:  # the WATCH holds the source node's connection: cannot follow
-                    raise rx.WatchError(
-                        f"the watched slot is being migrated ({e}); retry once the migration ends"
-                    ) from None
-                if hops >= client.max_redirections:
-                    raise
-                pool.release(conn)
-                owned = False
-                if isinstance(e, rx.AskError):
-                    ask_target, cmds = f"{e.host}:{e.port}", [("ASKING",), *body]
-                else:
-                    ask_target, cmds = None, body
-                    time.sleep(client._backoff(hops))
-                continue
-            except rx.ResponseError:
-                broken = False  # the server answered: the connection is still in step
-                raise
-            finally:
-                # released on every path (EXECABORT, WatchError, ...), not only on success
-                if owned:
-                    if broken:
-                        conn.disconnect()
-                    pool.release(conn)
-            break
+        response = self._exec_with_policy(slot, body)
         if response is None:
             raise rx.WatchError("Watched variable changed.")
         # RedisCluster's cluster transaction returns EXEC's replies unparsed (b"OK" for SET, 1 for

@@ -375,15 +375,16 @@ def test_cluster_keyslot_asks_the_server(client):
 
 def test_cluster_countkeysinslot_goes_to_the_slots_owner(client, key):
     slot = client.keyslot(key)
+    before = client.cluster_countkeysinslot(slot)  # other tests' keys may share the slot
     client.set(key + "1", 1)
     client.set(key + "2", 2)
-    assert client.cluster_countkeysinslot(slot) == 2
+    assert client.cluster_countkeysinslot(slot) == before + 2
 
 
 def test_cluster_get_keys_in_slot(client, key):
     slot = client.keyslot(key)
     client.set(key + "1", 1)
-    assert client.cluster_get_keys_in_slot(slot, 10) == [key + "1"]
+    assert key + "1" in client.cluster_get_keys_in_slot(slot, 1000)  # with other tests' keys of the slot
 
 
 def test_cluster_links(client, cluster):

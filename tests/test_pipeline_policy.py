@@ -140,3 +140,20 @@ def test_a_pipeline_that_succeeds_after_failures_restores_the_node_health(fresh_
             resumed.join()
         node = next(n for n in client.topology().nodes if n.port == victim)
         assert node.health == "healthy"
+
+
+def test_a_transaction_rides_out_a_failover_within_retry_timeout(fresh_cluster):
+    """MULTI/EXEC that could not be sent (its primary is dead) waits for the promotion, as a
+    single command does, instead of failing at once."""
+    c = fresh_cluster
+    victim = c.primaries()[0]
+    k = key_on(c, victim, "tx")
+    with ClusterClient(startup_nodes=c.startup_nodes, retry=Retry(EqualJitterBackoff(cap=0.2, base=0.05), 1),
+                       retry_timeout=30) as client:
+        client.set(k, "before")
+        c.kill(victim)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(k, "after")
+        pipe.get(k)
+        assert pipe.execute() == [b"OK", b"after"]
+        assert client.node_for(k).port != victim
