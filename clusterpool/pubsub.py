@@ -65,6 +65,7 @@ from redis.utils import str_if_bytes
 
 from . import errors
 from .connection import NodeConnection, SSLNodeConnection
+from .policy import Budget, Failure, Kind, decide, failure_kind
 from .slots import slot_of
 from .topology import Node
 
@@ -72,6 +73,8 @@ if TYPE_CHECKING:
     from .client import ClusterClient
 
 _CONN_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError)
+# subscriptions are retried until they are closed: a budget that is never spent
+_FOREVER = Budget(max_redirections=2**31, retries=2**31)
 _MAX_WAIT = 0.5  # longest single select(), so recovery and newly added connections are noticed
 
 
@@ -137,7 +140,7 @@ class ClusterPubSub:
         self._lost_shard: dict[Any, Any] = {}
         self._lost_classic_node = ""  # classic node whose connection broke (tried again)
         self._classic_key: Any = None  # the first channel or pattern: its slot's owner holds the classic connection
-        self._attempts = 0
+        self._budget = _FOREVER  # resubscribe attempts: subscriptions never give up
         self._next_attempt = 0.0
         self._rotation = 0
         self._closed = False
@@ -393,8 +396,15 @@ class ClusterPubSub:
             del self._shard[sub.name]
         _quiet_close(sub)
         if error is not None:
-            self._client._core.node_failed(sub.name, error)
+            self._failed(Failure(failure_kind(error), sub.name, sent=True), error)
         self._next_attempt = 0.0
+
+    def _failed(self, failure: Failure, error: BaseException) -> None:
+        """What a broken or redirected subscription tells the client about the cluster, as the
+        policy says (mark the node, repoint the slot); moving the subscriptions is ours."""
+        client = self._client
+        action = decide(failure, _FOREVER, now=time.monotonic(), backoff=client._backoff, readonly=True)
+        client._note_failure(action, failure, client._core.state(failure.node), error)
 
     def _lose(self, sub: _NodeSub, error: BaseException) -> None:
         if sub.sharded:
@@ -424,7 +434,7 @@ class ClusterPubSub:
             return
         core = self._client._core
         failed = False
-        if self._attempts or self._lost_shard:
+        if self._budget.failures or self._lost_shard:
             try:
                 core.refresher.refresh_now()
             except Exception:  # a failed refresh keeps the current map; the attempts below decide
@@ -439,11 +449,14 @@ class ClusterPubSub:
                 except (*_CONN_ERRORS, errors.SlotNotCoveredError):
                     self._lost_shard.update(group)
                     failed = True
-        if failed:
-            self._attempts += 1
-            self._next_attempt = time.monotonic() + self._client._backoff(self._attempts)
+        if failed:  # the next attempt after the policy's backoff (it cannot be spent: see _FOREVER)
+            now = time.monotonic()
+            action = decide(Failure(Kind.CONNECTION, ""), self._budget, now=now,
+                            backoff=self._client._backoff, readonly=True)
+            self._budget = action.budget
+            self._next_attempt = now + action.delay
         else:
-            self._attempts = 0
+            self._budget = _FOREVER
 
     def reinitialize_shard_subscriptions(self) -> None:
         """Move shard subscriptions whose slot has another owner in the current map now
@@ -513,7 +526,7 @@ class ClusterPubSub:
                 response = sub.ps.parse_response(block=False, timeout=0)
             except rx.MovedError as e:
                 got = True
-                self._client._core.on_moved(e.slot_id, e.host, e.port)
+                self._failed(Failure(Kind.MOVED, sub.name, sent=True, target=f"{e.host}:{e.port}"), e)
                 self._orphan_shard_channels(
                     sub, [ch for ch in sub.ps.shard_channels if slot_of(ch) == e.slot_id])
                 continue
