@@ -16,7 +16,7 @@ the reader/writer views, the hot path and the batch entry points.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.client import CaseInsensitiveDict
 from redis.commands import RedisClusterCommands
@@ -42,6 +42,10 @@ from .router import RouterMixin
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
 from .topology import Node, Topology
+
+if TYPE_CHECKING:  # imported where used: they import this module's types in turn
+    from .pipeline import ClusterPipeline
+    from .pubsub import ClusterPubSub
 
 try:  # redis-py >= 6
     from redis._parsers.helpers import get_response_callbacks
@@ -226,7 +230,7 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
 
     # ---------------------------------------------------------------- batches
 
-    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> Any:
+    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> ClusterPipeline:
         """A cluster pipeline (commands grouped per node, one round trip); `transaction=True` for MULTI/EXEC on one slot."""
         from .pipeline import ClusterPipeline
 
@@ -250,7 +254,7 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
 
         return mset_nonatomic(self, mapping)
 
-    def pubsub(self, **kwargs: Any) -> Any:
+    def pubsub(self, **kwargs: Any) -> ClusterPubSub:
         """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
         from .pubsub import ClusterPubSub
 

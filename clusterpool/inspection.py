@@ -12,6 +12,8 @@ from .slots import slot_of
 from .topology import Node, Topology
 
 if TYPE_CHECKING:
+    from .bus import Callback, EventStream
+    from .sizing import PoolSize
     from .core import Core
 
 
@@ -78,7 +80,7 @@ class InspectionMixin:
 
     _core: Core
 
-    def topology(self) -> Any:
+    def topology(self) -> TopologyView:
         """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
         core = self._core
         t = core.ensure()
@@ -113,7 +115,7 @@ class InspectionMixin:
             raise errors.ConfigurationError(f"role must be 'primary' or 'replica', not {role!r}")
         return tuple(n for n in t.nodes if n.role == role)
 
-    def stats(self) -> Any:
+    def stats(self) -> ClientStats:
         """Pool counters per node and in total."""
         core = self._core
         per = tuple(st.pool.stats() for st in core.nodes.values())
@@ -131,7 +133,7 @@ class InspectionMixin:
             self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
         )
 
-    def recommend_pool_size(self, headroom: float = 1.2) -> Any:
+    def recommend_pool_size(self, headroom: float = 1.2) -> PoolSize:
         """`max_connections` per node by Little's law from this client's own numbers.
 
         Rate is connections acquired per second since discovery; latency is the
@@ -153,14 +155,14 @@ class InspectionMixin:
         primaries = max(len(core.topology.primaries) if core.topology else 1, 1)
         return recommend_pool_size(rate, max(lat_ms, 1e-6), headroom, primaries)
 
-    def on(self, event: str, callback: Any) -> Any:
+    def on(self, event: str, callback: Callback) -> Callback:
         """Call `callback(event)` for each event named `event` ("*" for all), off the command path."""
         return self._core.bus.on(event, callback)
 
-    def off(self, event: str, callback: Any) -> None:
+    def off(self, event: str, callback: Callback) -> None:
         self._core.bus.off(event, callback)
 
-    def events(self, maxsize: int = 10000) -> Any:
+    def events(self, maxsize: int = 10000) -> EventStream:
         """An iterator of events from now on (`with client.events() as ev: for e in ev: ...`)."""
         return self._core.bus.stream(maxsize)
 
