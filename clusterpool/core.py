@@ -23,6 +23,7 @@ from . import errors
 from .bus import EventBus
 from .commands import CommandTable
 from .config import Config
+from .discovery import Discovery
 from .connection import command_info, make_connection
 from .events import NodeHealthChanged, RefreshFailed
 from .health import HealthChecker
@@ -30,10 +31,9 @@ from .node import Health, NodeState
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .adoption import plan
-from .agreement import View, make_view, parse_epochs
 from .refresh import Candidates, Refresher
 from .slots import SLOT_COUNT
-from .topology import REPLICA, Topology, parse_shards, parse_slots
+from .topology import REPLICA, Topology
 
 log = logging.getLogger("clusterpool")
 
@@ -46,6 +46,7 @@ class Core:
         self.startup_nodes = list(config.startup_nodes)
         self.conn_kwargs: dict[str, Any] = dict(config.connection)  # replaced whole (CLIENT SETNAME), never changed in place
         self.node_kwargs: dict[str, dict[str, Any]] = {}  # per-node connection keywords; replaced whole
+        self.discovery = Discovery(config, lambda: self.conn_kwargs)
 
         self.topology: Topology | None = None
         self.started = 0.0  # when discovery finished (monotonic)
@@ -55,7 +56,7 @@ class Core:
         self.node_states = NodeStates()  # what read strategies see; replaced whole
         self.bus = EventBus()
         self.refresher = Refresher(
-            self._fetch,
+            self.discovery.view,
             self._refresh_candidates,
             # the last refreshed map, not a MOVED patch of it: views are compared with what
             # events last described, so a patched slot still gets its SlotsMoved
@@ -129,24 +130,10 @@ class Core:
                 except (rx.RedisError, OSError) as e:
                     log.debug("could not warm %s: %s", node.name, e)
 
-    def _probe_connection(self, host: str, port: int) -> AbstractConnection:
-        kw = dict(self.conn_kwargs)
-        kw["socket_timeout"] = kw["socket_connect_timeout"] = self.config.refresh_timeout
-        kw.pop("client_name", None)
-        kw["protocol"] = 2  # RESP2: no HELLO round trip; parse_shards reads either shape
-        conn = make_connection(host, port, kw, ssl=self.config.ssl, readonly=False)
-        conn.announce = False  # nor CLIENT SETINFO: a probe lives for one or two commands
-        return conn
-
     def _discover(self, host: str, port: int) -> tuple[Topology, CommandTable]:
         """The map from one node, and the command table: the specs shipped with the package, with
         COMMAND INFO (on a pooled connection to a primary) for commands they do not know."""
-        conn = self._probe_connection(host, port)
-        try:
-            conn.connect()
-            topo = self._read_topology(conn, host, port)
-        finally:
-            conn.disconnect()
+        topo = self.discovery.first_map(host, port)
 
         def fetch(name: str) -> Any:
             t = self.topology
@@ -163,48 +150,6 @@ class Core:
             return entry
 
         return topo, CommandTable.bundled_with(fetch)
-
-    def _read_topology(self, conn: AbstractConnection, host: str, port: int) -> Topology:
-        source = f"{host}:{port}"
-        try:
-            conn.send_command("CLUSTER", "SHARDS")
-            reply = conn.read_response()
-            return parse_shards(reply, host, tls=self.config.ssl, address_map=self.config.address_map, source=source)
-        except rx.ResponseError as e:
-            msg = str(e).lower()
-            if "cluster support disabled" in msg or "cluster mode is not enabled" in msg:
-                raise errors.NotAClusterError(
-                    f"{source} is not a cluster node (cluster-enabled is off); "
-                    "use redis.Redis for a standalone server"
-                ) from e
-            if "unknown" not in msg:
-                raise
-        conn.send_command("CLUSTER", "SLOTS")  # server before 7.0
-        return parse_slots(conn.read_response(), host, address_map=self.config.address_map, source=source)
-
-    def _fetch(self, name: str) -> View:
-        """One node's view for the refresher: its map and the config epochs it knows, in one round trip."""
-        host, _, port_s = name.rpartition(":")
-        port = int(port_s)
-        conn = self._probe_connection(host, port)
-        try:
-            conn.connect()
-            conn.send_packed_command(conn.pack_commands([("CLUSTER", "SHARDS"), ("CLUSTER", "NODES")]))
-            try:
-                shards: Any = conn.read_response()
-            except rx.ResponseError as e:
-                shards = e
-            try:
-                epochs, excluded = parse_epochs(conn.read_response())
-            except rx.ResponseError:  # no CLUSTER NODES (a proxy, a restricted ACL): votes only
-                epochs, excluded = {}, frozenset()
-            if isinstance(shards, rx.ResponseError):  # before 7.0, or not a cluster: the slow path says which
-                topo = self._read_topology(conn, host, port)
-            else:
-                topo = parse_shards(shards, host, tls=self.config.ssl, address_map=self.config.address_map, source=name)
-            return make_view(name, topo, epochs, excluded)
-        finally:
-            conn.disconnect()
 
     def _refresh_candidates(self) -> Candidates:
         """Whom the refresher asks, and whether the map needs watching closely right now."""
@@ -242,7 +187,7 @@ class Core:
             gone = [nodes.pop(n) for n in a.close]
             self.nodes = nodes
             self.topology = self._announced = a.topology
-            self._publish_states()
+            self.publish_states()
             self._notify_changed()
             self.bus.publish(list(a.events))  # under the lock so two refreshes' events keep their order; never blocks
         # socket work outside the lock
@@ -328,7 +273,7 @@ class Core:
         old = st.health
         changed = st.record_failure()
         if changed is not None:
-            self._publish_states()
+            self.publish_states()
             self.bus.publish([NodeHealthChanged(name, old.value, changed.value, str(error or ""))])
         self.refresher.request()
 
@@ -338,7 +283,7 @@ class Core:
             return
         old = st.health
         changed = st.record_success()
-        self._publish_states()
+        self.publish_states()
         if changed is not None:
             self.bus.publish([NodeHealthChanged(name, old.value, changed.value, "recovered")])
 
@@ -348,9 +293,9 @@ class Core:
         st = self.nodes.get(name)
         if st is not None:
             st.loading = True
-            self._publish_states()
+            self.publish_states()
 
-    def _publish_states(self) -> None:
+    def publish_states(self) -> None:
         now = time.monotonic()
         nodes = self.nodes
         down = frozenset(n for n, st in nodes.items() if st.loading or st.stale or not st.available(now))

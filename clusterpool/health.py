@@ -15,22 +15,42 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from redis import exceptions as rx
 
-from .events import NodeHealthChanged
+from .events import Event, NodeHealthChanged
 from .resp import text
 
 if TYPE_CHECKING:
-    from .core import Core
+    from .config import Config
     from .node import NodeState
+    from .topology import Topology
+
+
+class Publisher(Protocol):
+    def publish(self, events: list[Event]) -> None: ...
+
+
+class Maintained(Protocol):
+    """What the maintenance thread needs of the shared state it looks after (the Core)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def topology(self) -> Topology | None: ...
+    @property
+    def bus(self) -> Publisher: ...
+
+    def state(self, name: str) -> NodeState: ...
+    def node_failed(self, name: str, error: BaseException | None = None) -> None: ...
+    def publish_states(self) -> None: ...
 
 log = logging.getLogger("clusterpool")
 
 
 class HealthChecker:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Maintained) -> None:
         self._core = core
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,7 +93,7 @@ class HealthChecker:
                     st.pool.fill(core.config.min_idle)
                 except (rx.RedisError, OSError) as e:
                     log.debug("could not warm %s: %s", node.name, e)
-        core._publish_states()
+        core.publish_states()
 
     def _probe(self, st: NodeState) -> None:
         core = self._core
@@ -98,10 +118,10 @@ class HealthChecker:
         stale = st.readonly and ("master_link_status:down" in info or "master_sync_in_progress:1" in info)
         if st.loading:  # it answered; a node still loading says so again on the next read
             st.loading = False
-            core._publish_states()
+            core.publish_states()
         if stale != st.stale:
             st.stale = stale
-            core._publish_states()
+            core.publish_states()
             core.bus.publish([NodeHealthChanged(
                 st.name, "stale" if not stale else st.health.value,
                 "stale" if stale else st.health.value, "replica link to primary down" if stale else "link up")])
