@@ -65,7 +65,7 @@ def _connected(opts: _Opts, **kwargs: Any) -> Iterator[ClusterClient]:
 def _probe(client: ClusterClient) -> None:
     """Ping every node once so pools exist and latency is measured (a fresh client has neither)."""
     try:
-        client._core.maintain_once()
+        client.core.maintain_once()
     except (rx.RedisError, OSError):
         pass  # unreachable nodes show up as unhealthy in the output
 

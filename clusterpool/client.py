@@ -3,7 +3,7 @@
 How this works: every redis-py command method ends in `execute_command`.
 There we look the command up in the server's command table (cached per
 command name), hash its key to a slot, take the slot's shard from the current
-immutable Topology, let the read strategy pick a node (`_pick`), and hand the
+immutable Topology, let the read strategy pick a node (`pick_node`), and hand the
 command to the redirect/retry loop in `router.py`. Commands that are not a
 single key's (keyless, multi-node, SCAN) take the slow path in `fanout.py`;
 the inspection API lives in `inspection.py`, RedisCluster's node API in
@@ -15,10 +15,12 @@ the reader/writer views, the hot path and the batch entry points.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from redis.client import CaseInsensitiveDict
+from redis.exceptions import WatchError
 from redis.commands import RedisClusterCommands
 from redis.connection import parse_url
 from redis.event import EventDispatcher
@@ -30,8 +32,11 @@ from .core import Core
 from .dropin import DropInMixin
 from .fanout import FanoutMixin
 from .inspection import InspectionMixin
+from .multikey import mget_nonatomic, mset_nonatomic
 from .nodeapi import NodeAPIMixin, NodeAPIState
 from .options import redact_url
+from .pipeline import ClusterPipeline
+from .pubsub import ClusterPubSub
 from .quickcommands import QuickCommands
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
@@ -42,10 +47,6 @@ from .router import RouterMixin
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
 from .topology import Node, Topology
-
-if TYPE_CHECKING:  # imported where used: they import this module's types in turn
-    from .pipeline import ClusterPipeline
-    from .pubsub import ClusterPubSub
 
 try:  # redis-py >= 6
     from redis._parsers.helpers import get_response_callbacks
@@ -84,10 +85,10 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         config = Config.build(host, port, startup_nodes, options)
         self.config = config
         conn_kwargs = config.connection
-        self._core = Core(config)
+        self.core = Core(config)
         self._strategy: ReadStrategy = make_strategy(config.read_from)
         self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
-        self._refuse_writes = False
+        self.refuses_writes = False
         # one shared replica rotation for every `client.reader` view (a new one per view
         # would restart the round-robin at the first replica on every call)
         self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
@@ -135,7 +136,7 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         view.__dict__.pop("_reader_view", None)
         view._strategy = strategy
         view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
-        view._refuse_writes = refuse_writes
+        view.refuses_writes = refuse_writes
         if "_run" in view.__dict__:
             view._run = view._run_traced  # type: ignore[method-assign]  # bound to the view, not the parent
         return view
@@ -144,7 +145,7 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
     def reader(self) -> ClusterClient:
         """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
         view = self.__dict__.get("_reader_view")
-        if view is None or view._core is not self._core:
+        if view is None or view.core is not self.core:
             strategy = self._strategy if not self._to_primary else self._reader_strategy
             view = self._reader_view = self._view(strategy, True)
         return view
@@ -166,12 +167,12 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
 
     def connect(self) -> ClusterClient:
         """Discover the cluster now instead of on the first command."""
-        self._core.ensure()
+        self.core.ensure()
         return self
 
     def close(self) -> None:
         """Stop background threads and close every connection. Idempotent."""
-        self._core.close()
+        self.core.close()
 
     def __enter__(self) -> ClusterClient:
         return self
@@ -180,14 +181,14 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         self.close()
 
     def __repr__(self) -> str:
-        t = self._core.topology
+        t = self.core.topology
         shape = "not connected" if t is None else f"{len(t.shards)} shards, {len(t.nodes)} nodes, v{t.version}"
         return f"<ClusterClient {shape}, read_from={self.read_from}>"
 
     # ---------------------------------------------------------------- hot path
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        core = self._core
+        core = self.core
         topo = core.topology
         if topo is None or core._pid != current_pid():
             topo = core.ensure()
@@ -203,17 +204,17 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
 
     def _keyed(self, info: CommandInfo, slot: int, args: Sequence[Any], options: dict[str, Any],
                topo: Topology) -> Any:
-        if self._refuse_writes and not info.readonly:
-            self._refuse(args)
-        node = self._pick(topo, slot, info.readonly)
+        if self.refuses_writes and not info.readonly:
+            self.refuse_write(args)
+        node = self.pick_node(topo, slot, info.readonly)
         return self._run(node, info, slot, args, options)
 
-    def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
+    def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node:
         shard = topo.slot_table[slot]
         if shard is None or shard.primary is None:
             shard = self._wait_for_owner(slot)
         if readonly:
-            states = self._core.node_states
+            states = self.core.node_states
             if not self._to_primary:
                 return self._strategy.pick(shard, states) or shard.primary  # type: ignore[return-value]
             if self.replica_fallback and states.down and shard.primary.name in states.down:  # type: ignore[union-attr]
@@ -223,7 +224,7 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
                         return r
         return shard.primary  # type: ignore[return-value]
 
-    def _refuse(self, args: Sequence[Any]) -> None:
+    def refuse_write(self, args: Sequence[Any]) -> None:
         raise errors.WriteOnReaderError(
             f"{command_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
         )
@@ -232,30 +233,34 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
 
     def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> ClusterPipeline:
         """A cluster pipeline (commands grouped per node, one round trip); `transaction=True` for MULTI/EXEC on one slot."""
-        from .pipeline import ClusterPipeline
-
         return ClusterPipeline(self, transaction=transaction, shard_hint=shard_hint)
 
-    def transaction(self, func: Any, *watches: Any, **kwargs: Any) -> Any:
+    def transaction(self, func: Callable[[ClusterPipeline], Any], *watches: Any, shard_hint: Any = None,
+                    value_from_callable: bool = False, watch_delay: float | None = None) -> Any:
         """redis-py's transaction(): `func(pipe)` under WATCH of keys in one slot, retried on WatchError."""
-        from .transaction import transaction
-
-        return transaction(self, func, *watches, **kwargs)
+        while True:
+            pipe = self.pipeline(transaction=True, shard_hint=shard_hint)
+            try:
+                if watches:
+                    pipe.watch(*watches)
+                value = func(pipe)
+                exec_value = pipe.execute()
+                return value if value_from_callable else exec_value
+            except WatchError:
+                if watch_delay:
+                    time.sleep(watch_delay)
+                continue
+            finally:
+                pipe.reset()
 
     def mget_nonatomic(self, keys: Any, *args: Any) -> list[Any]:
         """MGET across slots, split per slot and sent to all nodes at once; values in key order."""
-        from .multikey import mget_nonatomic
-
         return mget_nonatomic(self, keys, *args)
 
     def mset_nonatomic(self, mapping: Any) -> list[bool]:
         """MSET across slots, one MSET per slot (not atomic across slots)."""
-        from .multikey import mset_nonatomic
-
         return mset_nonatomic(self, mapping)
 
     def pubsub(self, **kwargs: Any) -> ClusterPubSub:
         """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
-        from .pubsub import ClusterPubSub
-
         return ClusterPubSub(self, **kwargs)

@@ -73,7 +73,7 @@ def cluster_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, Respon
 class DropInMixin:
     """lock(), get_encoder(), set_response_callback(), readonly()/readwrite(), client_setname() ..."""
 
-    _core: Core
+    core: Core
     _strategy: ReadStrategy
     _to_primary: bool
     response_callbacks: Any
@@ -83,8 +83,8 @@ class DropInMixin:
     if TYPE_CHECKING:
         def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                  options: dict[str, Any], asking: bool = False) -> Any: ...
-        def _resolve_targets(self, targets: Any) -> list[Node]: ...
-        def _default_node(self, topo: Topology) -> Node: ...
+        def resolve_targets(self, targets: Any) -> list[Node]: ...
+        def default_node(self, topo: Topology) -> Node: ...
 
     # DEL/UNLINK/EXISTS/TOUCH: one command through execute_command, which splits them per slot
     # (RedisCluster's mixin versions would run a pipeline per slot instead)
@@ -111,13 +111,13 @@ class DropInMixin:
 
     def get_encoder(self) -> Encoder:
         """The encoder of this client's connections (used by Lock and Script)."""
-        kw = self._core.conn_kwargs
+        kw = self.core.conn_kwargs
         return Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
                        bool(kw.get("decode_responses", False)))
 
     def get_connection_kwargs(self) -> dict[str, Any]:
         """The keywords every node connection is made with (a copy)."""
-        return dict(self._core.conn_kwargs)
+        return dict(self.core.conn_kwargs)
 
     def set_retry(self, retry: Retry) -> None:
         self.retry = retry
@@ -169,7 +169,7 @@ class DropInMixin:
         """RedisCluster's reply to READONLY/READWRITE on these targets: True, or {node: True} for several."""
         if target_nodes is None:
             return True
-        return shape("READONLY", {n.name: True for n in self._resolve_targets(target_nodes)})
+        return shape("READONLY", {n.name: True for n in self.resolve_targets(target_nodes)})
 
     def _readonly_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
         return self.readonly(options.pop("target_nodes", None))
@@ -187,7 +187,7 @@ class DropInMixin:
             raise errors.ConfigurationError("CLIENT SETINFO takes an attribute (LIB-NAME or LIB-VER) and a value")
         attr = str(argv[2].decode() if isinstance(argv[2], bytes) else argv[2]).upper()
         value = argv[3].decode() if isinstance(argv[3], bytes) else str(argv[3])
-        current = self._core.conn_kwargs.get("driver_info") or DriverInfo()
+        current = self.core.conn_kwargs.get("driver_info") or DriverInfo()
         if attr == "LIB-NAME":
             info = DriverInfo(name=value, lib_version=current.lib_version)
         elif attr == "LIB-VER":
@@ -199,13 +199,13 @@ class DropInMixin:
     def _connection_option(self, argv: list[Any], targets: Any, option: dict[str, Any]) -> bool:
         """Check the command once on a real connection (the server's error if it is bad), then make
         `option` part of every connection of the targeted nodes (all nodes, and nodes to come, by default)."""
-        core = self._core
+        core = self.core
         table = core.table
         assert table is not None
         info, _ = table.resolve(argv)
         topo = core.ensure()
-        nodes = self._resolve_targets(targets) if targets is not None else None
-        probe = nodes[0] if nodes else self._default_node(topo)
+        nodes = self.resolve_targets(targets) if targets is not None else None
+        probe = nodes[0] if nodes else self.default_node(topo)
         self._run(probe, info, None, argv, {})
         key = next(iter(option))
         if nodes is None:

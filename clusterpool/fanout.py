@@ -33,18 +33,18 @@ SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
 class FanoutMixin:
     """The slow path of `execute_command` and the cluster-aware SCAN."""
 
-    _core: Core
-    _refuse_writes: bool
+    core: Core
+    refuses_writes: bool
 
     if TYPE_CHECKING:
         def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                  options: dict[str, Any], asking: bool = False) -> Any: ...
-        def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
-        def _refuse(self, args: Sequence[Any]) -> None: ...
-        def _default_node(self, topo: Topology) -> Node: ...
+        def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
+        def refuse_write(self, args: Sequence[Any]) -> None: ...
+        def default_node(self, topo: Topology) -> Node: ...
 
     def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        core = self._core
+        core = self.core
         table = core.table
         assert table is not None
         info, argv = table.resolve(args)
@@ -58,23 +58,23 @@ class FanoutMixin:
         name = routes.route_name(info.name) if info.name else command_name(args)
         targets = options.pop("target_nodes", None)
         if targets is not None:
-            return self._on_targets(name, self._resolve_targets(targets), info, args, options)
+            return self._on_targets(name, self.resolve_targets(targets), info, args, options)
         flag = routes.target_of(name)
         if flag is not None:  # RedisCluster's table decides before keys are looked at, as it does
             if flag == routes.SLOT:
                 slot = int(argv[2])
-                return self._run(self._pick(core.ensure(), slot, False), info, slot, args, options)
-            if self._refuse_writes and info.write:
-                self._refuse(args)
-            return self._on_targets(name, self._resolve_targets(flag), info, args, options)
+                return self._run(self.pick_node(core.ensure(), slot, False), info, slot, args, options)
+            if self.refuses_writes and info.write:
+                self.refuse_write(args)
+            return self._on_targets(name, self.resolve_targets(flag), info, args, options)
         keys = info.keys(argv)
         if keys:
             slots = {slot_of(k) for k in keys}
-            if self._refuse_writes and not info.readonly:
-                self._refuse(args)
+            if self.refuses_writes and not info.readonly:
+                self.refuse_write(args)
             if len(slots) == 1:
                 slot = slots.pop()
-                return self._run(self._pick(self._core.ensure(), slot, info.readonly), info, slot, args, options)
+                return self._run(self.pick_node(self.core.ensure(), slot, info.readonly), info, slot, args, options)
             if info.name in SPLIT_SUM:
                 return self._split_sum(info, args[0], keys, options)
             raise errors.CrossSlotError(
@@ -89,18 +89,18 @@ class FanoutMixin:
         if policy in (ALL_SHARDS, ALL_NODES):
             nodes = list(topo.primaries) if policy == ALL_SHARDS else [n for n in topo.nodes if n.usable]
             return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
-        if self._refuse_writes and info.write:
-            self._refuse(args)
+        if self.refuses_writes and info.write:
+            self.refuse_write(args)
         # anything else without keys: the default node, as RedisCluster's keyless commands
-        return self._run(self._default_node(topo), info, None, args, options)
+        return self._run(self.default_node(topo), info, None, args, options)
 
     def determine_slot(self, *args: Any) -> int:
         """The slot a command with these arguments goes to; RedisClusterException when it has no key
         or its keys are in several slots (RedisCluster's helper)."""
-        table = self._core.table
+        table = self.core.table
         if table is None:
-            self._core.ensure()
-            table = self._core.table
+            self.core.ensure()
+            table = self.core.table
         assert table is not None
         info, argv = table.resolve(args)
         name = routes.route_name(info.name) if info.name else command_name(args)
@@ -116,10 +116,10 @@ class FanoutMixin:
             raise errors.CrossSlotError(f"{name} - all keys must map to the same key slot")
         return slots.pop()
 
-    def _resolve_targets(self, targets: Any) -> list[Node]:
+    def resolve_targets(self, targets: Any) -> list[Node]:
         """The nodes of a `target_nodes=` value: a node flag, a node (handle, ClusterNode, "host:port"),
         or a list/tuple/dict of nodes."""
-        topo = self._core.ensure()
+        topo = self.core.ensure()
         if isinstance(targets, str) and targets.lower() in routes.NODE_FLAGS:
             flag = targets.lower()
             if flag == routes.PRIMARIES:
@@ -130,7 +130,7 @@ class FanoutMixin:
                 return [n for n in topo.nodes if n.usable]
             if flag == routes.RANDOM:
                 return [random.choice([n for n in topo.nodes if n.usable] or list(topo.nodes))]
-            return [self._default_node(topo)]
+            return [self.default_node(topo)]
         items = targets.values() if isinstance(targets, dict) else (
             targets if isinstance(targets, list | tuple) else [targets])
         out: list[Node] = []
@@ -172,8 +172,8 @@ class FanoutMixin:
         if _type is not None:
             pieces += [b"TYPE", _type]
         targets = kwargs.pop("target_nodes", None)
-        nodes = self._resolve_targets(targets if targets is not None else "primaries")
-        info = self._core.table.get("scan")  # type: ignore[union-attr]
+        nodes = self.resolve_targets(targets if targets is not None else "primaries")
+        info = self.core.table.get("scan")  # type: ignore[union-attr]
         assert info is not None
         cursors: dict[str, int] = {}
         keys: list[Any] = []
@@ -187,7 +187,7 @@ class FanoutMixin:
                   **kwargs: Any) -> Iterator[Any]:
         """Every key of every primary, node by node (each node's cursor followed to 0)."""
         targets = kwargs.pop("target_nodes", None)
-        for node in self._resolve_targets(targets if targets is not None else "primaries"):
+        for node in self.resolve_targets(targets if targets is not None else "primaries"):
             cursor = 0
             while True:
                 cursors, data = self.scan(cursor, match, count, _type, target_nodes=node.name, **kwargs)

@@ -51,7 +51,7 @@ log = logging.getLogger("clusterpool")
 
 class HealthChecker:
     def __init__(self, core: Maintained) -> None:
-        self._core = core
+        self.core = core
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -68,7 +68,7 @@ class HealthChecker:
             t.join(timeout)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._core.config.health_interval):
+        while not self._stop.wait(self.core.config.health_interval):
             try:
                 self.run_once()
             except Exception as e:  # the thread must survive anything a pass meets
@@ -76,7 +76,7 @@ class HealthChecker:
 
     def run_once(self) -> None:
         """One pass over the nodes: probe, evict stale idle connections, keep min_idle warm."""
-        core = self._core
+        core = self.core
         t = core.topology
         if t is None:
             return
@@ -96,7 +96,7 @@ class HealthChecker:
         core.publish_states()
 
     def _probe(self, st: NodeState) -> None:
-        core = self._core
+        core = self.core
         try:
             conn = st.pool.try_acquire()
         except (rx.RedisError, OSError):

@@ -78,11 +78,11 @@ class ClientStats:
 class InspectionMixin:
     """Inspection and events API of ClusterClient (kept apart from the command path)."""
 
-    _core: Core
+    core: Core
 
     def topology(self) -> TopologyView:
         """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
-        core = self._core
+        core = self.core
         t = core.ensure()
         nodes = core.nodes
 
@@ -103,12 +103,12 @@ class InspectionMixin:
 
     def node_for(self, key: Any, read: bool = False) -> Node:
         """The node a command on `key` would go to now (for a read when `read=True`)."""
-        t = self._core.ensure()
-        return self._pick(t, slot_of(key), read)  # type: ignore[attr-defined]
+        t = self.core.ensure()
+        return self.pick_node(t, slot_of(key), read)  # type: ignore[attr-defined]
 
     def nodes(self, role: str | None = None) -> tuple[Node, ...]:
         """Known nodes, optionally only "primary" or "replica"."""
-        t = self._core.ensure()
+        t = self.core.ensure()
         if role is None:
             return t.nodes
         if role not in ("primary", "replica"):
@@ -117,7 +117,7 @@ class InspectionMixin:
 
     def stats(self) -> ClientStats:
         """Pool counters per node and in total."""
-        core = self._core
+        core = self.core
         per = tuple(st.pool.stats() for st in core.nodes.values())
         t = core.topology
         return ClientStats(
@@ -142,7 +142,7 @@ class InspectionMixin:
         """
         from .sizing import recommend_pool_size
 
-        core = self._core
+        core = self.core
         stats = self.stats()
         elapsed = max(time.monotonic() - core.started, 1e-3) if core.started else 1e-3
         rate = max(sum(p.acquires for p in stats.nodes) / elapsed, 1e-9)
@@ -157,16 +157,16 @@ class InspectionMixin:
 
     def on(self, event: str, callback: Callback) -> Callback:
         """Call `callback(event)` for each event named `event` ("*" for all), off the command path."""
-        return self._core.bus.on(event, callback)
+        return self.core.bus.on(event, callback)
 
     def off(self, event: str, callback: Callback) -> None:
-        self._core.bus.off(event, callback)
+        self.core.bus.off(event, callback)
 
     def events(self, maxsize: int = 10000) -> EventStream:
         """An iterator of events from now on (`with client.events() as ev: for e in ev: ...`)."""
-        return self._core.bus.stream(maxsize)
+        return self.core.bus.stream(maxsize)
 
     def refresh(self) -> Topology | None:
         """Refresh the slot map now (single-flight) and return it."""
-        self._core.ensure()
-        return self._core.refresher.refresh_now()
+        self.core.ensure()
+        return self.core.refresher.refresh_now()

@@ -14,7 +14,7 @@ from .pipeline import ClusterPipeline
 from .slots import slot_of
 
 if TYPE_CHECKING:
-    from .client import ClusterClient
+    from .dispatch import Dispatcher
 
 
 _ENCODER = Encoder("utf-8", "strict", False)
@@ -36,15 +36,15 @@ def _by_slot(keys: Iterable[Any]) -> dict[int, list[int]]:
     return groups
 
 
-def _info(client: ClusterClient, name: str) -> CommandInfo:
-    table = client._core.ensure() and client._core.table
+def _info(client: Dispatcher, name: str) -> CommandInfo:
+    table = client.core.ensure() and client.core.table
     info = table.get(name) if table else None
     if info is None:
         raise errors.ClusterPoolError(f"the server does not know {name.upper()}")
     return info
 
 
-def mget_nonatomic(client: ClusterClient, keys: Any, *args: Any) -> list[Any]:
+def mget_nonatomic(client: Dispatcher, keys: Any, *args: Any) -> list[Any]:
     """MGET over any slots: one MGET per slot, all nodes in parallel; values in the order asked."""
     keys = list_or_args(keys, args)
     if not keys:
@@ -61,7 +61,7 @@ def mget_nonatomic(client: ClusterClient, keys: Any, *args: Any) -> list[Any]:
     return out
 
 
-def mset_nonatomic(client: ClusterClient, mapping: Mapping[Any, Any]) -> list[bool]:
+def mset_nonatomic(client: Dispatcher, mapping: Mapping[Any, Any]) -> list[bool]:
     """MSET over any slots: one MSET per slot (each atomic on its own); one result per slot."""
     items = list(mapping.items())
     if not items:
@@ -77,7 +77,7 @@ def mset_nonatomic(client: ClusterClient, mapping: Mapping[Any, Any]) -> list[bo
     return pipe.execute()
 
 
-def split_sum(client: ClusterClient, command: str, keys: list[Any]) -> int:
+def split_sum(client: Dispatcher, command: str, keys: list[Any]) -> int:
     """DEL/UNLINK/EXISTS/TOUCH over any slots: one command per slot, pipelined, counts summed."""
     pipe = ClusterPipeline(client)
     info = _info(client, str(command))

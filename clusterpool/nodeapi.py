@@ -87,26 +87,26 @@ def node_name_of(target: Any) -> str:
 class NodeAPIMixin:
     """get_nodes(), get_node(), get_default_node() ... as on redis-py's RedisCluster."""
 
-    _core: Core
+    core: Core
     _shared: NodeAPIState
     read_from_replicas: bool
 
     if TYPE_CHECKING:
         def determine_slot(self, *args: Any) -> int: ...
-        def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
+        def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
 
     def _handle(self, node: Node) -> ClusterNode:
         return ClusterNode(node.host, node.port, node.role, self)
 
     def get_nodes(self) -> list[ClusterNode]:
         """Every node of the current map."""
-        return [self._handle(n) for n in self._core.ensure().nodes]
+        return [self._handle(n) for n in self.core.ensure().nodes]
 
     def get_primaries(self) -> list[ClusterNode]:
-        return [self._handle(n) for n in self._core.ensure().primaries]
+        return [self._handle(n) for n in self.core.ensure().primaries]
 
     def get_replicas(self) -> list[ClusterNode]:
-        return [self._handle(n) for n in self._core.ensure().replicas]
+        return [self._handle(n) for n in self.core.ensure().replicas]
 
     def get_random_node(self) -> ClusterNode:
         return random.choice(self.get_nodes())
@@ -120,13 +120,13 @@ class NodeAPIMixin:
             node_name = f"{host}:{port}"
         elif not node_name:
             return None
-        node = self._core.ensure().by_name.get(node_name)
+        node = self.core.ensure().by_name.get(node_name)
         return None if node is None else self._handle(node)
 
     def get_node_from_key(self, key: Any, replica: bool = False) -> ClusterNode | None:
         """The primary serving `key`'s slot (its first replica with `replica=True`; None if it has none)."""
         slot = slot_of(key)
-        shard = self._core.ensure().slot_table[slot]
+        shard = self.core.ensure().slot_table[slot]
         if shard is None or shard.primary is None:
             raise _RedisSlotNotCovered(f'Slot "{slot}" is not covered by the cluster.')
         if replica:
@@ -135,7 +135,7 @@ class NodeAPIMixin:
 
     def get_default_node(self) -> ClusterNode:
         """The node keyless commands go to (the first primary until set_default_node() or its failure)."""
-        return self._handle(self._default_node(self._core.ensure()))
+        return self._handle(self.default_node(self.core.ensure()))
 
     def get_random_primary_node(self) -> ClusterNode:
         return random.choice(self.get_primaries())
@@ -149,10 +149,10 @@ class NodeAPIMixin:
     def get_nodes_from_slot(self, command: str, *args: Any) -> list[ClusterNode]:
         """[the node a command with these arguments goes to now] (RedisCluster's helper)."""
         slot = self.determine_slot(*args)
-        shard = self._core.ensure().slot_table[slot]
+        shard = self.core.ensure().slot_table[slot]
         if shard is None or shard.primary is None:
             raise _RedisSlotNotCovered(f'Slot "{slot}" is not covered by the cluster.')
-        return [self._handle(self._pick(self._core.ensure(), slot, command.upper() in READ_COMMANDS))]
+        return [self._handle(self.pick_node(self.core.ensure(), slot, command.upper() in READ_COMMANDS))]
 
     def replace_default_node(self, target_node: Any = None) -> None:
         """Make `target_node` (default: another primary, chosen at random) the default node."""
@@ -169,13 +169,13 @@ class NodeAPIMixin:
         if node is None:
             return False
         name = node_name_of(node)
-        if name not in self._core.ensure().by_name:
+        if name not in self.core.ensure().by_name:
             return False
         self._shared.default = name
         return True
 
-    def _default_node(self, topo: Topology) -> Node:
-        down = self._core.node_states.down
+    def default_node(self, topo: Topology) -> Node:
+        down = self.core.node_states.down
         name = self._shared.default
         if name is not None:
             node = topo.by_name.get(name)
@@ -200,7 +200,7 @@ class NodeAPIMixin:
             r = shared.redis.get(name)
             if r is None:
                 host, _, port = name.rpartition(":")
-                core = self._core
+                core = self.core
                 kwargs = {**core.conn_kwargs, **core.node_kwargs.get(name, {})}
                 cls = SSLNodeConnection if core.config.ssl else NodeConnection
                 r = redis.Redis(connection_pool=ConnectionPool(connection_class=cls, host=host, port=int(port), **kwargs))
@@ -210,7 +210,7 @@ class NodeAPIMixin:
 
     def disconnect_connection_pools(self) -> None:
         """Close every idle pooled connection now and in-use ones when they are returned."""
-        for st in list(self._core.nodes.values()):
+        for st in list(self.core.nodes.values()):
             st.pool.disconnect_all()
         for r in list(self._shared.redis.values()):
             r.connection_pool.disconnect()

@@ -28,7 +28,8 @@ from redis.event import EventDispatcher
 
 from . import batchrules
 from .commands import CommandInfo
-from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
+from .queued import Queued
+from .policy import Do, Failure, Kind, decide, failure_kind, reply_kind
 from .topology import Node
 from .connection import pack_many
 from .slots import encode_key, key_slot, slot_of
@@ -36,24 +37,9 @@ from .quickcommands import QuickCommands
 from .transaction import TransactionMixin
 
 if TYPE_CHECKING:
-    from .client import ClusterClient
+    from .dispatch import Dispatcher
 
 
-class _Queued:
-    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node", "target", "budget")
-
-    def __init__(self, args: tuple[Any, ...], options: dict[str, Any]) -> None:
-        self.args, self.options = args, options
-        self.info: CommandInfo | None = None
-        self.slot: int | None = None
-        self.result: Any = _PENDING
-        self.asking = False
-        self.node = ""
-        self.target = ""  # send to this node in the next round only (target_nodes=, MOVED), then by slot
-        self.budget: Budget | None = None  # made on the command's first failure only
-
-
-_PENDING = object()
 
 
 class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
@@ -61,12 +47,12 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 
     _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
 
-    def __init__(self, client: ClusterClient, transaction: bool | None = False, shard_hint: Any = None) -> None:
+    def __init__(self, client: Dispatcher, transaction: bool | None = False, shard_hint: Any = None) -> None:
         if shard_hint:
             raise rx.RedisClusterException("shard_hint is deprecated in cluster mode")
         self._client = client
         self._transaction = bool(transaction)
-        self._queue: list[_Queued] = []
+        self._queue: list[Queued] = []
         self._watch_conn: AbstractConnection | None = None
         self._watch_node = ""
         self._slots: set[int] = set()  # slots of a transaction's commands and WATCHes so far
@@ -80,16 +66,16 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             self._check_blocked(args)
         if self._transaction:
             return self._queue_transactional(args, options)
-        q = _Queued(args, options)
+        q = Queued(args, options)
         if "target_nodes" in options:
             self._pin(q, options.pop("target_nodes"))
         self._queue.append(q)
         return self
 
-    def _pin(self, q: _Queued, targets: Any) -> None:
+    def _pin(self, q: Queued, targets: Any) -> None:
         """target_nodes= in a pipeline: exactly one node, as RedisCluster allows (mget_nonatomic uses it)."""
         client = self._client
-        nodes = client._resolve_targets(targets)
+        nodes = client.resolve_targets(targets)
         if len(nodes) != 1:
             raise rx.RedisClusterException(f"Too many targets for command {q.args}")
         q.target = nodes[0].name
@@ -106,10 +92,10 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             raise batchrules.blocked_cross_slot(method)
 
     def _keys(self, args: tuple[Any, ...]) -> list[Any]:
-        table = self._client._core.table
+        table = self._client.core.table
         if table is None:
-            self._client._core.ensure()
-            table = self._client._core.table
+            self._client.core.ensure()
+            table = self._client.core.table
         assert table is not None
         return table.keys(args)
 
@@ -147,7 +133,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 
     def _queue_planned(self, args: tuple[Any, ...], info: CommandInfo, slot: int) -> None:
         """Queue a command whose slot the caller already knows (multi-key helpers)."""
-        q = _Queued(args, {})
+        q = Queued(args, {})
         q.info, q.slot = info, slot
         self._queue.append(q)
 
@@ -184,17 +170,17 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 
     # ---------------------------------------------------------------- planning
 
-    def _plan(self, q: _Queued) -> None:
+    def _plan(self, q: Queued) -> None:
         client = self._client
-        table = client._core.table
+        table = client.core.table
         assert table is not None
         cached = table.resolved.get(q.args[0])
         if cached is not None and not cached[1] and cached[0].single_key and len(q.args) > cached[0].single_key:
             info = q.info = cached[0]  # one key at a fixed place: the common case, as in execute_command
             key = q.args[info.single_key]
             q.slot = key_slot(key if type(key) is bytes else encode_key(key))
-            if client._refuse_writes and not info.readonly:
-                client._refuse(q.args)
+            if client.refuses_writes and not info.readonly:
+                client.refuse_write(q.args)
             return
         info, argv = table.resolve(q.args)
         q.info = info
@@ -206,17 +192,17 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         if len(slots) > 1:
             raise batchrules.keys_cross_slot(q.args)  # RedisCluster's words; a CrossSlotError too
         q.slot = slots.pop()
-        if client._refuse_writes and not info.readonly:
-            client._refuse(q.args)
+        if client.refuses_writes and not info.readonly:
+            client.refuse_write(q.args)
 
-    def _plan_all(self, queue: list[_Queued]) -> None:
+    def _plan_all(self, queue: list[Queued]) -> None:
         """`_plan` every command not planned yet, the common case (one key at a fixed place) inline:
         on a 10k pipeline a method call per command is a measurable part of the client's time."""
         client = self._client
-        table = client._core.table
+        table = client.core.table
         assert table is not None
         resolved = table.resolved
-        refuse = client._refuse_writes
+        refuse = client.refuses_writes
         for q in queue:
             if q.info is not None:
                 continue
@@ -230,25 +216,25 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                     q.info = info
                     q.slot = key_slot(key if type(key) is bytes else encode_key(key))
                     if refuse and not info.readonly:
-                        client._refuse(args)
+                        client.refuse_write(args)
                     continue
             self._plan(q)
 
-    def _group(self, pending: list[_Queued]) -> dict[str, list[_Queued]]:
+    def _group(self, pending: list[Queued]) -> dict[str, list[Queued]]:
         """The commands per node name, routed on one snapshot of the map; commands answered with
         ASK keep the node they were sent to."""
         client = self._client
-        topo = client._core.ensure()
-        pick = client._pick
+        topo = client.core.ensure()
+        pick = client.pick_node
         names: dict[int, tuple[Node, str]] = {}  # id(node) -> (node, name): Node.name formats a string
-        groups: dict[str, list[_Queued]] = {}
+        groups: dict[str, list[Queued]] = {}
         for q in pending:
             if q.target:  # target_nodes=: that node once; a redirected command is re-routed by its slot
                 q.node, q.target = q.target, ""
             elif not q.asking:
                 slot = q.slot
                 if slot is None:
-                    q.node = client._default_node(topo).name
+                    q.node = client.default_node(topo).name
                 else:
                     node = pick(topo, slot, q.info.readonly)  # type: ignore[union-attr]
                     known = names.get(id(node))
@@ -272,7 +258,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 return self._execute_transaction(queue, raise_on_error)
             if not queue:
                 return []
-            self._client._core.ensure()
+            self._client.core.ensure()
             self._plan_all(queue)
             self._run_rounds(queue)
         finally:
@@ -282,11 +268,11 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             batchrules.raise_first_error((q.args, q.result) for q in queue)
         return results
 
-    def _run_rounds(self, queue: list[_Queued]) -> None:
+    def _run_rounds(self, queue: list[Queued]) -> None:
         """Send every pending command in rounds: each round writes every node's batch before
         reading any reply; what failed goes through `policy.decide`, command by command, as on
         the plain path (breaker, retry budget, MOVED from a replica, stale connections...)."""
-        core = self._client._core
+        core = self._client.core
         pending = queue
         while pending:
             groups = self._group(pending)
@@ -309,11 +295,11 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                     core.state(name).pool.discard(conn)
             pending = self._after_failures(failed)
 
-    def _send_group(self, name: str, group: list[_Queued],
+    def _send_group(self, name: str, group: list[Queued],
                     failed: list[_Failed]) -> tuple[AbstractConnection, bool] | None:
         """Write one node's batch; None (and the batch in `failed`) when it could not be written."""
         client = self._client
-        st = client._core.state(name)
+        st = client.core.state(name)
         if st.open_until and not st.available():  # breaker open: not tried, as on the plain path
             failed.extend((q, Failure(Kind.BREAKER_OPEN, name), None) for q in group)
             return None
@@ -341,13 +327,13 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             return None
         return conn, fresh
 
-    def _read_group(self, name: str, conn: AbstractConnection, fresh: bool, group: list[_Queued],
+    def _read_group(self, name: str, conn: AbstractConnection, fresh: bool, group: list[Queued],
                     failed: list[_Failed]) -> None:
         """Read one node's replies: results in place, redirections and failures into `failed`."""
         client = self._client
-        core = client._core
+        core = client.core
         st = core.state(name)
-        read, parse = conn.read_reply, client._parse  # type: ignore[attr-defined]  # pools hold NodeConnections
+        read, parse = conn.read_reply, client.parse_reply  # type: ignore[attr-defined]  # pools hold NodeConnections
         for i, q in enumerate(group):
             try:
                 if q.asking:
@@ -379,31 +365,31 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         if st.failures or st.loading:
             core.node_recovered(name)
 
-    def _after_failures(self, failed: list[_Failed]) -> list[_Queued]:
+    def _after_failures(self, failed: list[_Failed]) -> list[Queued]:
         """Apply `policy.decide` to every failed command; returns those to send again, after
         waiting for what the actions ask (the longest backoff, or a new map)."""
         if not failed:
             return []
         client = self._client
-        core = client._core
+        core = client.core
         now = time.monotonic()
-        again: list[_Queued] = []
+        again: list[Queued] = []
         marked: set[str] = set()
         sleep = wait = 0.0
         version = core.topology.version if core.topology is not None else 0
         for q, failure, error in failed:
             st = core.state(failure.node)
-            action = decide(failure, q.budget or client._budget(), now=now, backoff=client._backoff,
+            action = decide(failure, q.budget or client.new_budget(), now=now, backoff=client.backoff_delay,
                             readonly=q.info.readonly, retry_unknown=client.retry_unknown_outcome,  # type: ignore[union-attr]
                             on_replica=st.readonly, asking=q.asking, keyed=q.slot is not None)
             q.budget = action.budget
             if failure.node not in marked and (action.mark_failed or action.drop_idle):
                 marked.add(failure.node)  # one failure per node and round, not one per command
-                client._note_failure(action, failure, st, error)
+                client.note_failure(action, failure, st, error)
             elif action.keep_reads_off or action.repoint or action.refresh:
-                client._note_failure(replace(action, mark_failed=False, drop_idle=False), failure, st, error)
+                client.note_failure(replace(action, mark_failed=False, drop_idle=False), failure, st, error)
             if action.do is Do.RAISE:
-                q.result = client._give_up(action, failure, st, q.slot, q.args, error)
+                q.result = client.give_up(action, failure, st, q.slot, q.args, error)
                 continue
             q.asking = action.asking
             if action.do is Do.REDIRECT or action.do is Do.RETRY_FRESH:
@@ -423,7 +409,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         return again
 
 
-_Failed = tuple[_Queued, Failure, BaseException | None]
+_Failed = tuple[Queued, Failure, BaseException | None]
 
 
 def _blocking(method: str, command: Any) -> Any:

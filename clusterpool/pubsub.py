@@ -29,7 +29,7 @@ Choices:
   `sunsubscribe` (Redis does so when a node loses the slot, e.g. a primary
   demoted by a failover), or when SSUBSCRIBE is answered with MOVED. Orphans
   are resubscribed on the slot's new owner (after
-  `client._core.refresher.refresh_now()`) from inside `get_message` /
+  `client.core.refresher.refresh_now()`) from inside `get_message` /
   `listen`, with exponential backoff while no owner answers. The
   server-initiated `sunsubscribe` is swallowed: for the caller the
   subscription continues; the re-subscription produces a new `ssubscribe`
@@ -70,7 +70,7 @@ from .slots import slot_of
 from .topology import Node
 
 if TYPE_CHECKING:
-    from .client import ClusterClient
+    from .dispatch import Dispatcher
 
 _CONN_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError)
 # subscriptions are retried until they are closed: a budget that is never spent
@@ -83,7 +83,7 @@ class _NodeSub:
 
     def __init__(self, owner: ClusterPubSub, name: str, sharded: bool) -> None:
         host, _, port = name.rpartition(":")
-        core = owner._client._core
+        core = owner._client.core
         kwargs = dict(core.conn_kwargs)
         kwargs.update(
             host=host,
@@ -121,7 +121,7 @@ class ClusterPubSub:
     HEALTH_CHECK_MESSAGE = PubSub.HEALTH_CHECK_MESSAGE
     UNSUBSCRIBE_MESSAGE_TYPES = PubSub.UNSUBSCRIBE_MESSAGE_TYPES
 
-    def __init__(self, client: ClusterClient, node: Any = None, host: str | None = None, port: int | None = None,
+    def __init__(self, client: Dispatcher, node: Any = None, host: str | None = None, port: int | None = None,
                  ignore_subscribe_messages: bool = False, push_handler_func: Any = None, **kwargs: Any) -> None:
         unknown = set(kwargs) - {"encoder", "event_dispatcher", "shard_hint"}
         if unknown:
@@ -145,7 +145,7 @@ class ClusterPubSub:
         self._rotation = 0
         self._closed = False
         self.subscribed_event = threading.Event()
-        client._core.closables.add(self)  # client.close() closes this pubsub too
+        client.core.closables.add(self)  # client.close() closes this pubsub too
 
     # ---------------------------------------------------------------- state
 
@@ -199,14 +199,14 @@ class ClusterPubSub:
         elif host is None or port is None:
             raise rx.DataError("Passing a host requires passing a port, and vice versa")
         name = f"{host}:{port}"
-        if name not in self._client._core.ensure().by_name:
+        if name not in self._client.core.ensure().by_name:
             raise rx.RedisClusterException(f"Node {host}:{port} doesn't exist in the cluster")
         self._pinned = name
 
     def get_pubsub_node(self) -> Node | None:
         """The node holding the classic subscriptions (None before the first one, unless pinned)."""
         name = self._classic.name if self._classic is not None else self._pinned
-        topo = self._client._core.topology
+        topo = self._client.core.topology
         return topo.by_name.get(name) if name and topo is not None else None
 
     def _check_open(self) -> None:
@@ -225,11 +225,11 @@ class ClusterPubSub:
             name = self._pinned if self._pinned != avoid else ""
             name = name or self._owner_of(self._classic_key, avoid)
             if not name:
-                topo = self._client._core.ensure()
+                topo = self._client.core.ensure()
                 primaries = [p for p in topo.primaries if p.usable and p.name != avoid] or list(topo.primaries)
                 if not primaries:
                     raise errors.SlotNotCoveredError("the cluster's map has no primary to subscribe on")
-                down = self._client._core.node_states.down
+                down = self._client.core.node_states.down
                 alive = [p for p in primaries if p.name not in down] or primaries
                 name = random.choice(alive).name
             self._classic = _NodeSub(self, name, sharded=False)
@@ -241,7 +241,7 @@ class ClusterPubSub:
             return ""
         client = self._client
         try:
-            name = client._pick(client._core.ensure(), slot_of(key), False).name
+            name = client.pick_node(client.core.ensure(), slot_of(key), False).name
         except (errors.SlotNotCoveredError, errors.NodeUnavailableError):
             return ""
         return name if name != avoid else ""
@@ -257,7 +257,7 @@ class ClusterPubSub:
                 return getattr(sub.ps, method)(*args, **kwargs)
             except _CONN_ERRORS:
                 self._drop_classic(sub, keep=True)
-                self._client._core.refresher.refresh_now()
+                self._client.core.refresher.refresh_now()
                 if attempt:
                     raise
                 # resubscribe what the old node had, then retry this call there
@@ -303,7 +303,7 @@ class ClusterPubSub:
         return enc.decode(enc.encode(name))
 
     def _encoder(self) -> Any:
-        kw = self._client._core.conn_kwargs
+        kw = self._client.core.conn_kwargs
         return redis.connection.Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
                                         kw.get("decode_responses", False))
 
@@ -319,14 +319,14 @@ class ClusterPubSub:
                     self._ssubscribe_slot(slot_of(ch), {ch: handler})
                 except _CONN_ERRORS:
                     # owner unreachable: refresh once and try the (maybe new) owner, else raise
-                    self._client._core.refresher.refresh_now()
+                    self._client.core.refresher.refresh_now()
                     self._ssubscribe_slot(slot_of(ch), {ch: handler})
             self._mark_subscribed()
 
     def _ssubscribe_slot(self, slot: int, group: dict[Any, Any]) -> None:
         client = self._client
-        topo = client._core.ensure()
-        owner = client._pick(topo, slot, False).name
+        topo = client.core.ensure()
+        owner = client.pick_node(topo, slot, False).name
         sub = self._shard.get(owner)
         if sub is None:
             sub = self._shard[owner] = _NodeSub(self, owner, sharded=True)
@@ -403,8 +403,8 @@ class ClusterPubSub:
         """What a broken or redirected subscription tells the client about the cluster, as the
         policy says (mark the node, repoint the slot); moving the subscriptions is ours."""
         client = self._client
-        action = decide(failure, _FOREVER, now=time.monotonic(), backoff=client._backoff, readonly=True)
-        client._note_failure(action, failure, client._core.state(failure.node), error)
+        action = decide(failure, _FOREVER, now=time.monotonic(), backoff=client.backoff_delay, readonly=True)
+        client.note_failure(action, failure, client.core.state(failure.node), error)
 
     def _lose(self, sub: _NodeSub, error: BaseException) -> None:
         if sub.sharded:
@@ -432,7 +432,7 @@ class ClusterPubSub:
         now = time.monotonic()
         if not force and now < self._next_attempt:
             return
-        core = self._client._core
+        core = self._client.core
         failed = False
         if self._budget.failures or self._lost_shard:
             try:
@@ -452,7 +452,7 @@ class ClusterPubSub:
         if failed:  # the next attempt after the policy's backoff (it cannot be spent: see _FOREVER)
             now = time.monotonic()
             action = decide(Failure(Kind.CONNECTION, ""), self._budget, now=now,
-                            backoff=self._client._backoff, readonly=True)
+                            backoff=self._client.backoff_delay, readonly=True)
             self._budget = action.budget
             self._next_attempt = now + action.delay
         else:
@@ -475,7 +475,7 @@ class ClusterPubSub:
         previous = self._lost_classic_node
         # the pinned node, else the first channel's owner in the (refreshed) map, then the same node
         candidates = [n for n in (self._pinned or self._owner_of(self._classic_key), previous) if n]
-        topo = self._client._core.topology
+        topo = self._client.core.topology
         others = [p.name for p in (topo.primaries if topo else ()) if p.usable and p.name not in candidates]
         random.shuffle(others)
         for name in dict.fromkeys(candidates + others):

@@ -37,9 +37,9 @@ T = TypeVar("T")
 
 
 class RouterMixin:
-    """`_run` and the waiting it does; ClusterClient supplies the routing policy (`_pick`)."""
+    """`_run` and the waiting it does; ClusterClient supplies the routing policy (`pick_node`)."""
 
-    _core: Core
+    core: Core
     retry: Retry
     max_redirections: int
     retry_unknown_outcome: bool
@@ -49,12 +49,12 @@ class RouterMixin:
     _hook: CommandHook | None
 
     if TYPE_CHECKING:
-        def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
+        def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
 
     def _wait_for_owner(self, slot: int) -> Shard:
         """The slot has no primary in our map (a primary failed and no replica was promoted yet,
         or the slot is unassigned): refresh and wait within the retry budget, then give up."""
-        core = self._core
+        core = self.core
 
         def owner() -> Shard | None:
             t = core.topology
@@ -62,7 +62,7 @@ class RouterMixin:
             return shard if shard is not None and shard.primary is not None else None
 
         core.refresher.refresh_now()
-        budget = self._budget()
+        budget = self.new_budget()
         first = time.monotonic()
         while True:
             budget = budget.failed(first)
@@ -72,7 +72,7 @@ class RouterMixin:
             if found is not None:
                 return found
             core.refresher.request()
-            found = self._wait_for(owner, self._backoff(budget.failures))
+            found = self._wait_for(owner, self.backoff_delay(budget.failures))
             if found is not None:
                 return found
         t = core.topology
@@ -88,7 +88,7 @@ class RouterMixin:
 
     def _wait_for(self, ready: Callable[[], T | None], seconds: float) -> T | None:
         """Up to `seconds` for `ready()` to give a value, checked again whenever a new map arrives."""
-        core = self._core
+        core = self.core
         deadline = time.monotonic() + seconds
         while True:
             got = ready()
@@ -103,7 +103,7 @@ class RouterMixin:
     def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
              options: dict[str, Any], asking: bool = False) -> Any:
         """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out."""
-        core = self._core
+        core = self.core
         budget: Budget | None = None  # built on the first failure only: the hot path never pays for it
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
@@ -159,10 +159,10 @@ class RouterMixin:
                     pool.release(conn)
                     if budget is not None or st.loading:
                         core.node_recovered(name)
-                    return self._parse(args[0], response, options)
+                    return self.parse_reply(args[0], response, options)
             if budget is None:
-                budget = self._budget()
-            action = decide(failure, budget, now=time.monotonic(), backoff=self._backoff,
+                budget = self.new_budget()
+            action = decide(failure, budget, now=time.monotonic(), backoff=self.backoff_delay,
                             readonly=info.readonly, retry_unknown=self.retry_unknown_outcome,
                             on_replica=st.readonly, asking=asking, keyed=slot is not None)
             budget = action.budget
@@ -171,10 +171,10 @@ class RouterMixin:
     def _apply(self, action: Action, failure: Failure, st: NodeState, info: CommandInfo, slot: int | None,
                args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
         """Carry out one policy action; returns where to send next and whether with ASKING."""
-        self._note_failure(action, failure, st, error)
+        self.note_failure(action, failure, st, error)
         name = failure.node
         if action.do is Do.RAISE:
-            raise self._give_up(action, failure, st, slot, args, error)
+            raise self.give_up(action, failure, st, slot, args, error)
         if action.do in (Do.REDIRECT, Do.RETRY_FRESH):
             return action.node, action.asking
         if action.do is Do.BACKOFF:
@@ -187,9 +187,9 @@ class RouterMixin:
 
         return self._wait_for(elsewhere, action.delay) or name, False
 
-    def _note_failure(self, action: Action, failure: Failure, st: NodeState, error: BaseException | None) -> None:
+    def note_failure(self, action: Action, failure: Failure, st: NodeState, error: BaseException | None) -> None:
         """An action's effects on shared state: the node's breaker and pool, the map, a refresh."""
-        core = self._core
+        core = self.core
         if action.drop_idle:
             st.pool.disconnect_all()
         if action.mark_failed:
@@ -201,7 +201,7 @@ class RouterMixin:
         if action.refresh:
             core.refresher.request()
 
-    def _give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
+    def give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
                  error: BaseException | None) -> BaseException:
         """The error a RAISE action stands for, chained to the reply or failure that caused it."""
         name = failure.node
@@ -238,24 +238,24 @@ class RouterMixin:
         hook(name, command_name(args), time.perf_counter() - start, None)
         return result
 
-    def _budget(self) -> Budget:
+    def new_budget(self) -> Budget:
         """A fresh redirection and retry budget from this client's options."""
         return Budget(self.max_redirections, self.retry.get_retries(), self.retry_timeout)
 
-    def _backoff(self, n: int) -> float:
+    def backoff_delay(self, n: int) -> float:
         return float(backoff_of(self.retry).compute(n))
 
     def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
         """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
-        topo = self._core.topology
+        topo = self.core.topology
         if slot is None or topo is None:
             return name
         try:
-            return self._pick(topo, slot, info.readonly).name
+            return self.pick_node(topo, slot, info.readonly).name
         except errors.SlotNotCoveredError:
             return name
 
-    def _parse(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
+    def parse_reply(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
         cb = self._callbacks.get(head, _MISSING)
         if cb is _MISSING:
             cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())

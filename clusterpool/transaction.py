@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 import random
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
@@ -27,21 +26,21 @@ from redis.connection import AbstractConnection
 
 from . import batchrules, errors
 from .connection import pack_many
+from .queued import Queued
 from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
 from .resp import command_name
 from .slots import slot_of
 
 if TYPE_CHECKING:
-    from .client import ClusterClient
-    from .pipeline import ClusterPipeline, _Queued
+    from .dispatch import Dispatcher
 
 
 class TransactionMixin:
     """WATCH/MULTI/EXEC for ClusterPipeline; the refusals and messages are RedisCluster's."""
 
-    _client: ClusterClient
+    _client: Dispatcher
     _transaction: bool
-    _queue: list[_Queued]
+    _queue: list[Queued]
     _watch_conn: AbstractConnection | None
     _watch_node: str
     _slots: set[int]
@@ -57,7 +56,7 @@ class TransactionMixin:
         """The command's slot, refused as RedisCluster refuses it: no key, or keys in several slots."""
         keys = self._keys(args)
         if not keys:
-            table = self._client._core.table
+            table = self._client.core.table
             assert table is not None
             if table.resolve(args)[0].name in batchrules.KEYLESS_IN_TRANSACTION:
                 return None
@@ -69,7 +68,6 @@ class TransactionMixin:
 
     def _queue_transactional(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """Queue a command of the MULTI block, or run it at once while WATCHing (before `multi()`)."""
-        from .pipeline import _Queued  # the pipeline module imports this one
 
         slot = self._slot_of_command(args)
         if self._watch_conn is not None and not self._explicit_multi:
@@ -79,7 +77,7 @@ class TransactionMixin:
             return self._immediate(args, options, slot)
         if slot is not None:
             self._slots.add(slot)
-        q = _Queued(args, options)
+        q = Queued(args, options)
         q.slot = slot
         self._queue.append(q)
         return self
@@ -95,8 +93,8 @@ class TransactionMixin:
         if self._watch_conn is None:
             self._check_slot(slot)
             client = self._client
-            name = client._pick(client._core.ensure(), slot, False).name  # type: ignore[arg-type]
-            self._watch_conn = client._core.state(name).pool.acquire()
+            name = client.pick_node(client.core.ensure(), slot, False).name  # type: ignore[arg-type]
+            self._watch_conn = client.core.state(name).pool.acquire()
             self._watch_node = name
         self._immediate(args, {}, slot)
 
@@ -134,7 +132,7 @@ class TransactionMixin:
                 conn.read_response()
             except (rx.ConnectionError, rx.TimeoutError, OSError):
                 conn.disconnect()
-            self._client._core.state(self._watch_node).pool.release(conn)
+            self._client.core.state(self._watch_node).pool.release(conn)
 
     def _immediate(self, args: tuple[Any, ...], options: dict[str, Any], slot: int | None) -> Any:
         conn = self._watch_conn
@@ -149,7 +147,7 @@ class TransactionMixin:
             conn.disconnect()
             self.reset()
             raise rx.WatchError("connection lost while WATCHing; retry the transaction") from None
-        return self._client._parse(args[0], resp, options)
+        return self._client.parse_reply(args[0], resp, options)
 
     def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]], first: int) -> Any:
         """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired).
@@ -180,7 +178,7 @@ class TransactionMixin:
         as single commands' do. Under WATCH the held connection cannot follow a redirection or a
         failover: those raise WatchError, so `transaction()` starts over."""
         client = self._client
-        core = client._core
+        core = client.core
         budget: Budget | None = None
         target, asking = "", False  # the next node and ASKING, from the last action
         while True:
@@ -192,7 +190,7 @@ class TransactionMixin:
                 st = core.state(name)
                 conn: AbstractConnection | None = self._watch_conn
             else:
-                name = target or client._pick(core.ensure(), slot, False).name
+                name = target or client.pick_node(core.ensure(), slot, False).name
                 st = core.state(name)
                 conn = None
                 if not (st.open_until and not st.available()):
@@ -230,12 +228,12 @@ class TransactionMixin:
                         if broken:
                             conn.disconnect()
                         st.pool.release(conn)
-            action = decide(failure, budget or client._budget(), now=time.monotonic(), backoff=client._backoff,
+            action = decide(failure, budget or client.new_budget(), now=time.monotonic(), backoff=client.backoff_delay,
                             readonly=False, retry_unknown=client.retry_unknown_outcome, asking=asking)
             budget = action.budget
-            client._note_failure(action, failure, st, error)
+            client.note_failure(action, failure, st, error)
             if action.do is Do.RAISE:
-                raise client._give_up(action, failure, st, slot, body[1] if len(body) > 2 else body[0], error)
+                raise client.give_up(action, failure, st, slot, body[1] if len(body) > 2 else body[0], error)
             if watching:
                 why = "moved to another node" if failure.kind is Kind.MOVED else f"is being migrated or failed over ({error})"
                 raise rx.WatchError(f"the watched slot {why} before EXEC; retry the transaction") from error
@@ -248,9 +246,9 @@ class TransactionMixin:
                 t = core.topology
                 core.wait_for_change(t.version if t is not None else 0, action.delay)
 
-    def _execute_transaction(self, queue: list[_Queued], raise_on_error: bool) -> list[Any]:
+    def _execute_transaction(self, queue: list[Queued], raise_on_error: bool) -> list[Any]:
         client = self._client
-        core = client._core
+        core = client.core
         if not queue and (self._watch_conn is None or not self._slots):
             return []
         if len(self._slots) > 1:
@@ -258,11 +256,11 @@ class TransactionMixin:
         # only keyless scripts: any slot will do (RedisCluster picks a random one too)
         slot = next(iter(self._slots)) if self._slots else random.randrange(16384)
         core.ensure()
-        if client._refuse_writes:
+        if client.refuses_writes:
             for q in queue:
                 info = q.info or core.table.resolve(q.args)[0]  # type: ignore[union-attr]
                 if not info.readonly:
-                    client._refuse(q.args)
+                    client.refuse_write(q.args)
         body = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
         response = self._exec_with_policy(slot, body)
         if response is None:
@@ -274,25 +272,3 @@ class TransactionMixin:
         if raise_on_error:
             batchrules.raise_first_error((q.args, r) for q, r in zip(queue, results))
         return results
-
-
-def transaction(client: ClusterClient, func: Callable[[ClusterPipeline], Any], *watches: Any,
-                shard_hint: Any = None, value_from_callable: bool = False,
-                watch_delay: float | None = None) -> Any:
-    """redis-py's `transaction()`: run `func(pipe)` under WATCH, retrying on WatchError."""
-    from .pipeline import ClusterPipeline  # the pipeline module imports this one
-
-    while True:
-        pipe = ClusterPipeline(client, transaction=True, shard_hint=shard_hint)
-        try:
-            if watches:
-                pipe.watch(*watches)
-            value = func(pipe)
-            exec_value = pipe.execute()
-            return value if value_from_callable else exec_value
-        except rx.WatchError:
-            if watch_delay:
-                time.sleep(watch_delay)
-            continue
-        finally:
-            pipe.reset()

@@ -619,7 +619,7 @@ def test_close_leaves_no_threads_and_no_fds(cluster):
 def test_context_manager_closes_client(cluster):
     with ClusterClient(startup_nodes=cluster.startup_nodes) as c:
         assert c.ping() is True
-    assert c._core.closed
+    assert c.core.closed
     with pytest.raises(clusterpool.PoolClosedError):
         c.get("x" + uid())
 

@@ -174,7 +174,7 @@ def test_raising_callback_does_not_break_commands_or_other_subscribers(cluster):
         assert client.get("events:raise") == b"x"
         first = rec.wait(TopologyRefreshed)
         assert first.version >= 1 and first.source
-        assert client._core.bus.flush(5.0)
+        assert client.core.bus.flush(5.0)
         assert client.get("events:raise") == b"x"
         client.delete("events:raise")
     finally:
@@ -218,7 +218,7 @@ def test_off_unsubscribes(cluster):
     try:
         client.connect()
         kept.wait(TopologyRefreshed)
-        assert client._core.bus.flush(5.0)
+        assert client.core.bus.flush(5.0)
         assert dropped.events == []
         assert bound.events == []
     finally:

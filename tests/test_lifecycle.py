@@ -66,7 +66,7 @@ def test_paused_primary_opens_its_breaker_and_reads_move_to_a_replica(fresh_clus
         before = get_calls(cluster, replica)
         cluster.pause(primary.port)
         try:
-            assert wait_until(lambda: client._core.health_of(primary.name) is Health.UNHEALTHY, timeout=10)
+            assert wait_until(lambda: client.core.health_of(primary.name) is Health.UNHEALTHY, timeout=10)
             values = [client.get("paused:{a}") for _ in range(20)]
         finally:
             cluster.resume(primary.port)
@@ -145,7 +145,7 @@ def test_validate_on_return_drops_a_connection_closed_by_the_server(cluster):
     with ClusterClient(startup_nodes=cluster.startup_nodes, validate_on_return=True, health_interval=3600) as client:
         client.set("vor:{1}", 1)
         node = client.node_for("vor:{1}")
-        pool = client._core.state(node.name).pool
+        pool = client.core.state(node.name).pool
         conn = pool.acquire()
         r = cluster.client(node.port)
         try:
@@ -167,7 +167,7 @@ def test_a_replica_kept_off_reads_comes_back_after_a_good_health_check(cluster):
         replica = client.reader.node_for(key, read=True)
         assert replica.role == "replica"
         assert client.reader.get(key) is None  # the replica has served a read: its state exists
-        client._core.node_loading(replica.name)  # as after a LOADING reply or a replica's MOVED
+        client.core.node_loading(replica.name)  # as after a LOADING reply or a replica's MOVED
         assert client.reader.node_for(key, read=True).name != replica.name
-        client._core.maintain_once()  # the background health pass, run here so the test is deterministic
+        client.core.maintain_once()  # the background health pass, run here so the test is deterministic
         assert client.reader.node_for(key, read=True).name == replica.name

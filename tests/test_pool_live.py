@@ -30,7 +30,7 @@ def test_pool_timeout_names_the_node(cluster):
         key = "pt" + uuid.uuid4().hex
         c.set(key, 1)
         node = c.node_for(key)
-        pool = c._core.state(node.name).pool
+        pool = c.core.state(node.name).pool
         held = pool.acquire()
         try:
             with pytest.raises(clusterpool.PoolTimeoutError) as ei:

@@ -40,7 +40,7 @@ def test_a_killed_replica_is_dropped_from_reads_once_the_cluster_marks_it_failed
 
         def failed_in_map():
             client.refresh()
-            node = client._core.topology.by_name.get(f"{cluster.host}:{victim}")
+            node = client.core.topology.by_name.get(f"{cluster.host}:{victim}")
             assert node is not None and not node.usable
             return True
 

@@ -63,7 +63,7 @@ def test_an_exhausted_pool_waits_and_is_not_taken_for_a_node_failure(cluster):
     with ClusterClient(startup_nodes=cluster.startup_nodes, max_connections=1, pool_timeout=0.2) as client:
         client.set("exhaust:{1}", 1)
         node = client.node_for("exhaust:{1}")
-        pool = client._core.state(node.name).pool
+        pool = client.core.state(node.name).pool
         refreshes, requests = client.stats().refreshes, client.stats().refresh_requests
         held = pool.acquire()
         try:
@@ -75,7 +75,7 @@ def test_an_exhausted_pool_waits_and_is_not_taken_for_a_node_failure(cluster):
         assert client.get("exhaust:{1}") == b"1"
         st = client.stats()
         assert (st.refreshes, st.refresh_requests) == (refreshes, requests)
-        assert client._core.health_of(node.name).value == "healthy"
+        assert client.core.health_of(node.name).value == "healthy"
 
 
 def test_other_shards_carry_on_while_one_primary_is_briefly_unreachable(fresh_cluster):
