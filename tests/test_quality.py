@@ -31,3 +31,37 @@ def test_tree_is_ruff_clean():
 
 def test_package_ships_py_typed():
     assert (ROOT / "clusterpool" / "py.typed").exists()
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """The package-relative modules a module imports (TYPE_CHECKING imports included)."""
+    import ast
+
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            if node.module:
+                out.add(".".join([*base, node.module]))
+            else:
+                out.update(".".join([*base, a.name]) for a in node.names)
+    return out
+
+
+def test_the_package_has_no_import_cycles():
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "clusterpool").rglob("*.py"):
+        rel = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        name = rel.removesuffix(".__init__")
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = _imports(path, package)
+    graph = {m: {d for d in deps if d in graph and d != m and not m.startswith(d + ".")} for m, deps in graph.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for d in graph[start]:
+            if d == goal or (d not in seen and (seen.add(d) or reaches(d, goal, seen))):
+                return True
+        return False
+
+    cyclic = sorted(m for m in graph if reaches(m, m, set()))
+    assert cyclic == [], f"modules in import cycles: {cyclic}"
