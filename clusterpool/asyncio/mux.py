@@ -140,6 +140,11 @@ class MuxConnection:
         return self._state is State.OPEN
 
     @property
+    def finished(self) -> bool:
+        """Broken or closed, and its tasks and socket are gone."""
+        return self._teardown is not None and self._teardown.done()
+
+    @property
     def pending(self) -> int:
         """Commands queued or awaiting their reply (abandoned ones included until read)."""
         return len(self._queue) + len(self._fifo)
