@@ -286,6 +286,7 @@ class DedicatedPool:
 
 async def _disconnect(conn: Connection) -> None:
     try:
-        await conn.disconnect(nowait=True)
+        await conn.disconnect()  # waits for the socket to close (bounded by the connect timeout)
     except Exception:  # noqa: BLE001 - closing a broken socket may fail; it is gone anyway
         pass
+    await asyncio.sleep(0)  # a transport closed by redis-py's own error path closes its socket next iteration

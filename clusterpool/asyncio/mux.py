@@ -284,9 +284,10 @@ class MuxConnection:
                 task.cancel()
         await asyncio.gather(self._writer, self._reader, return_exceptions=True)
         try:
-            await self._conn.disconnect(nowait=self._state is State.BROKEN)
+            await self._conn.disconnect()  # waits for the socket to close (bounded by the connect timeout)
         except Exception:  # noqa: BLE001 - the socket is gone either way
             pass
+        await asyncio.sleep(0)  # a transport closed by redis-py's own error path closes its socket next iteration
 
     async def aclose(self) -> None:
         """Fail what is pending (LostConnectionError), stop both tasks and close the socket."""
