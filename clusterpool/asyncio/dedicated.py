@@ -32,9 +32,8 @@ from ..errors import PoolClosedError, PoolTimeoutError
 from .book import assign
 from .errors import CommandTimeoutError, LostConnectionError
 from .mux import pack
-from .settings import NodeSettings, open_connection
+from .settings import DEFAULT, NodeSettings, open_connection
 
-_DEFAULT: Any = object()
 _OPEN: Any = object()  # a waiter's permit to open a new connection
 
 
@@ -63,7 +62,7 @@ class Dedicated:
         self.broken = False  # discard instead of reusing
         self.used = False  # served a command before (a stale socket is possible)
 
-    async def execute(self, *args: Any, timeout: float | None = _DEFAULT) -> Any:
+    async def execute(self, *args: Any, timeout: float | None = DEFAULT) -> Any:
         """Send one command and read its reply; `timeout` None waits for ever (blocking calls).
 
         Error replies raise redis-py's ResponseError family and keep the connection;
@@ -84,9 +83,9 @@ class Dedicated:
                 raise LostConnectionError(str(e), node=self.settings.name, sent=True) from e
             raise
 
-    async def read(self, *, timeout: float | None = _DEFAULT) -> Any:
+    async def read(self, *, timeout: float | None = DEFAULT) -> Any:
         """Read one reply (redis-py's parser, no response callback)."""
-        t = self.settings.socket_timeout if timeout is _DEFAULT else timeout
+        t = self.settings.socket_timeout if timeout is DEFAULT else timeout
         try:
             async with asyncio.timeout(t):
                 return await self.connection.read_response(timeout=math.inf)
@@ -101,7 +100,7 @@ class Dedicated:
                 raise LostConnectionError(str(e), node=self.settings.name, sent=True) from e
             raise
 
-    async def execute_many(self, commands: Sequence[Sequence[Any]], *, timeout: float | None = _DEFAULT) -> list[Any]:
+    async def execute_many(self, commands: Sequence[Sequence[Any]], *, timeout: float | None = DEFAULT) -> list[Any]:
         """Write several commands at once and read their replies (errors returned in place)."""
         data = b"".join(pack(self.connection, args) for args in commands)
         self.used = True
@@ -142,11 +141,11 @@ class DedicatedPool:
 
     # ---- acquire / release -----------------------------------------------------------
 
-    async def acquire(self, timeout: float | None = _DEFAULT) -> Dedicated:
+    async def acquire(self, timeout: float | None = DEFAULT) -> Dedicated:
         """A connection for this task alone; waits up to `timeout` (default `pool_timeout`)."""
         if self._closed:
             raise PoolClosedError(f"dedicated pool of {self.settings.name} is closed")
-        t = self.pool_timeout if timeout is _DEFAULT else timeout
+        t = self.pool_timeout if timeout is DEFAULT else timeout
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         self._assign()
@@ -209,7 +208,7 @@ class DedicatedPool:
         self._assign()
 
     @asynccontextmanager
-    async def lease(self, timeout: float | None = _DEFAULT) -> AsyncIterator[Dedicated]:
+    async def lease(self, timeout: float | None = DEFAULT) -> AsyncIterator[Dedicated]:
         """`async with pool.lease() as conn:`; any exception in the block discards the connection."""
         d = await self.acquire(timeout)
         try:

@@ -35,7 +35,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
 from .errors import CommandTimeoutError, LostConnectionError
-from .settings import NodeSettings, open_connection
+from .settings import DEFAULT, NodeSettings, open_connection
 
 try:
     from hiredis import pack_command as _hiredis_pack
@@ -43,7 +43,6 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _hiredis_pack = None  # type: ignore[assignment]
 
 _ASKING = b"*1\r\n$6\r\nASKING\r\n"
-_DEFAULT: Any = object()  # "use the connection's socket_timeout"
 
 
 class State(IntEnum):
@@ -179,7 +178,7 @@ class MuxConnection:
             self._wake.set()
         return unit
 
-    async def execute(self, *args: Any, asking: bool = False, timeout: float | None = _DEFAULT) -> Any:
+    async def execute(self, *args: Any, asking: bool = False, timeout: float | None = DEFAULT) -> Any:
         """Send one command and return its raw reply (redis-py's parser, no response callback).
 
         `timeout` (default: the settings' socket_timeout; None waits for ever) raises
@@ -187,7 +186,7 @@ class MuxConnection:
         """
         unit = self._enqueue(args, asking)
         fut = unit.future
-        t = self._timeout if timeout is _DEFAULT else timeout
+        t = self._timeout if timeout is DEFAULT else timeout
         if t is None:
             return await fut
         timer = self._loop.call_later(t, _expire, unit, t, self.name)

@@ -27,9 +27,8 @@ from ..errors import PoolClosedError
 from .book import pick_shared
 from .dedicated import Dedicated, DedicatedPool, DedicatedStats
 from .mux import MuxConnection, MuxStats, State
-from .settings import NodeSettings
+from .settings import DEFAULT, NodeSettings
 
-_DEFAULT: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +76,7 @@ class NodeConnections:
 
     # ---- shared connections ----------------------------------------------------------
 
-    async def execute(self, *args: Any, asking: bool = False, timeout: float | None = _DEFAULT) -> Any:
+    async def execute(self, *args: Any, asking: bool = False, timeout: float | None = DEFAULT) -> Any:
         """One command on a shared connection (ASKING first when `asking`); the raw reply."""
         mux = self._pick()
         if mux is None:
@@ -134,7 +133,7 @@ class NodeConnections:
     # ---- dedicated connections -------------------------------------------------------
 
     @asynccontextmanager
-    async def lease(self, timeout: float | None = _DEFAULT) -> AsyncIterator[Dedicated]:
+    async def lease(self, timeout: float | None = DEFAULT) -> AsyncIterator[Dedicated]:
         """A dedicated connection for the block (waits up to `pool_timeout`; see DedicatedPool)."""
         if self._closed:
             raise PoolClosedError(f"connections to {self.name} are closed")

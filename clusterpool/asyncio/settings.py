@@ -29,6 +29,8 @@ _OWN = frozenset({"socket_timeout", "socket_connect_timeout"})
 _PASSED = (CONNECTION_KEYS - _OWN) | {"ssl"}
 _SECRET = frozenset({"password", "ssl_password"})
 
+DEFAULT: Any = object()  # "the configured timeout", distinct from None ("wait for ever")
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
