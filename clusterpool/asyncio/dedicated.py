@@ -32,7 +32,7 @@ from ..errors import PoolClosedError, PoolTimeoutError
 from .book import assign
 from .errors import CommandTimeoutError, LostConnectionError
 from .mux import pack
-from .settings import DEFAULT, NodeSettings, open_connection
+from .settings import DEFAULT, NodeSettings, close_connection, open_connection
 
 _OPEN: Any = object()  # a waiter's permit to open a new connection
 
@@ -240,7 +240,7 @@ class DedicatedPool:
             waiters.popleft().set_result(_OPEN)
 
     def _close_later(self, d: Dedicated) -> None:
-        task = asyncio.ensure_future(_disconnect(d.connection))
+        task = asyncio.ensure_future(close_connection(d.connection))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -281,11 +281,3 @@ class DedicatedPool:
         self._leased.clear()  # a holder's later release() is a no-op
         while self._closing or self._openers:
             await asyncio.gather(*self._closing, *self._openers, return_exceptions=True)
-
-
-async def _disconnect(conn: Connection) -> None:
-    try:
-        await conn.disconnect()  # waits for the socket to close (bounded by the connect timeout)
-    except Exception:  # noqa: BLE001 - closing a broken socket may fail; it is gone anyway
-        pass
-    await asyncio.sleep(0)  # a transport closed by redis-py's own error path closes its socket next iteration

@@ -34,8 +34,10 @@ from typing import Any
 from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
+from ..commands import CONNECTION_STATE
+from ..errors import ConfigurationError
 from .errors import CommandTimeoutError, LostConnectionError
-from .settings import DEFAULT, NodeSettings, open_connection
+from .settings import DEFAULT, NodeSettings, close_connection, open_connection
 
 try:
     from hiredis import pack_command as _hiredis_pack
@@ -94,6 +96,31 @@ def pack(conn: Connection, args: Sequence[Any]) -> bytes:
         except TypeError:
             pass
     return b"".join(conn.pack_command(*args))
+
+
+# Commands that would change what the shared connection's later replies mean.
+_REFUSED = frozenset(n for n in CONNECTION_STATE if "|" not in n)
+_REFUSED_SUB = frozenset({*(n for n in CONNECTION_STATE if "|" in n), "client|reply"})
+
+
+def _word(arg: Any) -> str:
+    return (arg.decode() if isinstance(arg, bytes | bytearray) else str(arg)).lower()
+
+
+def refuse_stateful(args: Sequence[Any]) -> None:
+    """Raise ConfigurationError for a command a shared connection cannot carry (MULTI, SUBSCRIBE, ...)."""
+    words = _word(args[0]).split()
+    name = words[0] if words else ""
+    bad = name in _REFUSED
+    if not bad and name == "client":
+        sub = words[1] if len(words) > 1 else _word(args[1]) if len(args) > 1 else ""
+        bad = f"client|{sub}" in _REFUSED_SUB
+        name = f"client {sub}"
+    if bad:
+        raise ConfigurationError(
+            f"{name.upper()} changes connection state, which a shared connection cannot keep: "
+            "use a dedicated connection (lease()); for ASK redirects use execute(..., asking=True)"
+        )
 
 
 def _expire(unit: _Unit, timeout: float, node: str) -> None:
@@ -170,6 +197,9 @@ class MuxConnection:
     def _enqueue(self, args: Sequence[Any], asking: bool) -> _Unit:
         if self._state is not State.OPEN:
             raise self._lost_error(sent=False)
+        if not args:
+            raise ValueError("a command needs at least a name")
+        refuse_stateful(args)
         data = pack(self._conn, args)
         fut = self._loop.create_future()
         unit = _Unit(_ASKING + data, fut, 2) if asking else _Unit(data, fut, 1)
@@ -282,11 +312,7 @@ class MuxConnection:
             if task is not current:
                 task.cancel()
         await asyncio.gather(self._writer, self._reader, return_exceptions=True)
-        try:
-            await self._conn.disconnect()  # waits for the socket to close (bounded by the connect timeout)
-        except Exception:  # noqa: BLE001 - the socket is gone either way
-            pass
-        await asyncio.sleep(0)  # a transport closed by redis-py's own error path closes its socket next iteration
+        await close_connection(self._conn)
 
     async def aclose(self) -> None:
         """Fail what is pending (LostConnectionError), stop both tasks and close the socket."""

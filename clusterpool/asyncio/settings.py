@@ -103,10 +103,19 @@ async def open_connection(settings: NodeSettings) -> Connection:
                 if reply not in (b"OK", "OK", True):
                     raise RedisConnectionError(f"READONLY failed on {settings.name}: {reply!r}")
     except TimeoutError:
-        await conn.disconnect(nowait=True)
+        await close_connection(conn)
         raise RedisTimeoutError(f"connecting to {settings.name} timed out") from None
     except BaseException:
-        await conn.disconnect(nowait=True)
+        await close_connection(conn)
         raise
     conn.socket_timeout = None
     return conn
+
+
+async def close_connection(conn: Connection) -> None:
+    """Close the socket and return once it is closed (bounded by the connect timeout)."""
+    try:
+        await conn.disconnect()
+    except Exception:  # noqa: BLE001 - closing a broken socket may fail; it is gone anyway
+        pass
+    await asyncio.sleep(0)  # a transport closed by redis-py's own error path closes its socket next iteration

@@ -9,9 +9,10 @@ from asyncio import selector_events
 
 import pytest
 from nodekeys import fd_count, other_tasks, sockets_to, tag_on, until
-from redis.exceptions import DataError, MovedError
+from redis.exceptions import AuthenticationError, DataError, MovedError
 
 from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, MuxConnection, NodeSettings
+from clusterpool.errors import ConfigurationError
 from clusterpool.slots import key_slot
 
 pytestmark = pytest.mark.asyncio
@@ -274,3 +275,34 @@ async def test_aclose_fails_pending_commands_and_leaves_no_task_or_socket(cluste
     assert sent.value.sent is True and unsent.value.sent is False
     assert other_tasks() == set()
     assert fd_count() == fds
+
+
+@pytest.mark.parametrize("args", [("MULTI",), ("watch", "k"), ("SUBSCRIBE", "ch"), ("CLIENT", "REPLY", "OFF"),
+                                  ("client setname", "x"), (b"SELECT", 1), ("ASKING",)])
+async def test_commands_that_change_connection_state_are_refused_before_sending(cluster, args):
+    mux = await _open(cluster)
+    with pytest.raises(ConfigurationError):
+        await mux.execute(*args)
+    assert mux.stats().commands == 0 and mux.usable
+    assert await mux.execute("CLIENT", "GETNAME") is None  # other CLIENT subcommands pass
+    await mux.aclose()
+
+
+async def test_open_fails_fast_on_a_handshake_error_and_leaks_no_socket(cluster):
+    port = _primary(cluster)
+    before = sockets_to(port)
+    with pytest.raises(AuthenticationError):  # no such user
+        await MuxConnection.open(NodeSettings.make("127.0.0.1", port, username="nobody", password="wrong"))
+    assert sockets_to(port) == before
+
+
+async def test_unknown_connection_keywords_fail_before_any_io():
+    with pytest.raises(ConfigurationError):
+        NodeSettings.make("127.0.0.1", 7000, sockettimeout=1)
+    with pytest.raises(ConfigurationError):
+        NodeSettings.make("127.0.0.1", 7000, socket_timeout=-1)
+
+
+def test_settings_repr_hides_the_password():
+    s = NodeSettings.make("127.0.0.1", 7000, password="hunter2", username="u")
+    assert "hunter2" not in repr(s) and "hunter2" not in s.describe()
