@@ -94,7 +94,7 @@ class NodeConnections:
         live = self._shared
         for m in live:
             if m.state is not State.OPEN:
-                self._retire()
+                live = self._retire()
                 break
         choice = pick_shared([m.pending for m in live], opening=self._opening is not None,
                              limit=self.max_shared, grow_at=self.grow_at)
@@ -102,11 +102,13 @@ class NodeConnections:
             self._start_open()
         return None if choice.index is None else live[choice.index]
 
-    def _retire(self) -> None:
+    def _retire(self) -> list[MuxConnection]:
+        """Move broken shared connections out of use (aclose() still awaits them); the live ones."""
         keep = [m for m in self._shared if m.state is State.OPEN]
         self._retired = [m for m in self._retired if not m.finished]
         self._retired.extend(m for m in self._shared if m.state is not State.OPEN)
         self._shared = keep
+        return keep
 
     def _start_open(self) -> None:
         self._opening = asyncio.ensure_future(self._open_shared())

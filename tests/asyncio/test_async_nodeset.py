@@ -6,10 +6,10 @@ import asyncio
 import random
 
 import pytest
-from nodekeys import fd_count, other_tasks, sockets_to, tag_on, until
+from async_helpers import fd_count, other_tasks, sockets_to, tag_on, until
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from clusterpool.asyncio import LostConnectionError, NodeSettings
+from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, NodeSettings
 from clusterpool.asyncio.nodeset import NodeConnections
 from clusterpool.errors import PoolClosedError, PoolTimeoutError
 
@@ -237,3 +237,74 @@ async def test_a_killed_node_under_load_fails_commands_and_leaks_nothing(fresh_c
     await node.aclose()
     assert other_tasks() == set()
     assert sockets_to(port) == 0
+
+
+async def test_a_connection_the_server_closed_is_replaced_before_the_next_command(cluster):
+    port = cluster.primaries()[0]
+    before = sockets_to(port)
+    node = _node(cluster, port)
+    tag = tag_on(cluster, port)
+    first = await node.shared()
+    my_id = await node.execute("CLIENT", "ID")
+    killer = _node(cluster, port)
+    assert await killer.execute("CLIENT", "KILL", "ID", my_id) == 1
+    await until(lambda: not first.usable, what="the reader to see the close")
+    assert await node.execute("SET", f"{tag}:after-kill", 1) == "OK"  # no error: a new connection
+    assert await node.shared() is not first
+    await killer.aclose()
+    await node.aclose()
+    assert sockets_to(port) == before
+    assert other_tasks() == set()
+
+
+async def test_timeouts_on_a_paused_node_keep_the_shared_connection(fresh_cluster):
+    c = fresh_cluster
+    port = c.primaries()[0]
+    node = _node(c, port)
+    tag = tag_on(c, port)
+    await node.execute("SET", f"{tag}:p", "before")
+    mux = await node.shared()
+    await asyncio.to_thread(c.pause, port)
+    try:
+        results = await asyncio.gather(
+            *(node.execute("SET", f"{tag}:p:{i}", i, timeout=0.05) for i in range(50)), return_exceptions=True
+        )
+        assert all(isinstance(r, CommandTimeoutError) and r.sent for r in results), results[:3]
+    finally:
+        await asyncio.to_thread(c.resume, port)
+    assert await node.execute("GET", f"{tag}:p", timeout=None) == "before"  # its own reply, not a late one
+    assert await node.shared() is mux and mux.usable
+    await until(lambda: mux.pending == 0)
+    assert mux.stats().dropped == 50
+    await node.aclose()
+
+
+async def test_cancelling_the_first_command_while_its_connection_opens_leaks_nothing(cluster):
+    port = cluster.primaries()[0]
+    before = sockets_to(port)
+    for _ in range(20):
+        node = _node(cluster, port)
+        t = asyncio.ensure_future(node.execute("PING"))
+        await asyncio.sleep(0)
+        t.cancel()
+        lease = asyncio.ensure_future(node.dedicated.acquire())
+        await asyncio.sleep(0)
+        lease.cancel()
+        await asyncio.gather(t, lease, return_exceptions=True)
+        await node.aclose()
+        assert other_tasks() == set()
+    assert sockets_to(port) == before
+
+
+async def test_a_dedicated_command_timeout_discards_the_connection(cluster):
+    port = cluster.primaries()[0]
+    node = _node(cluster, port)
+    tag = tag_on(cluster, port)
+    with pytest.raises(CommandTimeoutError) as info:
+        async with node.lease() as conn:
+            await conn.execute("BLPOP", f"{tag}:nothing", 0, timeout=0.02)
+    assert info.value.sent is True
+    assert node.dedicated.stats().discarded == 1
+    async with node.lease() as conn:
+        assert await conn.execute("PING") in ("PONG", True)
+    await node.aclose()

@@ -8,7 +8,7 @@ import selectors  # noqa: F401  (the selector event loop's transports are patche
 from asyncio import selector_events
 
 import pytest
-from nodekeys import fd_count, other_tasks, sockets_to, tag_on, until
+from async_helpers import fd_count, other_tasks, sockets_to, tag_on, until
 from redis.exceptions import AuthenticationError, DataError, MovedError
 
 from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, MuxConnection, NodeSettings
