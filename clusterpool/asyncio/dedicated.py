@@ -61,6 +61,7 @@ class Dedicated:
         self.settings = settings
         self.broken = False  # discard instead of reusing
         self.used = False  # served a command before (a stale socket is possible)
+        self._reused = False
 
     async def execute(self, *args: Any, timeout: float | None = DEFAULT) -> Any:
         """Send one command and read its reply; `timeout` None waits for ever (blocking calls).
@@ -74,14 +75,20 @@ class Dedicated:
     async def send(self, *args: Any) -> None:
         """Write one command (for pub/sub and pipelines that read later)."""
         data = pack(self.connection, args)
-        self.used = True
+        await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        self._reused, self.used = self.used, True
         try:
             await self.connection.send_packed_command([data], check_health=False)
         except BaseException as e:
             self.broken = True
             if isinstance(e, RedisConnectionError | OSError):
-                raise LostConnectionError(str(e), node=self.settings.name, sent=True) from e
+                raise self._lost(e) from e
             raise
+
+    def _lost(self, e: BaseException) -> LostConnectionError:
+        return LostConnectionError(str(e), node=self.settings.name, sent=True, reused=self._reused)
 
     async def read(self, *, timeout: float | None = DEFAULT) -> Any:
         """Read one reply (redis-py's parser, no response callback)."""
@@ -97,20 +104,12 @@ class Dedicated:
         except BaseException as e:
             self.broken = True
             if isinstance(e, RedisConnectionError | OSError):
-                raise LostConnectionError(str(e), node=self.settings.name, sent=True) from e
+                raise self._lost(e) from e
             raise
 
     async def execute_many(self, commands: Sequence[Sequence[Any]], *, timeout: float | None = DEFAULT) -> list[Any]:
         """Write several commands at once and read their replies (errors returned in place)."""
-        data = b"".join(pack(self.connection, args) for args in commands)
-        self.used = True
-        try:
-            await self.connection.send_packed_command([data], check_health=False)
-        except BaseException as e:
-            self.broken = True
-            if isinstance(e, RedisConnectionError | OSError):
-                raise LostConnectionError(str(e), node=self.settings.name, sent=True) from e
-            raise
+        await self._send(b"".join(pack(self.connection, args) for args in commands))
         out: list[Any] = []
         for _ in commands:
             try:

@@ -15,11 +15,12 @@ from ..errors import ClusterPoolError
 class LostConnectionError(ClusterPoolError, _rx.ConnectionError):
     """The connection broke (or was closed) before this command's reply arrived."""
 
-    def __init__(self, message: str, *, node: str, sent: bool) -> None:
+    def __init__(self, message: str, *, node: str, sent: bool, reused: bool = True) -> None:
         outcome = "sent, outcome unknown" if sent else "not sent"
         super().__init__(f"{message} ({node}; command {outcome})")
         self.node = node
         self.sent = sent
+        self.reused = reused  # the connection had answered before: it may just be stale (policy's fresh=False)
 
 
 class CommandTimeoutError(ClusterPoolError, _rx.TimeoutError):

@@ -288,7 +288,7 @@ class MuxConnection:
             what = "connection closed"
         else:
             what = f"connection lost: {cause}" if cause is not None else "connection lost"
-        return LostConnectionError(what, node=self.name, sent=sent)
+        return LostConnectionError(what, node=self.name, sent=sent, reused=self._replies > 0)
 
     def _break(self, error: BaseException | None, state: State) -> None:
         """Fail everything pending and start the teardown; only the first call counts."""

@@ -73,6 +73,7 @@ async def test_a_full_pool_waits_for_a_connection_instead_of_failing(cluster):
     second = asyncio.ensure_future(node.dedicated.acquire(timeout=None))
     await until(lambda: node.dedicated.stats().waiting == 1, what="second acquirer queued")
     assert not second.done()
+    assert repr(node.dedicated) == f"<DedicatedPool {node.name}: 1 leased, 0 idle, 0 opening of 1 | 1 waiting>"
     node.dedicated.release(first)
     got = await second
     assert got is first  # handed over, not a new socket
