@@ -78,6 +78,9 @@ class Dedicated:
         await self._send(data)
 
     async def _send(self, data: bytes) -> None:
+        if self.broken or not self.connection.is_connected:
+            # redis-py would silently reconnect here, behind the pool's back
+            raise LostConnectionError("dedicated connection is closed", node=self.settings.name, sent=False)
         self._reused, self.used = self.used, True
         try:
             await self.connection.send_packed_command([data], check_health=False)

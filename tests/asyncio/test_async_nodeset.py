@@ -309,3 +309,17 @@ async def test_a_dedicated_command_timeout_discards_the_connection(cluster):
     async with node.lease() as conn:
         assert await conn.execute("PING") in ("PONG", True)
     await node.aclose()
+
+
+async def test_a_lease_held_across_aclose_cannot_reopen_a_socket(cluster):
+    port = cluster.primaries()[0]
+    before = sockets_to(port)
+    node = _node(cluster, port)
+    conn = await node.dedicated.acquire()
+    await node.aclose()
+    with pytest.raises(LostConnectionError) as info:
+        await conn.execute("PING")
+    assert info.value.sent is False
+    node.dedicated.release(conn)
+    assert sockets_to(port) == before
+    assert other_tasks() == set()
