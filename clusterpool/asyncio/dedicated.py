@@ -26,11 +26,11 @@ from typing import Any
 
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 from ..errors import PoolClosedError, PoolTimeoutError
 from .book import assign
-from .errors import CommandTimeoutError, LostConnectionError
+from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
 from .mux import pack
 from .settings import DEFAULT, NodeSettings, close_connection, open_connection
 
@@ -98,9 +98,12 @@ class Dedicated:
         t = self.settings.socket_timeout if timeout is DEFAULT else timeout
         try:
             async with asyncio.timeout(t):
-                return await self.connection.read_response(timeout=math.inf)
-        except ResponseError:
-            raise
+                return await self.connection.read_response(timeout=math.inf, disconnect_on_error=False)
+        except RedisError as e:
+            if is_error_reply(e):
+                raise
+            self.broken = True
+            raise self._lost(e) from e
         except TimeoutError:
             self.broken = True
             raise CommandTimeoutError(t or 0.0, node=self.settings.name, sent=True) from None
@@ -117,7 +120,9 @@ class Dedicated:
         for _ in commands:
             try:
                 out.append(await self.read(timeout=timeout))
-            except ResponseError as e:
+            except RedisError as e:
+                if not is_error_reply(e):
+                    raise
                 out.append(e)
         return out
 

@@ -31,3 +31,13 @@ class CommandTimeoutError(ClusterPoolError, _rx.TimeoutError):
         super().__init__(f"no reply from {node} within {timeout}s (command {outcome})")
         self.node = node
         self.sent = sent
+
+
+def is_error_reply(e: BaseException) -> bool:
+    """Whether `e` is the server's error reply (the connection is still in step), not a socket failure.
+
+    redis-py maps some replies to ConnectionError subclasses (LOADING -> BusyLoadingError,
+    NOAUTH / WRONGPASS -> AuthenticationError); its parser marks every mapped reply with
+    `status_code`, which socket errors never have.
+    """
+    return isinstance(e, _rx.ResponseError) or (isinstance(e, _rx.RedisError) and e.status_code is not None)

@@ -32,11 +32,11 @@ from enum import IntEnum
 from typing import Any
 
 from redis.asyncio.connection import Connection
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 from ..commands import CONNECTION_STATE
 from ..errors import ConfigurationError
-from .errors import CommandTimeoutError, LostConnectionError
+from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
 from .settings import DEFAULT, NodeSettings, close_connection, open_connection
 
 try:
@@ -254,10 +254,12 @@ class MuxConnection:
     async def _read_loop(self) -> None:
         conn, fifo = self._conn, self._fifo
         while True:
-            error: ResponseError | None = None
+            error: RedisError | None = None
             try:
                 reply = await conn.read_response(timeout=math.inf, disconnect_on_error=False)
-            except ResponseError as e:
+            except RedisError as e:
+                if not is_error_reply(e):
+                    raise
                 reply, error = None, e
             if not fifo:
                 raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
