@@ -9,15 +9,31 @@ from collections.abc import Awaitable, Callable
 from clusterpool.slots import key_slot
 
 
+TAG_PREFIX = "cpasync"
+
+
 def tag_on(cluster, port: int, start: int = 0) -> str:
     """A hash tag `{...}` whose slot `port` serves, so `{tag}:anything` goes to that node."""
     slots = set(cluster.slots_of(port))
     i = start
     while True:
-        tag = f"t{i}"
+        tag = f"{TAG_PREFIX}{i}"
         if key_slot(tag.encode()) in slots:
             return "{" + tag + "}"
         i += 1
+
+
+def drop_test_keys(cluster) -> None:
+    """Delete the keys these tests wrote (`{cpasync...}:*`), so the shared cluster's other users
+    (tests counting keys in a slot) do not see them."""
+    for port in cluster.primaries():
+        r = cluster.client(port)
+        try:
+            batch = list(r.scan_iter(match="{" + TAG_PREFIX + "*", count=1000))
+            for i in range(0, len(batch), 500):
+                r.delete(*batch[i : i + 500])
+        finally:
+            r.close()
 
 
 def fd_count() -> int:
