@@ -251,6 +251,16 @@ class DedicatedPool:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def drop_idle(self) -> int:
+        """Close the idle connections (policy's drop_idle: they are likely closed server-side too)."""
+        idle, self._idle = list(self._idle), deque()
+        self._total -= len(idle)
+        self._discarded += len(idle)
+        for d in idle:
+            self._close_later(d)
+        self._assign()
+        return len(idle)
+
     # ---- state -----------------------------------------------------------------------
 
     @property

@@ -330,3 +330,17 @@ async def test_a_lease_held_across_aclose_cannot_reopen_a_socket(cluster):
     node.dedicated.release(conn)
     assert sockets_to(port) == before
     assert other_tasks() == set()
+
+
+async def test_drop_idle_closes_idle_dedicated_connections_only(cluster):
+    port = cluster.primaries()[0]
+    before = sockets_to(port)
+    node = _node(cluster, port)
+    a, b = await node.dedicated.acquire(), await node.dedicated.acquire()
+    node.dedicated.release(a)
+    assert node.dedicated.drop_idle() == 1
+    await until(lambda: sockets_to(port) == before + 1, what="the idle socket to close")
+    assert await b.execute("PING") in ("PONG", True)  # the leased one is untouched
+    node.dedicated.release(b)
+    await node.aclose()
+    assert sockets_to(port) == before
