@@ -1,0 +1,43 @@
+"""Errors of the asyncio connection layer: each one says whether the command reached the wire.
+
+A driver turns them into `policy.Failure(kind, node, sent=...)`: `sent=False` means the
+bytes were never handed to the socket (safe to resend anywhere), `sent=True` means they
+were, so a write may have run.
+"""
+
+from __future__ import annotations
+
+from redis import exceptions as _rx
+
+from ..errors import ClusterPoolError
+
+
+class LostConnectionError(ClusterPoolError, _rx.ConnectionError):
+    """The connection broke (or was closed) before this command's reply arrived."""
+
+    def __init__(self, message: str, *, node: str, sent: bool, reused: bool = True) -> None:
+        outcome = "sent, outcome unknown" if sent else "not sent"
+        super().__init__(f"{message} ({node}; command {outcome})")
+        self.node = node
+        self.sent = sent
+        self.reused = reused  # the connection had answered before: it may just be stale (policy's fresh=False)
+
+
+class CommandTimeoutError(ClusterPoolError, _rx.TimeoutError):
+    """No reply within the command's timeout; the connection stays up and drops the late reply."""
+
+    def __init__(self, timeout: float, *, node: str, sent: bool) -> None:
+        outcome = "sent, outcome unknown" if sent else "not sent"
+        super().__init__(f"no reply from {node} within {timeout}s (command {outcome})")
+        self.node = node
+        self.sent = sent
+
+
+def is_error_reply(e: BaseException) -> bool:
+    """Whether `e` is the server's error reply (the connection is still in step), not a socket failure.
+
+    redis-py maps some replies to ConnectionError subclasses (LOADING -> BusyLoadingError,
+    NOAUTH / WRONGPASS -> AuthenticationError); its parser marks every mapped reply with
+    `status_code`, which socket errors never have.
+    """
+    return isinstance(e, _rx.ResponseError) or (isinstance(e, _rx.RedisError) and e.status_code is not None)

@@ -1,0 +1,323 @@
+"""An auto-pipelined connection to one node, shared by any number of tasks.
+
+How this works: a caller's command is packed at once (bad arguments fail in the caller,
+before anything is queued) and appended to a write queue with a fresh future. ONE writer
+task takes the whole queue when it next runs, so every command issued in the same
+event-loop iteration leaves in ONE socket write; it does not wait for earlier replies
+before writing more. Just before writing it moves each command's future to the FIFO of
+reply slots. ONE reader task reads replies continuously and resolves the FIFO head.
+
+  * Cancelled or timed-out callers abandon their future. A command still queued is then
+    dropped before the write; one already written keeps its FIFO slot, and its reply is
+    read and thrown away when it arrives. The connection stays up, and no other caller
+    can receive that reply because slots are matched by position, never reused.
+  * ASKING + command are packed into one unit: one chunk of bytes with two FIFO slots
+    (the ASKING reply is dropped), so nothing can come between them.
+  * Any read or write error (or a reply with no slot) breaks the connection: every
+    future still pending fails with `LostConnectionError(sent=...)`: sent=True for slots
+    already handed to the socket (the command may have run), sent=False for the queue.
+    A broken connection never reconnects; the node's connection set replaces it.
+  * Per-command timeouts are timers on the caller's future; the socket has none, so a
+    slow reply costs its caller only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from redis.asyncio.connection import Connection
+from redis.exceptions import RedisError
+
+from ..commands import CONNECTION_STATE
+from ..errors import ConfigurationError
+from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
+from .settings import DEFAULT, NodeSettings, close_connection, open_connection
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _hiredis_pack = None  # type: ignore[assignment]
+
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+class State(IntEnum):
+    """A shared connection's life: OPEN until it breaks or is closed; never reopened."""
+
+    OPEN = 1
+    BROKEN = 2
+    CLOSED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class MuxStats:
+    """Counters of one shared connection (a copy)."""
+
+    writes: int  # socket writes (one per batch)
+    commands: int  # commands written
+    replies: int  # replies read
+    dropped: int  # replies read for abandoned (cancelled / timed-out) callers
+    skipped: int  # commands dropped before the write because their caller gave up
+    pending: int  # queued + awaiting a reply
+
+
+class _Unit:
+    """One caller's command: its bytes, how many replies it produces, and its future."""
+
+    __slots__ = ("data", "future", "replies", "sent")
+
+    def __init__(self, data: bytes, future: asyncio.Future[Any], replies: int) -> None:
+        self.data = data
+        self.future = future
+        self.replies = replies
+        self.sent = False
+
+
+def pack(conn: Connection, args: Sequence[Any]) -> bytes:
+    """One command's wire form, with hiredis' packer when it can (redis-py's otherwise).
+
+    redis-py's rule that a first argument with spaces ("CLUSTER INFO") is several words
+    is kept; anything hiredis refuses goes through redis-py, which raises DataError.
+    """
+    if not args:
+        raise ValueError("a command needs at least a name")
+    if _hiredis_pack is not None and conn.encoder.encoding.lower() in ("utf-8", "utf8"):
+        head = args[0]
+        if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
+            args = (*head.split(), *args[1:])
+        try:
+            return bytes(_hiredis_pack(tuple(args)))
+        except TypeError:
+            pass
+    return b"".join(conn.pack_command(*args))
+
+
+# Commands that would change what the shared connection's later replies mean.
+_REFUSED = frozenset(n for n in CONNECTION_STATE if "|" not in n)
+_REFUSED_SUB = frozenset({*(n for n in CONNECTION_STATE if "|" in n), "client|reply"})
+
+
+def _word(arg: Any) -> str:
+    return (arg.decode() if isinstance(arg, bytes | bytearray) else str(arg)).lower()
+
+
+def refuse_stateful(args: Sequence[Any]) -> None:
+    """Raise ConfigurationError for a command a shared connection cannot carry (MULTI, SUBSCRIBE, ...)."""
+    words = _word(args[0]).split()
+    name = words[0] if words else ""
+    bad = name in _REFUSED
+    if not bad and name == "client":
+        sub = words[1] if len(words) > 1 else _word(args[1]) if len(args) > 1 else ""
+        bad = f"client|{sub}" in _REFUSED_SUB
+        name = f"client {sub}"
+    if bad:
+        raise ConfigurationError(
+            f"{name.upper()} changes connection state, which a shared connection cannot keep: "
+            "use a dedicated connection (lease()); for ASK redirects use execute(..., asking=True)"
+        )
+
+
+def _expire(unit: _Unit, timeout: float, node: str) -> None:
+    if not unit.future.done():
+        unit.future.set_exception(CommandTimeoutError(timeout, node=node, sent=unit.sent))
+
+
+class MuxConnection:
+    """A shared, auto-pipelined connection to one node (see the module docstring)."""
+
+    def __init__(self, conn: Connection, settings: NodeSettings) -> None:
+        """Wrap an already connected redis-py connection; use `MuxConnection.open()`."""
+        self.settings = settings
+        self.name = settings.name
+        self._conn = conn
+        self._loop = asyncio.get_running_loop()
+        self._timeout = settings.socket_timeout
+        self._queue: list[_Unit] = []
+        self._fifo: deque[asyncio.Future[Any] | None] = deque()
+        self._wake = asyncio.Event()
+        self._state = State.OPEN
+        self._error: BaseException | None = None
+        self._writes = self._commands = self._replies = self._dropped = self._skipped = 0
+        self._writer = asyncio.create_task(self._guard(self._write_loop()), name=f"mux-write {self.name}")
+        self._reader = asyncio.create_task(self._guard(self._read_loop()), name=f"mux-read {self.name}")
+        self._teardown: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, settings: NodeSettings) -> MuxConnection:
+        """Connect (handshake, READONLY for replicas) and start the reader and writer tasks."""
+        return cls(await open_connection(settings), settings)
+
+    # ---- state -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """OPEN, BROKEN or CLOSED."""
+        return self._state
+
+    @property
+    def usable(self) -> bool:
+        """Whether new commands can be submitted."""
+        return self._state is State.OPEN
+
+    @property
+    def finished(self) -> bool:
+        """Broken or closed, and its tasks and socket are gone."""
+        return self._teardown is not None and self._teardown.done()
+
+    @property
+    def pending(self) -> int:
+        """Commands queued or awaiting their reply (abandoned ones included until read)."""
+        return len(self._queue) + len(self._fifo)
+
+    def stats(self) -> MuxStats:
+        """A copy of the counters."""
+        return MuxStats(self._writes, self._commands, self._replies, self._dropped, self._skipped, self.pending)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MuxConnection {self.name} {self._state.name}: {len(self._queue)} queued, "
+            f"{len(self._fifo)} awaiting replies, {self._writes} writes>"
+        )
+
+    # ---- commands --------------------------------------------------------------------
+
+    def submit(self, args: Sequence[Any], *, asking: bool = False) -> asyncio.Future[Any]:
+        """Queue one command (ASKING first when `asking`) and return the future of its reply.
+
+        The caller must await the future (or cancel it to abandon the command).
+        """
+        return self._enqueue(args, asking).future
+
+    def _enqueue(self, args: Sequence[Any], asking: bool) -> _Unit:
+        if self._state is not State.OPEN:
+            raise self._lost_error(sent=False)
+        if not args:
+            raise ValueError("a command needs at least a name")
+        refuse_stateful(args)
+        data = pack(self._conn, args)
+        fut = self._loop.create_future()
+        unit = _Unit(_ASKING + data, fut, 2) if asking else _Unit(data, fut, 1)
+        self._queue.append(unit)
+        if len(self._queue) == 1:
+            self._wake.set()
+        return unit
+
+    async def execute(self, *args: Any, asking: bool = False, timeout: float | None = DEFAULT) -> Any:
+        """Send one command and return its raw reply (redis-py's parser, no response callback).
+
+        `timeout` (default: the settings' socket_timeout; None waits for ever) raises
+        CommandTimeoutError; error replies raise redis-py's ResponseError family.
+        """
+        unit = self._enqueue(args, asking)
+        fut = unit.future
+        t = self._timeout if timeout is DEFAULT else timeout
+        if t is None:
+            return await fut
+        timer = self._loop.call_later(t, _expire, unit, t, self.name)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    # ---- the two tasks ---------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        conn, fifo = self._conn, self._fifo
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._queue = self._queue, []
+            chunks = []
+            for unit in batch:
+                if unit.future.done():  # its caller gave up before the write
+                    self._skipped += 1
+                    continue
+                unit.sent = True
+                if unit.replies == 2:
+                    fifo.append(None)
+                fifo.append(unit.future)
+                chunks.append(unit.data)
+            if not chunks:
+                continue
+            self._writes += 1
+            self._commands += len(chunks)
+            await conn.send_packed_command([b"".join(chunks)], check_health=False)
+
+    async def _read_loop(self) -> None:
+        conn, fifo = self._conn, self._fifo
+        while True:
+            error: RedisError | None = None
+            try:
+                reply = await conn.read_response(timeout=math.inf, disconnect_on_error=False)
+            except RedisError as e:
+                if not is_error_reply(e):
+                    raise
+                reply, error = None, e
+            if not fifo:
+                raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
+            fut = fifo.popleft()
+            self._replies += 1
+            if fut is None:  # the ASKING of an ASKING + command unit
+                continue
+            if fut.done():
+                self._dropped += 1
+            elif error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(reply)
+
+    async def _guard(self, loop: Any) -> None:
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - any failure breaks the connection
+            self._break(e, State.BROKEN)
+
+    # ---- breaking and closing --------------------------------------------------------
+
+    def _lost_error(self, *, sent: bool, cause: BaseException | None = None) -> LostConnectionError:
+        cause = cause if cause is not None else self._error
+        if self._state is State.CLOSED and cause is None:
+            what = "connection closed"
+        else:
+            what = f"connection lost: {cause}" if cause is not None else "connection lost"
+        return LostConnectionError(what, node=self.name, sent=sent, reused=self._replies > 0)
+
+    def _break(self, error: BaseException | None, state: State) -> None:
+        """Fail everything pending and start the teardown; only the first call counts."""
+        if self._state is not State.OPEN:
+            return
+        self._state = state
+        self._error = error
+        fifo, self._fifo = self._fifo, deque()
+        queue, self._queue = self._queue, []
+        for fut in fifo:
+            if fut is not None and not fut.done():
+                fut.set_exception(self._lost_error(sent=True))
+        for unit in queue:
+            if not unit.future.done():
+                unit.future.set_exception(self._lost_error(sent=False))
+        self._teardown = asyncio.ensure_future(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        for task in (self._writer, self._reader):
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(self._writer, self._reader, return_exceptions=True)
+        await close_connection(self._conn)
+
+    async def aclose(self) -> None:
+        """Fail what is pending (LostConnectionError), stop both tasks and close the socket."""
+        self._break(None, State.CLOSED)
+        assert self._teardown is not None
+        await asyncio.shield(self._teardown)

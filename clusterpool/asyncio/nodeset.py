@@ -1,0 +1,176 @@
+"""All connections to one node: a few shared auto-pipelined ones and a dedicated pool.
+
+How this works: `execute()` sends a command on one of at most `max_shared` shared
+connections (`MuxConnection`), the least loaded as `book.pick_shared` says; when all
+are busy (at least `grow_at` pending each) another one is opened in the background
+while the current ones keep taking commands. A broken shared connection is retired at
+the next pick and a new one opened: connections are never repaired in place. Blocking
+commands, transactions and pub/sub `lease()` a dedicated connection from a bounded
+`DedicatedPool`. So the sockets to a node are at most `max_shared + max_connections`,
+however many tasks use it. `aclose()` closes both kinds and waits for every task the
+set started; no socket or task outlives it.
+
+Errors from `execute`: `LostConnectionError` / `CommandTimeoutError` carry `sent`; a
+failure to open a connection (redis-py's ConnectionError, TimeoutError,
+AuthenticationError) means nothing was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PoolClosedError
+from .book import pick_shared
+from .dedicated import Dedicated, DedicatedPool, DedicatedStats
+from .mux import MuxConnection, MuxStats, State
+from .settings import DEFAULT, NodeSettings
+
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConnectionsStats:
+    """A node's connections at one moment (copies)."""
+
+    node: str
+    shared: tuple[MuxStats, ...]
+    opened_shared: int
+    dedicated: DedicatedStats
+
+    @property
+    def connections(self) -> int:
+        """Sockets open or being opened to the node."""
+        return len(self.shared) + self.dedicated.idle + self.dedicated.leased + self.dedicated.opening
+
+
+class NodeConnections:
+    """Shared and dedicated connections to one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        max_shared: int = 2,
+        grow_at: int = 256,
+        max_connections: int = 4,
+        pool_timeout: float | None = None,
+    ) -> None:
+        """No I/O: the first command opens the first shared connection."""
+        if not 1 <= max_shared <= 64:
+            raise ValueError(f"max_shared must be in 1..64, got {max_shared}")
+        if grow_at < 1:
+            raise ValueError(f"grow_at must be >= 1, got {grow_at}")
+        self.settings = settings
+        self.name = settings.name
+        self.max_shared = max_shared
+        self.grow_at = grow_at
+        self.dedicated = DedicatedPool(settings, max_connections=max_connections, pool_timeout=pool_timeout)
+        self._shared: list[MuxConnection] = []
+        self._retired: list[MuxConnection] = []
+        self._opening: asyncio.Task[MuxConnection] | None = None
+        self._opened = 0
+        self._closed = False
+
+    # ---- shared connections ----------------------------------------------------------
+
+    async def execute(self, *args: Any, asking: bool = False, timeout: float | None = DEFAULT) -> Any:
+        """One command on a shared connection (ASKING first when `asking`); the raw reply."""
+        mux = self._pick()
+        if mux is None:
+            mux = await self._wait_open()
+        return await mux.execute(*args, asking=asking, timeout=timeout)
+
+    async def shared(self) -> MuxConnection:
+        """The shared connection the next command would use (opening one if none is open)."""
+        mux = self._pick()
+        return mux if mux is not None else await self._wait_open()
+
+    def _pick(self) -> MuxConnection | None:
+        if self._closed:
+            raise PoolClosedError(f"connections to {self.name} are closed")
+        live = self._shared
+        for m in live:
+            if m.state is not State.OPEN:
+                live = self._retire()
+                break
+        choice = pick_shared([m.pending for m in live], opening=self._opening is not None,
+                             limit=self.max_shared, grow_at=self.grow_at)
+        if choice.open_new:
+            self._start_open()
+        return None if choice.index is None else live[choice.index]
+
+    def _retire(self) -> list[MuxConnection]:
+        """Move broken shared connections out of use (aclose() still awaits them); the live ones."""
+        keep = [m for m in self._shared if m.state is State.OPEN]
+        self._retired = [m for m in self._retired if not m.finished]
+        self._retired.extend(m for m in self._shared if m.state is not State.OPEN)
+        self._shared = keep
+        return keep
+
+    def _start_open(self) -> None:
+        self._opening = asyncio.ensure_future(self._open_shared())
+        # a failed open nobody waited for is not an "unretrieved exception"
+        self._opening.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _open_shared(self) -> MuxConnection:
+        try:
+            mux = await MuxConnection.open(self.settings)
+            self._shared.append(mux)
+            self._opened += 1
+            return mux
+        finally:
+            self._opening = None
+
+    async def _wait_open(self) -> MuxConnection:
+        task = self._opening
+        if task is None:  # pragma: no cover - _pick always starts one when none is open
+            self._start_open()
+            task = self._opening
+            assert task is not None
+        return await asyncio.shield(task)
+
+    # ---- dedicated connections -------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(self, timeout: float | None = DEFAULT) -> AsyncIterator[Dedicated]:
+        """A dedicated connection for the block (waits up to `pool_timeout`; see DedicatedPool)."""
+        if self._closed:
+            raise PoolClosedError(f"connections to {self.name} are closed")
+        async with self.dedicated.lease(timeout) as conn:
+            yield conn
+
+    # ---- state -----------------------------------------------------------------------
+
+    def stats(self) -> NodeConnectionsStats:
+        """Counters of every connection to the node."""
+        shared = tuple(m.stats() for m in self._shared if m.state is State.OPEN)
+        return NodeConnectionsStats(self.name, shared, self._opened, self.dedicated.stats())
+
+    @property
+    def connection_count(self) -> int:
+        """Sockets open or being opened to the node (shared and dedicated)."""
+        return (
+            sum(1 for m in self._shared if m.state is State.OPEN)
+            + (1 if self._opening is not None else 0)
+            + self.dedicated.size
+        )
+
+    def __repr__(self) -> str:
+        live = [m for m in self._shared if m.state is State.OPEN]
+        return (
+            f"<NodeConnections {self.name}: {len(live)} shared ({sum(m.pending for m in live)} pending)"
+            f" | {self.dedicated!r}>"
+        )
+
+    async def aclose(self) -> None:
+        """Close every connection to the node and wait for their tasks."""
+        self._closed = True
+        if self._opening is not None:
+            self._opening.cancel()
+            await asyncio.gather(self._opening, return_exceptions=True)
+        muxes, self._shared = [*self._shared, *self._retired], []
+        self._retired = []
+        await asyncio.gather(*(m.aclose() for m in muxes), self.dedicated.aclose(), return_exceptions=True)
