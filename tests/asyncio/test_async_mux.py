@@ -8,7 +8,7 @@ import selectors  # noqa: F401  (the selector event loop's transports are patche
 from asyncio import selector_events
 
 import pytest
-from async_helpers import drop_test_keys, fd_count, other_tasks, sockets_to, tag_on, until
+from async_helpers import fd_count, other_tasks, sockets_to, tag_on, until
 from redis.exceptions import AuthenticationError, DataError, MovedError
 
 from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, MuxConnection, NodeSettings
@@ -16,13 +16,6 @@ from clusterpool.errors import ConfigurationError
 from clusterpool.slots import key_slot
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(autouse=True)
-def _clean_keys(request):
-    yield
-    if "cluster" in request.fixturenames:  # the session cluster: leave it as we found it
-        drop_test_keys(request.getfixturevalue("cluster"))
 
 
 def _primary(cluster) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import random
 
 import pytest
-from async_helpers import drop_test_keys, fd_count, other_tasks, sockets_to, tag_on, until
+from async_helpers import fd_count, other_tasks, sockets_to, tag_on, until
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, NodeSettings
@@ -14,13 +14,6 @@ from clusterpool.asyncio.nodeset import NodeConnections
 from clusterpool.errors import PoolClosedError, PoolTimeoutError
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(autouse=True)
-def _clean_keys(request):
-    yield
-    if "cluster" in request.fixturenames:  # the session cluster: leave it as we found it
-        drop_test_keys(request.getfixturevalue("cluster"))
 
 
 def _node(cluster, port: int | None = None, **kw) -> NodeConnections:
