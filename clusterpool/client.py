@@ -41,7 +41,7 @@ from .quickcommands import QuickCommands
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
-from .readfrom import ReadStrategy, StrategyLike, make_strategy
+from .readfrom import ReadStrategy, StrategyLike, make_strategy, read_node
 from .resp import command_name
 from .router import RouterMixin
 from .slots import encode_key, key_slot
@@ -214,14 +214,8 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         if shard is None or shard.primary is None:
             shard = self._wait_for_owner(slot)
         if readonly:
-            states = self.core.node_states
-            if not self._to_primary:
-                return self._strategy.pick(shard, states) or shard.primary  # type: ignore[return-value]
-            if self.replica_fallback and states.down and shard.primary.name in states.down:  # type: ignore[union-attr]
-                # primary unreachable: a replica's (maybe stale) answer beats an error
-                for r in shard.readable:
-                    if r.name not in states.down:
-                        return r
+            return read_node(shard, self.core.node_states, None if self._to_primary else self._strategy,
+                             self.replica_fallback)
         return shard.primary  # type: ignore[return-value]
 
     def refuse_write(self, args: Sequence[Any]) -> None:

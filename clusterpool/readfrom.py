@@ -31,6 +31,22 @@ class ReadStrategy(Protocol):
     def pick(self, shard: Shard, states: NodeStates) -> Node | None: ...
 
 
+def read_node(shard: Shard, states: NodeStates, strategy: ReadStrategy | None, replica_fallback: bool) -> Node:
+    """The node that serves a read of `shard` (which has a primary): the strategy's pick, or the
+    primary when it picks none; with no strategy (primary reads), a usable replica while the
+    primary is down and `replica_fallback` allows it: a maybe stale answer beats an error.
+    Both clients (sync and asyncio) route reads through this one function."""
+    primary = shard.primary
+    assert primary is not None
+    if strategy is not None:
+        return strategy.pick(shard, states) or primary
+    if replica_fallback and states.down and primary.name in states.down:
+        for r in shard.readable:
+            if r.name not in states.down:
+                return r
+    return primary
+
+
 class _RoundRobin:
     """A per-shard rotation over candidates, skipping unusable nodes."""
 

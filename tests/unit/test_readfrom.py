@@ -15,6 +15,7 @@ from clusterpool.readfrom import (
     Replica,
     ReplicaPreferred,
     make_strategy,
+    read_node,
 )
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard
 
@@ -231,3 +232,29 @@ def test_nearest_falls_back_to_primary_when_all_down():
     s = Nearest()
     states = NodeStates(down=frozenset({P.name, R1.name}))
     assert s.pick(shard(R1), states) is P
+
+
+# ---------------------------------------------------------------- read_node (both clients route reads through it)
+
+_SHARD = Shard(((0, 16383),), P, (R1,), "p")
+
+
+def test_primary_reads_stay_on_a_healthy_primary():
+    assert read_node(_SHARD, NodeStates(), None, True) is P
+
+
+def test_primary_reads_fall_back_to_a_replica_while_the_primary_is_down():
+    assert read_node(_SHARD, NodeStates(frozenset({"h:1"})), None, True) is R1
+
+
+def test_no_fallback_when_the_user_forbids_it():
+    assert read_node(_SHARD, NodeStates(frozenset({"h:1"})), None, False) is P
+
+
+def test_no_fallback_to_a_replica_that_is_down_too():
+    assert read_node(_SHARD, NodeStates(frozenset({"h:1", "h:2"})), None, True) is P
+
+
+def test_a_strategy_that_finds_no_replica_falls_back_to_the_primary():
+    assert read_node(_SHARD, NodeStates(frozenset({"h:2"})), make_strategy("replica"), True) is P
+    assert read_node(_SHARD, NodeStates(), make_strategy("replica"), True) is R1
