@@ -18,17 +18,14 @@ from redis import exceptions as rx
 from redis.cluster import ClusterNode, RedisCluster
 
 from clusterpool import ClusterClient, key_slot
+from compat import KINDS, make_client
 from waiting import poll
 
 
-@pytest.fixture(params=["RedisCluster", "ClusterClient"], scope="module")
+@pytest.fixture(params=KINDS, scope="module")
 def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
-    """The same scenario on both clients (decode_responses=True)."""
-    if request.param == "RedisCluster":
-        client: Any = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in cluster.startup_nodes],
-                                   decode_responses=True)
-    else:
-        client = ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True)
+    """The same scenario on both clients (decode_responses=True), made as tests/compat.py makes them."""
+    client = make_client(request.param, cluster, decode_responses=True)
     yield client
     client.close()
 
