@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import socket
+import struct
+import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,8 +35,11 @@ class _NodeConnectionMixin(_ConnectionBase):
 
     readonly_mode = False
     announce = True  # send CLIENT SETINFO (probe connections do not)
+    kernel_timeouts = False  # make_connection sets it (pooled and probe connections, not pub/sub's)
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
+        if self.kernel_timeouts:
+            self._use_kernel_timeouts()
         info = self.driver_info
         self.driver_info = None  # redis-py's own SETINFO round trips are replaced below
         try:
@@ -62,6 +68,47 @@ class _NodeConnectionMixin(_ConnectionBase):
                 raise RedisConnectionError(f"READONLY failed on replica connection: {reply!r}")
 
 
+    def _use_kernel_timeouts(self) -> None:
+        """Make the socket blocking, with the same timeout enforced by the kernel (SO_RCVTIMEO/SO_SNDTIMEO).
+
+        A Python socket with a timeout polls before every send and every
+        receive: two system calls more per command than a blocking one. A
+        timeout then surfaces as EAGAIN instead of socket.timeout; the read and
+        send methods below turn it back into redis-py's TimeoutError. A read
+        with its own timeout (redis-py's can_read) puts the socket back into
+        Python's timeout mode, which is correct, only slower. TLS sockets, and
+        connections without a timeout, keep redis-py's setup.
+        """
+        sock, timeout = self._sock, self.socket_timeout
+        if type(sock) is not socket.socket or not timeout or timeout <= 0 or not sys.platform.startswith("linux"):
+            return
+        sec = int(timeout)
+        tv = struct.pack("ll", sec, int((timeout - sec) * 1_000_000))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        except OSError:
+            return
+        sock.settimeout(None)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's read_response, with a kernel timeout (EAGAIN) raised as the TimeoutError it is."""
+        try:
+            return super().read_response(*args, **kwargs)
+        except RedisConnectionError as e:
+            if isinstance(e.__context__, BlockingIOError):
+                raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
+            raise
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """redis-py's send_packed_command, with a kernel timeout (EAGAIN) raised as TimeoutError."""
+        try:
+            super().send_packed_command(command, check_health)
+        except RedisConnectionError as e:
+            if isinstance(e.__context__, BlockingIOError):
+                raise RedisTimeoutError("Timeout writing to socket") from None
+            raise
+
     # the router's single-command path: redis-py's send_packed_command + read_response, minus layers
     # (str check and loop on send; eager error-text formatting and the RESP2/3 branch on read)
 
@@ -73,7 +120,7 @@ class _NodeConnectionMixin(_ConnectionBase):
         assert sock is not None
         try:
             sock.sendall(data)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # Python's timeout, or the kernel's (EAGAIN)
             self.disconnect()
             raise RedisTimeoutError("Timeout writing to socket") from None
         except OSError as e:
@@ -96,6 +143,11 @@ class _NodeConnectionMixin(_ConnectionBase):
             raise RedisConnectionError(
                 f"Error while reading from {self.host}:{self.port} : {e.args}"
             ) from e
+        except RedisConnectionError as e:
+            self.disconnect()
+            if isinstance(e.__context__, BlockingIOError):  # the kernel's timeout (EAGAIN)
+                raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
+            raise
         except BaseException:
             self.disconnect()
             raise
@@ -201,4 +253,5 @@ def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,
     # no retry= given is redis-py's Retry(NoBackoff(), 0), built fresh; passing one costs a deepcopy
     conn = cls(host=host, port=port, **kwargs)
     conn.readonly_mode = readonly
+    conn.kernel_timeouts = True
     return conn

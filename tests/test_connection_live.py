@@ -54,3 +54,16 @@ def test_send_connects_a_disconnected_connection(conn):
     conn.disconnect()
     conn.send_packed(pack_one(conn, ("PING",)))
     assert conn.read_reply() in (b"PONG", True)
+
+
+def test_read_timeout_through_redis_py_read_response_is_a_timeout_error(conn):
+    conn.send_command("BLPOP", conn.test_key, 2)
+    with pytest.raises(rx.TimeoutError):
+        conn.read_response()
+
+
+def test_socket_with_a_timeout_is_blocking_with_the_kernel_enforcing_it(conn):
+    # no poll() before every send and receive; SO_RCVTIMEO carries socket_timeout instead
+    assert conn._sock.gettimeout() is None
+    conn.send_packed(pack_one(conn, ("PING",)))
+    assert conn.read_reply() in (b"PONG", True)
