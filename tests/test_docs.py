@@ -8,11 +8,13 @@ start --base-port 7000` gives); before one runs, each address `127.0.0.1:700N` (
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -77,18 +79,40 @@ def _localise(code: str, startup_nodes: list[tuple[str, int]]) -> str:
     return ADDRESS.sub(sub, code)
 
 
-def test_site_builds_with_strict(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built once with --strict (warnings, broken links and references fail it)."""
     missing = _docs_missing()
     if missing:
         pytest.skip(f"{missing} is not installed (pip install -e '.[docs]')")
+    out = tmp_path_factory.mktemp("docs") / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
-         "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+         "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    assert (tmp_path / "site" / "reference" / "client" / "index.html").is_file()
+    return out
+
+
+def _inventory(site: Path) -> set[str]:
+    """The object names the API reference documents (mkdocstrings' objects.inv)."""
+    header, _, body = site.joinpath("objects.inv").read_bytes().partition(b"zlib.\n")
+    assert header.startswith(b"# Sphinx inventory version 2")
+    return {line.split(" ", 1)[0] for line in zlib.decompress(body).decode().splitlines()}
+
+
+def test_site_builds_with_strict(site: Path) -> None:
+    assert (site / "reference" / "client" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("module", ["clusterpool", "clusterpool.asyncio", "clusterpool.testing"])
+def test_reference_documents_every_export(site: Path, module: str) -> None:
+    documented = _inventory(site)
+    exports = importlib.import_module(module).__all__
+    missing = [name for name in exports if f"{module}.{name}" not in documented]
+    assert not missing, f"add these {module} exports to a docs/reference page: {missing}"
 
 
 def test_differences_table_is_the_readmes() -> None:
@@ -104,9 +128,9 @@ def test_code_fences_use_known_languages() -> None:
 
 
 def test_every_page_is_in_the_nav() -> None:
-    nav = (ROOT / "mkdocs.yml").read_text()
+    nav = set(re.findall(r":\s*(\S+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M))
     missing = [str(p.relative_to(DOCS)) for p in _pages() if str(p.relative_to(DOCS)) not in nav]
-    assert not missing
+    assert not missing, f"pages missing from mkdocs.yml's nav: {missing}"
 
 
 @pytest.mark.parametrize("code", _examples())
