@@ -1,5 +1,6 @@
-"""The documentation site: it builds with --strict, its differences table is the README's, and
-every ```python example on it runs against the real session cluster.
+"""The documentation site: it builds with --strict, the tables it copies from the README (the
+differences from RedisCluster, the options) are the README's, and every ```python example on
+it runs against the real session cluster.
 
 Examples are written for a local cluster on 127.0.0.1:7000-7005 (what `scripts/cluster.py
 start --base-port 7000` gives); before one runs, each address `127.0.0.1:700N` (also spelt
@@ -27,7 +28,6 @@ FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 # fence languages allowed on the site; Python must be spelt "python" so the examples are found
 LANGUAGES = {"python", "sh", "text", ""}
 ADDRESS = re.compile(r'127\.0\.0\.1(:|", |", port=)(700\d)\b')
-TABLE_INTRO = "Where we deliberately differ"
 
 
 def _docs_missing() -> str | None:
@@ -115,11 +115,15 @@ def test_reference_documents_every_export(site: Path, module: str) -> None:
     assert not missing, f"add these {module} exports to a docs/reference page: {missing}"
 
 
-def test_differences_table_is_the_readmes() -> None:
-    readme = _table_after((ROOT / "README.md").read_text(), TABLE_INTRO)
-    page = _table_after((DOCS / "migrating.md").read_text(), TABLE_INTRO)
+@pytest.mark.parametrize(("page", "readme_marker", "page_marker"), [
+    ("migrating.md", "Where we deliberately differ", "Where we deliberately differ"),
+    ("failures.md", "## Options", "## Every option"),
+])
+def test_table_is_the_readmes(page: str, readme_marker: str, page_marker: str) -> None:
+    readme = _table_after((ROOT / "README.md").read_text(), readme_marker)
+    copy = _table_after((DOCS / page).read_text(), page_marker)
     assert len(readme) > 3
-    assert page == readme, "docs/migrating.md's differences table differs from README.md's: copy it"
+    assert copy == readme, f"docs/{page}'s table after {page_marker!r} differs from README.md's: copy it"
 
 
 def test_code_fences_use_known_languages() -> None:
