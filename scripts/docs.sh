@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The documentation site (mkdocs.yml, docs/):
 #   scripts/docs.sh          serve it at http://127.0.0.1:8000 with live reload
-#   scripts/docs.sh build    build it with --strict into site/ (extra arguments go to mkdocs)
+#   scripts/docs.sh build    build it with --strict into site/ (extra arguments go to mkdocs;
+#                            not -q: it hides the warnings --strict counts)
 # Needs the docs (or dev) extra: .venv/bin/pip install -e '.[docs]'
 set -Eeuo pipefail
 
