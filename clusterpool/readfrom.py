@@ -158,6 +158,20 @@ _NAMED: dict[str, Callable[[], ReadStrategy]] = {
 StrategyLike = str | ReadStrategy | Callable[[Shard, NodeStates], "Node | None"]
 
 
+def choose(shard: Shard, states: NodeStates, strategy: ReadStrategy, to_primary: bool, fallback: bool) -> Node:
+    """The node of `shard` (which has a primary) that serves a read: the strategy's pick, or with
+    the primary strategy the primary, unless it is down and `fallback` lets a replica answer."""
+    primary: Node = shard.primary  # type: ignore[assignment]
+    if not to_primary:
+        return strategy.pick(shard, states) or primary
+    if fallback and states.down and primary.name in states.down:
+        # primary unreachable: a replica's (maybe stale) answer beats an error
+        for r in shard.readable:
+            if r.name not in states.down:
+                return r
+    return primary
+
+
 def make_strategy(spec: StrategyLike) -> ReadStrategy:
     """A strategy from a name ("replica", ...), a strategy object, or a callable."""
     if isinstance(spec, str):
