@@ -9,6 +9,7 @@ import pytest
 from async_helpers import other_tasks, tag_on
 
 from clusterpool.asyncio import ClusterClient
+from clusterpool.errors import UnknownOutcomeError
 from clusterpool.slots import key_slot
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.chaos]
@@ -84,3 +85,17 @@ async def test_a_primary_killed_under_load_recovers_after_promotion(fresh_cluste
         owner = c.topology().slot_table[key_slot(tag[1:-1].encode())].primary  # type: ignore[union-attr]
         assert owner is not None and owner.port == new_primary
     assert other_tasks() == set()
+
+
+async def test_a_write_sent_to_a_node_that_stops_answering_is_an_unknown_outcome(fresh_cluster):
+    cluster = fresh_cluster
+    port = cluster.primaries()[0]
+    tag = tag_on(cluster, port)
+    async with ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True, socket_timeout=0.5) as c:
+        assert await c.set(f"{tag}:u", 1) is True
+        await asyncio.to_thread(cluster.pause, port)
+        try:
+            with pytest.raises(UnknownOutcomeError):
+                await c.set(f"{tag}:u", 2)
+        finally:
+            await asyncio.to_thread(cluster.resume, port)
