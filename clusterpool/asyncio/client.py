@@ -10,7 +10,8 @@ with ASKING written back to back with the command, TRYAGAIN/CLUSTERDOWN/LOADING 
 with asyncio.sleep, a broken connection marks the node (its breaker) and waits for a new
 map. Blocking commands (BLPOP, XREAD BLOCK, WAIT ...) lease a dedicated connection.
 
-Not here yet (use redis.asyncio.cluster.RedisCluster for them): pipelines, transactions,
+`pipeline()` queues commands and sends them together (pipeline.py). Not here yet (use
+redis.asyncio.cluster.RedisCluster for them): transactions,
 pub/sub, lock, the node API and COMMAND INFO for commands newer than the shipped specs.
 """
 
@@ -46,6 +47,7 @@ from ..slots import encode_key, key_slot
 from ..topology import Node, Shard, Topology
 from .errors import CommandTimeoutError, LostConnectionError
 from .nodeset import NodeConnections
+from .pipeline import ClusterPipeline
 from .state import AsyncNode, ClusterState
 
 # Commands that hold their connection until the server answers: never on a shared connection.
@@ -176,6 +178,10 @@ class ClusterClient(AsyncRedisClusterCommands):
         t = self._state.topology
         shape_ = "not connected" if t is None else f"{len(t.shards)} shards, {len(t.nodes)} nodes, v{t.version}"
         return f"<clusterpool.asyncio.ClusterClient {shape_}, read_from={self.read_from}>"
+
+    def pipeline(self, transaction: bool | None = None, shard_hint: Any = None) -> ClusterPipeline:
+        """A non-transactional cluster pipeline: `async with client.pipeline() as pipe`, `await pipe.execute()`."""
+        return ClusterPipeline(self, transaction=transaction)
 
     # ---- inspection ------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import random
 import pytest
 from async_helpers import TAG_PREFIX, fd_count, other_tasks, sockets_to, until
 
+from redis.exceptions import ResponseError
+
 from clusterpool import ClusterClient as SyncClient
 from clusterpool.asyncio import ClusterClient
 from clusterpool.errors import ConfigurationError, CrossSlotError, WriteOnReaderError
@@ -213,3 +215,43 @@ async def test_events_are_published_through_on(cluster):
     await c.initialize()
     await until(lambda: "TopologyRefreshed" in seen, what="the first map's event")
     await c.aclose()
+
+
+async def test_a_pipeline_gives_the_sync_pipelines_replies(cluster):
+    def queue(pipe, p: str):
+        pipe.set(f"{p}1", "a").set(f"{p}2", "b").get(f"{p}1").incr(f"{p}n").hset(f"{p}h", "f", 1)
+        pipe.hgetall(f"{p}h").lpush(f"{p}l", 1, 2).lrange(f"{p}l", 0, -1).delete(f"{p}1", f"{p}2")
+        return pipe
+
+    with SyncClient(startup_nodes=cluster.startup_nodes, decode_responses=True) as sync:
+        expected = queue(sync.pipeline(), f"{{{TAG_PREFIX}ps}}").execute()
+    async with _client(cluster) as c, c.pipeline() as pipe:
+        got = await queue(pipe, f"{{{TAG_PREFIX}pa}}").execute()
+    assert got == expected
+
+
+async def test_a_pipeline_to_one_node_leaves_in_one_socket_write(cluster):
+    async with _client(cluster) as c:
+        tag = f"{{{TAG_PREFIX}w}}"
+        await c.set(f"{tag}:0", 0)
+        node = c.topology().slot_table[c.slot(tag)].primary.name  # type: ignore[union-attr]
+        before = sum(m.writes for m in c.connections(node).stats().shared)  # type: ignore[union-attr]
+        pipe = c.pipeline()
+        for i in range(100):
+            pipe.set(f"{tag}:{i}", i)
+        assert await pipe.execute() == [True] * 100
+        after = sum(m.writes for m in c.connections(node).stats().shared)  # type: ignore[union-attr]
+        assert after - before == 1
+
+
+async def test_a_pipeline_error_is_raised_or_returned_in_place(cluster):
+    async with _client(cluster) as c:
+        k = _key("e")
+        await c.set(k, "text")
+        pipe = c.pipeline().incr(k).get(k)
+        with pytest.raises(ResponseError, match="Command # 1"):
+            await pipe.execute()
+        replies = await c.pipeline().incr(k).get(k).execute(raise_on_error=False)
+        assert isinstance(replies[0], ResponseError) and replies[1] == "text"
+        with pytest.raises(ConfigurationError):
+            c.pipeline(transaction=True)
