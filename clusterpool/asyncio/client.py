@@ -10,9 +10,10 @@ with ASKING written back to back with the command, TRYAGAIN/CLUSTERDOWN/LOADING 
 with asyncio.sleep, a broken connection marks the node (its breaker) and waits for a new
 map. Blocking commands (BLPOP, XREAD BLOCK, WAIT ...) lease a dedicated connection.
 
-`pipeline()` queues commands and sends them together (pipeline.py). Not here yet (use
+`pipeline()` queues commands and sends them together (pipeline.py); `lock()` is redis-py's
+asyncio Lock. Not here yet (use
 redis.asyncio.cluster.RedisCluster for them): transactions,
-pub/sub, lock, the node API and COMMAND INFO for commands newer than the shipped specs.
+pub/sub, the node API and COMMAND INFO for commands newer than the shipped specs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from redis import exceptions as rx
 from redis._parsers.encoders import Encoder
 from redis._parsers.helpers import get_response_callbacks
+from redis.asyncio.lock import Lock
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
 from redis.commands import AsyncRedisClusterCommands
 from redis.connection import parse_url
@@ -182,6 +184,15 @@ class ClusterClient(AsyncRedisClusterCommands):
     def pipeline(self, transaction: bool | None = None, shard_hint: Any = None) -> ClusterPipeline:
         """A non-transactional cluster pipeline: `async with client.pipeline() as pipe`, `await pipe.execute()`."""
         return ClusterPipeline(self, transaction=transaction)
+
+    def lock(self, name: Any, timeout: float | None = None, sleep: float = 0.1, blocking: bool = True,
+             blocking_timeout: float | None = None, lock_class: type[Lock] | None = None,
+             thread_local: bool = True, raise_on_release_error: bool = True) -> Lock:
+        """redis-py's asyncio Lock on key `name` (its scripts run on the key's primary)."""
+        cls = lock_class or Lock
+        return cls(self, name, timeout=timeout, sleep=sleep, blocking=blocking,  # type: ignore[arg-type]
+                   blocking_timeout=blocking_timeout, thread_local=thread_local,
+                   raise_on_release_error=raise_on_release_error)
 
     # ---- inspection ------------------------------------------------------------------
 

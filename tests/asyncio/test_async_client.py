@@ -255,3 +255,29 @@ async def test_a_pipeline_error_is_raised_or_returned_in_place(cluster):
         assert isinstance(replies[0], ResponseError) and replies[1] == "text"
         with pytest.raises(ConfigurationError):
             c.pipeline(transaction=True)
+
+
+async def test_lock_is_redis_pys_asyncio_lock_on_the_cluster(cluster):
+    async with _client(cluster) as c:
+        lock = c.lock(_key("lock"), timeout=30)
+        assert await lock.acquire(blocking=False) is True
+        assert await c.lock(_key("lock")).acquire(blocking=False) is False
+        assert await lock.locked() is True
+        await lock.release()
+        assert await c.exists(_key("lock")) == 0
+
+
+async def test_a_cancelled_blocking_command_discards_its_connection(cluster):
+    async with _client(cluster) as c:
+        q = _key("cq")
+        blocked = asyncio.ensure_future(c.blpop([q], 0))
+        owner = c.topology().slot_table[c.slot(q)].primary.name  # type: ignore[union-attr]
+        await until(lambda: c.connections(owner) is not None and c.connections(owner).dedicated.stats().leased == 1,
+                    what="BLPOP to lease a dedicated connection")
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        await until(lambda: c.connections(owner).dedicated.stats().discarded == 1,  # type: ignore[union-attr]
+                    what="the cancelled BLPOP's connection to be discarded")
+        await c.rpush(q, "x")  # nobody pops it: the cancelled BLPOP is gone from the server too
+        assert await c.blpop([q], 1) == (q, "x")
