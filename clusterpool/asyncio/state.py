@@ -316,14 +316,22 @@ class ClusterState:
         return views, frozenset(n for n, _ in failed), [f"{n}: {e}" for n, e in failed]
 
     async def _probe_down(self) -> None:
-        """PING nodes kept off reads or with failures counted: an answer lets them back in."""
-        for name, st in list(self.nodes.items()):
-            if (st.loading or st.failures) and st.available():
-                try:
-                    await st.pool.execute("PING", timeout=self.config.refresh_timeout)
-                except (rx.RedisError, OSError):
-                    continue
-                self.node_recovered(name)
+        """PING (all at once) the nodes kept off reads or with failures counted whose breaker lets
+        them be tried: an answer within the refresh timeout lets them back in."""
+        names = [n for n, st in self.nodes.items() if (st.loading or st.failures) and st.available()]
+        if names:
+            await asyncio.gather(*(self._ping(n) for n in names))
+
+    async def _ping(self, name: str) -> None:
+        st = self.nodes.get(name)
+        if st is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.refresh_timeout):  # the connect too, not only the reply
+                await st.pool.execute("PING")
+        except (rx.RedisError, OSError, TimeoutError):
+            return
+        self.node_recovered(name)
 
     # ---- lifecycle -------------------------------------------------------------------
 
