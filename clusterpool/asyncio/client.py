@@ -239,7 +239,14 @@ class ClusterClient(AsyncRedisClusterCommands):
                     raise write_refused(args)
                 key = args[idx]
                 slot = key_slot(key if type(key) is bytes else encode_key(key))
-                node = await self._pick(topo, slot, info.readonly)
+                shard = topo.slot_table[slot]
+                if shard is None or shard.primary is None:
+                    node = await self._pick(topo, slot, info.readonly)
+                elif not info.readonly:
+                    node = shard.primary
+                else:
+                    node = choose(shard, state.node_states, self._strategy, self._to_primary,
+                                  self.config.replica_fallback)
                 return await self._run(node.name, info, slot, args, options)
         return await self._dispatch(args, options)
 
