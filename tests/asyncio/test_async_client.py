@@ -281,3 +281,29 @@ async def test_a_cancelled_blocking_command_discards_its_connection(cluster):
                     what="the cancelled BLPOP's connection to be discarded")
         await c.rpush(q, "x")  # nobody pops it: the cancelled BLPOP is gone from the server too
         assert await c.blpop([q], 1) == (q, "x")
+
+
+async def test_from_url_and_options_reach_the_client(cluster):
+    host, port = cluster.startup_nodes[0]
+    c = ClusterClient.from_url(f"redis://{host}:{port}", decode_responses=True, retry_timeout=5.0)
+    assert c.config.retry_timeout == 5.0
+    assert await c.set(_key("url"), "u") is True
+    assert await c.get(_key("url")) == "u"
+    await c.aclose()
+    with pytest.raises(ConfigurationError):
+        ClusterClient.from_url("unix:///tmp/redis.sock")
+
+
+async def test_blocking_commands_are_told_apart():
+    from clusterpool.asyncio.client import is_blocking
+    from clusterpool.commands import CommandTable
+
+    table = CommandTable.bundled_with(None)
+
+    def blocking(*args):
+        info, argv = table.resolve(args)
+        return is_blocking(info, argv)
+
+    assert blocking("BLPOP", "k", 0) and blocking("BZPOPMIN", "z", 1) and blocking("BLMOVE", "a", "b", "LEFT", "RIGHT", 0)
+    assert blocking("WAIT", 1, 0) and blocking("XREAD", "BLOCK", 0, "STREAMS", "s", "$")
+    assert not blocking("XREAD", "COUNT", 1, "STREAMS", "s", "0") and not blocking("GET", "k")

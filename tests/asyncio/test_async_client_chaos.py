@@ -99,3 +99,16 @@ async def test_a_write_sent_to_a_node_that_stops_answering_is_an_unknown_outcome
                 await c.set(f"{tag}:u", 2)
         finally:
             await asyncio.to_thread(cluster.resume, port)
+
+
+async def test_a_moved_reply_repoints_the_slot_and_the_command_succeeds(fresh_cluster):
+    cluster = fresh_cluster
+    src, dst = cluster.primaries()[:2]
+    tag = tag_on(cluster, src)
+    slot = key_slot(tag[1:-1].encode())
+    async with ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True) as c:
+        assert await c.set(f"{tag}:m", "before") is True
+        await asyncio.to_thread(cluster.move_slot, slot, dst)
+        assert c.topology().slot_table[slot].primary.port == src  # type: ignore[union-attr]
+        assert await c.get(f"{tag}:m") == "before"  # MOVED, then the new owner
+        assert c.topology().slot_table[slot].primary.port == dst  # type: ignore[union-attr]
