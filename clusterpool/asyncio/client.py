@@ -106,6 +106,7 @@ class ClusterClient(AsyncRedisClusterCommands):
         self.encoder = Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
                                bool(kw.get("decode_responses", False)))
         self._default: list[str] = []  # the default node's name, shared by the views
+        self._decodes = bool(kw.get("decode_responses", False))
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
@@ -323,6 +324,9 @@ class ClusterClient(AsyncRedisClusterCommands):
         state = self._state
         budget: Budget | None = None  # built on the first failure only
         error: BaseException | None = None
+        raw = bool(options) and NEVER_DECODE in options and self._decodes
+        if raw:  # a shared connection decodes every reply: bytes (DUMP) need a connection of their own
+            blocking = True
         while True:
             st = state.nodes.get(name) or state.state(name)
             failure: Failure
@@ -331,7 +335,7 @@ class ClusterClient(AsyncRedisClusterCommands):
             else:
                 try:
                     if blocking:
-                        reply = await self._leased(st, args, asking)
+                        reply = await self._leased(st, args, asking, raw)
                     else:
                         reply = await st.pool.execute(*args, asking=asking)
                 except rx.ResponseError as e:
@@ -367,15 +371,14 @@ class ClusterClient(AsyncRedisClusterCommands):
             budget = action.budget
             name, asking = await self._apply(action, failure, st, info, slot, args, error)
 
-    async def _leased(self, st: AsyncNode, args: Sequence[Any], asking: bool) -> Any:
-        """A blocking command on a dedicated connection, waiting as long as the server does."""
+    async def _leased(self, st: AsyncNode, args: Sequence[Any], asking: bool, raw: bool) -> Any:
+        """A command on a dedicated connection (blocking ones wait as long as the server does);
+        `raw`: the reply is read undecoded."""
         async with st.pool.lease() as conn:
             if asking:
-                replies = await conn.execute_many([("ASKING",), tuple(args)], timeout=None)
-                if isinstance(replies[1], BaseException):
-                    raise replies[1]
-                return replies[1]
-            return await conn.execute(*args, timeout=None)
+                await conn.execute("ASKING")
+            await conn.send(*args)
+            return await conn.read(timeout=None, disable_decoding=raw)
 
     async def _apply(self, action: Action, failure: Failure, st: AsyncNode, info: CommandInfo, slot: int | None,
                      args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:

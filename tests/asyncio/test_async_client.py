@@ -307,3 +307,15 @@ async def test_blocking_commands_are_told_apart():
     assert blocking("BLPOP", "k", 0) and blocking("BZPOPMIN", "z", 1) and blocking("BLMOVE", "a", "b", "LEFT", "RIGHT", 0)
     assert blocking("WAIT", 1, 0) and blocking("XREAD", "BLOCK", 0, "STREAMS", "s", "$")
     assert not blocking("XREAD", "COUNT", 1, "STREAMS", "s", "0") and not blocking("GET", "k")
+
+
+async def test_dump_gives_bytes_with_decode_responses_and_restore_takes_them(cluster):
+    async with _client(cluster) as c:
+        await c.set(_key("d"), "value")
+        blob = await c.dump(_key("d"))
+        assert isinstance(blob, bytes)
+        assert await c.restore(_key("d2"), 0, blob) == "OK"
+        assert await c.get(_key("d2")) == "value"
+        name = c.topology().slot_table[c.slot(_key("d"))].primary.name  # type: ignore[union-attr]
+        stats = c.connections(name).stats()  # type: ignore[union-attr]
+        assert len(stats.shared) == stats.opened_shared  # no shared connection broke on the binary reply
