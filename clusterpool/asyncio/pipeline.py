@@ -12,15 +12,17 @@ individually. Like redis-py's cluster pipeline it is not atomic across nodes.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.commands import AsyncRedisClusterCommands
 from redis.event import EventDispatcher
 
 from ..errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from .client import ClusterClient
+class Executor(Protocol):
+    """What the pipeline needs of its client (the asyncio ClusterClient)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
 
 
 class ClusterPipeline(AsyncRedisClusterCommands):
@@ -28,7 +30,7 @@ class ClusterPipeline(AsyncRedisClusterCommands):
 
     _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
 
-    def __init__(self, client: ClusterClient, transaction: bool | None = None) -> None:
+    def __init__(self, client: Executor, transaction: bool | None = None) -> None:
         if transaction:
             raise ConfigurationError(
                 "transactions (MULTI/EXEC, WATCH) are not in clusterpool's asyncio client yet: "
