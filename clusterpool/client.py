@@ -30,7 +30,7 @@ from .commands import CommandInfo
 from .config import Config
 from .core import Core
 from .dropin import DropInMixin
-from .fanout import FanoutMixin
+from .fanout import FanoutMixin, write_refused
 from .inspection import InspectionMixin
 from .multikey import mget_nonatomic, mset_nonatomic
 from .nodeapi import NodeAPIMixin, NodeAPIState
@@ -41,8 +41,7 @@ from .quickcommands import QuickCommands
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
-from .readfrom import ReadStrategy, StrategyLike, make_strategy, read_node
-from .resp import command_name
+from .readfrom import ReadStrategy, StrategyLike, choose, make_strategy
 from .router import RouterMixin
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
@@ -213,15 +212,12 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         shard = topo.slot_table[slot]
         if shard is None or shard.primary is None:
             shard = self._wait_for_owner(slot)
-        if readonly:
-            return read_node(shard, self.core.node_states, None if self._to_primary else self._strategy,
-                             self.replica_fallback)
-        return shard.primary  # type: ignore[return-value]
+        if not readonly:
+            return shard.primary  # type: ignore[return-value]
+        return choose(shard, self.core.node_states, self._strategy, self._to_primary, self.replica_fallback)
 
     def refuse_write(self, args: Sequence[Any]) -> None:
-        raise errors.WriteOnReaderError(
-            f"{command_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
-        )
+        raise write_refused(args)
 
     # ---------------------------------------------------------------- batches
 

@@ -31,8 +31,7 @@ from .node import Health, NodeState
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .adoption import plan
-from .refresh import Candidates, Refresher
-from .slots import SLOT_COUNT
+from .refresh import Candidates, Refresher, candidates
 from .topology import REPLICA, Topology
 
 log = logging.getLogger("clusterpool")
@@ -52,7 +51,7 @@ class Core:
         self.started = 0.0  # when discovery finished (monotonic)
         self._announced: Topology | None = None  # last map a refresh adopted: what events describe
         self.table: CommandTable | None = None
-        self.nodes: dict[str, NodeState] = {}  # replaced whole (copy on write)
+        self.nodes: dict[str, NodeState[ConnectionPool]] = {}  # replaced whole (copy on write)
         self.node_states = NodeStates()  # what read strategies see; replaced whole
         self.bus = EventBus()
         self.refresher = Refresher(
@@ -153,19 +152,8 @@ class Core:
 
     def _refresh_candidates(self) -> Candidates:
         """Whom the refresher asks, and whether the map needs watching closely right now."""
-        t = self.topology
-        nodes = self.nodes
-        startup = tuple(f"{h}:{p}" for h, p in self.startup_nodes)
-        if t is None:
-            return Candidates(startup=startup)
-        suspects = frozenset(n for n, st in nodes.items() if st.failures or not st.available())
-        first: list[str] = []
-        for shard in t.shards:
-            if shard.primary is None or shard.primary.name in suspects:
-                first.extend(r.name for r in shard.replicas if r.usable)
-        urgent = bool(first) or t.covered < SLOT_COUNT or any(p.name in suspects for p in t.primaries)
-        known = tuple(n.name for n in t.nodes if n.usable)
-        return Candidates(tuple(first), known, startup, suspects, urgent)
+        suspects = frozenset(n for n, st in self.nodes.items() if st.failures or not st.available())
+        return candidates(self.topology, suspects, tuple(f"{h}:{p}" for h, p in self.startup_nodes))
 
     def _refresh_failed(self, error: str, tried: tuple[str, ...]) -> None:
         self.bus.publish([RefreshFailed(error, tried)])
@@ -225,7 +213,7 @@ class Core:
 
     # ---------------------------------------------------------------- nodes
 
-    def state(self, name: str) -> NodeState:
+    def state(self, name: str) -> NodeState[ConnectionPool]:
         st = self.nodes.get(name)
         if st is not None:
             return st
@@ -240,12 +228,12 @@ class Core:
                 self.nodes = nodes
             return st
 
-    def _new_state(self, name: str) -> NodeState:
+    def _new_state(self, name: str) -> NodeState[ConnectionPool]:
         host, _, port_s = name.rpartition(":")
         port = int(port_s)
         t = self.topology
         node = t.by_name.get(name) if t is not None else None
-        holder: dict[str, NodeState] = {}
+        holder: dict[str, NodeState[ConnectionPool]] = {}
 
         def factory() -> AbstractConnection:
             extra = self.node_kwargs.get(name)  # CLIENT SETNAME / SETINFO made for this node

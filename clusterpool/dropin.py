@@ -58,6 +58,13 @@ def _compose(base: ResponseCallback | None, outer: ResponseCallback) -> Response
     return both
 
 
+def composed_callbacks(base: Mapping[str, ResponseCallback | None], protocol: Any,
+                       legacy_responses: bool) -> dict[str, ResponseCallback]:
+    """RedisCluster's cluster callbacks applied after redis-py's own (`base`), per command."""
+    return {command: _compose(base.get(command), cb)
+            for command, cb in cluster_callbacks(protocol, legacy_responses).items()}
+
+
 def cluster_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, ResponseCallback]:
     """RedisCluster's own reply parsers for CLUSTER SLOTS / SHARDS / MYSHARDID, per protocol."""
     from redis import cluster as rc
@@ -98,8 +105,7 @@ class DropInMixin:
         self.cluster_response_callbacks = CaseInsensitiveDict(
             cluster_callbacks(protocol, legacy_responses))  # type: ignore[arg-type]
         self.encoder = self.get_encoder()
-        for command, cb in cluster_callbacks(protocol, legacy_responses).items():
-            self.response_callbacks[command] = _compose(self._base_callbacks.get(command), cb)
+        self.response_callbacks.update(composed_callbacks(self._base_callbacks, protocol, legacy_responses))
 
     def set_response_callback(self, command: str, callback: ResponseCallback) -> None:
         """A custom reply parser for `command`, applied after redis-py's own one (as RedisCluster does)."""

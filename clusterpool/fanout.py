@@ -11,11 +11,13 @@ A mixin of ClusterClient, kept apart from the single-key hot path in client.py.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from . import errors, routes
-from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo
+from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo, CommandTable
 from .dropin import STATE_COMMANDS
 from .merge import merge
 from .nodeapi import node_name_of
@@ -47,50 +49,21 @@ class FanoutMixin:
         core = self.core
         table = core.table
         assert table is not None
-        info, argv = table.resolve(args)
-        if info.name in STATE_COMMANDS:
-            return getattr(self, STATE_COMMANDS[info.name])(argv, options)
-        if info.name in CONNECTION_STATE:
-            raise errors.ConfigurationError(
-                f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
-                "use client.pipeline(transaction=True) for MULTI/EXEC/WATCH, client.pubsub() for SUBSCRIBE"
-            )
-        name = routes.route_name(info.name) if info.name else command_name(args)
-        targets = options.pop("target_nodes", None)
-        if targets is not None:
-            return self._on_targets(name, self.resolve_targets(targets), info, args, options)
-        flag = routes.target_of(name)
-        if flag is not None:  # RedisCluster's table decides before keys are looked at, as it does
-            if flag == routes.SLOT:
-                slot = int(argv[2])
-                return self._run(self.pick_node(core.ensure(), slot, False), info, slot, args, options)
-            if self.refuses_writes and info.write:
-                self.refuse_write(args)
-            return self._on_targets(name, self.resolve_targets(flag), info, args, options)
-        keys = info.keys(argv)
-        if keys:
-            slots = {slot_of(k) for k in keys}
-            if self.refuses_writes and not info.readonly:
-                self.refuse_write(args)
-            if len(slots) == 1:
-                slot = slots.pop()
-                return self._run(self.pick_node(self.core.ensure(), slot, info.readonly), info, slot, args, options)
-            if info.name in SPLIT_SUM:
-                return self._split_sum(info, args[0], keys, options)
-            raise errors.CrossSlotError(
-                f"{name} - all keys must map to the same key slot: they hash to {len(slots)} slots "
-                f"({sorted(slots)[:8]}...). Use a {{hash tag}} in the key names, "
-                "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
-            )
-        if info.key_specs and info.name not in routes.ZERO_KEYS_OK:
-            raise _missing_key(args)
-        policy = info.request_policy
+        r = route(table, args, options.get("target_nodes"), self.refuses_writes)
+        info = r.info
+        if r.via is Via.STATE:  # these read target_nodes themselves
+            return getattr(self, STATE_COMMANDS[info.name])(r.argv, options)
+        options.pop("target_nodes", None)
+        if r.via is Via.TARGETS:
+            return self._on_targets(r.name, self.resolve_targets(r.targets), info, args, options)
+        if r.via is Via.SLOT:
+            assert r.slot is not None
+            return self._run(self.pick_node(core.ensure(), r.slot, r.readonly), info, r.slot, args, options)
+        if r.via is Via.SPLIT:
+            return self._split_sum(info, args[0], list(r.keys), options)
         topo = core.ensure()
-        if policy in (ALL_SHARDS, ALL_NODES):
-            nodes = list(topo.primaries) if policy == ALL_SHARDS else [n for n in topo.nodes if n.usable]
-            return merge(info.response_policy, self._on_nodes(nodes, info, args, options))
-        if self.refuses_writes and info.write:
-            self.refuse_write(args)
+        if r.via is Via.NODES:
+            return merge(info.response_policy, self._on_nodes(fanout_nodes(topo, info), info, args, options))
         # anything else without keys: the default node, as RedisCluster's keyless commands
         return self._run(self.default_node(topo), info, None, args, options)
 
@@ -120,27 +93,7 @@ class FanoutMixin:
         """The nodes of a `target_nodes=` value: a node flag, a node (handle, ClusterNode, "host:port"),
         or a list/tuple/dict of nodes."""
         topo = self.core.ensure()
-        if isinstance(targets, str) and targets.lower() in routes.NODE_FLAGS:
-            flag = targets.lower()
-            if flag == routes.PRIMARIES:
-                return list(topo.primaries)
-            if flag == routes.REPLICAS:
-                return list(topo.replicas)
-            if flag == routes.ALL_NODES:
-                return [n for n in topo.nodes if n.usable]
-            if flag == routes.RANDOM:
-                return [random.choice([n for n in topo.nodes if n.usable] or list(topo.nodes))]
-            return [self.default_node(topo)]
-        items = targets.values() if isinstance(targets, dict) else (
-            targets if isinstance(targets, list | tuple) else [targets])
-        out: list[Node] = []
-        for t in items:
-            name = node_name_of(t)
-            node = topo.by_name.get(name)
-            if node is None:
-                raise errors.ConfigurationError(f"target node {name!r} is not in the cluster's map: see client.nodes()")
-            out.append(node)
-        return out
+        return target_nodes(topo, targets, lambda: self.default_node(topo))
 
     def _on_targets(self, name: str, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
                     options: dict[str, Any]) -> Any:
@@ -201,6 +154,117 @@ class FanoutMixin:
         return slot_of(key)
 
     keyslot = slot  # RedisCluster's name
+
+
+class Via(str, Enum):
+    """How a command that is not on the single-key fast path is carried out."""
+
+    STATE = "state"  # a connection-state command the client carries out itself (dropin.py)
+    TARGETS = "targets"  # to the nodes `targets` names (a node flag or nodes), replies shaped by `name`
+    SLOT = "slot"  # to the node serving `slot`
+    NODES = "nodes"  # to every primary or every node (request policy), merged by the response policy
+    SPLIT = "split"  # split per slot, replies summed (DEL, EXISTS ... across slots)
+    DEFAULT = "default"  # to the default node
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a command goes (pure), decided by `route`; the sync and asyncio drivers carry it out."""
+
+    via: Via
+    info: CommandInfo
+    argv: list[Any]
+    name: str
+    targets: Any = None
+    slot: int | None = None
+    readonly: bool = False
+    keys: tuple[Any, ...] = ()
+
+
+def route(table: CommandTable, args: Sequence[Any], targets: Any, refuses_writes: bool) -> Route:
+    """Route a command as RedisCluster would: connection-state commands, explicit `targets`,
+    RedisCluster's routing table, the keys' slot, request-policy tips, else the default node.
+    Raises before anything is sent for cross-slot keys, a missing key, state commands a shared
+    pool cannot keep, and writes on a view that refuses them."""
+    info, argv = table.resolve(args)
+    if info.name in STATE_COMMANDS:
+        return Route(Via.STATE, info, argv, info.name)
+    if info.name in CONNECTION_STATE:
+        raise errors.ConfigurationError(
+            f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
+            "use client.pipeline(transaction=True) for MULTI/EXEC/WATCH, client.pubsub() for SUBSCRIBE"
+        )
+    name = routes.route_name(info.name) if info.name else command_name(args)
+    if targets is not None:
+        return Route(Via.TARGETS, info, argv, name, targets=targets)
+    flag = routes.target_of(name)
+    if flag is not None:  # RedisCluster's table decides before keys are looked at, as it does
+        if flag == routes.SLOT:
+            return Route(Via.SLOT, info, argv, name, slot=int(argv[2]))
+        if refuses_writes and info.write:
+            raise write_refused(args)
+        return Route(Via.TARGETS, info, argv, name, targets=flag)
+    keys = info.keys(argv)
+    if keys:
+        slots = {slot_of(k) for k in keys}
+        if refuses_writes and not info.readonly:
+            raise write_refused(args)
+        if len(slots) == 1:
+            return Route(Via.SLOT, info, argv, name, slot=slots.pop(), readonly=info.readonly)
+        if info.name in SPLIT_SUM:
+            return Route(Via.SPLIT, info, argv, name, keys=tuple(keys))
+        raise errors.CrossSlotError(
+            f"{name} - all keys must map to the same key slot: they hash to {len(slots)} slots "
+            f"({sorted(slots)[:8]}...). Use a {{hash tag}} in the key names, "
+            "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
+        )
+    if info.key_specs and info.name not in routes.ZERO_KEYS_OK:
+        raise _missing_key(args)
+    if info.request_policy in (ALL_SHARDS, ALL_NODES):
+        return Route(Via.NODES, info, argv, name)
+    if refuses_writes and info.write:
+        raise write_refused(args)
+    return Route(Via.DEFAULT, info, argv, name)
+
+
+def fanout_nodes(topo: Topology, info: CommandInfo) -> list[Node]:
+    """The nodes a Via.NODES command goes to: every primary (all_shards) or every usable node."""
+    if info.request_policy == ALL_SHARDS:
+        return list(topo.primaries)
+    return [n for n in topo.nodes if n.usable]
+
+
+def target_nodes(topo: Topology, targets: Any, default: Callable[[], Node]) -> list[Node]:
+    """The nodes of a `target_nodes=` value in `topo`: a node flag, a node (handle, ClusterNode,
+    "host:port"), or a list/tuple/dict of nodes; `default()` gives the default node."""
+    if isinstance(targets, str) and targets.lower() in routes.NODE_FLAGS:
+        flag = targets.lower()
+        if flag == routes.PRIMARIES:
+            return list(topo.primaries)
+        if flag == routes.REPLICAS:
+            return list(topo.replicas)
+        if flag == routes.ALL_NODES:
+            return [n for n in topo.nodes if n.usable]
+        if flag == routes.RANDOM:
+            return [random.choice([n for n in topo.nodes if n.usable] or list(topo.nodes))]
+        return [default()]
+    items = targets.values() if isinstance(targets, dict) else (
+        targets if isinstance(targets, list | tuple) else [targets])
+    out: list[Node] = []
+    for t in items:
+        name = node_name_of(t)
+        node = topo.by_name.get(name)
+        if node is None:
+            raise errors.ConfigurationError(f"target node {name!r} is not in the cluster's map: see client.nodes()")
+        out.append(node)
+    return out
+
+
+def write_refused(args: Sequence[Any]) -> errors.WriteOnReaderError:
+    """The error a view that refuses writes raises, before anything is sent."""
+    return errors.WriteOnReaderError(
+        f"{command_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
+    )
 
 
 def _missing_key(args: Sequence[Any]) -> errors.MissingKeyError:

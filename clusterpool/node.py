@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from enum import Enum
+from typing import Generic, TypeVar
 
-from .pool import ConnectionPool
+P = TypeVar("P")  # the node's connections: the sync ConnectionPool, or the asyncio NodeConnections
 
 
 class Health(str, Enum):
@@ -14,7 +15,7 @@ class Health(str, Enum):
     UNHEALTHY = "unhealthy"  # breaker open: not tried until the cool-down ends
 
 
-class NodeState:
+class NodeState(Generic[P]):
     """Mutable per-node state; only this object changes when the node misbehaves.
 
     The breaker opens after `failure_threshold` consecutive connection failures;
@@ -25,7 +26,7 @@ class NodeState:
     def __init__(
         self,
         name: str,
-        pool: ConnectionPool,
+        pool: P,
         failure_threshold: int = 3,
         cooldown: float = 2.0,
         slow_threshold: float = 0.05,

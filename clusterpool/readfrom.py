@@ -31,22 +31,6 @@ class ReadStrategy(Protocol):
     def pick(self, shard: Shard, states: NodeStates) -> Node | None: ...
 
 
-def read_node(shard: Shard, states: NodeStates, strategy: ReadStrategy | None, replica_fallback: bool) -> Node:
-    """The node that serves a read of `shard` (which has a primary): the strategy's pick, or the
-    primary when it picks none; with no strategy (primary reads), a usable replica while the
-    primary is down and `replica_fallback` allows it: a maybe stale answer beats an error.
-    Both clients (sync and asyncio) route reads through this one function."""
-    primary = shard.primary
-    assert primary is not None
-    if strategy is not None:
-        return strategy.pick(shard, states) or primary
-    if replica_fallback and states.down and primary.name in states.down:
-        for r in shard.readable:
-            if r.name not in states.down:
-                return r
-    return primary
-
-
 class _RoundRobin:
     """A per-shard rotation over candidates, skipping unusable nodes."""
 
@@ -172,6 +156,20 @@ _NAMED: dict[str, Callable[[], ReadStrategy]] = {
 }
 
 StrategyLike = str | ReadStrategy | Callable[[Shard, NodeStates], "Node | None"]
+
+
+def choose(shard: Shard, states: NodeStates, strategy: ReadStrategy, to_primary: bool, fallback: bool) -> Node:
+    """The node of `shard` (which has a primary) that serves a read: the strategy's pick, or with
+    the primary strategy the primary, unless it is down and `fallback` lets a replica answer."""
+    primary: Node = shard.primary  # type: ignore[assignment]
+    if not to_primary:
+        return strategy.pick(shard, states) or primary
+    if fallback and states.down and primary.name in states.down:
+        # primary unreachable: a replica's (maybe stale) answer beats an error
+        for r in shard.readable:
+            if r.name not in states.down:
+                return r
+    return primary
 
 
 def make_strategy(spec: StrategyLike) -> ReadStrategy:

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .agreement import View, decide
+from .slots import SLOT_COUNT
 from .topology import Topology
 
 log = logging.getLogger("clusterpool.refresh")
@@ -45,6 +46,34 @@ class Candidates:
     startup: tuple[str, ...] = ()
     suspects: frozenset[str] = frozenset()
     urgent: bool = False  # the map has a hole or a failing primary: poll fast
+
+
+def candidates(topology: Topology | None, suspects: frozenset[str], startup: tuple[str, ...]) -> Candidates:
+    """Whom a refresh asks (pure): a failing shard's replicas first, and whether to poll fast.
+    `suspects`: nodes failing now (failures counted or breaker open)."""
+    if topology is None:
+        return Candidates(startup=startup)
+    first: list[str] = []
+    for shard in topology.shards:
+        if shard.primary is None or shard.primary.name in suspects:
+            first.extend(r.name for r in shard.replicas if r.usable)
+    urgent = bool(first) or topology.covered < SLOT_COUNT or any(p.name in suspects for p in topology.primaries)
+    known = tuple(n.name for n in topology.nodes if n.usable)
+    return Candidates(tuple(first), known, startup, suspects, urgent)
+
+
+def sample(cand: Candidates, size: int) -> tuple[str, ...]:
+    """Up to `size` nodes: the urgent ones first, then a random pick of the rest
+    (spreading CLUSTER SHARDS load over the cluster), skipping suspects."""
+    first = [n for n in cand.first if n not in cand.suspects]
+    rest = [n for n in cand.known if n not in cand.suspects and n not in first]
+    random.shuffle(rest)
+    picked = (first + rest)[: max(size, len(first))]
+    if not picked:  # nothing healthy known: try the suspects, then the startup nodes
+        picked = [n for n in cand.known if n in cand.suspects][:size]
+    if not picked:
+        picked = list(cand.startup[:1])
+    return tuple(picked)
 
 
 class Refresher:
@@ -172,17 +201,7 @@ class Refresher:
         return decision.topology
 
     def _sample(self, cand: Candidates) -> tuple[str, ...]:
-        """Up to `sample_size` nodes: the urgent ones first, then a random pick of the rest
-        (spreading CLUSTER SHARDS load over the cluster), skipping suspects."""
-        first = [n for n in cand.first if n not in cand.suspects]
-        rest = [n for n in cand.known if n not in cand.suspects and n not in first]
-        random.shuffle(rest)
-        picked = (first + rest)[: max(self.sample_size, len(first))]
-        if not picked:  # nothing healthy known: try the suspects, then the startup nodes
-            picked = [n for n in cand.known if n in cand.suspects][: self.sample_size]
-        if not picked:
-            picked = list(cand.startup[:1])
-        return tuple(picked)
+        return sample(cand, self.sample_size)
 
     def _ask(self, names: Sequence[str]) -> tuple[list[View], frozenset[str], list[str]]:
         """Every named node's view, asked in parallel: (views, nodes that failed, their errors)."""

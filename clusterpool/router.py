@@ -204,24 +204,7 @@ class RouterMixin:
     def give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
                  error: BaseException | None) -> BaseException:
         """The error a RAISE action stands for, chained to the reply or failure that caused it."""
-        name = failure.node
-        if action.give is Give.TOO_MANY_REDIRECTIONS:
-            err: BaseException = errors.TooManyRedirectionsError(
-                f"{command_name(args)} for slot {slot} gave up after {action.budget.hops} redirections/retries; "
-                f"last node {name}, last reply: {error}"
-            )
-        elif action.give is Give.UNKNOWN_OUTCOME:
-            err = _unknown_outcome(args, name, error)
-        elif action.give is Give.UNAVAILABLE:
-            err = errors.NodeUnavailableError(
-                f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
-                f"{st.failures} consecutive failures: {error}); retry later"
-            )
-        else:
-            assert error is not None
-            return error
-        err.__cause__ = error
-        return err
+        return give_up_error(action, failure, st.failures, slot, args, error)
 
     def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                     options: dict[str, Any], asking: bool = False) -> Any:
@@ -271,6 +254,30 @@ class RouterMixin:
 
 
 _MISSING = object()
+
+
+def give_up_error(action: Action, failure: Failure, node_failures: int, slot: int | None, args: Sequence[Any],
+                  error: BaseException | None) -> BaseException:
+    """The error a RAISE action stands for (pure), chained to the reply or failure that caused it;
+    `node_failures`: the node's consecutive failures, for the breaker's message."""
+    name = failure.node
+    if action.give is Give.TOO_MANY_REDIRECTIONS:
+        err: BaseException = errors.TooManyRedirectionsError(
+            f"{command_name(args)} for slot {slot} gave up after {action.budget.hops} redirections/retries; "
+            f"last node {name}, last reply: {error}"
+        )
+    elif action.give is Give.UNKNOWN_OUTCOME:
+        err = _unknown_outcome(args, name, error)
+    elif action.give is Give.UNAVAILABLE:
+        err = errors.NodeUnavailableError(
+            f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
+            f"{node_failures} consecutive failures: {error}); retry later"
+        )
+    else:
+        assert error is not None
+        return error
+    err.__cause__ = error
+    return err
 
 
 def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException | None) -> errors.UnknownOutcomeError:

@@ -1,7 +1,8 @@
-"""clusterpool for asyncio: the connection layer (shared auto-pipelined connections, dedicated leases)."""
+"""clusterpool for asyncio: `ClusterClient`, and its connection layer (shared auto-pipelined connections, dedicated leases)."""
 
 from __future__ import annotations
 
+from .client import ClusterClient
 from .dedicated import Dedicated, DedicatedPool, DedicatedStats
 from .errors import CommandTimeoutError, LostConnectionError
 from .mux import MuxConnection, MuxStats
@@ -9,6 +10,6 @@ from .nodeset import NodeConnections, NodeConnectionsStats
 from .settings import NodeSettings
 
 __all__ = [
-    "CommandTimeoutError", "Dedicated", "DedicatedPool", "DedicatedStats", "LostConnectionError",
+    "ClusterClient", "CommandTimeoutError", "Dedicated", "DedicatedPool", "DedicatedStats", "LostConnectionError",
     "MuxConnection", "MuxStats", "NodeConnections", "NodeConnectionsStats", "NodeSettings",
 ]

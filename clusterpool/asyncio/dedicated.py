@@ -93,12 +93,14 @@ class Dedicated:
     def _lost(self, e: BaseException) -> LostConnectionError:
         return LostConnectionError(str(e), node=self.settings.name, sent=True, reused=self._reused)
 
-    async def read(self, *, timeout: float | None = DEFAULT) -> Any:
-        """Read one reply (redis-py's parser, no response callback)."""
+    async def read(self, *, timeout: float | None = DEFAULT, disable_decoding: bool = False) -> Any:
+        """Read one reply (redis-py's parser, no response callback); `disable_decoding`: bytes
+        even with decode_responses (redis-py's NEVER_DECODE commands, DUMP)."""
         t = self.settings.socket_timeout if timeout is DEFAULT else timeout
         try:
             async with asyncio.timeout(t):
-                return await self.connection.read_response(timeout=math.inf, disconnect_on_error=False)
+                return await self.connection.read_response(timeout=math.inf, disconnect_on_error=False,
+                                                           disable_decoding=disable_decoding)
         except RedisError as e:
             if is_error_reply(e):
                 raise

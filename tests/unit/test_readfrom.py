@@ -15,7 +15,7 @@ from clusterpool.readfrom import (
     Replica,
     ReplicaPreferred,
     make_strategy,
-    read_node,
+    choose,
 )
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard
 
@@ -234,27 +234,28 @@ def test_nearest_falls_back_to_primary_when_all_down():
     assert s.pick(shard(R1), states) is P
 
 
-# ---------------------------------------------------------------- read_node (both clients route reads through it)
+# ---------------------------------------------------------------- choose (both clients route reads through it)
 
 _SHARD = Shard(((0, 16383),), P, (R1,), "p")
+PRIMARY_READS = make_strategy("primary")
 
 
 def test_primary_reads_stay_on_a_healthy_primary():
-    assert read_node(_SHARD, NodeStates(), None, True) is P
+    assert choose(_SHARD, NodeStates(), PRIMARY_READS, True, True) is P
 
 
 def test_primary_reads_fall_back_to_a_replica_while_the_primary_is_down():
-    assert read_node(_SHARD, NodeStates(frozenset({"h:1"})), None, True) is R1
+    assert choose(_SHARD, NodeStates(frozenset({"h:1"})), PRIMARY_READS, True, True) is R1
 
 
 def test_no_fallback_when_the_user_forbids_it():
-    assert read_node(_SHARD, NodeStates(frozenset({"h:1"})), None, False) is P
+    assert choose(_SHARD, NodeStates(frozenset({"h:1"})), PRIMARY_READS, True, False) is P
 
 
 def test_no_fallback_to_a_replica_that_is_down_too():
-    assert read_node(_SHARD, NodeStates(frozenset({"h:1", "h:2"})), None, True) is P
+    assert choose(_SHARD, NodeStates(frozenset({"h:1", "h:2"})), PRIMARY_READS, True, True) is P
 
 
 def test_a_strategy_that_finds_no_replica_falls_back_to_the_primary():
-    assert read_node(_SHARD, NodeStates(frozenset({"h:2"})), make_strategy("replica"), True) is P
-    assert read_node(_SHARD, NodeStates(), make_strategy("replica"), True) is R1
+    assert choose(_SHARD, NodeStates(frozenset({"h:2"})), make_strategy("replica"), False, True) is P
+    assert choose(_SHARD, NodeStates(), make_strategy("replica"), False, True) is R1

@@ -1,0 +1,476 @@
+"""`ClusterClient` for asyncio: redis-py's async command API over auto-pipelined node connections.
+
+How this works: every redis-py async command method ends in `execute_command`. A
+single-key command is hashed to its slot, the read strategy picks a node
+(`readfrom.choose`, the sync client's), and `_run` sends it on that node's shared
+connections. Anything else is routed by `fanout.route` (the sync client's decision:
+RedisCluster's table, keys, request policies, the default node). Every failure goes to
+`policy.decide` and its action is carried out here: MOVED repoints the slot, ASK resends
+with ASKING written back to back with the command, TRYAGAIN/CLUSTERDOWN/LOADING back off
+with asyncio.sleep, a broken connection marks the node (its breaker) and waits for a new
+map. Blocking commands (BLPOP, XREAD BLOCK, WAIT ...) lease a dedicated connection.
+
+`pipeline()` queues commands and sends them together (pipeline.py); `lock()` is redis-py's
+asyncio Lock. Not here yet (use
+redis.asyncio.cluster.RedisCluster for them): transactions,
+pub/sub, the node API and COMMAND INFO for commands newer than the shipped specs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redis import exceptions as rx
+from redis._parsers.encoders import Encoder
+from redis._parsers.helpers import get_response_callbacks
+from redis.asyncio.lock import Lock
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
+from redis.commands import AsyncRedisClusterCommands
+from redis.connection import parse_url
+from redis.event import EventDispatcher
+
+from .. import errors
+from ..commands import CommandInfo
+from ..config import Config, backoff_of
+from ..dropin import composed_callbacks
+from ..fanout import Via, fanout_nodes, route, target_nodes, write_refused
+from ..merge import merge
+from ..options import redact_url
+from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
+from ..readfrom import PRIMARY as READ_PRIMARY
+from ..readfrom import REPLICA as READ_REPLICA
+from ..readfrom import ReadStrategy, StrategyLike, choose, make_strategy
+from ..router import give_up_error
+from ..routes import merges, shape
+from ..slots import encode_key, key_slot
+from ..topology import Node, Shard, Topology
+from .errors import CommandTimeoutError, LostConnectionError
+from .nodeset import NodeConnections
+from .pipeline import ClusterPipeline
+from .state import AsyncNode, ClusterState
+
+# Commands that hold their connection until the server answers: never on a shared connection.
+_BLOCK_ARG = frozenset({"xread", "xreadgroup"})  # blocking only with BLOCK
+_ALWAYS_BLOCKING = frozenset({"wait", "waitaof"})
+
+
+def is_blocking(info: CommandInfo, argv: Sequence[Any]) -> bool:
+    """Whether the command may block its connection (it then goes to a dedicated lease)."""
+    if info.name in _ALWAYS_BLOCKING:
+        return True
+    if "blocking" not in info.flags:
+        return False
+    if info.name in _BLOCK_ARG:
+        return any(isinstance(a, str | bytes) and a.upper() in ("BLOCK", b"BLOCK") for a in argv)
+    return True
+
+
+class ClusterClient(AsyncRedisClusterCommands):
+    """A Redis Cluster client for asyncio with redis-py's async command API.
+
+    The plain client sends everything to primaries (read-your-writes, like RedisCluster);
+    `client.reader` sends reads to replicas and refuses writes; `client.writer` pins
+    everything to primaries. Views share this client's connections and map. Nothing
+    touches the network until the first command or `await client.initialize()`.
+    """
+
+    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
+
+    PRIMARIES = "primaries"
+    REPLICAS = "replicas"
+    ALL_NODES = "all"
+    RANDOM = "random"
+    DEFAULT_NODE = "default-node"
+
+    def __init__(self, host: str | None = None, port: int = 6379, startup_nodes: Iterable[Any] | None = None,
+                 **options: Any) -> None:
+        """The sync ClusterClient's keywords (clusterpool.Config, redis-py's connection keywords,
+        RedisCluster's); a wrong one raises ConfigurationError here, before any I/O."""
+        config = Config.build(host, port, startup_nodes, options)
+        self.config = config
+        self._state = ClusterState(config)
+        self._strategy: ReadStrategy = make_strategy(config.read_from)
+        self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
+        self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
+        self.refuses_writes = False
+        self.retry = config.retry
+        kw = config.connection
+        protocol, legacy = kw.get("protocol"), kw.get("legacy_responses", True)
+        base: Any = CaseInsensitiveDict(get_response_callbacks(user_protocol=protocol, legacy_responses=legacy))  # type: ignore[arg-type]
+        self.response_callbacks: Any = CaseInsensitiveDict(dict(base))
+        self.response_callbacks.update(composed_callbacks(base, protocol, legacy))
+        self._callbacks: dict[Any, Any] = {}
+        self.encoder = Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
+                               bool(kw.get("decode_responses", False)))
+        self._default: list[str] = []  # the default node's name, shared by the views
+        self._decodes = bool(kw.get("decode_responses", False))
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
+        """`redis://[user:pass@]host:port` or `rediss://` (TLS); keywords override the URL."""
+        try:
+            parsed = parse_url(url)
+        except ValueError as e:
+            raise errors.ConfigurationError(f"bad cluster URL {redact_url(url)!r}: {e}") from None
+        if parsed.pop("path", None):
+            raise errors.ConfigurationError("unix sockets cannot reach a cluster: use redis:// or rediss://")
+        conn_class = parsed.pop("connection_class", None)
+        if conn_class is not None and "SSL" in getattr(conn_class, "__name__", ""):
+            parsed["ssl"] = True
+        host = parsed.pop("host", "localhost")
+        port = parsed.pop("port", 6379)
+        parsed.update(kwargs)
+        return cls(host, port, **parsed)
+
+    # ---- views -----------------------------------------------------------------------
+
+    def _view(self, strategy: ReadStrategy, refuse_writes: bool) -> ClusterClient:
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.__dict__.pop("_reader_view", None)
+        view._strategy = strategy
+        view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
+        view.refuses_writes = refuse_writes
+        return view
+
+    @property
+    def reader(self) -> ClusterClient:
+        """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
+        view = self.__dict__.get("_reader_view")
+        if view is None:
+            strategy = self._strategy if not self._to_primary else self._reader_strategy
+            view = self._reader_view = self._view(strategy, True)
+        return view
+
+    @property
+    def writer(self) -> ClusterClient:
+        """Everything goes to primaries: reads see the writes just made."""
+        return self._view(make_strategy(READ_PRIMARY), False)
+
+    def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> ClusterClient:
+        """A view with another read strategy, sharing connections and map."""
+        return self._view(make_strategy(read_from), refuse_writes)
+
+    @property
+    def read_from(self) -> str:
+        return str(getattr(self._strategy, "name", type(self._strategy).__name__))
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def initialize(self) -> ClusterClient:
+        """Discover the cluster now instead of on the first command."""
+        await self._state.ensure()
+        return self
+
+    async def aclose(self) -> None:
+        """Stop the refresh task and close every connection; no task or socket outlives it."""
+        await self._state.aclose()
+
+    close = aclose  # redis.asyncio's older name
+
+    async def __aenter__(self) -> ClusterClient:
+        return await self.initialize()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        t = self._state.topology
+        shape_ = "not connected" if t is None else f"{len(t.shards)} shards, {len(t.nodes)} nodes, v{t.version}"
+        return f"<clusterpool.asyncio.ClusterClient {shape_}, read_from={self.read_from}>"
+
+    def pipeline(self, transaction: bool | None = None, shard_hint: Any = None) -> ClusterPipeline:
+        """A non-transactional cluster pipeline: `async with client.pipeline() as pipe`, `await pipe.execute()`."""
+        return ClusterPipeline(self, transaction=transaction)
+
+    def lock(self, name: Any, timeout: float | None = None, sleep: float = 0.1, blocking: bool = True,
+             blocking_timeout: float | None = None, lock_class: type[Lock] | None = None,
+             thread_local: bool = True, raise_on_release_error: bool = True) -> Lock:
+        """redis-py's asyncio Lock on key `name` (its scripts run on the key's primary)."""
+        cls = lock_class or Lock
+        return cls(self, name, timeout=timeout, sleep=sleep, blocking=blocking,  # type: ignore[arg-type]
+                   blocking_timeout=blocking_timeout, thread_local=thread_local,
+                   raise_on_release_error=raise_on_release_error)
+
+    # ---- inspection ------------------------------------------------------------------
+
+    def topology(self) -> Topology | None:
+        """The map in use (None before discovery)."""
+        return self._state.topology
+
+    def connections(self, name: str) -> NodeConnections | None:
+        """The connections to node `name` ("host:port"), if any were made."""
+        st = self._state.nodes.get(name)
+        return None if st is None else st.pool
+
+    def on(self, name: str, fn: Any) -> Any:
+        """Call `fn(event)` for every event named `name` ("*" for all), off the command path."""
+        return self._state.bus.on(name, fn)
+
+    def slot(self, key: Any) -> int:
+        """The slot of `key`, computed locally."""
+        return key_slot(key if type(key) is bytes else encode_key(key))
+
+    keyslot = slot
+
+    def get_encoder(self) -> Encoder:
+        return self.encoder
+
+    def get_connection_kwargs(self) -> dict[str, Any]:
+        return dict(self._state.conn_kwargs)
+
+    # ---- the hot path ----------------------------------------------------------------
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        state = self._state
+        topo = state.topology
+        if topo is None:
+            topo = await state.ensure()
+        table = state.table
+        assert table is not None
+        cached = table.resolved.get(args[0])
+        if cached is not None and not cached[1] and "target_nodes" not in options:
+            info = cached[0]
+            idx = info.single_key
+            if idx and len(args) > idx and not info.flags & _BLOCKING_FLAGS:
+                if self.refuses_writes and not info.readonly:
+                    raise write_refused(args)
+                key = args[idx]
+                slot = key_slot(key if type(key) is bytes else encode_key(key))
+                shard = topo.slot_table[slot]
+                if shard is None or shard.primary is None:
+                    node = await self._pick(topo, slot, info.readonly)
+                elif not info.readonly:
+                    node = shard.primary
+                else:
+                    node = choose(shard, state.node_states, self._strategy, self._to_primary,
+                                  self.config.replica_fallback)
+                return await self._run(node.name, info, slot, args, options)
+        return await self._dispatch(args, options)
+
+    async def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
+        shard = topo.slot_table[slot]
+        if shard is None or shard.primary is None:
+            shard = await self._wait_for_owner(slot)
+        if not readonly:
+            return shard.primary  # type: ignore[return-value]
+        return choose(shard, self._state.node_states, self._strategy, self._to_primary,
+                      self.config.replica_fallback)
+
+    async def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        state = self._state
+        assert state.table is not None
+        r = route(state.table, args, options.pop("target_nodes", None), self.refuses_writes)
+        info = r.info
+        blocking = is_blocking(info, r.argv)
+        if r.via is Via.STATE:
+            raise errors.ConfigurationError(
+                f"{r.name} changes connection state, which the asyncio client's shared connections cannot keep")
+        topo = await state.ensure()
+        if r.via is Via.SLOT:
+            assert r.slot is not None
+            node = await self._pick(topo, r.slot, r.readonly)
+            return await self._run(node.name, info, r.slot, args, options, blocking=blocking)
+        if r.via is Via.SPLIT:
+            return await self._split_sum(args[0], r.keys)
+        if r.via is Via.NODES:
+            return merge(info.response_policy, await self._on_nodes(fanout_nodes(topo, info), info, args, options))
+        if r.via is Via.TARGETS:
+            nodes = target_nodes(topo, r.targets, lambda: self._default_node(topo))
+            if len(nodes) == 1 and not merges(r.name):
+                return await self._run(nodes[0].name, info, None, args, options, blocking=blocking)
+            return shape(r.name, await self._on_nodes(nodes, info, args, options))
+        return await self._run(self._default_node(topo).name, info, None, args, options, blocking=blocking)
+
+    def _default_node(self, topo: Topology) -> Node:
+        """As RedisCluster: the first primary, replaced when it fails."""
+        down = self._state.node_states.down
+        if self._default:
+            node = topo.by_name.get(self._default[0])
+            if node is not None and node.usable and node.name not in down:
+                return node
+        if not topo.primaries:
+            raise errors.SlotNotCoveredError("the cluster's map has no primary")
+        node = next((p for p in topo.primaries if p.name not in down), topo.primaries[0])
+        self._default[:] = [node.name]
+        return node
+
+    async def _on_nodes(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
+                        options: dict[str, Any]) -> dict[str, Any]:
+        """The command on each node at once; replies keyed by node name, in the nodes' order."""
+        replies = await asyncio.gather(*(self._run(n.name, info, None, args, dict(options)) for n in nodes))
+        return {n.name: r for n, r in zip(nodes, replies)}
+
+    async def _split_sum(self, head: Any, keys: Sequence[Any]) -> int:
+        """DEL / EXISTS / TOUCH / UNLINK across slots: one command per slot, counts summed."""
+        by_slot: dict[int, list[Any]] = {}
+        for k in keys:
+            by_slot.setdefault(self.slot(k), []).append(k)
+        return sum(int(r) for r in await self._execute_pipeline_by_slot(head, by_slot))
+
+    async def _execute_pipeline_by_slot(self, command: str, slots_to_args: Any) -> list[Any]:  # type: ignore[override]
+        """One command per slot, all at once (auto-pipelined per node): what redis-py's
+        mget_nonatomic / mset_nonatomic / DEL-across-slots build on, without a pipeline."""
+        return list(await asyncio.gather(*(self.execute_command(command, *a) for a in slots_to_args.values())))
+
+    # ---- one command, through policy.decide -------------------------------------------
+
+    async def _run(self, name: str, info: CommandInfo, slot: int | None, args: Sequence[Any],
+                   options: dict[str, Any], asking: bool = False, blocking: bool = False) -> Any:
+        """Run one command on node `name`; every failure is handed to `policy.decide`."""
+        state = self._state
+        budget: Budget | None = None  # built on the first failure only
+        error: BaseException | None = None
+        raw = bool(options) and NEVER_DECODE in options and self._decodes
+        if raw:  # a shared connection decodes every reply: bytes (DUMP) need a connection of their own
+            blocking = True
+        while True:
+            st = state.nodes.get(name) or state.state(name)
+            failure: Failure
+            if st.open_until and not st.available():
+                failure = Failure(Kind.BREAKER_OPEN, name)
+            else:
+                try:
+                    if blocking:
+                        reply = await self._leased(st, args, asking, raw)
+                    else:
+                        reply = await st.pool.execute(*args, asking=asking)
+                except rx.ResponseError as e:
+                    error = e
+                    kind = reply_kind(e)
+                    if kind is None:
+                        if EMPTY_RESPONSE in options:
+                            return options[EMPTY_RESPONSE]
+                        raise
+                    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""
+                    failure = Failure(kind, name, sent=True, target=target)
+                except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
+                    error = e
+                    failure = Failure(Kind.LOADING, name, sent=True)
+                except LostConnectionError as e:
+                    error = e
+                    failure = Failure(Kind.CONNECTION, name, sent=e.sent, fresh=not e.reused)
+                except CommandTimeoutError as e:
+                    error = e
+                    failure = Failure(Kind.TIMEOUT, name, sent=e.sent)
+                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # opening failed: nothing sent
+                    error = e
+                    failure = Failure(failure_kind(e), name, sent=False)
+                else:
+                    if budget is not None or st.loading:
+                        state.node_recovered(name)
+                    return self._parse(args[0], reply, options)
+            if budget is None:
+                budget = Budget(self.config.max_redirections, self.retry.get_retries(), self.config.retry_timeout)
+            action = decide(failure, budget, now=time.monotonic(), backoff=self._backoff, readonly=info.readonly,
+                            retry_unknown=self.config.retry_unknown_outcome, on_replica=st.readonly,
+                            asking=asking, keyed=slot is not None)
+            budget = action.budget
+            name, asking = await self._apply(action, failure, st, info, slot, args, error)
+
+    async def _leased(self, st: AsyncNode, args: Sequence[Any], asking: bool, raw: bool) -> Any:
+        """A command on a dedicated connection (blocking ones wait as long as the server does);
+        `raw`: the reply is read undecoded."""
+        async with st.pool.lease() as conn:
+            if asking:
+                await conn.execute("ASKING")
+            await conn.send(*args)
+            return await conn.read(timeout=None, disable_decoding=raw)
+
+    async def _apply(self, action: Action, failure: Failure, st: AsyncNode, info: CommandInfo, slot: int | None,
+                     args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
+        """Carry out one policy action; returns where to send next and whether with ASKING."""
+        state = self._state
+        if action.drop_idle:
+            st.pool.dedicated.drop_idle()
+        if action.mark_failed:
+            state.node_failed(failure.node, error)
+        if action.keep_reads_off:
+            state.node_loading(failure.node)
+        if action.repoint and isinstance(error, rx.MovedError):
+            state.on_moved(error.slot_id, error.host, error.port)
+        if action.refresh:
+            state.request_refresh()
+        name = failure.node
+        if action.do is Do.RAISE:
+            raise give_up_error(action, failure, st.failures, slot, args, error)
+        if action.do in (Do.REDIRECT, Do.RETRY_FRESH):
+            return action.node, action.asking
+        if action.do is Do.BACKOFF:
+            await asyncio.sleep(action.delay)
+            return self._reroute(name, info, slot), False
+        # WAIT_FOR_MAP: at once if a map moves the slot elsewhere during the wait, else the same node
+        deadline = time.monotonic() + action.delay
+        while True:
+            nxt = self._reroute(name, info, slot)
+            remaining = deadline - time.monotonic()
+            if nxt != name or remaining <= 0:
+                return nxt, False
+            t = state.topology
+            await state.wait_for_change(t.version if t is not None else 0, remaining)
+
+    def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
+        """Where to try next: the slot's owner in the (maybe refreshed) map."""
+        topo = self._state.topology
+        if slot is None or topo is None:
+            return name
+        shard = topo.slot_table[slot]
+        if shard is None or shard.primary is None:
+            return name
+        if not info.readonly:
+            return shard.primary.name
+        return choose(shard, self._state.node_states, self._strategy, self._to_primary,
+                      self.config.replica_fallback).name
+
+    async def _wait_for_owner(self, slot: int) -> Shard:
+        """The slot has no primary in our map: refresh and wait within the retry budget, then give up."""
+        state = self._state
+
+        def owner() -> Shard | None:
+            t = state.topology
+            shard = t.slot_table[slot] if t is not None else None
+            return shard if shard is not None and shard.primary is not None else None
+
+        await state.refresh_now()
+        budget = Budget(self.config.max_redirections, self.retry.get_retries(), self.config.retry_timeout)
+        first = time.monotonic()
+        while True:
+            budget = budget.failed(first)
+            if not budget.may_retry(time.monotonic()):
+                break
+            found = owner()
+            if found is not None:
+                return found
+            state.request_refresh()
+            t = state.topology
+            await state.wait_for_change(t.version if t is not None else 0, self._backoff(budget.failures))
+        t = state.topology
+        if t is not None and t.slot_table[slot] is not None:
+            raise errors.NodeUnavailableError(
+                f"the primary serving slot {slot} failed and no replica was promoted within the retry budget"
+            )
+        raise errors.SlotNotCoveredError(f"slot {slot} is not served by any primary in the cluster's map")
+
+    def _backoff(self, n: int) -> float:
+        return float(backoff_of(self.retry).compute(n))
+
+    def _parse(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
+        cb = self._callbacks.get(head, _MISSING)
+        if cb is _MISSING:
+            cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
+            if len(self._callbacks) < 4096:
+                self._callbacks[head] = cb
+        if cb is None:
+            return response
+        if options:
+            options.pop("keys", None)
+            options.pop(EMPTY_RESPONSE, None)
+            options.pop(NEVER_DECODE, None)
+        return cb(response, **options)
+
+
+_MISSING = object()
+_BLOCKING_FLAGS = frozenset({"blocking"})

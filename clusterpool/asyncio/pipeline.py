@@ -1,0 +1,87 @@
+"""A cluster pipeline for asyncio (non-transactional): queued commands, sent all at once.
+
+How this works: `execute()` hands every queued command to the client at the same time.
+Commands for one node are issued in the same event-loop iteration, so the shared
+connection writes them in one socket write, in queue order, and the replies come back in
+that order; each command follows its own redirects and retries through the client's
+`_run` (`policy.decide`), as redis-py's ClusterPipeline retries each failed command
+individually. Like redis-py's cluster pipeline it is not atomic across nodes.
+`transaction=True` (MULTI/EXEC) is not in the asyncio client yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from redis.commands import AsyncRedisClusterCommands
+from redis.event import EventDispatcher
+
+from ..errors import ConfigurationError
+
+class Executor(Protocol):
+    """What the pipeline needs of its client (the asyncio ClusterClient)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+
+class ClusterPipeline(AsyncRedisClusterCommands):
+    """Commands queue up (`pipe.set(...)` returns the pipeline); `await pipe.execute()` runs them."""
+
+    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
+
+    def __init__(self, client: Executor, transaction: bool | None = None) -> None:
+        if transaction:
+            raise ConfigurationError(
+                "transactions (MULTI/EXEC, WATCH) are not in clusterpool's asyncio client yet: "
+                "use pipeline(transaction=False), or the sync client's pipeline(transaction=True)"
+            )
+        self.client = client
+        self._queue: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> ClusterPipeline:
+        """Queue one command; nothing is sent until `execute()`."""
+        self._queue.append((args, kwargs))
+        return self
+
+    def _split_command_across_slots(self, command: str, *keys: Any) -> ClusterPipeline:  # type: ignore[override]
+        """DEL / EXISTS / TOUCH / UNLINK of many keys: one queued command (the client splits it per slot)."""
+        return self.execute_command(command, *keys)
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        """Send every queued command at once; replies (or errors, with raise_on_error=False) in order."""
+        queue, self._queue = self._queue, []
+        if not queue:
+            return []
+        replies = await asyncio.gather(*(self.client.execute_command(*a, **kw) for a, kw in queue),
+                                       return_exceptions=True)
+        for r in replies:
+            if isinstance(r, asyncio.CancelledError):
+                raise r
+        if raise_on_error:
+            for i, r in enumerate(replies):
+                if isinstance(r, Exception):
+                    r.args = (f"Command # {i + 1} ({_describe(queue[i][0])}) of pipeline caused error: {r}",
+                              *r.args[1:])
+                    raise r
+        return list(replies)
+
+    async def reset(self) -> None:  # type: ignore[override]  # the pipeline's reset, as redis-py's
+        """Drop the queued commands."""
+        self._queue = []
+
+    async def __aenter__(self) -> ClusterPipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.reset()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def _describe(args: tuple[Any, ...]) -> str:
+    return " ".join(a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in args)[:200]

@@ -1,0 +1,361 @@
+"""What an asyncio client and its views share: the map, node connections and breakers, refresh, events.
+
+How this works: the current Topology is replaced whole, never mutated; each node has a
+`NodeState` (the sync client's breaker) whose `pool` is that node's `NodeConnections`.
+Discovery and refreshes ask nodes with `probe.read_view`; which map to adopt is
+`agreement.decide`'s, what adopting changes is `adoption.plan`'s, whom to ask is
+`refresh.candidates` / `refresh.sample`'s, all shared with the sync client. One refresh
+task per client waits for a request or the interval (fast while a primary fails), and
+commands waiting for a new map wait on an asyncio.Event replaced at every change.
+`aclose()` cancels that task and closes every node's connections; nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from redis import exceptions as rx
+
+from .. import errors
+from ..adoption import plan
+from ..agreement import View, decide
+from ..bus import EventBus
+from ..commands import CommandTable
+from ..config import Config
+from ..events import NodeHealthChanged, RefreshFailed
+from ..node import NodeState
+from ..readfrom import NodeStates
+from ..refresh import Candidates, candidates, sample
+from ..topology import REPLICA, Topology
+from .nodeset import NodeConnections
+from .probe import node_settings, read_view
+
+log = logging.getLogger("clusterpool.asyncio")
+
+AsyncNode = NodeState[NodeConnections]
+
+
+class ClusterState:
+    """Shared state of one asyncio client (see the module docstring)."""
+
+    def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
+                 min_gap: float = 0.2, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
+        """No I/O: the first command (or `connect()`) discovers the cluster."""
+        self.config = config
+        self.conn_kwargs = dict(config.connection)
+        self.startup = tuple(f"{h}:{p}" for h, p in config.startup_nodes)
+        self.max_shared = max_shared
+        self.sample_size = sample_size
+        self.max_views = max_views
+        self.min_gap = min_gap
+        self.fast_interval = fast_interval
+        self.fast_window = fast_window
+        self.topology: Topology | None = None
+        self._announced: Topology | None = None
+        self.table: CommandTable | None = None
+        self.nodes: dict[str, AsyncNode] = {}  # replaced whole (copy on write)
+        self.node_states = NodeStates()
+        self.bus = EventBus()
+        self.refreshes = 0
+        self.last_decision = ""
+        self._version = 0
+        self._closed = False
+        self._changed: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._refresh_lock: asyncio.Lock | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[Any]] = set()
+        self._last = 0.0
+        self._urgent_since: float | None = None
+
+    # ---- discovery -------------------------------------------------------------------
+
+    async def ensure(self) -> Topology:
+        """The current map, discovering the cluster on first use."""
+        t = self.topology
+        return t if t is not None else await self.connect()
+
+    async def connect(self) -> Topology:
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._closed:
+                raise errors.PoolClosedError("client is closed")
+            if self.topology is not None:
+                return self.topology
+            failures: list[str] = []
+            for name in self.startup:
+                try:
+                    view = await read_view(self.config, self.conn_kwargs, name)
+                except rx.AuthenticationError as e:
+                    raise rx.AuthenticationError(f"authentication to {name} failed: {e} (check username/password)") from e
+                except errors.NotAClusterError:
+                    raise
+                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                    failures.append(f"{name}: {e}")
+                    continue
+                except rx.InvalidResponse as e:
+                    failures.append(f"{name}: does not speak the Redis protocol ({e}); is it a Redis port?")
+                    continue
+                # the shipped specs; a command they lack is routed as unknown (no sync COMMAND INFO in a loop)
+                self.table = CommandTable.bundled_with(None)
+                self.adopt(view.topology)
+                self._wake = asyncio.Event()
+                self._task = asyncio.get_running_loop().create_task(self._refresh_loop(), name="clusterpool-async-refresh")
+                return view.topology
+            raise errors.ClusterUnreachableError("no startup node could be reached: " + "; ".join(failures))
+
+    # ---- nodes -----------------------------------------------------------------------
+
+    def state(self, name: str) -> AsyncNode:
+        st = self.nodes.get(name)
+        if st is not None:
+            return st
+        if self._closed:
+            raise errors.PoolClosedError("client is closed")
+        t = self.topology
+        node = t.by_name.get(name) if t is not None else None
+        readonly = node is not None and node.role == REPLICA
+        c = self.config
+        st = NodeState(name, self._connections(name, readonly), c.failure_threshold, c.breaker_cooldown,
+                       c.degraded_latency)
+        st.readonly = readonly
+        self.nodes = {**self.nodes, name: st}
+        return st
+
+    def _connections(self, name: str, readonly: bool) -> NodeConnections:
+        host, _, port = name.rpartition(":")
+        settings = node_settings(self.config, self.conn_kwargs, host, int(port), readonly=readonly)
+        return NodeConnections(settings, max_shared=self.max_shared, max_connections=self.config.max_connections,
+                               pool_timeout=self.config.pool_timeout)
+
+    def node_failed(self, name: str, error: BaseException | None = None) -> None:
+        st = self.nodes.get(name)
+        if st is None:
+            return
+        old = st.health
+        changed = st.record_failure()
+        if changed is not None:
+            self.publish_states()
+            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, str(error or ""))])
+        self.request_refresh()
+
+    def node_recovered(self, name: str) -> None:
+        st = self.nodes.get(name)
+        if st is None or (st.failures == 0 and not st.loading):
+            return
+        old = st.health
+        changed = st.record_success()
+        self.publish_states()
+        if changed is not None:
+            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, "recovered")])
+
+    def node_loading(self, name: str) -> None:
+        """Keep reads off a node for now (LOADING, or MOVED as a replica); a good PING lets it back."""
+        st = self.nodes.get(name)
+        if st is not None:
+            st.loading = True
+            self.publish_states()
+
+    def publish_states(self) -> None:
+        now = time.monotonic()
+        nodes = self.nodes
+        down = frozenset(n for n, st in nodes.items() if st.loading or st.stale or not st.available(now))
+        self.node_states = NodeStates(down, {n: st.latency for n, st in nodes.items() if st.latency is not None})
+
+    # ---- map changes -----------------------------------------------------------------
+
+    def adopt(self, new: Topology) -> None:
+        """Swap in a new map (adoption.plan says what changes), then publish its events."""
+        nodes = dict(self.nodes)
+        a = plan(self._announced, self.topology, {n: st.readonly for n, st in nodes.items()}, new, self._version + 1)
+        if a is None:
+            return
+        self._version = a.topology.version
+        for name, flag in a.readonly.items():
+            st = nodes[name]
+            old, st.readonly = st.pool, flag
+            st.pool = self._connections(name, flag)  # connections made in the old role are replaced
+            self._close_later(old)
+        for name in a.close:
+            self._close_later(nodes.pop(name).pool)
+        self.nodes = nodes
+        self.topology = self._announced = a.topology
+        self.publish_states()
+        self._notify_changed()
+        self.bus.publish(list(a.events))
+
+    def on_moved(self, slot: int, host: str, port: int) -> None:
+        """Point one slot at its new owner at once, and ask for a full refresh."""
+        t = self.topology
+        assert t is not None
+        shard = t.slot_table[slot]
+        if not (shard is not None and shard.primary is not None and shard.primary.host == host
+                and shard.primary.port == port):
+            self._version += 1
+            self.topology = t.with_slot_moved(slot, host, port).with_version(self._version)
+            self._notify_changed()
+        self.request_refresh()
+
+    def _notify_changed(self) -> None:
+        ev, self._changed = self._changed, None
+        if ev is not None:
+            ev.set()
+
+    async def wait_for_change(self, version: int, timeout: float) -> None:
+        """Up to `timeout` s, returning early once the map's version differs from `version`."""
+        t = self.topology
+        if t is not None and t.version != version:
+            return
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
+
+    # ---- refresh ---------------------------------------------------------------------
+
+    def request_refresh(self) -> None:
+        """Ask for a refresh soon; never blocks."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def _candidates(self) -> Candidates:
+        suspects = frozenset(n for n, st in self.nodes.items() if st.failures or not st.available())
+        return candidates(self.topology, suspects, self.startup)
+
+    def _next_wait(self) -> float:
+        interval = self.config.refresh_interval
+        if not self._candidates().urgent:
+            self._urgent_since = None
+            return interval
+        now = time.monotonic()
+        if self._urgent_since is None:
+            self._urgent_since = now
+        return min(interval, self.fast_interval if now - self._urgent_since < self.fast_window else 1.0)
+
+    async def _refresh_loop(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while not self._closed:
+            woke = True
+            try:
+                async with asyncio.timeout(self._next_wait()):
+                    await wake.wait()
+            except TimeoutError:
+                woke = False
+            gap = self._last + self.min_gap - time.monotonic()
+            if woke and gap > 0:
+                await asyncio.sleep(gap)
+            wake.clear()
+            try:
+                await self.refresh_now()
+                await self._probe_down()
+            except Exception as e:  # never let the task die
+                log.debug("background refresh failed: %s", e)
+
+    async def refresh_now(self) -> Topology | None:
+        """One refresh now; concurrent callers wait for the one in progress."""
+        if self._refresh_lock is None:
+            self._refresh_lock = asyncio.Lock()
+        if self._refresh_lock.locked():
+            async with self._refresh_lock:
+                return self.topology
+        async with self._refresh_lock:
+            try:
+                return await self._refresh()
+            finally:
+                self._last = time.monotonic()
+
+    async def _refresh(self) -> Topology | None:
+        """The sync Refresher's steps: a sample, agreement.decide, the nodes it asks for, then startup nodes."""
+        self.refreshes += 1
+        cand = self._candidates()
+        current = self._announced if self._announced is not None else self.topology
+        suspects = cand.suspects
+        asked = sample(cand, self.sample_size)
+        views, silent, errs = await self._ask(asked)
+        decision = decide(current, views, silent=silent | suspects, asked=asked)
+        if decision.ask:
+            more = [n for n in decision.ask if n not in suspects][: max(self.max_views - len(asked), 0)]
+            v2, s2, e2 = await self._ask(more)
+            views, silent, errs = views + v2, silent | s2, errs + e2
+            asked = asked + tuple(more)
+            decision = decide(current, views, silent=silent | suspects, asked=asked, final=True)
+        if not views:
+            for name in [s for s in cand.startup if s not in asked] + list(suspects):
+                v3, _, e3 = await self._ask((name,))
+                errs += e3
+                if v3:
+                    views = v3
+                    decision = decide(current, views, final=True)
+                    break
+        self.last_decision = decision.reason
+        if decision.topology is None:
+            if not views:
+                self.bus.publish([RefreshFailed("no node answered CLUSTER SHARDS", tuple(errs))])
+            return current
+        self.adopt(decision.topology)
+        return decision.topology
+
+    async def _ask(self, names: tuple[str, ...] | list[str]) -> tuple[list[View], frozenset[str], list[str]]:
+        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n) for n in names),
+                                       return_exceptions=True)
+        views = [r for r in results if isinstance(r, View)]
+        failed = [(n, r) for n, r in zip(names, results) if not isinstance(r, View)]
+        for _, r in failed:
+            if isinstance(r, asyncio.CancelledError):
+                raise r
+        return views, frozenset(n for n, _ in failed), [f"{n}: {e}" for n, e in failed]
+
+    async def _probe_down(self) -> None:
+        """PING (all at once) the nodes kept off reads or with failures counted whose breaker lets
+        them be tried: an answer within the refresh timeout lets them back in."""
+        names = [n for n, st in self.nodes.items() if (st.loading or st.failures) and st.available()]
+        if names:
+            await asyncio.gather(*(self._ping(n) for n in names))
+
+    async def _ping(self, name: str) -> None:
+        st = self.nodes.get(name)
+        if st is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.refresh_timeout):  # the connect too, not only the reply
+                await st.pool.execute("PING")
+        except (rx.RedisError, OSError, TimeoutError):
+            return
+        self.node_recovered(name)
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def _close_later(self, conns: NodeConnections) -> None:
+        self._spawn(conns.aclose())
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Stop the refresh task and close every connection; waits for all of it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        nodes, self.nodes = self.nodes, {}
+        await asyncio.gather(*(st.pool.aclose() for st in nodes.values()), *self._closing, return_exceptions=True)
+        self.bus.close()
