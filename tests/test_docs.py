@@ -120,6 +120,7 @@ def test_reference_documents_every_export(site: Path, module: str) -> None:
 @pytest.mark.parametrize(("page", "readme_marker", "page_marker"), [
     ("migrating.md", "Where we deliberately differ", "Where we deliberately differ"),
     ("failures.md", "## Options", "## Every option"),
+    ("harness.md", "Figures of a full run", "Figures of a full run"),
 ])
 def test_table_is_the_readmes(page: str, readme_marker: str, page_marker: str) -> None:
     readme = _table_after((ROOT / "README.md").read_text(), readme_marker)
