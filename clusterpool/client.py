@@ -22,10 +22,8 @@ from typing import Any
 from redis.client import CaseInsensitiveDict
 from redis.exceptions import WatchError
 from redis.commands import RedisClusterCommands
-from redis.connection import parse_url
 from redis.event import EventDispatcher
 
-from . import errors
 from .commands import CommandInfo
 from .config import Config
 from .core import Core
@@ -34,7 +32,7 @@ from .fanout import FanoutMixin, write_refused
 from .inspection import InspectionMixin
 from .multikey import mget_nonatomic, mset_nonatomic
 from .nodeapi import NodeAPIMixin, NodeAPIState
-from .options import redact_url
+from .options import url_arguments
 from .pipeline import ClusterPipeline
 from .pubsub import ClusterPubSub
 from .quickcommands import QuickCommands
@@ -113,19 +111,8 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
         """`redis://[user:pass@]host:port` or `rediss://` (TLS); keywords override the URL."""
-        try:
-            parsed = parse_url(url)
-        except ValueError as e:
-            raise errors.ConfigurationError(f"bad cluster URL {redact_url(url)!r}: {e}") from None
-        if parsed.pop("path", None):
-            raise errors.ConfigurationError("unix sockets cannot reach a cluster: use redis:// or rediss://")
-        conn_class = parsed.pop("connection_class", None)
-        if conn_class is not None and "SSL" in getattr(conn_class, "__name__", ""):
-            parsed["ssl"] = True
-        host = parsed.pop("host", "localhost")
-        port = parsed.pop("port", 6379)
-        parsed.update(kwargs)
-        return cls(host, port, **parsed)
+        host, port, options = url_arguments(url, kwargs)
+        return cls(host, port, **options)
 
     # ---------------------------------------------------------------- views
 

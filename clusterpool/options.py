@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from redis.connection import parse_url
+
 from . import errors
 
 # RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
@@ -46,3 +48,21 @@ def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by '***', for error messages and logs."""
     return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def url_arguments(url: str, overrides: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """(host, port, options) from a `redis://` or `rediss://` URL for a cluster client's constructor;
+    `overrides` (the caller's keywords) win over the URL. Both clients' `from_url` use it."""
+    try:
+        parsed = parse_url(url)
+    except ValueError as e:
+        raise errors.ConfigurationError(f"bad cluster URL {redact_url(url)!r}: {e}") from None
+    if parsed.pop("path", None):
+        raise errors.ConfigurationError("unix sockets cannot reach a cluster: use redis:// or rediss://")
+    conn_class = parsed.pop("connection_class", None)
+    if conn_class is not None and "SSL" in getattr(conn_class, "__name__", ""):
+        parsed["ssl"] = True
+    host = parsed.pop("host", "localhost")
+    port = parsed.pop("port", 6379)
+    parsed.update(overrides)
+    return host, port, parsed

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+
 
 def text(v: Any) -> str:
     """A reply item as str (bytes decoded as UTF-8)."""
@@ -22,3 +24,23 @@ def as_map(v: Any) -> dict[str, Any]:
 def command_name(args: Sequence[Any]) -> str:
     """The command of an argument list, upper case, for messages ("GET", "CONFIG GET")."""
     return text(args[0]).upper()
+
+
+def parse_reply(cache: dict[Any, Any], callbacks: Any, head: Any, response: Any, options: dict[str, Any]) -> Any:
+    """`response` through redis-py's callback for command `head` (looked up once per name in
+    `cache`); the parse may consume `options`. Both clients' reply parsing."""
+    cb = cache.get(head, _MISSING)
+    if cb is _MISSING:
+        cb = callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
+        if len(cache) < 4096:
+            cache[head] = cb
+    if cb is None:
+        return response
+    if options:
+        options.pop("keys", None)
+        options.pop(EMPTY_RESPONSE, None)
+        options.pop(NEVER_DECODE, None)
+    return cb(response, **options)
+
+
+_MISSING = object()

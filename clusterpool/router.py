@@ -25,7 +25,7 @@ from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
 from .policy import Action, Budget, Do, Failure, Give, Kind, decide, failure_kind, reply_kind
-from .resp import command_name
+from .resp import command_name, parse_reply
 from .topology import Node, Shard, Topology
 
 if TYPE_CHECKING:
@@ -239,21 +239,9 @@ class RouterMixin:
             return name
 
     def parse_reply(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
-        cb = self._callbacks.get(head, _MISSING)
-        if cb is _MISSING:
-            cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
-            if len(self._callbacks) < 4096:
-                self._callbacks[head] = cb
-        if cb is None:
-            return response
-        if options:
-            options.pop("keys", None)
-            options.pop(EMPTY_RESPONSE, None)
-            options.pop(NEVER_DECODE, None)
-        return cb(response, **options)
+        return parse_reply(self._callbacks, self.response_callbacks, head, response, options)
 
 
-_MISSING = object()
 
 
 def give_up_error(action: Action, failure: Failure, node_failures: int, slot: int | None, args: Sequence[Any],

@@ -29,7 +29,6 @@ from redis._parsers.helpers import get_response_callbacks
 from redis.asyncio.lock import Lock
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
 from redis.commands import AsyncRedisClusterCommands
-from redis.connection import parse_url
 from redis.event import EventDispatcher
 
 from .. import errors
@@ -38,11 +37,12 @@ from ..config import Config, backoff_of
 from ..dropin import composed_callbacks
 from ..fanout import Via, fanout_nodes, route, target_nodes, write_refused
 from ..merge import merge
-from ..options import redact_url
+from ..options import url_arguments
 from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
 from ..readfrom import PRIMARY as READ_PRIMARY
 from ..readfrom import REPLICA as READ_REPLICA
 from ..readfrom import ReadStrategy, StrategyLike, choose, make_strategy
+from ..resp import parse_reply
 from ..router import give_up_error
 from ..routes import merges, shape
 from ..slots import encode_key, key_slot
@@ -111,19 +111,8 @@ class ClusterClient(AsyncRedisClusterCommands):
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
         """`redis://[user:pass@]host:port` or `rediss://` (TLS); keywords override the URL."""
-        try:
-            parsed = parse_url(url)
-        except ValueError as e:
-            raise errors.ConfigurationError(f"bad cluster URL {redact_url(url)!r}: {e}") from None
-        if parsed.pop("path", None):
-            raise errors.ConfigurationError("unix sockets cannot reach a cluster: use redis:// or rediss://")
-        conn_class = parsed.pop("connection_class", None)
-        if conn_class is not None and "SSL" in getattr(conn_class, "__name__", ""):
-            parsed["ssl"] = True
-        host = parsed.pop("host", "localhost")
-        port = parsed.pop("port", 6379)
-        parsed.update(kwargs)
-        return cls(host, port, **parsed)
+        host, port, options = url_arguments(url, kwargs)
+        return cls(host, port, **options)
 
     # ---- views -----------------------------------------------------------------------
 
@@ -458,19 +447,7 @@ class ClusterClient(AsyncRedisClusterCommands):
         return float(backoff_of(self.retry).compute(n))
 
     def _parse(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
-        cb = self._callbacks.get(head, _MISSING)
-        if cb is _MISSING:
-            cb = self.response_callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
-            if len(self._callbacks) < 4096:
-                self._callbacks[head] = cb
-        if cb is None:
-            return response
-        if options:
-            options.pop("keys", None)
-            options.pop(EMPTY_RESPONSE, None)
-            options.pop(NEVER_DECODE, None)
-        return cb(response, **options)
+        return parse_reply(self._callbacks, self.response_callbacks, head, response, options)
 
 
-_MISSING = object()
 _BLOCKING_FLAGS = frozenset({"blocking"})
