@@ -25,9 +25,10 @@ from .commands import CommandTable
 from .config import Config
 from .discovery import Discovery
 from .connection import command_info, make_connection
-from .events import NodeHealthChanged, RefreshFailed
+from .events import RefreshFailed
 from .health import HealthChecker
 from .node import Health, NodeState
+from .nodebook import NodeBook
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .adoption import plan
@@ -37,7 +38,7 @@ from .topology import REPLICA, Topology
 log = logging.getLogger("clusterpool")
 
 
-class Core:
+class Core(NodeBook):
     """What a client and its views share: the map, node states, discovery, background threads."""
 
     def __init__(self, config: Config) -> None:
@@ -254,41 +255,8 @@ class Core:
         holder["st"] = st
         return st
 
-    def node_failed(self, name: str, error: BaseException | None = None) -> None:
-        st = self.nodes.get(name)
-        if st is None:
-            return
-        old = st.health
-        changed = st.record_failure()
-        if changed is not None:
-            self.publish_states()
-            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, str(error or ""))])
+    def request_refresh(self) -> None:
         self.refresher.request()
-
-    def node_recovered(self, name: str) -> None:
-        st = self.nodes.get(name)
-        if st is None or (st.failures == 0 and not st.loading):
-            return
-        old = st.health
-        changed = st.record_success()
-        self.publish_states()
-        if changed is not None:
-            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, "recovered")])
-
-    def node_loading(self, name: str) -> None:
-        """Keep reads off a node for now (it answered LOADING, or MOVED as a replica);
-        the next good maintenance PING lets it back in."""
-        st = self.nodes.get(name)
-        if st is not None:
-            st.loading = True
-            self.publish_states()
-
-    def publish_states(self) -> None:
-        now = time.monotonic()
-        nodes = self.nodes
-        down = frozenset(n for n, st in nodes.items() if st.loading or st.stale or not st.available(now))
-        lat = {n: st.latency for n, st in nodes.items() if st.latency is not None}
-        self.node_states = NodeStates(down, lat)
 
     # ---------------------------------------------------------------- maintenance
 

@@ -26,8 +26,9 @@ from ..agreement import View, decide
 from ..bus import EventBus
 from ..commands import CommandTable
 from ..config import Config
-from ..events import NodeHealthChanged, RefreshFailed
+from ..events import RefreshFailed
 from ..node import NodeState
+from ..nodebook import NodeBook
 from ..readfrom import NodeStates
 from ..refresh import Candidates, candidates, sample
 from ..topology import REPLICA, Topology
@@ -39,7 +40,7 @@ log = logging.getLogger("clusterpool.asyncio")
 AsyncNode = NodeState[NodeConnections]
 
 
-class ClusterState:
+class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
@@ -133,40 +134,6 @@ class ClusterState:
         settings = node_settings(self.config, self.conn_kwargs, host, int(port), readonly=readonly)
         return NodeConnections(settings, max_shared=self.max_shared, max_connections=self.config.max_connections,
                                pool_timeout=self.config.pool_timeout)
-
-    def node_failed(self, name: str, error: BaseException | None = None) -> None:
-        st = self.nodes.get(name)
-        if st is None:
-            return
-        old = st.health
-        changed = st.record_failure()
-        if changed is not None:
-            self.publish_states()
-            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, str(error or ""))])
-        self.request_refresh()
-
-    def node_recovered(self, name: str) -> None:
-        st = self.nodes.get(name)
-        if st is None or (st.failures == 0 and not st.loading):
-            return
-        old = st.health
-        changed = st.record_success()
-        self.publish_states()
-        if changed is not None:
-            self.bus.publish([NodeHealthChanged(name, old.value, changed.value, "recovered")])
-
-    def node_loading(self, name: str) -> None:
-        """Keep reads off a node for now (LOADING, or MOVED as a replica); a good PING lets it back."""
-        st = self.nodes.get(name)
-        if st is not None:
-            st.loading = True
-            self.publish_states()
-
-    def publish_states(self) -> None:
-        now = time.monotonic()
-        nodes = self.nodes
-        down = frozenset(n for n, st in nodes.items() if st.loading or st.stale or not st.available(now))
-        self.node_states = NodeStates(down, {n: st.latency for n, st in nodes.items() if st.latency is not None})
 
     # ---- map changes -----------------------------------------------------------------
 
