@@ -15,10 +15,17 @@ Membership (a node is named host:port):
   names a node nobody asked yet), `decide` asks for those nodes first (`ask`),
   and the driver calls it again with their answers.
 
-Slots: each view claims an owner per slot; claims by non-members are ignored. The
-claim whose owner has the highest config epoch *as the claiming view knows it*
-wins (Redis' own rule: a promotion or a slot import bumps the winner's epoch, so a
-stale or partitioned view loses); equal epochs go to the owner most views name.
+Slots: each view claims an owner per slot; claims by non-members are ignored, and
+so is a claim that a node owns a slot when that node answered and its own view
+leaves the slot unassigned (a node serves only slots it believes it owns, and other
+nodes' views of it can stay stale for good: after CLUSTER DELSLOTS on every node, a
+node that re-learnt the old owner from its gossip in between keeps naming it). When
+the named owner's own view names another owner instead, that is a hand-over under
+way and the epochs below decide. The claim whose owner
+has the highest config epoch *as the claiming view knows it* wins (Redis' own
+rule: a promotion or a slot import bumps the winner's epoch, so a stale or
+partitioned view loses); equal epochs go to the owner most views name. When views
+disagree on a slot's owner, the owners they name are asked (see `ask`).
 
 Nodes: role and health come from the node's own answer when it answered, else
 from the freshest view that lists it (the one knowing the highest epoch).
@@ -159,10 +166,39 @@ def _to_ask(current: Topology | None, views: Sequence[View], asked: frozenset[st
     members = set(current.by_name)
     new = sorted(set(roles) - members - asked)
     disputed = sorted(n for n, r in roles.items() if len(r) > 1 and n not in asked and n not in new)
+    claimed = sorted(_disputed_owners(views) - asked - silent - set(new) - set(disputed))
     missing = any(members - silent - set(v.topology.by_name) for v in views)
-    first = new + disputed
+    first = new + disputed + claimed
     rest = sorted((members | set(roles)) - asked - set(first)) if missing else []
     return tuple(first + rest)
+
+
+def _segments(views: Sequence[View]) -> list[int]:
+    """The first slot of each range over which no view's slot ownership changes."""
+    cuts = {0}
+    for v in views:
+        for s in v.topology.shards:
+            for start, end in s.slots:
+                cuts.add(start)
+                cuts.add(end + 1)
+    cuts.discard(SLOT_COUNT)
+    return sorted(cuts)
+
+
+def _owner_name(view: View, slot: int) -> str | None:
+    shard = view.topology.slot_table[slot]
+    return shard.primary.name if shard is not None and shard.primary is not None else None
+
+
+def _disputed_owners(views: Sequence[View]) -> set[str]:
+    """Nodes named as a slot's owner by some view while another view names a different
+    owner (or none): their own word settles it."""
+    out: set[str] = set()
+    for start in _segments(views):
+        owners = {_owner_name(v, start) for v in views}
+        if len(owners) > 1:
+            out.update(o for o in owners if o is not None)
+    return out
 
 
 def merge(current: Topology | None, views: Sequence[View], silent: frozenset[str] = frozenset()) -> Topology:
@@ -193,13 +229,8 @@ def merge(current: Topology | None, views: Sequence[View], silent: frozenset[str
 
 def _resolve_slots(views: Sequence[View], members: set[str]) -> list[tuple[int, int, Node]]:
     """(start, end, owner) segments: per slot range, the claim with the highest epoch."""
-    cuts = {0, SLOT_COUNT}
-    for v in views:
-        for s in v.topology.shards:
-            for start, end in s.slots:
-                cuts.add(start)
-                cuts.add(end + 1)
-    bounds = sorted(cuts)
+    bounds = _segments(views) + [SLOT_COUNT]
+    own = {v.source: v for v in views}
     out: list[tuple[int, int, Node]] = []
     for start, stop in zip(bounds, bounds[1:]):
         claims: dict[str, tuple[int, int, Node]] = {}  # owner -> (best epoch, votes, node)
@@ -208,6 +239,8 @@ def _resolve_slots(views: Sequence[View], members: set[str]) -> list[tuple[int, 
             owner = shard.primary if shard is not None else None
             if owner is None or owner.name not in members:
                 continue
+            if owner.name in own and own[owner.name].topology.slot_table[start] is None:
+                continue  # the named owner itself says nobody serves this slot
             epoch, votes, _ = claims.get(owner.name, (-1, 0, owner))
             claims[owner.name] = (max(epoch, v.epoch_of(owner)), votes + 1, owner)
         if not claims:

@@ -99,3 +99,23 @@ def test_join_and_forget_rounds_give_one_event_each_and_nobody_vanishes(fresh_cl
             assert watch.vanished == []
         client.set("agreement:after", "ok")
         assert client.get("agreement:after") == b"ok"
+
+
+def test_a_slot_one_node_still_credits_to_its_old_owner_stays_unserved(fresh_cluster):
+    """After DELSLOTS on every node, one node names the old owner again (as when it re-learns it
+    from gossip mid-way): the owner's own word wins, refresh after refresh."""
+    cluster = fresh_cluster
+    with ClusterClient(startup_nodes=cluster.startup_nodes) as client:
+        key = "stale-claim:{x}"
+        slot = client.slot(key)
+        owner = client.node_for(key)
+        for port in cluster.ports:
+            r = cluster.client(port)
+            r.execute_command("CLUSTER", "DELSLOTS", slot)
+            r.close()
+        stale = next(p for p in cluster.ports if p != owner.port)
+        r = cluster.client(stale)
+        r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", cluster.node_id(owner.port))
+        r.close()
+        for _ in range(20):
+            assert client.refresh().slot_table[slot] is None

@@ -254,3 +254,27 @@ def test_equal_epochs_go_to_the_owner_most_views_name():
     views = [view(7001, other), view(7002, BASE), view(7003, BASE)]  # no epochs known (CLUSTER SLOTS)
     t = merge(BASE, views)
     assert t.slot_table[5460].primary.name == name(7001)
+
+
+# ---------------------------------------------------------------- slots nobody serves
+
+# slot 16000 deleted on every node (CLUSTER DELSLOTS), but 7001 re-learnt 7003 as its owner
+# from 7003's gossip in between and keeps naming it: 7003 itself serves no such slot
+UNSERVED = topo(BASE.shards[0], BASE.shards[1], shard(7003, [(10923, 15999), (16001, 16383)], 7006))
+
+
+def test_a_claim_the_named_owner_denies_is_ignored():
+    views = [view(7001, BASE, **EPOCHS), view(7002, UNSERVED, **EPOCHS), view(7003, UNSERVED, **EPOCHS)]
+    assert merge(UNSERVED, views).slot_table[16000] is None
+
+
+def test_views_disagreeing_on_a_slot_ask_its_named_owner():
+    views = [view(7001, BASE, **EPOCHS), view(7002, UNSERVED, **EPOCHS)]
+    d = decide(UNSERVED, views, asked=[name(7001), name(7002)])
+    assert d.topology is None and d.ask == (name(7003),)
+
+
+def test_a_stale_claim_is_kept_while_its_owner_has_not_answered():
+    views = [view(7001, BASE, **EPOCHS), view(7002, UNSERVED, **EPOCHS)]
+    t = decide(UNSERVED, views, asked=[name(7001), name(7002), name(7003)], silent=[name(7003)]).topology
+    assert t is not None and t.slot_table[16000].primary.name == name(7003)
