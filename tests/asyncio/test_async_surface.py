@@ -290,3 +290,12 @@ async def test_a_command_missing_from_the_table_is_looked_up_and_routed_by_key(c
         assert info is not None and info.readonly
         # routed by the key to its owner: none of them went to the default node (and got MOVED)
         assert _tries(cluster, default.port, "get", "set") == before
+
+
+# ---- redis-py helpers that need the node API -------------------------------------------
+
+async def test_scan_iter_follows_every_nodes_cursor_through_get_node(cluster):
+    async with _client(cluster) as c:
+        await asyncio.gather(*(c.set(k, "v") for k in KEYS))
+        found = [k async for k in c.scan_iter(match="{" + TAG_PREFIX + "n*", count=10)]
+        assert sorted(found) == sorted(KEYS)
