@@ -115,6 +115,14 @@ def node_from_key(topo: Topology, key: Any, replica: bool = False) -> Node | Non
     return shard.primary
 
 
+def known_node_name(topo: Topology, node: Any) -> str | None:
+    """The name of `node` (any node object or "host:port") when `topo` has it, else None."""
+    if not node:
+        return None
+    name = node_name_of(node)
+    return name if name in topo.by_name else None
+
+
 def pick_default_node(topo: Topology, current: str | None, down: Collection[str]) -> Node:
     """Where keyless commands go, as RedisCluster: `current` while it is usable and not down,
     else the first primary not down (the caller keeps the returned node's name)."""
@@ -202,10 +210,8 @@ class NodeAPIMixin:
 
     def set_default_node(self, node: Any) -> bool:
         """Send keyless commands to `node` from now on; False (and no change) if the map has no such node."""
-        if node is None:
-            return False
-        name = node_name_of(node)
-        if name not in self.core.ensure().by_name:
+        name = known_node_name(self.core.ensure(), node)
+        if name is None:
             return False
         self._shared.default = name
         return True

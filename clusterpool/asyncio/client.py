@@ -71,7 +71,8 @@ def is_blocking(info: CommandInfo, argv: Sequence[Any]) -> bool:
     return True
 
 
-class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  # type: ignore[misc]  # redis-py's own mixins disagree on command_info
+# the ignore: redis-py's own async command mixins disagree on command_info's signature
+class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  # type: ignore[misc]
     """A Redis Cluster client for asyncio with redis-py's async command API.
 
     The plain client sends everything to primaries (read-your-writes, like RedisCluster);

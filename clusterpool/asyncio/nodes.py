@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import DataError
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
-from ..nodeapi import NodeHandle, node_from_key, node_name_for, node_name_of, pick_default_node
+from ..nodeapi import NodeHandle, known_node_name, node_from_key, node_name_for, pick_default_node
 from ..slots import slot_of
 from ..topology import Node, Topology
 
@@ -89,8 +89,8 @@ class NodeAPIMixin:
     def set_default_node(self, node: Any) -> None:
         """Send keyless commands to `node` from now on; DataError if the map has no such node."""
         t = self._map()
-        name = node_name_of(node) if node else None
-        if name is None or t is None or name not in t.by_name:
+        name = None if t is None else known_node_name(t, node)
+        if name is None:
             raise DataError("The requested node does not exist in the cluster.")
         self._default[:] = [name]
 

@@ -20,7 +20,7 @@ from clusterpool.asyncio.nodeset import NodeConnectionsStats
 from clusterpool.commands import CommandTable, bundled_entries
 from clusterpool.inspection import client_stats, nodes_with_role, topology_view
 from clusterpool.node import NodeState
-from clusterpool.nodeapi import NodeHandle, node_from_key, node_name_for, pick_default_node
+from clusterpool.nodeapi import NodeHandle, known_node_name, node_from_key, node_name_for, pick_default_node
 from clusterpool.pool import PoolStats
 from clusterpool.slots import slot_of
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard, Topology
@@ -97,6 +97,16 @@ def test_default_node_moves_off_a_node_no_longer_in_the_map():
 def test_default_node_without_primaries_raises():
     with pytest.raises(errors.SlotNotCoveredError):
         pick_default_node(Topology(()), None, frozenset())
+
+
+def test_known_node_name_takes_node_objects_and_names_in_the_map():
+    assert known_node_name(TOPO, NodeHandle("h", 3, "primary")) == "h:3"
+    assert known_node_name(TOPO, "h:1") == "h:1"
+
+
+def test_known_node_name_is_none_for_a_node_not_in_the_map_or_none():
+    assert known_node_name(TOPO, "h:9") is None
+    assert known_node_name(TOPO, None) is None
 
 
 def test_node_handles_equal_any_node_object_with_their_name():
