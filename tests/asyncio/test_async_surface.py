@@ -143,6 +143,8 @@ async def test_target_nodes_take_a_list_of_nodes_and_the_flags(cluster):
         assert set(per_node) == {n.name for n in c.get_replicas()}
         flagged = await c.execute_command("CLUSTER MYID", target_nodes=ClusterClient.REPLICAS)
         assert flagged == per_node
+        by_dict = await c.execute_command("CLUSTER MYID", target_nodes={n.name: n for n in c.get_replicas()})
+        assert by_dict == per_node
 
 
 # ---- snapshots: the same as the sync client's ------------------------------------------
