@@ -1,9 +1,14 @@
-"""Inspection values: what the client believes the cluster looks like, with live node state."""
+"""Inspection values: what the client believes the cluster looks like, with live node state.
+
+The snapshots are built by pure functions (`topology_view`, `nodes_with_role`, `client_stats`)
+that the sync client's InspectionMixin and the asyncio client both call.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -12,7 +17,9 @@ from .slots import slot_of
 from .topology import Node, Topology
 
 if TYPE_CHECKING:
+    from .asyncio.nodeset import NodeConnectionsStats
     from .bus import Callback, EventStream
+    from .node import NodeState
     from .sizing import PoolSize
     from .core import Core
 
@@ -70,9 +77,74 @@ class ClientStats:
     refresh_requests: int
     topology_version: int
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)  # with track_latency=True
+    # the asyncio client's connection layer per node (shared auto-pipelined connections and
+    # dedicated leases); empty on the sync client
+    connections: tuple[NodeConnectionsStats, ...] = ()
+
+    @property
+    def pending(self) -> int:
+        """Commands queued or awaiting their reply on the asyncio client's shared connections."""
+        return sum(m.pending for c in self.connections for m in c.shared)
+
+    @property
+    def leased(self) -> int:
+        """Dedicated connections the asyncio client has leased out (blocking commands ...)."""
+        return sum(c.dedicated.leased for c in self.connections)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def topology_view(t: Topology, nodes: Mapping[str, NodeState[Any]],
+                  pool_stats: Callable[[NodeState[Any]], PoolStats | None]) -> TopologyView:
+    """The snapshot of map `t` with each node's live state (`nodes`, by name) and pool counters."""
+
+    def view(n: Node) -> NodeView:
+        st = nodes.get(n.name)
+        return NodeView(
+            n.name, n.id, n.host, n.port, n.role, n.health,
+            st.health.value if st else "healthy",
+            None if st is None or st.latency is None else round(st.latency * 1000, 3),
+            pool_stats(st) if st else None,
+        )
+
+    shards = tuple(
+        ShardView(s.slots, view(s.primary) if s.primary else None, tuple(view(r) for r in s.replicas))
+        for s in t.shards
+    )
+    return TopologyView(t.version, t.source, t.covered, shards)
+
+
+EMPTY_VIEW = TopologyView(0, "", 0, ())  # before discovery
+
+
+def nodes_with_role(nodes: tuple[Node, ...], role: str | None) -> tuple[Node, ...]:
+    """`nodes`, optionally only the "primary" or "replica" ones (ConfigurationError for another role)."""
+    if role is None:
+        return nodes
+    if role not in ("primary", "replica"):
+        raise errors.ConfigurationError(f"role must be 'primary' or 'replica', not {role!r}")
+    return tuple(n for n in nodes if n.role == role)
+
+
+def client_stats(per: Iterable[PoolStats], refreshes: int, refresh_requests: int, version: int,
+                 latency: dict[str, dict[str, Any]] | None = None,
+                 connections: tuple[NodeConnectionsStats, ...] = ()) -> ClientStats:
+    """Per-node pool counters summed into one ClientStats."""
+    nodes = tuple(per)
+    return ClientStats(
+        nodes,
+        sum(p.size for p in nodes),
+        sum(p.in_use for p in nodes),
+        sum(p.idle for p in nodes),
+        sum(p.waiting for p in nodes),
+        sum(p.timeouts for p in nodes),
+        refreshes,
+        refresh_requests,
+        version,
+        latency or {},
+        connections,
+    )
 
 
 class InspectionMixin:
@@ -83,23 +155,7 @@ class InspectionMixin:
     def topology(self) -> TopologyView:
         """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
         core = self.core
-        t = core.ensure()
-        nodes = core.nodes
-
-        def view(n: Node) -> NodeView:
-            st = nodes.get(n.name)
-            return NodeView(
-                n.name, n.id, n.host, n.port, n.role, n.health,
-                st.health.value if st else "healthy",
-                None if st is None or st.latency is None else round(st.latency * 1000, 3),
-                st.pool.stats() if st else None,
-            )
-
-        shards = tuple(
-            ShardView(s.slots, view(s.primary) if s.primary else None, tuple(view(r) for r in s.replicas))
-            for s in t.shards
-        )
-        return TopologyView(t.version, t.source, t.covered, shards)
+        return topology_view(core.ensure(), core.nodes, lambda st: st.pool.stats())
 
     def node_for(self, key: Any, read: bool = False) -> Node:
         """The node a command on `key` would go to now (for a read when `read=True`)."""
@@ -108,25 +164,14 @@ class InspectionMixin:
 
     def nodes(self, role: str | None = None) -> tuple[Node, ...]:
         """Known nodes, optionally only "primary" or "replica"."""
-        t = self.core.ensure()
-        if role is None:
-            return t.nodes
-        if role not in ("primary", "replica"):
-            raise errors.ConfigurationError(f"role must be 'primary' or 'replica', not {role!r}")
-        return tuple(n for n in t.nodes if n.role == role)
+        return nodes_with_role(self.core.ensure().nodes, role)
 
     def stats(self) -> ClientStats:
         """Pool counters per node and in total."""
         core = self.core
-        per = tuple(st.pool.stats() for st in core.nodes.values())
         t = core.topology
-        return ClientStats(
-            per,
-            sum(p.size for p in per),
-            sum(p.in_use for p in per),
-            sum(p.idle for p in per),
-            sum(p.waiting for p in per),
-            sum(p.timeouts for p in per),
+        return client_stats(
+            (st.pool.stats() for st in core.nodes.values()),
             core.refresher.count,
             core.refresher.requests,
             t.version if t else 0,

@@ -7,15 +7,24 @@ Reads `client.stats()` at scrape time: gauges for pool size/in use/idle/waiting,
 counters for connections created/closed, acquire timeouts, errors and
 acquires, all labelled by node; plus refresh counters for the client, and a
 command latency histogram per node when the client has `track_latency=True`.
+The same collector takes the asyncio `ClusterClient`, whose stats() have the same
+shape; it adds per-node gauges for its shared connections (pending replies) and
+dedicated leases, and counters of commands, socket writes and dropped replies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .client import ClusterClient
+    from .inspection import ClientStats
+
+
+class StatsSource(Protocol):
+    """What the collector reads: the sync or the asyncio ClusterClient."""
+
+    def stats(self) -> ClientStats: ...
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -38,7 +47,7 @@ _COUNTERS = (
 class PoolCollector:
     """A prometheus_client collector for one client's pools."""
 
-    def __init__(self, client: ClusterClient, prefix: str = "clusterpool") -> None:
+    def __init__(self, client: StatsSource, prefix: str = "clusterpool") -> None:
         self.client = client
         self.prefix = prefix
 
@@ -61,6 +70,8 @@ class PoolCollector:
         for p in stats.nodes:
             w.add_metric([p.node], p.wait_time_total)
         yield w
+        if stats.connections:
+            yield from self._async_connections(stats)
         recorder = getattr(self.client, "latency", None)
         if recorder is not None:  # with track_latency=True: the recent window as a histogram
             from prometheus_client.core import HistogramMetricFamily
@@ -76,3 +87,32 @@ class PoolCollector:
                                   value=stats.refreshes)
         yield GaugeMetricFamily(f"{self.prefix}_topology_version", "version of the slot map in use",
                                 value=stats.topology_version)
+
+    def _async_connections(self, stats: ClientStats) -> Iterator[Any]:
+        """The asyncio client's connection layer, per node."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self.prefix
+        gauges = (
+            ("shared_connections", "shared auto-pipelined connections open", lambda c: len(c.shared)),
+            ("shared_pending", "commands queued or awaiting their reply on shared connections",
+             lambda c: sum(m.pending for m in c.shared)),
+            ("dedicated_leased", "dedicated connections leased (blocking commands ...)", lambda c: c.dedicated.leased),
+            ("dedicated_idle", "dedicated connections idle", lambda c: c.dedicated.idle),
+            ("dedicated_waiting", "tasks waiting for a dedicated connection", lambda c: c.dedicated.waiting),
+        )
+        for name, doc, value in gauges:
+            g = GaugeMetricFamily(f"{p}_async_{name}", doc, labels=["node"])
+            for c in stats.connections:
+                g.add_metric([c.node], value(c))
+            yield g
+        counters = (
+            ("commands", "commands written to shared connections", "commands"),
+            ("writes", "socket writes on shared connections (one per batch)", "writes"),
+            ("dropped_replies", "replies read and dropped for cancelled or timed-out callers", "dropped"),
+        )
+        for name, doc, attr in counters:
+            cm = CounterMetricFamily(f"{p}_async_{name}", doc, labels=["node"])
+            for c in stats.connections:
+                cm.add_metric([c.node], sum(getattr(m, attr) for m in c.shared))
+            yield cm

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import socket
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,22 +34,18 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class ClusterNode:
-    """One node as redis-py's ClusterNode shows it: host, port, name, server_type, redis_connection."""
+class NodeHandle:
+    """One node as redis-py's ClusterNode shows it: host, port, name, server_type (a frozen copy).
+
+    Equal to any node object with the same name (ours, or redis-py's ClusterNode)."""
 
     host: str
     port: int
     server_type: str
-    owner: NodeAPIMixin = field(repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def redis_connection(self) -> redis.Redis:
-        """A redis.Redis bound to this node (made on first use, closed with the client)."""
-        return self.owner.get_redis_connection(self)
 
     def __eq__(self, other: object) -> bool:
         return getattr(other, "name", None) == self.name and hasattr(other, "server_type")
@@ -58,6 +55,18 @@ class ClusterNode:
 
     def __repr__(self) -> str:
         return f"[host={self.host},port={self.port},name={self.name},server_type={self.server_type}]"
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class ClusterNode(NodeHandle):
+    """A sync client's node handle: a NodeHandle with `redis_connection`, as redis-py's ClusterNode."""
+
+    owner: NodeAPIMixin = field(repr=False)
+
+    @property
+    def redis_connection(self) -> redis.Redis:
+        """A redis.Redis bound to this node (made on first use, closed with the client)."""
+        return self.owner.get_redis_connection(self)
 
 
 class NodeAPIState:
@@ -82,6 +91,49 @@ def node_name_of(target: Any) -> str:
         "target_nodes type can be one of the following: node_flag (PRIMARIES, REPLICAS, RANDOM, "
         f"ALL_NODES), ClusterNode, list<ClusterNode>, or dict<any, ClusterNode>. The passed type is {type(target)}"
     )
+
+
+def node_name_for(host: str | None, port: int | None, node_name: str | None) -> str | None:
+    """The "host:port" that get_node(host, port) / get_node(node_name=) looks up ("localhost" resolved,
+    as RedisCluster does); None when neither is given."""
+    if host and port:
+        if host == "localhost":
+            host = socket.gethostbyname(host)
+        return f"{host}:{port}"
+    return node_name or None
+
+
+def node_from_key(topo: Topology, key: Any, replica: bool = False) -> Node | None:
+    """RedisCluster's get_node_from_key: the primary serving `key`'s slot, or its first replica
+    with `replica=True` (None if it has none); redis-py's SlotNotCoveredError for an unserved slot."""
+    slot = slot_of(key)
+    shard = topo.slot_table[slot]
+    if shard is None or shard.primary is None:
+        raise _RedisSlotNotCovered(f'Slot "{slot}" is not covered by the cluster.')
+    if replica:
+        return shard.replicas[0] if shard.replicas else None
+    return shard.primary
+
+
+def known_node_name(topo: Topology, node: Any) -> str | None:
+    """The name of `node` (any node object or "host:port") when `topo` has it, else None."""
+    if not node:
+        return None
+    name = node_name_of(node)
+    return name if name in topo.by_name else None
+
+
+def pick_default_node(topo: Topology, current: str | None, down: Collection[str]) -> Node:
+    """Where keyless commands go, as RedisCluster: `current` while it is usable and not down,
+    else the first primary not down (the caller keeps the returned node's name)."""
+    if current is not None:
+        node = topo.by_name.get(current)
+        if node is not None and node.usable and current not in down:
+            return node
+    primaries = topo.primaries
+    if not primaries:
+        raise errors.SlotNotCoveredError("the cluster's map has no primary")
+    return next((p for p in primaries if p.name not in down), primaries[0])
 
 
 class NodeAPIMixin:
@@ -114,24 +166,16 @@ class NodeAPIMixin:
     def get_node(self, host: str | None = None, port: int | None = None,
                  node_name: str | None = None) -> ClusterNode | None:
         """The node at host/port (or named "host:port"), None when the map has no such node."""
-        if host and port:
-            if host == "localhost":
-                host = socket.gethostbyname(host)
-            node_name = f"{host}:{port}"
-        elif not node_name:
+        node_name = node_name_for(host, port, node_name)
+        if node_name is None:
             return None
         node = self.core.ensure().by_name.get(node_name)
         return None if node is None else self._handle(node)
 
     def get_node_from_key(self, key: Any, replica: bool = False) -> ClusterNode | None:
         """The primary serving `key`'s slot (its first replica with `replica=True`; None if it has none)."""
-        slot = slot_of(key)
-        shard = self.core.ensure().slot_table[slot]
-        if shard is None or shard.primary is None:
-            raise _RedisSlotNotCovered(f'Slot "{slot}" is not covered by the cluster.')
-        if replica:
-            return self._handle(shard.replicas[0]) if shard.replicas else None
-        return self._handle(shard.primary)
+        node = node_from_key(self.core.ensure(), key, replica)
+        return None if node is None else self._handle(node)
 
     def get_default_node(self) -> ClusterNode:
         """The node keyless commands go to (the first primary until set_default_node() or its failure)."""
@@ -166,26 +210,14 @@ class NodeAPIMixin:
 
     def set_default_node(self, node: Any) -> bool:
         """Send keyless commands to `node` from now on; False (and no change) if the map has no such node."""
-        if node is None:
-            return False
-        name = node_name_of(node)
-        if name not in self.core.ensure().by_name:
+        name = known_node_name(self.core.ensure(), node)
+        if name is None:
             return False
         self._shared.default = name
         return True
 
     def default_node(self, topo: Topology) -> Node:
-        down = self.core.node_states.down
-        name = self._shared.default
-        if name is not None:
-            node = topo.by_name.get(name)
-            if node is not None and node.usable and name not in down:
-                return node
-        primaries = topo.primaries
-        if not primaries:
-            raise errors.SlotNotCoveredError("the cluster's map has no primary")
-        # as RedisCluster: the first primary, replaced when it fails
-        node = next((p for p in primaries if p.name not in down), primaries[0])
+        node = pick_default_node(topo, self._shared.default, self.core.node_states.down)
         self._shared.default = node.name
         return node
 

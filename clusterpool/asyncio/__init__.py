@@ -5,11 +5,13 @@ from __future__ import annotations
 from .client import ClusterClient
 from .dedicated import Dedicated, DedicatedPool, DedicatedStats
 from .errors import CommandTimeoutError, LostConnectionError
+from .inspection import AsyncEventStream
 from .mux import MuxConnection, MuxStats
+from .nodes import ClusterNode
 from .nodeset import NodeConnections, NodeConnectionsStats
 from .settings import NodeSettings
 
 __all__ = [
-    "ClusterClient", "CommandTimeoutError", "Dedicated", "DedicatedPool", "DedicatedStats", "LostConnectionError",
+    "AsyncEventStream", "ClusterClient", "ClusterNode", "CommandTimeoutError", "Dedicated", "DedicatedPool", "DedicatedStats", "LostConnectionError",
     "MuxConnection", "MuxStats", "NodeConnections", "NodeConnectionsStats", "NodeSettings",
 ]

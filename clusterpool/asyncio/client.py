@@ -11,9 +11,10 @@ with asyncio.sleep, a broken connection marks the node (its breaker) and waits f
 map. Blocking commands (BLPOP, XREAD BLOCK, WAIT ...) lease a dedicated connection.
 
 `pipeline()` queues commands and sends them together (pipeline.py); `lock()` is redis-py's
-asyncio Lock. Not here yet (use
-redis.asyncio.cluster.RedisCluster for them): transactions,
-pub/sub, the node API and COMMAND INFO for commands newer than the shipped specs.
+asyncio Lock. RedisCluster's node API is in nodes.py, topology()/stats()/events() in
+inspection.py; a command the shipped specs lack is looked up with COMMAND INFO once
+(commandinfo.py) and then routed by its keys. Not here yet (use
+redis.asyncio.cluster.RedisCluster for them): transactions and pub/sub.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ from ..router import give_up_error
 from ..routes import merges, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node, Shard, Topology
+from .commandinfo import unknown_name
 from .errors import CommandTimeoutError, LostConnectionError
-from .nodeset import NodeConnections
+from .inspection import InspectionMixin
+from .nodes import NodeAPIMixin
 from .pipeline import ClusterPipeline
 from .state import AsyncNode, ClusterState
 
@@ -68,7 +71,8 @@ def is_blocking(info: CommandInfo, argv: Sequence[Any]) -> bool:
     return True
 
 
-class ClusterClient(AsyncRedisClusterCommands):
+# the ignore: redis-py's own async command mixins disagree on command_info's signature
+class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  # type: ignore[misc]
     """A Redis Cluster client for asyncio with redis-py's async command API.
 
     The plain client sends everything to primaries (read-your-writes, like RedisCluster);
@@ -184,26 +188,7 @@ class ClusterClient(AsyncRedisClusterCommands):
                    blocking_timeout=blocking_timeout, thread_local=thread_local,
                    raise_on_release_error=raise_on_release_error)
 
-    # ---- inspection ------------------------------------------------------------------
-
-    def topology(self) -> Topology | None:
-        """The map in use (None before discovery)."""
-        return self._state.topology
-
-    def connections(self, name: str) -> NodeConnections | None:
-        """The connections to node `name` ("host:port"), if any were made."""
-        st = self._state.nodes.get(name)
-        return None if st is None else st.pool
-
-    def on(self, name: str, fn: Any) -> Any:
-        """Call `fn(event)` for every event named `name` ("*" for all), off the command path."""
-        return self._state.bus.on(name, fn)
-
-    def slot(self, key: Any) -> int:
-        """The slot of `key`, computed locally."""
-        return key_slot(key if type(key) is bytes else encode_key(key))
-
-    keyslot = slot
+    # ---- redis-py helpers --------------------------------------------------------------
 
     def get_encoder(self) -> Encoder:
         return self.encoder
@@ -252,6 +237,9 @@ class ClusterClient(AsyncRedisClusterCommands):
     async def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         state = self._state
         assert state.table is not None
+        unknown = unknown_name(state.table, args)
+        if unknown is not None and state.commands.wants(unknown):
+            await state.commands.learn(unknown, self._command_info)
         r = route(state.table, args, options.pop("target_nodes", None), self.refuses_writes)
         info = r.info
         blocking = is_blocking(info, r.argv)
@@ -274,18 +262,10 @@ class ClusterClient(AsyncRedisClusterCommands):
             return shape(r.name, await self._on_nodes(nodes, info, args, options))
         return await self._run(self._default_node(topo).name, info, None, args, options, blocking=blocking)
 
-    def _default_node(self, topo: Topology) -> Node:
-        """As RedisCluster: the first primary, replaced when it fails."""
-        down = self._state.node_states.down
-        if self._default:
-            node = topo.by_name.get(self._default[0])
-            if node is not None and node.usable and node.name not in down:
-                return node
-        if not topo.primaries:
-            raise errors.SlotNotCoveredError("the cluster's map has no primary")
-        node = next((p for p in topo.primaries if p.name not in down), topo.primaries[0])
-        self._default[:] = [node.name]
-        return node
+    async def _command_info(self, name: str) -> Any:
+        """COMMAND INFO `name` on the default node (a primary), on its shared connections."""
+        topo = await self._state.ensure()
+        return await self._state.state(self._default_node(topo).name).pool.execute("COMMAND", "INFO", name)
 
     async def _on_nodes(self, nodes: list[Node], info: CommandInfo, args: Sequence[Any],
                         options: dict[str, Any]) -> dict[str, Any]:

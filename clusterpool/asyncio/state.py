@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis import exceptions as rx
@@ -32,6 +32,7 @@ from ..nodebook import NodeBook
 from ..readfrom import NodeStates
 from ..refresh import Candidates, candidates, sample
 from ..topology import REPLICA, Topology
+from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
 
@@ -62,6 +63,9 @@ class ClusterState(NodeBook):
         self.node_states = NodeStates()
         self.bus = EventBus()
         self.refreshes = 0
+        self.refresh_requests = 0
+        self.commands = CommandLookup()  # COMMAND INFO for commands the shipped specs lack
+        self.closers: set[Callable[[], None]] = set()  # called at aclose() (event streams end)
         self.last_decision = ""
         self._version = 0
         self._closed = False
@@ -103,8 +107,8 @@ class ClusterState(NodeBook):
                 except rx.InvalidResponse as e:
                     failures.append(f"{name}: does not speak the Redis protocol ({e}); is it a Redis port?")
                     continue
-                # the shipped specs; a command they lack is routed as unknown (no sync COMMAND INFO in a loop)
-                self.table = CommandTable.bundled_with(None)
+                # the shipped specs; the client asks COMMAND INFO for a command they lack (commandinfo.py)
+                self.table = self.commands.table()
                 self.adopt(view.topology)
                 self._wake = asyncio.Event()
                 self._task = asyncio.get_running_loop().create_task(self._refresh_loop(), name="clusterpool-async-refresh")
@@ -191,6 +195,7 @@ class ClusterState(NodeBook):
 
     def request_refresh(self) -> None:
         """Ask for a refresh soon; never blocks."""
+        self.refresh_requests += 1
         if self._wake is not None:
             self._wake.set()
 
@@ -326,3 +331,5 @@ class ClusterState(NodeBook):
         nodes, self.nodes = self.nodes, {}
         await asyncio.gather(*(st.pool.aclose() for st in nodes.values()), *self._closing, return_exceptions=True)
         self.bus.close()
+        for end in list(self.closers):
+            end()
