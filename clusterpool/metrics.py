@@ -114,5 +114,5 @@ class PoolCollector:
         for name, doc, attr in counters:
             cm = CounterMetricFamily(f"{p}_async_{name}", doc, labels=["node"])
             for c in stats.connections:
-                cm.add_metric([c.node], sum(getattr(m, attr) for m in c.shared))
+                cm.add_metric([c.node], c.total(attr))
             yield cm

@@ -50,7 +50,7 @@ def pool_stats_of(s: NodeConnectionsStats, max_shared: int) -> PoolStats:
         closed=s.opened_shared - len(s.shared) + d.discarded,
         timeouts=d.timeouts,
         errors=0,
-        acquires=sum(m.commands for m in s.shared),
+        acquires=s.total("commands"),
         wait_time_total=0.0,
     )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import PoolClosedError
@@ -39,6 +39,12 @@ class NodeConnectionsStats:
     shared: tuple[MuxStats, ...]
     opened_shared: int
     dedicated: DedicatedStats
+    retired: MuxStats = MuxStats(0, 0, 0, 0, 0, 0)  # summed over shared connections no longer in use
+
+    def total(self, counter: str) -> int:
+        """A MuxStats counter summed over every shared connection the node ever had, so that it
+        never goes down when a broken connection is replaced."""
+        return getattr(self.retired, counter) + sum(getattr(m, counter) for m in self.shared)
 
     @property
     def connections(self) -> int:
@@ -72,6 +78,7 @@ class NodeConnections:
         self._retired: list[MuxConnection] = []
         self._opening: asyncio.Task[MuxConnection] | None = None
         self._opened = 0
+        self._finished = MuxStats(0, 0, 0, 0, 0, 0)  # counters of retired connections now done
         self._closed = False
 
     # ---- shared connections ----------------------------------------------------------
@@ -105,6 +112,7 @@ class NodeConnections:
     def _retire(self) -> list[MuxConnection]:
         """Move broken shared connections out of use (aclose() still awaits them); the live ones."""
         keep = [m for m in self._shared if m.state is State.OPEN]
+        self._finished = _sum(self._finished, *(m.stats() for m in self._retired if m.finished))
         self._retired = [m for m in self._retired if not m.finished]
         self._retired.extend(m for m in self._shared if m.state is not State.OPEN)
         self._shared = keep
@@ -147,7 +155,9 @@ class NodeConnections:
     def stats(self) -> NodeConnectionsStats:
         """Counters of every connection to the node."""
         shared = tuple(m.stats() for m in self._shared if m.state is State.OPEN)
-        return NodeConnectionsStats(self.name, shared, self._opened, self.dedicated.stats())
+        gone = [m.stats() for m in (*self._retired, *self._shared) if m.state is not State.OPEN]
+        return NodeConnectionsStats(self.name, shared, self._opened, self.dedicated.stats(),
+                                    _sum(self._finished, *gone))
 
     @property
     def connection_count(self) -> int:
@@ -173,4 +183,11 @@ class NodeConnections:
             await asyncio.gather(self._opening, return_exceptions=True)
         muxes, self._shared = [*self._shared, *self._retired], []
         self._retired = []
+        self._finished = _sum(self._finished, *(m.stats() for m in muxes))
         await asyncio.gather(*(m.aclose() for m in muxes), self.dedicated.aclose(), return_exceptions=True)
+
+
+def _sum(first: MuxStats, *more: MuxStats) -> MuxStats:
+    if not more:
+        return first
+    return MuxStats(*(sum(getattr(m, f.name) for m in (first, *more)) for f in fields(MuxStats)))

@@ -337,3 +337,22 @@ async def test_drop_idle_closes_idle_dedicated_connections_only(cluster):
     node.dedicated.release(b)
     await node.aclose()
     assert sockets_to(port) == before
+
+
+async def test_counters_keep_a_replaced_connections_counts(cluster):
+    port = cluster.primaries()[0]
+    node = _node(cluster, port)
+    tag = tag_on(cluster, port)
+    first = await node.shared()
+    for i in range(5):
+        await node.execute("SET", f"{tag}:count:{i}", i)
+    my_id = await node.execute("CLIENT", "ID")
+    before = node.stats().total("commands")
+    killer = _node(cluster, port)
+    assert await killer.execute("CLIENT", "KILL", "ID", my_id) == 1
+    await until(lambda: not first.usable, what="the reader to see the close")
+    await node.execute("SET", f"{tag}:count:after", 1)
+    assert node.stats().total("commands") == before + 1
+    await killer.aclose()
+    await node.aclose()
+    assert node.stats().total("commands") == before + 1
