@@ -134,7 +134,7 @@ def reply_failure(e: BaseException, node: str) -> Failure | None:
     kind = reply_kind(e)
     if kind is None:
         return None
-    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""
+    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""  # MovedError is an AskError
     return Failure(kind, node, sent=True, target=target)
 
 
