@@ -176,6 +176,9 @@ class ClusterClient(AsyncRedisClusterCommands):
     def pipeline(self, transaction: Literal[True], shard_hint: Any = None) -> TransactionPipeline: ...
     @overload
     def pipeline(self, transaction: Literal[False] | None = None, shard_hint: Any = None) -> ClusterPipeline: ...
+    @overload
+    def pipeline(self, transaction: bool | None = None,
+                 shard_hint: Any = None) -> ClusterPipeline | TransactionPipeline: ...
     def pipeline(self, transaction: bool | None = None,
                  shard_hint: Any = None) -> ClusterPipeline | TransactionPipeline:
         """A cluster pipeline (`async with client.pipeline() as pipe`, `await pipe.execute()`), or with

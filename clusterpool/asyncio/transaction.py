@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Protocol
 
@@ -224,7 +225,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                     error, failure = e, Failure(Kind.TIMEOUT, name, sent=e.sent)
                 except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # opening failed: nothing sent
                     error, failure = e, Failure(failure_kind(e), name, sent=False)
-            action = decide(failure, budget or client.new_budget(), now=asyncio.get_running_loop().time(),
+            action = decide(failure, budget or client.new_budget(), now=time.monotonic(),
                             backoff=client.backoff_delay, readonly=False,
                             retry_unknown=client.retry_unknown_outcome, asking=asking)
             budget = action.budget
