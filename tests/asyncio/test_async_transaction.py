@@ -490,3 +490,76 @@ async def test_200_random_cancellations_leave_no_leased_dirty_or_watching_connec
                 await pipe.execute()
         assert await until(settled, what="the pool settled again") is None
     await _drop(cluster, k, last)
+
+
+def _blocked_clients(cluster: Any, port: int) -> int:
+    r = cluster.client(port)
+    try:
+        return int(r.info("clients")["blocked_clients"])
+    finally:
+        r.close()
+
+
+def _get(cluster: Any, port: int, key: str) -> Any:
+    r = cluster.client(port)
+    try:
+        return r.get(key)
+    finally:
+        r.close()
+
+
+def _unread_at(port: int) -> int:
+    """Bytes the server's sockets on `port` have received but the server has not read yet."""
+    n = 0
+    with open("/proc/self/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if int(parts[1].split(":")[1], 16) == port:
+                n += int(parts[4].split(":")[1], 16)
+    return n
+
+
+async def test_a_cancelled_immediate_command_loses_the_watch_and_the_exec_raises_watch_error(cluster, t):
+    k = f"{t}:w"
+    port = cluster.slot_owner(key_slot(t[1:-1].encode()))
+    async with _client(cluster) as c:
+        async with c.pipeline(transaction=True) as pipe:
+            await pipe.watch(k)
+            blocked = asyncio.ensure_future(pipe.blpop([f"{t}:list"], 0))  # runs at once, blocks on the server
+            await until(lambda: _blocked_clients(cluster, port) == 1, what="BLPOP blocked on the server")
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+            pipe.multi()
+            pipe.set(k, "mine")
+            with pytest.raises(rx.WatchError):  # the WATCH went with the discarded connection
+                await pipe.execute()
+        assert await c.get(k) is None
+        assert sum(d.leased for d in _dedicated(c)) == 0 and sum(d.discarded for d in _dedicated(c)) == 1
+        await until(lambda: _blocked_clients(cluster, port) == 0, what="the discarded connection closed")
+
+
+@pytest.mark.chaos
+async def test_a_transaction_cancelled_after_exec_was_written_discards_its_connection(fresh_cluster):
+    cluster = fresh_cluster
+    port = cluster.primaries()[0]
+    tag = tag_on(cluster, port)
+    k = f"{tag}:x"
+    async with _client(cluster) as c:
+        assert await c.pipeline(transaction=True).set(k, "before").execute() == [True]  # a dedicated one is open
+        await asyncio.to_thread(cluster.pause, port)
+        try:
+            before = _unread_at(port)
+            task = asyncio.ensure_future(c.pipeline(transaction=True).set(k, "after").execute())
+            await until(lambda: sum(d.leased for d in _dedicated(c)) == 1 and _unread_at(port) > before,
+                        what="MULTI..EXEC written to the paused node")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            await asyncio.to_thread(cluster.resume, port)
+        # cancelled does not mean not executed: the node runs what it was sent
+        await until(lambda: _get(cluster, port, k) == "after", what="the cancelled EXEC to run")
+        assert sum(d.leased for d in _dedicated(c)) == 0 and sum(d.discarded for d in _dedicated(c)) == 1
+        assert await c.pipeline(transaction=True).get(k).execute() == ["after"]  # on a new connection
