@@ -52,10 +52,10 @@ class TransactionMixin:
 
     def _slot_of_command(self, args: tuple[Any, ...]) -> int | None:
         """The command's slot, refused as RedisCluster refuses it: no key, or keys in several slots."""
-        self._keys(args)  # discovers the cluster (and its command table) on first use
+        keys = self._keys(args)  # discovers the cluster (and its command table) on first use
         table = self._client.core.table
         assert table is not None
-        return txplan.command_slot(table, args)
+        return txplan.command_slot(table, args, keys)
 
     def _queue_transactional(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """Queue a command of the MULTI block, or run it at once while WATCHing (before `multi()`)."""

@@ -45,10 +45,10 @@ def mode(args: Sequence[Any], watching: bool, explicit_multi: bool) -> Mode:
     return Mode.UNWATCH if command_name(args) == "UNWATCH" else Mode.IMMEDIATE
 
 
-def command_slot(table: CommandTable, args: Sequence[Any]) -> int | None:
+def command_slot(table: CommandTable, args: Sequence[Any], keys: Sequence[Any] | None = None) -> int | None:
     """The command's slot, refused as RedisCluster refuses it: no key (keyless scripts excepted,
-    they get None), or keys in several slots."""
-    keys = table.keys(args)
+    they get None), or keys in several slots. `keys`: the command's keys, when already known."""
+    keys = table.keys(args) if keys is None else keys
     if not keys:
         if table.resolve(args)[0].name in batchrules.KEYLESS_IN_TRANSACTION:
             return None

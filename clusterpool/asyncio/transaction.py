@@ -40,7 +40,7 @@ from .dedicated import Dedicated, DedicatedPool
 from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
 from .state import AsyncNode
 
-Queued = tuple[tuple[Any, ...], dict[str, Any]]
+_Command = tuple[tuple[Any, ...], dict[str, Any]]  # args, options
 
 
 class TxClient(Protocol):
@@ -75,8 +75,8 @@ class TransactionPipeline(AsyncRedisClusterCommands):
         if shard_hint:
             raise rx.RedisClusterException("shard_hint is deprecated in cluster mode")
         self.client = client
-        self._queue: list[Queued] = []
-        self._slots: set[int] = set()  # slots of the commands and WATCHes so far (one, or the error)
+        self._queue: list[_Command] = []
+        self._slots: set[int] = set()  # slots of the commands and WATCHes so far (more than one: refused)
         self._explicit_multi = False
         self._watch: Dedicated | None = None  # the held connection while WATCHing
         self._watch_pool: DedicatedPool | None = None
