@@ -563,3 +563,22 @@ async def test_a_transaction_cancelled_after_exec_was_written_discards_its_conne
         await until(lambda: _get(cluster, port, k) == "after", what="the cancelled EXEC to run")
         assert sum(d.leased for d in _dedicated(c)) == 0 and sum(d.discarded for d in _dedicated(c)) == 1
         assert await c.pipeline(transaction=True).get(k).execute() == ["after"]  # on a new connection
+
+
+async def test_raw_unwatch_gives_the_watch_connection_back_and_queues_again(cluster, t):
+    k = f"{t}:k"
+    async with _client(cluster) as c:
+        pipe = c.pipeline(transaction=True)
+        await pipe.watch(k)
+        assert await pipe.execute_command("UNWATCH") is True
+        assert sum(d.leased for d in _dedicated(c)) == 0
+        assert pipe.set(k, 1) is pipe  # queued, no longer run at once
+        assert await pipe.execute() == [True]
+    await _drop(cluster, k)
+
+
+async def test_multi_key_commands_of_one_slot_run_in_a_transaction(cluster, t):
+    async with _client(cluster) as c:
+        pipe = c.pipeline(transaction=True)
+        pipe.mset({f"{t}:a": "1", f"{t}:b": "2"}).mget(f"{t}:a", f"{t}:b").delete(f"{t}:a", f"{t}:b")
+        assert await pipe.execute() == [True, ["1", "2"], 2]
