@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions as rx
 from redis.connection import AbstractConnection
 
-from . import batchrules, errors
+from . import batchrules, txplan
 from .connection import pack_many
 from .queued import Queued
-from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
-from .resp import command_name
-from .slots import slot_of
+from .policy import Budget, Do, Failure, Kind, decide, failure_kind
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -54,26 +52,20 @@ class TransactionMixin:
 
     def _slot_of_command(self, args: tuple[Any, ...]) -> int | None:
         """The command's slot, refused as RedisCluster refuses it: no key, or keys in several slots."""
-        keys = self._keys(args)
-        if not keys:
-            table = self._client.core.table
-            assert table is not None
-            if table.resolve(args)[0].name in batchrules.KEYLESS_IN_TRANSACTION:
-                return None
-            raise batchrules.missing_key(args)
-        slots = {slot_of(k) for k in keys}
-        if len(slots) != 1:
-            raise batchrules.keys_cross_slot(args)
-        return slots.pop()
+        keys = self._keys(args)  # discovers the cluster (and its command table) on first use
+        table = self._client.core.table
+        assert table is not None
+        return txplan.command_slot(table, args, keys)
 
     def _queue_transactional(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """Queue a command of the MULTI block, or run it at once while WATCHing (before `multi()`)."""
 
         slot = self._slot_of_command(args)
-        if self._watch_conn is not None and not self._explicit_multi:
-            if command_name(args) == "UNWATCH":
-                self._release_watch()  # as unwatch(): later commands are queued again
-                return True
+        how = txplan.mode(args, self._watch_conn is not None, self._explicit_multi)
+        if how is txplan.Mode.UNWATCH:
+            self._release_watch()  # as unwatch(): later commands are queued again
+            return True
+        if how is txplan.Mode.IMMEDIATE:
             return self._immediate(args, options, slot)
         if slot is not None:
             self._slots.add(slot)
@@ -86,8 +78,7 @@ class TransactionMixin:
         """WATCH keys (one slot); the pipeline then runs commands at once until `multi()`."""
         if not self._transaction:
             raise batchrules.outside_transaction("watch")
-        if self._explicit_multi:
-            raise rx.RedisError("Cannot issue a WATCH after a MULTI")
+        txplan.check_watch(self._explicit_multi)
         args = ("WATCH", *names)
         slot = self._slot_of_command(args)
         if self._watch_conn is None:
@@ -108,10 +99,7 @@ class TransactionMixin:
         """Start the MULTI block after WATCH and immediate commands; `execute()` ends it."""
         if not self._transaction:
             raise batchrules.outside_transaction("multi")
-        if self._explicit_multi:
-            raise rx.RedisError("Cannot issue nested calls to MULTI")
-        if self._queue:
-            raise rx.RedisError("Commands without an initial WATCH have already been issued")
+        txplan.check_multi(self._explicit_multi, len(self._queue))
         self._explicit_multi = True
 
     def discard(self) -> None:
@@ -121,8 +109,7 @@ class TransactionMixin:
         self.reset()
 
     def _check_slot(self, slot: int | None) -> None:
-        if slot is not None and self._slots and slot not in self._slots:
-            raise errors.CrossSlotTransactionError(batchrules.WATCH_CROSS_SLOT)
+        txplan.check_slot(self._slots, slot)
 
     def _release_watch(self) -> None:
         conn, self._watch_conn = self._watch_conn, None
@@ -146,32 +133,24 @@ class TransactionMixin:
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             conn.disconnect()
             self.reset()
-            raise rx.WatchError("connection lost while WATCHing; retry the transaction") from None
+            raise rx.WatchError(txplan.WATCH_LOST) from None
         return self._client.parse_reply(args[0], resp, options)
 
     def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]], first: int) -> Any:
         """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired).
         `first` is the index in `cmds` of the first queued command (after ASKING and MULTI)."""
+        replies: list[Any] = []
         try:
             conn.send_packed_command(pack_many(conn, cmds), False)
-            errors_in_queue: list[tuple[int, Exception]] = []
-            for i in range(len(cmds) - 1):  # +OK for MULTI, then +QUEUED or an error each
+            for _ in cmds:  # +OK for MULTI, +QUEUED or an error each, then EXEC's
                 try:
-                    conn.read_response()
+                    replies.append(conn.read_response())
                 except rx.ResponseError as e:
-                    errors_in_queue.append((i, e))
-            try:
-                return conn.read_response()
-            except rx.ExecAbortError:
-                if errors_in_queue:
-                    pos, err = errors_in_queue[0]
-                    if pos >= first:  # numbered as RedisCluster numbers it: the command's queue position
-                        batchrules.annotate(err, pos - first + 1, cmds[pos])
-                    raise err from None
-                raise
+                    replies.append(e)
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             conn.disconnect()
             raise
+        return txplan.exec_reply(cmds, replies, first)
 
     def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]]) -> Any:
         """Send MULTI..EXEC for `slot` until it runs; every failure goes through `policy.decide`,
@@ -207,19 +186,17 @@ class TransactionMixin:
                     if fresh:
                         conn.connect()
                     connected = True
-                    response = self._send_transaction(conn, [("ASKING",), *body] if asking else body,
-                                                      2 if asking else 1)
+                    response = self._send_transaction(conn, *txplan.frame(body, asking))
                     broken = False
                     if fresh or st.failures:
                         core.node_recovered(name)
                     return response
                 except rx.ResponseError as e:
                     broken = False  # the server answered: the connection is still in step
-                    kind = reply_kind(e)
-                    if kind is None:
+                    replied = txplan.reply_failure(e, name)
+                    if replied is None:
                         raise
-                    error = e
-                    failure = Failure(kind, name, sent=True, target=f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else "")
+                    error, failure = e, replied
                 except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
                     error = e
                     failure = Failure(failure_kind(e), name, sent=connected, fresh=fresh)
@@ -234,13 +211,8 @@ class TransactionMixin:
             client.note_failure(action, failure, st, error)
             if action.do is Do.RAISE:
                 raise client.give_up(action, failure, st, slot, body[1] if len(body) > 2 else body[0], error)
-            if watching:
-                why = "moved to another node" if failure.kind is Kind.MOVED else f"is being migrated or failed over ({error})"
-                raise rx.WatchError(f"the watched slot {why} before EXEC; retry the transaction") from error
-            target, asking = "", False
-            if action.do is Do.REDIRECT or action.do is Do.RETRY_FRESH:
-                target, asking = action.node, action.asking
-            elif action.do is Do.BACKOFF:
+            target, asking = txplan.resend_to(action, failure, error, watching)
+            if action.do is Do.BACKOFF:
                 time.sleep(action.delay)
             else:  # WAIT_FOR_MAP: cut short by a new map
                 t = core.topology
@@ -249,26 +221,18 @@ class TransactionMixin:
     def _execute_transaction(self, queue: list[Queued], raise_on_error: bool) -> list[Any]:
         client = self._client
         core = client.core
-        if not queue and (self._watch_conn is None or not self._slots):
+        if txplan.nothing_to_run(len(queue), self._watch_conn is not None, self._slots):
             return []
-        if len(self._slots) > 1:
-            raise errors.CrossSlotTransactionError(batchrules.TRANSACTION_CROSS_SLOT)
-        # only keyless scripts: any slot will do (RedisCluster picks a random one too)
-        slot = next(iter(self._slots)) if self._slots else random.randrange(16384)
+        slot = txplan.exec_slot(self._slots, random.randrange)
         core.ensure()
+        commands = [q.args for q in queue]
         if client.refuses_writes:
-            for q in queue:
-                info = q.info or core.table.resolve(q.args)[0]  # type: ignore[union-attr]
-                if not info.readonly:
-                    client.refuse_write(q.args)
-        body = [("MULTI",), *[q.args for q in queue], ("EXEC",)]
-        response = self._exec_with_policy(slot, body)
-        if response is None:
-            raise rx.WatchError("Watched variable changed.")
+            assert core.table is not None
+            write = txplan.first_write(core.table, commands)
+            if write is not None:
+                client.refuse_write(write)
+        response = self._exec_with_policy(slot, txplan.body(commands))
         # RedisCluster's cluster transaction returns EXEC's replies unparsed (b"OK" for SET, 1 for
         # EXPIRE): its only callbacks there are for CLUSTER commands, which have no key and so
         # cannot be queued in a transaction. Errors stay in place.
-        results = list(response)
-        if raise_on_error:
-            batchrules.raise_first_error((q.args, r) for q, r in zip(queue, results))
-        return results
+        return txplan.results(response, commands, raise_on_error)

@@ -10,8 +10,10 @@ from .mux import MuxConnection, MuxStats
 from .nodes import ClusterNode
 from .nodeset import NodeConnections, NodeConnectionsStats
 from .settings import NodeSettings
+from .transaction import TransactionPipeline
 
 __all__ = [
     "AsyncEventStream", "ClusterClient", "ClusterNode", "CommandTimeoutError", "Dedicated", "DedicatedPool", "DedicatedStats", "LostConnectionError",
     "MuxConnection", "MuxStats", "NodeConnections", "NodeConnectionsStats", "NodeSettings",
+    "TransactionPipeline",
 ]

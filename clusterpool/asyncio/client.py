@@ -10,19 +10,20 @@ with ASKING written back to back with the command, TRYAGAIN/CLUSTERDOWN/LOADING 
 with asyncio.sleep, a broken connection marks the node (its breaker) and waits for a new
 map. Blocking commands (BLPOP, XREAD BLOCK, WAIT ...) lease a dedicated connection.
 
-`pipeline()` queues commands and sends them together (pipeline.py); `lock()` is redis-py's
+`pipeline()` queues commands and sends them together (pipeline.py); `pipeline(transaction=True)`
+and `transaction()` are single-slot MULTI/EXEC with WATCH (transaction.py); `lock()` is redis-py's
 asyncio Lock. RedisCluster's node API is in nodes.py, topology()/stats()/events() in
 inspection.py; a command the shipped specs lack is looked up with COMMAND INFO once
 (commandinfo.py) and then routed by its keys. Not here yet (use
-redis.asyncio.cluster.RedisCluster for them): transactions and pub/sub.
+redis.asyncio.cluster.RedisCluster for it): pub/sub.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Literal, overload
 
 from redis import exceptions as rx
 from redis._parsers.encoders import Encoder
@@ -33,7 +34,7 @@ from redis.commands import AsyncRedisClusterCommands
 from redis.event import EventDispatcher
 
 from .. import errors
-from ..commands import CommandInfo
+from ..commands import CommandInfo, CommandTable
 from ..config import Config, backoff_of
 from ..dropin import composed_callbacks
 from ..fanout import Via, fanout_nodes, route, target_nodes, write_refused
@@ -54,6 +55,7 @@ from .inspection import InspectionMixin
 from .nodes import NodeAPIMixin
 from .pipeline import ClusterPipeline
 from .state import AsyncNode, ClusterState
+from .transaction import TransactionPipeline, run_transaction
 
 # Commands that hold their connection until the server answers: never on a shared connection.
 _BLOCK_ARG = frozenset({"xread", "xreadgroup"})  # blocking only with BLOCK
@@ -175,9 +177,26 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         shape_ = "not connected" if t is None else f"{len(t.shards)} shards, {len(t.nodes)} nodes, v{t.version}"
         return f"<clusterpool.asyncio.ClusterClient {shape_}, read_from={self.read_from}>"
 
-    def pipeline(self, transaction: bool | None = None, shard_hint: Any = None) -> ClusterPipeline:
-        """A non-transactional cluster pipeline: `async with client.pipeline() as pipe`, `await pipe.execute()`."""
+    @overload
+    def pipeline(self, transaction: Literal[True], shard_hint: Any = None) -> TransactionPipeline: ...
+    @overload
+    def pipeline(self, transaction: Literal[False] | None = None, shard_hint: Any = None) -> ClusterPipeline: ...
+    @overload
+    def pipeline(self, transaction: bool | None = None,
+                 shard_hint: Any = None) -> ClusterPipeline | TransactionPipeline: ...
+    def pipeline(self, transaction: bool | None = None,
+                 shard_hint: Any = None) -> ClusterPipeline | TransactionPipeline:
+        """A cluster pipeline (`async with client.pipeline() as pipe`, `await pipe.execute()`), or with
+        `transaction=True` a single-slot MULTI/EXEC with WATCH (transaction.py)."""
+        if transaction:
+            return TransactionPipeline(self, shard_hint)
         return ClusterPipeline(self, transaction=transaction)
+
+    async def transaction(self, func: Callable[[TransactionPipeline], Awaitable[Any]], *watches: Any,
+                          **kwargs: Any) -> Any:
+        """Run `await func(pipe)` and EXEC while WATCHing `watches`, again after every WatchError,
+        as redis.asyncio's RedisCluster.transaction (`value_from_callable`, `watch_delay`)."""
+        return await run_transaction(self, func, watches, **kwargs)
 
     def lock(self, name: Any, timeout: float | None = None, sleep: float = 0.1, blocking: bool = True,
              blocking_timeout: float | None = None, lock_class: type[Lock] | None = None,
@@ -353,16 +372,7 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
                      args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
         """Carry out one policy action; returns where to send next and whether with ASKING."""
         state = self._state
-        if action.drop_idle:
-            st.pool.dedicated.drop_idle()
-        if action.mark_failed:
-            state.node_failed(failure.node, error)
-        if action.keep_reads_off:
-            state.node_loading(failure.node)
-        if action.repoint and isinstance(error, rx.MovedError):
-            state.on_moved(error.slot_id, error.host, error.port)
-        if action.refresh:
-            state.request_refresh()
+        self.note_failure(action, failure, st, error)
         name = failure.node
         if action.do is Do.RAISE:
             raise give_up_error(action, failure, st.failures, slot, args, error)
@@ -380,6 +390,20 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
                 return nxt, False
             t = state.topology
             await state.wait_for_change(t.version if t is not None else 0, remaining)
+
+    def note_failure(self, action: Action, failure: Failure, st: AsyncNode, error: BaseException | None) -> None:
+        """What a policy action says about the cluster, applied whatever the command does next."""
+        state = self._state
+        if action.drop_idle:
+            st.pool.dedicated.drop_idle()
+        if action.mark_failed:
+            state.node_failed(failure.node, error)
+        if action.keep_reads_off:
+            state.node_loading(failure.node)
+        if action.repoint and isinstance(error, rx.MovedError):
+            state.on_moved(error.slot_id, error.host, error.port)
+        if action.refresh:
+            state.request_refresh()
 
     def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
         """Where to try next: the slot's owner in the (maybe refreshed) map."""
@@ -422,6 +446,54 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
                 f"the primary serving slot {slot} failed and no replica was promoted within the retry budget"
             )
         raise errors.SlotNotCoveredError(f"slot {slot} is not served by any primary in the cluster's map")
+
+    # ---- what transactions ask of the client (transaction.py) ---------------------------
+
+    def command_table(self) -> CommandTable:
+        """The command table in use (the shipped specs before discovery): no I/O."""
+        table = self._state.table
+        return table if table is not None else CommandTable.bundled_with(None)
+
+    async def primary_for(self, slot: int) -> str:
+        """The name of the slot's primary in the current map (waiting for one within the retry budget)."""
+        topo = await self._state.ensure()
+        return (await self._pick(topo, slot, False)).name
+
+    def node_state(self, name: str) -> AsyncNode:
+        """Node `name`'s state: its breaker and its connections (made on first use)."""
+        return self._state.nodes.get(name) or self._state.state(name)
+
+    def node_recovered(self, name: str) -> None:
+        """A command succeeded on `name` after failures: its breaker closes."""
+        self._state.node_recovered(name)
+
+    def new_budget(self) -> Budget:
+        """A fresh redirection and retry allowance for one command."""
+        return Budget(self.config.max_redirections, self.retry.get_retries(), self.config.retry_timeout)
+
+    def backoff_delay(self, n: int) -> float:
+        """The backoff before retry number `n`."""
+        return self._backoff(n)
+
+    @property
+    def retry_unknown_outcome(self) -> bool:
+        return bool(self.config.retry_unknown_outcome)
+
+    def parse_reply(self, head: Any, response: Any, options: dict[str, Any]) -> Any:
+        """A raw reply through redis-py's response callback for `head` (and this client's own)."""
+        return self._parse(head, response, options)
+
+    def give_up(self, action: Action, failure: Failure, st: AsyncNode, slot: int | None, args: Sequence[Any],
+                error: BaseException | None) -> BaseException:
+        """The error a RAISE action stands for."""
+        return give_up_error(action, failure, st.failures, slot, args, error)
+
+    async def carry_out(self, action: Action, failure: Failure, st: AsyncNode, slot: int | None,
+                        args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
+        """Carry out a policy action for a write to `slot`: where to send next and whether with ASKING
+        (after any backoff or wait for a new map); raises what a RAISE action stands for."""
+        table = self.command_table()
+        return await self._apply(action, failure, st, table.resolve(("EXEC",))[0], slot, args, error)
 
     def _backoff(self, n: int) -> float:
         return float(backoff_of(self.retry).compute(n))

@@ -6,7 +6,7 @@ connection writes them in one socket write, in queue order, and the replies come
 that order; each command follows its own redirects and retries through the client's
 `_run` (`policy.decide`), as redis-py's ClusterPipeline retries each failed command
 individually. Like redis-py's cluster pipeline it is not atomic across nodes.
-`transaction=True` (MULTI/EXEC) is not in the asyncio client yet.
+Transactions (`client.pipeline(transaction=True)`, MULTI/EXEC, WATCH) are in transaction.py.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ class ClusterPipeline(AsyncRedisClusterCommands):
     def __init__(self, client: Executor, transaction: bool | None = None) -> None:
         if transaction:
             raise ConfigurationError(
-                "transactions (MULTI/EXEC, WATCH) are not in clusterpool's asyncio client yet: "
-                "use pipeline(transaction=False), or the sync client's pipeline(transaction=True)"
+                "this pipeline is not transactional: use client.pipeline(transaction=True) for MULTI/EXEC and WATCH"
             )
         self.client = client
         self._queue: list[tuple[tuple[Any, ...], dict[str, Any]]] = []

@@ -253,8 +253,6 @@ async def test_a_pipeline_error_is_raised_or_returned_in_place(cluster):
             await pipe.execute()
         replies = await c.pipeline().incr(k).get(k).execute(raise_on_error=False)
         assert isinstance(replies[0], ResponseError) and replies[1] == "text"
-        with pytest.raises(ConfigurationError):
-            c.pipeline(transaction=True)
 
 
 async def test_lock_is_redis_pys_asyncio_lock_on_the_cluster(cluster):
