@@ -61,9 +61,8 @@ from redis.backoff import NoBackoff
 from redis.client import PubSub, PubSubWorkerThread
 from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions, pubsub_subscription_args
 from redis.retry import Retry
-from redis.utils import str_if_bytes
 
-from . import errors
+from . import errors, subscriptions
 from .connection import NodeConnection, SSLNodeConnection
 from .policy import Budget, Failure, Kind, decide, failure_kind
 from .slots import slot_of
@@ -222,16 +221,14 @@ class ClusterPubSub:
         if self._classic is None:
             if key is not None and self._classic_key is None:
                 self._classic_key = key
-            name = self._pinned if self._pinned != avoid else ""
-            name = name or self._owner_of(self._classic_key, avoid)
+            key_owner = "" if self._pinned and self._pinned != avoid else self._owner_of(self._classic_key, avoid)
+            topo = self._client.core.ensure()
+            primaries = [p for p in topo.primaries if p.usable and p.name != avoid] or list(topo.primaries)
+            down = self._client.core.node_states.down
+            alive = [p.name for p in primaries if p.name not in down] or [p.name for p in primaries]
+            name = subscriptions.classic_node(self._pinned, avoid, key_owner, alive, random.choice)
             if not name:
-                topo = self._client.core.ensure()
-                primaries = [p for p in topo.primaries if p.usable and p.name != avoid] or list(topo.primaries)
-                if not primaries:
-                    raise errors.SlotNotCoveredError("the cluster's map has no primary to subscribe on")
-                down = self._client.core.node_states.down
-                alive = [p for p in primaries if p.name not in down] or primaries
-                name = random.choice(alive).name
+                raise errors.SlotNotCoveredError("the cluster's map has no primary to subscribe on")
             self._classic = _NodeSub(self, name, sharded=False)
         return self._classic
 
@@ -291,12 +288,9 @@ class ClusterPubSub:
                 self._classic_call("punsubscribe", *args)
 
     def _forget(self, lost: dict[Any, Any], args: tuple[Any, ...]) -> None:
-        if not args:
-            lost.clear()
-            return
-        for name in list_or_args(args[0], args[1:]):
-            for k in (name, self._norm(name)):
-                lost.pop(k, None)
+        kept = subscriptions.forget(lost, list_or_args(args[0], args[1:]) if args else None, self._norm)
+        lost.clear()
+        lost.update(kept)
 
     def _norm(self, name: Any) -> Any:
         enc = self._encoder()
@@ -344,19 +338,9 @@ class ClusterPubSub:
         with self._lock:
             self._forget(self._lost_shard, args)
             names = list_or_args(args[0], args[1:]) if args else None
-            per_node: dict[str, list[Any]] = {}
-            if names is None:
-                for name, sub in self._shard.items():
-                    per_node[name] = [ch for ch in sub.ps.shard_channels
-                                      if ch not in sub.ps.pending_unsubscribe_shard_channels]
-            else:
-                for ch in names:
-                    norm = self._norm(ch)
-                    holder = next((n for n, sub in self._shard.items() if norm in sub.ps.shard_channels), "")
-                    # not subscribed: still asked of its owner's connection, if we have one (as RedisCluster)
-                    holder = holder or self._owner_of(ch)
-                    if holder in self._shard:
-                        per_node.setdefault(holder, []).append(ch)
+            held = {name: list(sub.ps.shard_channels) for name, sub in self._shard.items()}
+            pending = [ch for sub in self._shard.values() for ch in sub.ps.pending_unsubscribe_shard_channels]
+            per_node = subscriptions.plan_sunsubscribe(names, held, pending, self._owner_of, self._norm)
             for name, mine in per_node.items():
                 sub = self._shard[name]
                 if not mine:
@@ -443,7 +427,7 @@ class ClusterPubSub:
             failed |= not self._recover_classic()
         if self._lost_shard:
             lost, self._lost_shard = self._lost_shard, {}
-            for slot, group in _by_slot(lost).items():
+            for slot, group in subscriptions.by_slot(lost).items():
                 try:
                     self._ssubscribe_slot(slot, group)
                 except (*_CONN_ERRORS, errors.SlotNotCoveredError):
@@ -462,10 +446,9 @@ class ClusterPubSub:
         """Move shard subscriptions whose slot has another owner in the current map now
         (this also happens by itself on MOVED, a server-sent sunsubscribe or a broken connection)."""
         with self._lock:
-            for sub in list(self._shard.values()):
-                moved = [ch for ch in sub.ps.shard_channels if self._owner_of(ch) not in ("", sub.name)]
-                if moved:
-                    self._orphan_shard_channels(sub, moved)
+            held = {name: list(sub.ps.shard_channels) for name, sub in self._shard.items()}
+            for name, moved in subscriptions.moved_shard_channels(held, self._owner_of).items():
+                self._orphan_shard_channels(self._shard[name], moved)
             self._recover(force=True)
 
     on_slots_changed = reinitialize_shard_subscriptions
@@ -474,11 +457,11 @@ class ClusterPubSub:
         chans, pats = self._lost_channels, self._lost_patterns
         previous = self._lost_classic_node
         # the pinned node, else the first channel's owner in the (refreshed) map, then the same node
-        candidates = [n for n in (self._pinned or self._owner_of(self._classic_key), previous) if n]
         topo = self._client.core.topology
-        others = [p.name for p in (topo.primaries if topo else ()) if p.usable and p.name not in candidates]
+        others = [p.name for p in (topo.primaries if topo else ()) if p.usable]
         random.shuffle(others)
-        for name in dict.fromkeys(candidates + others):
+        key_owner = "" if self._pinned else self._owner_of(self._classic_key)
+        for name in subscriptions.classic_candidates(self._pinned, key_owner, previous, others):
             sub = _NodeSub(self, name, sharded=False)
             try:
                 if chans:
@@ -497,14 +480,11 @@ class ClusterPubSub:
     # ---------------------------------------------------------------- reading
 
     def _handle(self, sub: _NodeSub, response: Any, ignore: bool) -> Any:
-        if isinstance(response, list) and response:
-            kind = str_if_bytes(response[0])
-            if kind == "sunsubscribe":
-                ch = response[1]
-                if ch not in sub.ps.pending_unsubscribe_shard_channels:
-                    # the server unsubscribed us (slot moved away / node demoted): resubscribe elsewhere
-                    self._orphan_shard_channels(sub, [ch])
-                    return None
+        ch = subscriptions.server_unsubscribed(response, sub.ps.pending_unsubscribe_shard_channels)
+        if ch is not None:
+            # the server unsubscribed us (slot moved away / node demoted): resubscribe elsewhere
+            self._orphan_shard_channels(sub, [ch])
+            return None
         msg = sub.ps.handle_message(response, ignore or self.ignore_subscribe_messages)
         if sub.sharded and sub.idle() and self._shard.get(sub.name) is sub:
             del self._shard[sub.name]
@@ -612,11 +592,9 @@ class ClusterPubSub:
     def run_in_thread(self, sleep_time: float = 0.0, daemon: bool = False, exception_handler: Any = None,
                       pubsub: Any = None, sharded_pubsub: bool = False) -> PubSubWorkerThread:
         """redis-py's worker thread: every subscription needs a handler."""
-        for kind, subs in (("Channel", self.channels), ("Pattern", self.patterns),
-                           ("Shard Channel", self.shard_channels)):
-            for name, handler in subs.items():
-                if handler is None:
-                    raise rx.PubSubError(f"{kind}: '{name}' has no handler registered")
+        missing = subscriptions.missing_handler(self.channels, self.patterns, self.shard_channels)
+        if missing is not None:
+            raise missing
         thread = PubSubWorkerThread(self if pubsub is None else pubsub, sleep_time, daemon=daemon,
                                     exception_handler=exception_handler, sharded_pubsub=sharded_pubsub)
         thread.start()
@@ -662,13 +640,6 @@ class ClusterPubSub:
     def __repr__(self) -> str:
         return (f"<ClusterPubSub classic={self._classic.name if self._classic else None} "
                 f"sharded={sorted(self._shard)} moving={len(self._lost_shard) + len(self._lost_channels)}>")
-
-
-def _by_slot(subs: dict[Any, Any]) -> dict[int, dict[Any, Any]]:
-    out: dict[int, dict[Any, Any]] = {}
-    for ch, handler in subs.items():
-        out.setdefault(slot_of(ch), {})[ch] = handler
-    return out
 
 
 def _quiet_close(sub: _NodeSub) -> None:
