@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -50,6 +51,7 @@ from ..topology import Node, Shard, Topology
 from .errors import CommandTimeoutError, LostConnectionError
 from .nodeset import NodeConnections
 from .pipeline import ClusterPipeline
+from .pubsub import ClusterPubSub
 from .state import AsyncNode, ClusterState
 
 # Commands that hold their connection until the server answers: never on a shared connection.
@@ -107,6 +109,7 @@ class ClusterClient(AsyncRedisClusterCommands):
                                bool(kw.get("decode_responses", False)))
         self._default: list[str] = []  # the default node's name, shared by the views
         self._decodes = bool(kw.get("decode_responses", False))
+        self._pubsubs: weakref.WeakSet[ClusterPubSub] = weakref.WeakSet()  # closed by aclose(), shared by views
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
@@ -155,7 +158,8 @@ class ClusterClient(AsyncRedisClusterCommands):
         return self
 
     async def aclose(self) -> None:
-        """Stop the refresh task and close every connection; no task or socket outlives it."""
+        """Stop the refresh task and close every connection (its pubsubs' too); no task or socket outlives it."""
+        await asyncio.gather(*(p.aclose() for p in list(self._pubsubs)))
         await self._state.aclose()
 
     close = aclose  # redis.asyncio's older name
@@ -174,6 +178,13 @@ class ClusterClient(AsyncRedisClusterCommands):
     def pipeline(self, transaction: bool | None = None, shard_hint: Any = None) -> ClusterPipeline:
         """A non-transactional cluster pipeline: `async with client.pipeline() as pipe`, `await pipe.execute()`."""
         return ClusterPipeline(self, transaction=transaction)
+
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None,
+               **kwargs: Any) -> ClusterPubSub:
+        """A `ClusterPubSub` (redis.asyncio's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
+        ps = ClusterPubSub(self._state, self.encoder, self._backoff, node=node, host=host, port=port, **kwargs)
+        self._pubsubs.add(ps)
+        return ps
 
     def lock(self, name: Any, timeout: float | None = None, sleep: float = 0.1, blocking: bool = True,
              blocking_timeout: float | None = None, lock_class: type[Lock] | None = None,

@@ -1,0 +1,243 @@
+"""clusterpool.asyncio ClusterPubSub against real clusters: classic and sharded delivery, handlers,
+resubscription after a slot migration and a failover, cancellation, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from async_helpers import other_tasks, sockets_to, until
+
+from clusterpool import key_slot
+from clusterpool.asyncio import ClusterClient
+
+pytestmark = pytest.mark.asyncio
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def _client(cluster, **kw) -> ClusterClient:
+    return ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True, **kw)
+
+
+def channels_on_distinct_shards(cluster, prefix: str) -> dict[int, str]:
+    """One channel name per primary (so per shard): primary port -> channel."""
+    owners: dict[int, str] = {}
+    i = 0
+    while len(owners) < len(cluster.primaries()):
+        ch = f"{prefix}{i}"
+        owners.setdefault(cluster.slot_owner(key_slot(ch.encode())), ch)
+        i += 1
+    return owners
+
+
+async def next_message(ps, kind: str, timeout: float = 10.0) -> dict:
+    """The next message of `kind` (others are skipped)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            m = await ps.get_message(timeout=None)
+            if m is not None and m["type"] == kind:
+                return m
+
+
+async def deliver_until_received(ps, publish, channel: str, timeout: float = 40.0) -> dict:
+    """Publish until a message on `channel` arrives (messages sent while a subscription moves are lost)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                await publish()
+            except Exception:  # noqa: BLE001 - the publisher itself may be mid-failover
+                pass
+            m = await ps.get_message(timeout=0.2)
+            if m is not None and m["type"] == "smessage" and m["channel"] == channel:
+                return m
+
+
+# ---------------------------------------------------------------- classic
+
+
+async def test_subscribe_and_publish_round_trip(cluster):
+    ch = f"news:{uid()}"
+    async with _client(cluster) as client, client.pubsub() as ps:
+        await ps.subscribe(ch)
+        assert (await next_message(ps, "subscribe"))["channel"] == ch
+        await client.publish(ch, "hello")
+        m = await next_message(ps, "message")
+    assert m == {"type": "message", "pattern": None, "channel": ch, "data": "hello"}
+
+
+async def test_psubscribe_receives_matching_channels(cluster):
+    base = f"ev:{uid()}"
+    async with _client(cluster) as client, client.pubsub() as ps:
+        await ps.psubscribe(f"{base}:*")
+        assert (await next_message(ps, "psubscribe"))["channel"] == f"{base}:*"
+        await client.publish(f"{base}:one", "1")
+        m = await next_message(ps, "pmessage")
+    assert (m["pattern"], m["channel"], m["data"]) == (f"{base}:*", f"{base}:one", "1")
+
+
+async def test_handlers_are_called_instead_of_returning_messages(cluster):
+    ch, ach = f"h:{uid()}", f"ah:{uid()}"
+    got: list[dict] = []
+
+    async def async_handler(m):
+        got.append(m)
+
+    async with _client(cluster) as client, client.pubsub() as ps:
+        await ps.subscribe(**{ch: got.append, ach: async_handler})
+        task = asyncio.create_task(ps.run(poll_timeout=0.1))
+        try:
+            async def both_delivered():
+                await client.publish(ch, "sync")
+                await client.publish(ach, "async")
+                return {m["channel"] for m in got} == {ch, ach}
+
+            await until(both_delivered, what="both handlers called")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert {(m["channel"], m["data"]) for m in got} == {(ch, "sync"), (ach, "async")}
+
+
+async def test_run_refuses_a_subscription_without_handler(cluster):
+    async with _client(cluster) as client, client.pubsub() as ps:
+        await ps.subscribe(f"bare:{uid()}")
+        with pytest.raises(Exception, match="has no handler registered"):
+            await ps.run()
+
+
+async def test_get_message_timeout_returns_none(cluster):
+    async with _client(cluster) as client, client.pubsub(ignore_subscribe_messages=True) as ps:
+        await ps.subscribe(f"quiet:{uid()}")
+        assert await ps.get_message(timeout=0.2) is None
+
+
+async def test_listen_yields_messages_until_unsubscribed(cluster):
+    ch = f"l:{uid()}"
+    async with _client(cluster) as client, client.pubsub() as ps:
+        await ps.subscribe(ch)
+        seen = []
+        async for m in ps.listen():
+            seen.append(m["type"])
+            if m["type"] == "subscribe":
+                await client.publish(ch, "x")
+            elif m["type"] == "message":
+                await ps.unsubscribe(ch)
+    assert seen == ["subscribe", "message", "unsubscribe"]
+    assert not ps.subscribed
+
+
+# ---------------------------------------------------------------- sharded
+
+
+async def test_ssubscribe_receives_spublish_on_every_shard(cluster):
+    owners = channels_on_distinct_shards(cluster, f"s:{uid()}:")
+    chans = list(owners.values())
+    async with _client(cluster) as client, client.pubsub() as ps:
+        await ps.ssubscribe(*chans)
+        assert ps.nodes()["sharded"] == sorted(f"{cluster.host}:{p}" for p in owners)  # one connection per owner
+        confirmed = {(await next_message(ps, "ssubscribe"))["channel"] for _ in chans}
+        assert confirmed == set(chans)
+        for ch in chans:
+            assert await client.spublish(ch, f"m-{ch}") == 1  # routed to the slot's owner, where we listen
+        got: dict[str, dict] = {}
+        while len(got) < len(chans):
+            m = await next_message(ps, "smessage")
+            got[m["channel"]] = m
+    assert got == {ch: {"type": "smessage", "pattern": None, "channel": ch, "data": f"m-{ch}"} for ch in chans}
+
+
+async def test_sunsubscribe_releases_the_nodes_connection(cluster):
+    owners = channels_on_distinct_shards(cluster, f"u:{uid()}:")
+    keep, drop = list(owners.values())[:2]
+    async with _client(cluster) as client, client.pubsub() as ps:
+        await ps.ssubscribe(keep, drop)
+        await ps.sunsubscribe(drop)
+        assert (await next_message(ps, "sunsubscribe"))["channel"] == drop
+        assert set(ps.shard_channels) == {keep}
+        await until(lambda: len(ps.nodes()["sharded"]) == 1, what="idle connection closed")
+        assert await client.spublish(drop, "gone") == 0
+        await client.spublish(keep, "here")
+        assert (await next_message(ps, "smessage"))["channel"] == keep
+
+
+async def test_shard_messages_are_bytes_without_decode_responses(cluster):
+    ch = f"b:{uid()}"
+    async with ClusterClient(startup_nodes=cluster.startup_nodes) as client, client.pubsub() as ps:
+        await ps.ssubscribe(ch)
+        assert (await next_message(ps, "ssubscribe"))["channel"] == ch.encode()
+        await client.spublish(ch, b"\x00raw")
+        m = await next_message(ps, "smessage")
+    assert m == {"type": "smessage", "pattern": None, "channel": ch.encode(), "data": b"\x00raw"}
+
+
+async def test_get_sharded_message_reads_only_the_target_nodes(cluster):
+    owners = channels_on_distinct_shards(cluster, f"t:{uid()}:")
+    (p1, c1), (p2, c2) = list(owners.items())[:2]
+    async with _client(cluster) as client, client.pubsub(ignore_subscribe_messages=True) as ps:
+        await ps.ssubscribe(c1, c2)
+        await until(lambda: len(ps.nodes()["sharded"]) == 2, what="two connections")
+        target = client.topology().by_name[f"{cluster.host}:{p2}"]
+        await client.spublish(c1, "one")
+        await client.spublish(c2, "two")
+        async with asyncio.timeout(10):
+            m = None
+            while m is None:
+                m = await ps.get_sharded_message(timeout=0.2, target_node=target)
+        assert m["channel"] == c2
+        assert (await next_message(ps, "smessage"))["channel"] == c1  # kept for the next reader
+
+
+# ---------------------------------------------------------------- cancellation and shutdown
+
+
+async def test_cancelled_get_message_leaves_the_pubsub_working(cluster):
+    ch = f"cx:{uid()}"
+    async with _client(cluster) as client, client.pubsub(ignore_subscribe_messages=True) as ps:
+        await ps.subscribe(ch)
+        await until(lambda: ps.nodes()["classic"], what="subscribed")
+        for _ in range(20):
+            task = asyncio.create_task(ps.get_message(timeout=None))
+            await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        async def delivered():
+            await client.publish(ch, "after")
+            m = await ps.get_message(timeout=0.2)
+            return m is not None and m["data"] == "after"
+
+        await until(delivered, what="delivery after cancellations")
+
+
+async def test_aclose_leaves_no_task_and_no_socket(cluster):
+    owners = channels_on_distinct_shards(cluster, f"c:{uid()}:")
+    outside = other_tasks()
+    async with _client(cluster) as client:
+        await client.ping()
+        base = {p: sockets_to(p) for p in cluster.primaries()}
+        before = other_tasks()  # the client's own (refresh, shared connections)
+        ps = client.pubsub(ignore_subscribe_messages=True)
+        await ps.subscribe(f"plain:{uid()}")
+        await ps.ssubscribe(*owners.values())
+        waiter = asyncio.create_task(ps.get_message(timeout=None))
+        await until(lambda: all(sockets_to(p) > base[p] for p in owners), what="pubsub sockets open")
+        await ps.aclose()
+        assert await waiter is None  # a reader blocked in get_message is let go
+        assert all(sockets_to(p) == base[p] for p in cluster.primaries())
+        assert not ps.subscribed
+        assert other_tasks() == before
+    assert other_tasks() == outside
+
+
+async def test_closing_the_client_closes_its_pubsubs(cluster):
+    before = other_tasks()
+    client = _client(cluster)
+    ps = client.pubsub()
+    await ps.ssubscribe(f"bye:{uid()}")
+    await client.aclose()
+    assert not ps.subscribed
+    assert other_tasks() == before
