@@ -241,3 +241,108 @@ async def test_closing_the_client_closes_its_pubsubs(cluster):
     await client.aclose()
     assert not ps.subscribed
     assert other_tasks() == before
+
+
+# ---------------------------------------------------------------- moving subscriptions (destructive)
+
+
+async def _moved_shard_case(cluster, move) -> None:
+    """A shard channel keeps delivering after `move(primary)` gives its slot to another node
+    (returned); the other shard's channel is untouched."""
+    async with _client(cluster) as client, _client(cluster) as publisher:
+        owners = channels_on_distinct_shards(cluster, "mv:")
+        victim, ch = next(iter(owners.items()))
+        other = owners[[p for p in owners if p != victim][0]]
+        ps = client.pubsub(ignore_subscribe_messages=True)
+        await ps.ssubscribe(ch, other)
+        await deliver_until_received(ps, lambda: publisher.spublish(ch, "before"), ch)
+
+        new_owner = await asyncio.to_thread(move, victim, key_slot(ch.encode()))
+
+        m = await deliver_until_received(ps, lambda: publisher.spublish(ch, "after"), ch)
+        assert m["data"] == "after"
+        assert f"{cluster.host}:{new_owner}" in ps.nodes()["sharded"]
+        assert set(ps.shard_channels) == {ch, other}
+        await deliver_until_received(ps, lambda: publisher.spublish(other, "still"), other)
+        await ps.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+async def test_shard_channel_is_resubscribed_after_its_slot_migrates(fresh_cluster):
+    c = fresh_cluster
+
+    def migrate(primary, slot):
+        dst = next(p for p in c.primaries() if p != primary)
+        c.move_slot(slot, dst)
+        return dst
+
+    await _moved_shard_case(c, migrate)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+async def test_shard_channel_is_resubscribed_after_its_primary_is_killed(fresh_cluster):
+    c = fresh_cluster
+
+    def kill(primary, slot):
+        c.kill(primary)
+        return c.wait_promoted(primary, 60)
+
+    await _moved_shard_case(c, kill)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+async def test_shard_channel_is_resubscribed_after_a_manual_failover(fresh_cluster):
+    c = fresh_cluster
+
+    def failover(primary, slot):
+        replica = c.replicas_of(primary)[0]
+        c.failover(replica)
+        return replica
+
+    await _moved_shard_case(c, failover)
+
+
+@pytest.mark.chaos
+async def test_ssubscribe_on_a_stale_map_follows_moved_to_the_new_owner(fresh_cluster):
+    c = fresh_cluster
+    async with _client(c, refresh_interval=3600) as client, _client(c) as publisher:
+        ch = f"stale:{uid()}"
+        slot = key_slot(ch.encode())
+        src = c.slot_owner(slot)
+        dst = next(p for p in c.primaries() if p != src)
+        await client.initialize()
+        await asyncio.to_thread(c.move_slot, slot, dst)
+        assert client.topology().slot_table[slot].primary.port == src  # the client's map still says src
+        ps = client.pubsub(ignore_subscribe_messages=True)
+        await ps.ssubscribe(ch)  # answered with MOVED by src
+        await deliver_until_received(ps, lambda: publisher.spublish(ch, "x"), ch)
+        assert ps.nodes()["sharded"] == [f"{c.host}:{dst}"]
+        await ps.aclose()
+
+
+@pytest.mark.chaos
+async def test_classic_subscription_moves_when_its_node_dies(fresh_cluster):
+    c = fresh_cluster
+    async with _client(c) as client:
+        ps = client.pubsub(ignore_subscribe_messages=True)
+        ch = f"classic:{uid()}"
+        await ps.subscribe(ch)
+        node = ps.nodes()["classic"][0]
+        port = int(node.rsplit(":", 1)[1])
+        await asyncio.to_thread(c.kill, port)
+        await asyncio.to_thread(c.wait_promoted, port, 60)
+
+        async def delivered():
+            try:
+                await client.publish(ch, "hello")
+            except Exception:  # noqa: BLE001 - the publisher may still be routing around the dead node
+                return False
+            m = await ps.get_message(timeout=0.3)
+            return m is not None and m["data"] == "hello"
+
+        await until(delivered, timeout=60, what="delivery after the classic node died")
+        assert ps.nodes()["classic"] and ps.nodes()["classic"][0] != node
+        await ps.aclose()
