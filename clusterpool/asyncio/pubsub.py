@@ -215,11 +215,10 @@ class ClusterPubSub:
                 link.subs[kind].update(normed)  # before sending: the reader may see the confirmation first
                 link.pending[kind].difference_update(normed)
                 try:
-                    await link.conn.send(command, *subs)
+                    await links.send(link, command, *subs)
                     self._keeper.start()
                     return
-                except CONN_ERRORS as e:
-                    links.lose(link, e)  # what the link held moves, these new ones with it
+                except CONN_ERRORS:  # what the link held moves, these new ones with it
                     await self._keeper.recover()
                     if not any(k in links.lost[kind] for k in normed):
                         return
@@ -254,9 +253,8 @@ class ClusterPubSub:
                 return
             link.pending[kind].update([links.norm(n) for n in names] if names is not None else link.subs[kind])
             try:
-                await link.conn.send(command, *(names or ()))
-            except CONN_ERRORS as e:
-                links.lose(link, e)
+                await links.send(link, command, *(names or ()))
+            except CONN_ERRORS:
                 links.forget(kind, names)
 
     async def ping(self, message: Any = None) -> None:
@@ -268,7 +266,7 @@ class ClusterPubSub:
         self._check_open()
         async with self._lock:
             link = await self._links.classic_link(args[1] if len(args) > 1 and args[0] != "PING" else None)
-            await link.conn.send(*args)
+            await self._links.send(link, *args)
 
     # ---- shard channels --------------------------------------------------------------
 
@@ -303,9 +301,8 @@ class ClusterPubSub:
                 link.pending[rules.SHARD].update(links.norm(ch) for ch in mine)
                 try:
                     for ch in mine:
-                        await link.conn.send("SUNSUBSCRIBE", ch)
-                except CONN_ERRORS as e:
-                    links.lose(link, e)
+                        await links.send(link, "SUNSUBSCRIBE", ch)
+                except CONN_ERRORS:
                     links.forget(rules.SHARD, mine)
 
     async def reinitialize_shard_subscriptions(self) -> None:

@@ -13,6 +13,7 @@ answers. While no owner answers it backs off as `policy.decide` says, never givi
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 
@@ -20,6 +21,8 @@ from .. import errors
 from .. import subscriptions as rules
 from ..policy import Failure, Kind, decide
 from .sublinks import CONN_ERRORS, FOREVER, Links
+
+log = logging.getLogger("clusterpool.asyncio")
 
 _IDLE_WAIT = 3600.0  # the longest wait with nothing to do (any change wakes it earlier)
 
@@ -51,9 +54,15 @@ class Keeper:
             await self._wait(t.version if t is not None else 0, delay)
             if links.closed or state.closed:
                 return
-            async with self.lock:
-                links.move_shards()
-                ok = await self.recover(refresh=budget.failures > 0 or bool(links.lost[rules.SHARD]))
+            try:
+                async with self.lock:
+                    links.move_shards()
+                    ok = await self.recover(refresh=budget.failures > 0 or bool(links.lost[rules.SHARD]))
+            except errors.PoolClosedError:  # the client was closed under us
+                return
+            except Exception as e:  # noqa: BLE001 - never let the task die: back off and try again
+                log.debug("resubscribing failed: %s", e)
+                ok = False
             self._kick.clear()  # our own failed attempts kicked too: wait out the backoff instead
             if ok:
                 # orphaned while we were resubscribing: go again at once
@@ -88,12 +97,18 @@ class Keeper:
         if links.lost[rules.CHANNEL] or links.lost[rules.PATTERN]:
             ok = await self._recover_classic()
         lost, links.lost[rules.SHARD] = links.lost[rules.SHARD], {}
-        for group in rules.by_slot(lost).values():
+        groups = list(rules.by_slot(lost).values())
+        while groups:
             try:
-                await links.ssubscribe_slot(group)
+                await links.ssubscribe_slot(groups[0])
             except (*CONN_ERRORS, errors.SlotNotCoveredError, errors.PoolTimeoutError):
-                links.lost[rules.SHARD].update(group)
+                links.lost[rules.SHARD].update(groups[0])
                 ok = False
+            except BaseException:  # cancelled: what was not resubscribed yet keeps waiting
+                for group in groups:
+                    links.lost[rules.SHARD].update(group)
+                raise
+            groups.pop(0)
         return ok
 
     async def _recover_classic(self) -> bool:
@@ -112,13 +127,10 @@ class Keeper:
             link.subs[rules.PATTERN].update(pats)
             try:
                 if chans:
-                    await link.conn.send("SUBSCRIBE", *chans)
+                    await links.send(link, "SUBSCRIBE", *chans)
                 if pats:
-                    await link.conn.send("PSUBSCRIBE", *pats)
-            except CONN_ERRORS:
-                link.subs[rules.CHANNEL].clear()
-                link.subs[rules.PATTERN].clear()
-                links.close(link)
+                    await links.send(link, "PSUBSCRIBE", *pats)
+            except CONN_ERRORS:  # the link was lost, giving back what it held: try the next node
                 continue
             links.classic = link
             links.lost[rules.CHANNEL], links.lost[rules.PATTERN] = {}, {}

@@ -196,9 +196,8 @@ class Links:
         link.pending[rules.SHARD].difference_update(normed)
         try:
             for ch in group:
-                await link.conn.send("SSUBSCRIBE", ch)
-        except CONN_ERRORS as e:
-            self.lose(link, e)
+                await self.send(link, "SSUBSCRIBE", ch)
+        except CONN_ERRORS:
             self.forget(rules.SHARD, list(group))
             raise
 
@@ -227,6 +226,18 @@ class Links:
             raise errors.PoolClosedError("this pubsub is closed")
         link.reader = self._spawn(self._read(link))
         return link
+
+    async def send(self, link: Link, *args: Any) -> None:
+        """Write one command on `link`; if that fails or is cancelled, the link is lost
+        (a write cut short leaves the stream unusable) and the error raised."""
+        try:
+            await link.conn.send(*args)
+        except CONN_ERRORS as e:
+            self.lose(link, e)
+            raise
+        except BaseException:
+            self.lose(link, None)
+            raise
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

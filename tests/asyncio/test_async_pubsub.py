@@ -4,6 +4,7 @@ resubscription after a slot migration and a failover, cancellation, clean shutdo
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 
 import pytest
@@ -211,6 +212,23 @@ async def test_cancelled_get_message_leaves_the_pubsub_working(cluster):
             return m is not None and m["data"] == "after"
 
         await until(delivered, what="delivery after cancellations")
+
+
+async def test_subscribes_cancelled_midway_leave_the_pubsub_working(cluster):
+    owners = channels_on_distinct_shards(cluster, f"cs:{uid()}:")
+    rng = random.Random(7)
+    async with _client(cluster) as client, client.pubsub(ignore_subscribe_messages=True) as ps:
+        for i in range(30):
+            call = ps.ssubscribe(f"cs:{uid()}") if i % 2 else ps.subscribe(f"cc:{uid()}")
+            task = asyncio.create_task(call)
+            for _ in range(rng.randrange(4)):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        chans = list(owners.values())
+        await ps.ssubscribe(*chans)
+        for ch in chans:
+            await deliver_until_received(ps, lambda ch=ch: client.spublish(ch, "ok"), ch, timeout=20)
 
 
 async def test_aclose_leaves_no_task_and_no_socket(cluster):
