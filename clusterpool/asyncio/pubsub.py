@@ -60,6 +60,7 @@ class ClusterPubSub:
         self._lock = asyncio.Lock()
         self._keeper = Keeper(self._links, self._lock)
         self._links.on_orphan = self._keeper.wake
+        self._links.served = self
         self._closed = False
         self.set_pubsub_node(None, node, host, port)
 

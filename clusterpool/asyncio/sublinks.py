@@ -120,6 +120,9 @@ class Links:
         self.pinned = ""  # node= / host=, port= of pubsub(): classic subscriptions go there
         self.inbox = Inbox()
         self.on_orphan: Callable[[], None] = lambda: None
+        # the pubsub these links serve: kept alive by the reader tasks while anything is subscribed,
+        # so the client's aclose() (which holds pubsubs weakly) still finds and closes it
+        self.served: object = None
         self.closed = False
         self._tasks: set[asyncio.Task[Any]] = set()  # readers and closers
 

@@ -364,3 +364,27 @@ async def test_classic_subscription_moves_when_its_node_dies(fresh_cluster):
         await until(delivered, timeout=60, what="delivery after the classic node died")
         assert ps.nodes()["classic"] and ps.nodes()["classic"][0] != node
         await ps.aclose()
+
+
+async def test_resp3_push_messages_have_the_same_shapes(cluster):
+    ch, sch = f"r3:{uid()}", f"r3s:{uid()}"
+    async with _client(cluster, protocol=3) as client, client.pubsub() as ps:
+        await ps.subscribe(ch)
+        await ps.ssubscribe(sch)
+        assert (await next_message(ps, "subscribe"))["channel"] == ch
+        assert (await next_message(ps, "ssubscribe"))["channel"] == sch
+        await client.publish(ch, "a")
+        await client.spublish(sch, "b")
+        assert await next_message(ps, "message") == {"type": "message", "pattern": None, "channel": ch, "data": "a"}
+        assert await next_message(ps, "smessage") == {"type": "smessage", "pattern": None, "channel": sch, "data": "b"}
+
+
+async def test_a_pubsub_dropped_without_aclose_is_closed_with_its_client(cluster):
+    import gc
+
+    before = other_tasks()
+    client = _client(cluster)
+    await client.pubsub().ssubscribe(f"orphan:{uid()}")  # no reference kept
+    gc.collect()
+    await client.aclose()
+    assert other_tasks() == before
