@@ -66,15 +66,42 @@ class Link:
 
 
 class Inbox:
-    """What the readers received for the caller, in order; waiting on it is cancel-safe."""
+    """What the readers received for the caller, in order; waiting on it is cancel-safe.
 
-    def __init__(self) -> None:
+    At most `per_link` items wait per link: its reader then stops reading, so a slow
+    consumer backs up into the socket and the server's output buffer limits apply, as
+    with redis-py, instead of growing this process's memory.
+    """
+
+    def __init__(self, per_link: int = 10_000) -> None:
         self.items: deque[tuple[Link, Any]] = deque()
+        self.per_link = per_link
+        self._counts: dict[Link, int] = {}
         self._waiters: set[asyncio.Future[None]] = set()
+        self._room: dict[Link, asyncio.Future[None]] = {}
 
     def put(self, link: Link, item: Any) -> None:
         self.items.append((link, item))
+        self._counts[link] = self._counts.get(link, 0) + 1
         self.wake()
+
+    async def room(self, link: Link) -> None:
+        """Until fewer than `per_link` of `link`'s items wait."""
+        while self._counts.get(link, 0) >= self.per_link:
+            fut = self._room.get(link)
+            if fut is None or fut.done():
+                fut = self._room[link] = asyncio.get_running_loop().create_future()
+            await fut
+
+    def _taken(self, link: Link) -> None:
+        n = self._counts.get(link, 0) - 1
+        if n > 0:
+            self._counts[link] = n
+        else:
+            self._counts.pop(link, None)
+        fut = self._room.pop(link, None) if n < self.per_link else None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def wake(self) -> None:
         """Let every waiter look again."""
@@ -84,13 +111,18 @@ class Inbox:
 
     def take(self, only: str = "") -> tuple[Link, Any] | None:
         """The oldest item (from node `only`'s connection if given)."""
+        item: tuple[Link, Any] | None = None
         if not only:
-            return self.items.popleft() if self.items else None
-        for i, item in enumerate(self.items):
-            if item[0].name == only:
-                del self.items[i]
-                return item
-        return None
+            item = self.items.popleft() if self.items else None
+        else:
+            for i, it in enumerate(self.items):
+                if it[0].name == only:
+                    del self.items[i]
+                    item = it
+                    break
+        if item is not None:
+            self._taken(item[0])
+        return item
 
     async def wait(self, timeout: float | None) -> None:
         """Until something is put (or `wake()`), at most `timeout` seconds."""
@@ -321,6 +353,7 @@ class Links:
         conn = link.conn.connection
         try:
             while not link.closed:
+                await self.inbox.room(link)
                 try:
                     response = await conn.read_response(timeout=math.inf, disconnect_on_error=False,
                                                         push_request=True)
