@@ -112,15 +112,22 @@ class Keeper:
         return ok
 
     async def _recover_classic(self) -> bool:
+        """Classic orphans onto the classic link if one was opened since (a subscribe after the
+        loss), else onto the first candidate node that answers."""
         links = self.links
         chans, pats = links.lost[rules.CHANNEL], links.lost[rules.PATTERN]
-        topo = links.state.topology
-        others = [p.name for p in (topo.primaries if topo else ()) if p.usable]
-        random.shuffle(others)
-        key_owner = "" if links.pinned else await links.owner(links.classic_key)
-        for name in rules.classic_candidates(links.pinned, key_owner, links.lost_classic_node, others):
+        existing = links.classic
+        if existing is not None:
+            names = [existing.name]
+        else:
+            topo = links.state.topology
+            others = [p.name for p in (topo.primaries if topo else ()) if p.usable]
+            random.shuffle(others)
+            key_owner = "" if links.pinned else await links.owner(links.classic_key)
+            names = rules.classic_candidates(links.pinned, key_owner, links.lost_classic_node, others)
+        for name in names:
             try:
-                link = await links.open(name, sharded=False)
+                link = existing or await links.open(name, sharded=False)
             except (*CONN_ERRORS, errors.PoolTimeoutError):
                 continue
             link.subs[rules.CHANNEL].update(chans)

@@ -157,6 +157,7 @@ class Links:
         self.served: object = None
         self.closed = False
         self._tasks: set[asyncio.Task[Any]] = set()  # readers and closers
+        self._open: set[Link] = set()  # every link not closed yet (aclose() closes them all)
 
     # ---- state -----------------------------------------------------------------------
 
@@ -256,6 +257,7 @@ class Links:
             self.note(Failure(failure_kind(e), name), e)
             raise
         link = Link(name, sharded, pool, conn)
+        self._open.add(link)
         if self.closed:
             self.close(link)
             raise errors.PoolClosedError("this pubsub is closed")
@@ -285,6 +287,7 @@ class Links:
         if link.closed:
             return
         link.closed = True
+        self._open.discard(link)
         if self.shard.get(link.name) is link:
             del self.shard[link.name]
         if self.classic is link:
@@ -395,7 +398,7 @@ class Links:
     async def aclose(self) -> None:
         """Close every link and wait for their readers and closers; waiting subscriptions are dropped."""
         self.closed = True
-        for link in self.all():
+        for link in list(self._open):
             self.close(link)
         self.lost = {k: {} for k in KINDS}
         self.inbox.wake()

@@ -24,6 +24,11 @@ def _client(cluster, **kw) -> ClusterClient:
     return ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True, **kw)
 
 
+def pubsub_tasks() -> list[asyncio.Task]:
+    """Running tasks of any pubsub (readers, closers, keepers)."""
+    return [t for t in other_tasks() if t.get_coro().__qualname__.split(".")[0] in ("Links", "Keeper")]
+
+
 def channels_on_distinct_shards(cluster, prefix: str) -> dict[int, str]:
     """One channel name per primary (so per shard): primary port -> channel."""
     owners: dict[int, str] = {}
@@ -229,6 +234,32 @@ async def test_subscribes_cancelled_midway_leave_the_pubsub_working(cluster):
         await ps.ssubscribe(*chans)
         for ch in chans:
             await deliver_until_received(ps, lambda ch=ch: client.spublish(ch, "ok"), ch, timeout=20)
+
+
+async def test_connections_killed_by_the_server_are_remade_with_their_subscriptions(cluster):
+    a, b, sch = f"ka:{uid()}", f"kb:{uid()}", f"ks:{uid()}"
+    async with _client(cluster) as client:
+        async with client.pubsub(ignore_subscribe_messages=True) as ps:
+            await ps.subscribe(a)
+            await ps.ssubscribe(sch)
+            for name in {*ps.nodes()["classic"], *ps.nodes()["sharded"]}:
+                with cluster.client(int(name.rsplit(":", 1)[1])) as r:
+                    r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await ps.subscribe(b)  # maybe before the keeper has moved `a`: both must end up on one link
+
+            async def delivered(ch, publish):
+                async def check():
+                    await publish(ch, "x")
+                    m = await ps.get_message(timeout=0.2)
+                    return m is not None and m["channel"] == ch
+                await until(check, what=f"delivery on {ch}")
+
+            await delivered(a, client.publish)
+            await delivered(b, client.publish)
+            await delivered(sch, client.spublish)
+            assert set(ps.channels) == {a, b} and set(ps.shard_channels) == {sch}
+            assert pubsub_tasks()  # readers and the keeper run while subscribed
+        assert pubsub_tasks() == []
 
 
 async def test_aclose_leaves_no_task_and_no_socket(cluster):
