@@ -247,7 +247,22 @@ class NodeSubs:
             self.budget = FOREVER
 
     def recover_classic(self) -> bool:
+        """Classic orphans onto the classic connection if a subscribe opened one since their loss
+        (a second one would leave the first unread), else onto the first candidate that answers."""
         chans, pats = self.lost_channels, self.lost_patterns
+        existing = self.classic
+        if existing is not None:
+            try:
+                if chans:
+                    existing.ps.subscribe(*pubsub_subscription_args(chans))
+                if pats:
+                    existing.ps.psubscribe(*pubsub_subscription_args(pats))
+            except CONN_ERRORS:
+                self.drop_classic(existing, keep=True)
+                return False
+            self.lost_channels, self.lost_patterns = {}, {}
+            self.lost_classic_node = ""
+            return True
         previous = self.lost_classic_node
         # the pinned node, else the first channel's owner in the (refreshed) map, then the same node
         topo = self.client.core.topology
