@@ -197,6 +197,34 @@ async def test_get_sharded_message_reads_only_the_target_nodes(cluster):
         assert (await next_message(ps, "smessage"))["channel"] == c1  # kept for the next reader
 
 
+async def test_pinned_node_holds_the_classic_subscriptions(cluster):
+    port = cluster.primaries()[-1]
+    async with _client(cluster) as client, client.pubsub(host=cluster.host, port=port) as ps:
+        await ps.subscribe(f"pin:{uid()}")
+        assert ps.nodes()["classic"] == [f"{cluster.host}:{port}"]
+        assert ps.get_pubsub_node().port == port
+
+
+async def test_a_pinned_node_not_in_the_cluster_is_refused_before_sending(cluster):
+    import redis
+
+    async with _client(cluster) as client, client.pubsub(host="127.0.0.1", port=1) as ps:
+        with pytest.raises(redis.RedisClusterException, match="doesn't exist in the cluster"):
+            await ps.subscribe("nowhere")
+        assert ps.nodes() == {"classic": [], "sharded": []}
+
+
+async def test_reinitialize_with_an_unchanged_map_keeps_every_subscription_in_place(cluster):
+    owners = channels_on_distinct_shards(cluster, f"ri:{uid()}:")
+    async with _client(cluster) as client, client.pubsub(ignore_subscribe_messages=True) as ps:
+        await ps.ssubscribe(*owners.values())
+        before = ps.nodes()
+        await ps.reinitialize_shard_subscriptions()
+        assert ps.nodes() == before
+        for ch in owners.values():
+            await deliver_until_received(ps, lambda ch=ch: client.spublish(ch, "x"), ch, timeout=10)
+
+
 # ---------------------------------------------------------------- cancellation and shutdown
 
 
