@@ -7,7 +7,7 @@ pubsub's lock, it orphans the shard channels the current map gives to another pr
 and resubscribes every orphan: shard channels on their slot's owner (refreshing the map
 first), classic ones on the node `subscriptions.classic_candidates` names first that
 answers. While no owner answers it backs off as `policy.decide` says, never giving up;
-`aclose()` cancels it.
+rounds start at least 0.1 s apart; `aclose()` cancels it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from .sublinks import CONN_ERRORS, FOREVER, Links
 log = logging.getLogger("clusterpool.asyncio")
 
 _IDLE_WAIT = 3600.0  # the longest wait with nothing to do (any change wakes it earlier)
+# rounds start at least this far apart, so nodes disagreeing about a slot (MOVED back and
+# forth while a failover settles) cost a few rounds a second, not a busy loop
+_MIN_GAP = 0.1
 
 
 class Keeper:
@@ -49,13 +52,19 @@ class Keeper:
         links, state = self.links, self.links.state
         budget = FOREVER
         delay: float | None = None
+        last = -_MIN_GAP
+        version = self._version()
         while not links.closed and not state.closed:
-            t = state.topology
-            await self._wait(t.version if t is not None else 0, delay)
+            await self._wait(version, delay)
+            gap = last + _MIN_GAP - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
             if links.closed or state.closed:
                 return
+            last = time.monotonic()
             try:
                 async with self.lock:
+                    version = self._version()  # a map adopted from here on wakes the next round
                     links.move_shards()
                     ok = await self.recover(refresh=budget.failures > 0 or bool(links.lost[rules.SHARD]))
             except errors.PoolClosedError:  # the client was closed under us
@@ -71,6 +80,10 @@ class Keeper:
                 action = decide(Failure(Kind.CONNECTION, ""), budget, now=time.monotonic(), backoff=links.backoff,
                                 readonly=True)
                 budget, delay = action.budget, action.delay
+
+    def _version(self) -> int:
+        t = self.links.state.topology
+        return t.version if t is not None else 0
 
     async def _wait(self, version: int, delay: float | None) -> None:
         """Until kicked, the map changes from `version`, or `delay` s pass; then clear the kick."""
