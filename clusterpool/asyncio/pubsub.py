@@ -54,6 +54,10 @@ class ClusterPubSub:
         unknown = set(kwargs) - {"encoder", "event_dispatcher", "shard_hint", "push_handler_func"}
         if unknown:
             raise errors.ConfigurationError(f"unknown pubsub option(s): {', '.join(sorted(unknown))}")
+        if kwargs.get("push_handler_func") is not None:
+            raise errors.ConfigurationError(
+                "push_handler_func is not supported by the asyncio pubsub: RESP3 push messages come back "
+                "from get_message() as with RESP2")
         self.encoder = kwargs.get("encoder") or encoder
         self.ignore_subscribe_messages = ignore_subscribe_messages
         self._links = Links(state, self.encoder, backoff)

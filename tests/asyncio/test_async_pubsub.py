@@ -214,6 +214,17 @@ async def test_a_pinned_node_not_in_the_cluster_is_refused_before_sending(cluste
         assert ps.nodes() == {"classic": [], "sharded": []}
 
 
+async def test_unknown_or_unsupported_options_are_refused_at_once(cluster):
+    from clusterpool.errors import ConfigurationError
+
+    client = _client(cluster)
+    with pytest.raises(ConfigurationError, match="unknown pubsub option"):
+        client.pubsub(colour="blue")
+    with pytest.raises(ConfigurationError, match="push_handler_func"):
+        client.pubsub(push_handler_func=print)
+    await client.aclose()
+
+
 async def test_reinitialize_with_an_unchanged_map_keeps_every_subscription_in_place(cluster):
     owners = channels_on_distinct_shards(cluster, f"ri:{uid()}:")
     async with _client(cluster) as client, client.pubsub(ignore_subscribe_messages=True) as ps:
