@@ -17,7 +17,6 @@ import asyncio
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from ..policy import Budget, Failure, Kind, decide, failure_kind
 from ..slots import slot_of
 from .dedicated import Dedicated, DedicatedPool
 from .errors import is_error_reply
+from .inbox import Inbox
 from .settings import close_connection
 
 if TYPE_CHECKING:
@@ -65,78 +65,6 @@ class Link:
         return not any(self.subs.values()) and not any(self.pending.values())
 
 
-class Inbox:
-    """What the readers received for the caller, in order; waiting on it is cancel-safe.
-
-    At most `per_link` items wait per link: its reader then stops reading, so a slow
-    consumer backs up into the socket and the server's output buffer limits apply, as
-    with redis-py, instead of growing this process's memory.
-    """
-
-    def __init__(self, per_link: int = 10_000) -> None:
-        self.items: deque[tuple[Link, Any]] = deque()
-        self.per_link = per_link
-        self._counts: dict[Link, int] = {}
-        self._waiters: set[asyncio.Future[None]] = set()
-        self._room: dict[Link, asyncio.Future[None]] = {}
-
-    def put(self, link: Link, item: Any) -> None:
-        self.items.append((link, item))
-        self._counts[link] = self._counts.get(link, 0) + 1
-        self.wake()
-
-    async def room(self, link: Link) -> None:
-        """Until fewer than `per_link` of `link`'s items wait."""
-        while self._counts.get(link, 0) >= self.per_link:
-            fut = self._room.get(link)
-            if fut is None or fut.done():
-                fut = self._room[link] = asyncio.get_running_loop().create_future()
-            await fut
-
-    def _taken(self, link: Link) -> None:
-        n = self._counts.get(link, 0) - 1
-        if n > 0:
-            self._counts[link] = n
-        else:
-            self._counts.pop(link, None)
-        fut = self._room.pop(link, None) if n < self.per_link else None
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-
-    def wake(self) -> None:
-        """Let every waiter look again."""
-        for w in self._waiters:
-            if not w.done():
-                w.set_result(None)
-
-    def take(self, only: str = "") -> tuple[Link, Any] | None:
-        """The oldest item (from node `only`'s connection if given)."""
-        item: tuple[Link, Any] | None = None
-        if not only:
-            item = self.items.popleft() if self.items else None
-        else:
-            for i, it in enumerate(self.items):
-                if it[0].name == only:
-                    del self.items[i]
-                    item = it
-                    break
-        if item is not None:
-            self._taken(item[0])
-        return item
-
-    async def wait(self, timeout: float | None) -> None:
-        """Until something is put (or `wake()`), at most `timeout` seconds."""
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.add(fut)
-        try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            pass
-        finally:
-            self._waiters.discard(fut)
-
-
 class Links:
     """Every link of one pubsub and the subscriptions waiting for one (see the module docstring)."""
 
@@ -150,7 +78,7 @@ class Links:
         self.lost_classic_node = ""  # the classic link's node when it was lost (tried again)
         self.classic_key: Any = None  # the first channel or pattern: its slot's owner holds the classic link
         self.pinned = ""  # node= / host=, port= of pubsub(): classic subscriptions go there
-        self.inbox = Inbox()
+        self.inbox: Inbox[Link] = Inbox()
         self.on_orphan: Callable[[], None] = lambda: None
         # the pubsub these links serve: kept alive by the reader tasks while anything is subscribed,
         # so the client's aclose() (which holds pubsubs weakly) still finds and closes it

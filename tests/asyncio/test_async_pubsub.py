@@ -12,6 +12,7 @@ from async_helpers import other_tasks, sockets_to, until
 
 from clusterpool import key_slot
 from clusterpool.asyncio import ClusterClient
+from clusterpool.asyncio.inbox import Inbox
 
 pytestmark = pytest.mark.asyncio
 
@@ -60,6 +61,49 @@ async def deliver_until_received(ps, publish, channel: str, timeout: float = 40.
             m = await ps.get_message(timeout=0.2)
             if m is not None and m["type"] == "smessage" and m["channel"] == channel:
                 return m
+
+
+# ---------------------------------------------------------------- the inbox (no server)
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+async def test_inbox_takes_in_order_or_the_oldest_of_one_node():
+    a, b = _Named("a:1"), _Named("b:1")
+    box = Inbox()
+    for link, item in ((a, 1), (b, 2), (a, 3)):
+        box.put(link, item)
+    assert box.take("b:1") == (b, 2)
+    assert box.take("b:1") is None
+    assert [box.take(), box.take(), box.take()] == [(a, 1), (a, 3), None]
+
+
+async def test_inbox_holds_a_links_reader_at_per_link_items_until_one_is_taken():
+    a, b = _Named("a:1"), _Named("b:1")
+    box = Inbox(per_link=2)
+    box.put(a, 1)
+    box.put(a, 2)
+    waiting = asyncio.create_task(box.room(a))
+    await box.room(b)  # another link's reader is not held
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    box.take()
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_inbox_wait_cancelled_takes_nothing():
+    a = _Named("a:1")
+    box = Inbox()
+    task = asyncio.create_task(box.wait(None))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    box.put(a, 1)
+    assert box.take() == (a, 1)
+    assert await asyncio.wait_for(box.wait(0.01), 5) is None  # times out quietly
 
 
 # ---------------------------------------------------------------- classic
