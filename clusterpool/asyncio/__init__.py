@@ -9,11 +9,12 @@ from .inspection import AsyncEventStream
 from .mux import MuxConnection, MuxStats
 from .nodes import ClusterNode
 from .nodeset import NodeConnections, NodeConnectionsStats
+from .pubsub import ClusterPubSub
 from .settings import NodeSettings
 from .transaction import TransactionPipeline
 
 __all__ = [
-    "AsyncEventStream", "ClusterClient", "ClusterNode", "CommandTimeoutError", "Dedicated", "DedicatedPool", "DedicatedStats", "LostConnectionError",
+    "AsyncEventStream", "ClusterClient", "ClusterNode", "ClusterPubSub", "CommandTimeoutError", "Dedicated", "DedicatedPool", "DedicatedStats", "LostConnectionError",
     "MuxConnection", "MuxStats", "NodeConnections", "NodeConnectionsStats", "NodeSettings",
     "TransactionPipeline",
 ]

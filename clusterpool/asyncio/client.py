@@ -14,14 +14,15 @@ map. Blocking commands (BLPOP, XREAD BLOCK, WAIT ...) lease a dedicated connecti
 and `transaction()` are single-slot MULTI/EXEC with WATCH (transaction.py); `lock()` is redis-py's
 asyncio Lock. RedisCluster's node API is in nodes.py, topology()/stats()/events() in
 inspection.py; a command the shipped specs lack is looked up with COMMAND INFO once
-(commandinfo.py) and then routed by its keys. Not here yet (use
-redis.asyncio.cluster.RedisCluster for it): pub/sub.
+(commandinfo.py) and then routed by its keys; `pubsub()` is redis.asyncio's PubSub with
+shard channels (pubsub.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
@@ -54,6 +55,7 @@ from .errors import CommandTimeoutError, LostConnectionError
 from .inspection import InspectionMixin
 from .nodes import NodeAPIMixin
 from .pipeline import ClusterPipeline
+from .pubsub import ClusterPubSub
 from .state import AsyncNode, ClusterState
 from .transaction import TransactionPipeline, run_transaction
 
@@ -113,6 +115,7 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
                                bool(kw.get("decode_responses", False)))
         self._default: list[str] = []  # the default node's name, shared by the views
         self._decodes = bool(kw.get("decode_responses", False))
+        self._pubsubs: weakref.WeakSet[ClusterPubSub] = weakref.WeakSet()  # closed by aclose(), shared by views
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
@@ -161,7 +164,8 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         return self
 
     async def aclose(self) -> None:
-        """Stop the refresh task and close every connection; no task or socket outlives it."""
+        """Stop the refresh task and close every connection (its pubsubs' too); no task or socket outlives it."""
+        await asyncio.gather(*(p.aclose() for p in list(self._pubsubs)))
         await self._state.aclose()
 
     close = aclose  # redis.asyncio's older name
@@ -197,6 +201,13 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         """Run `await func(pipe)` and EXEC while WATCHing `watches`, again after every WatchError,
         as redis.asyncio's RedisCluster.transaction (`value_from_callable`, `watch_delay`)."""
         return await run_transaction(self, func, watches, **kwargs)
+
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None,
+               **kwargs: Any) -> ClusterPubSub:
+        """A `ClusterPubSub` (redis.asyncio's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
+        ps = ClusterPubSub(self._state, self.encoder, self._backoff, node=node, host=host, port=port, **kwargs)
+        self._pubsubs.add(ps)
+        return ps
 
     def lock(self, name: Any, timeout: float | None = None, sleep: float = 0.1, blocking: bool = True,
              blocking_timeout: float | None = None, lock_class: type[Lock] | None = None,
