@@ -230,7 +230,7 @@ async def test_get_sharded_message_reads_only_the_target_nodes(cluster):
     async with _client(cluster) as client, client.pubsub(ignore_subscribe_messages=True) as ps:
         await ps.ssubscribe(c1, c2)
         await until(lambda: len(ps.nodes()["sharded"]) == 2, what="two connections")
-        target = client.topology().by_name[f"{cluster.host}:{p2}"]
+        target = client.get_node(cluster.host, p2)
         await client.spublish(c1, "one")
         await client.spublish(c2, "two")
         async with asyncio.timeout(10):
@@ -447,7 +447,7 @@ async def test_ssubscribe_on_a_stale_map_follows_moved_to_the_new_owner(fresh_cl
         dst = next(p for p in c.primaries() if p != src)
         await client.initialize()
         await asyncio.to_thread(c.move_slot, slot, dst)
-        assert client.topology().slot_table[slot].primary.port == src  # the client's map still says src
+        assert client.node_for(ch).port == src  # the client's map still says src
         ps = client.pubsub(ignore_subscribe_messages=True)
         await ps.ssubscribe(ch)  # answered with MOVED by src
         await deliver_until_received(ps, lambda: publisher.spublish(ch, "x"), ch)
