@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
 from redis.connection import AbstractConnection
@@ -35,11 +35,16 @@ from .adoption import plan
 from .refresh import Candidates, Refresher, candidates
 from .topology import REPLICA, Topology
 
+if TYPE_CHECKING:
+    from .observe import Observer
+
 log = logging.getLogger("clusterpool")
 
 
 class Core(NodeBook):
     """What a client and its views share: the map, node states, discovery, background threads."""
+
+    observer: Observer | None = None  # observe.py: set by client.set_observer(), read on the command path
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -192,6 +192,8 @@ class TransactionMixin:
             else:
                 name = target or client.pick_node(core.ensure(), slot, False).name
                 st = core.state(name)
+            if core.observer is not None:
+                core.observer.used(name)
                 conn = None
                 if not (st.open_until and not st.available()):
                     conn = st.pool.acquire()

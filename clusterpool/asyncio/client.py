@@ -33,6 +33,7 @@ from redis.event import EventDispatcher
 
 from .. import errors
 from ..commands import CommandInfo
+from ..observe import Observer
 from ..config import Config, backoff_of
 from ..dropin import composed_callbacks
 from ..fanout import Via, fanout_nodes, route, target_nodes, write_refused
@@ -199,6 +200,20 @@ class ClusterClient(AsyncRedisClusterCommands):
         """Call `fn(event)` for every event named `name` ("*" for all), off the command path."""
         return self._state.bus.on(name, fn)
 
+    def off(self, name: str, fn: Any) -> None:
+        """Stop calling `fn` for events named `name`."""
+        self._state.bus.off(name, fn)
+
+    def set_observer(self, observer: Observer | None) -> Observer | None:
+        """Install (None: remove) the observer of this client and all its views; returns the previous one."""
+        previous, self._state.observer = self._state.observer, observer
+        return previous
+
+    @property
+    def observer(self) -> Observer | None:
+        """The installed observer (clusterpool.otel's, say), or None."""
+        return self._state.observer
+
     def slot(self, key: Any) -> int:
         """The slot of `key`, computed locally."""
         return key_slot(key if type(key) is bytes else encode_key(key))
@@ -308,9 +323,12 @@ class ClusterClient(AsyncRedisClusterCommands):
     # ---- one command, through policy.decide -------------------------------------------
 
     async def _run(self, name: str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-                   options: dict[str, Any], asking: bool = False, blocking: bool = False) -> Any:
+                   options: dict[str, Any], asking: bool = False, blocking: bool = False,
+                   observed: bool = False) -> Any:
         """Run one command on node `name`; every failure is handed to `policy.decide`."""
         state = self._state
+        if state.observer is not None and not observed:
+            return await self._run_observed(state.observer, name, info, slot, args, options, asking, blocking)
         budget: Budget | None = None  # built on the first failure only
         error: BaseException | None = None
         raw = bool(options) and NEVER_DECODE in options and self._decodes
@@ -359,6 +377,20 @@ class ClusterClient(AsyncRedisClusterCommands):
                             asking=asking, keyed=slot is not None)
             budget = action.budget
             name, asking = await self._apply(action, failure, st, info, slot, args, error)
+            if observed and state.observer is not None:
+                state.observer.used(name)
+
+    async def _run_observed(self, observer: Observer, name: str, info: CommandInfo, slot: int | None,
+                            args: Sequence[Any], options: dict[str, Any], asking: bool, blocking: bool) -> Any:
+        """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
+        scope = observer.command(name, args)
+        try:
+            result = await self._run(name, info, slot, args, options, asking, blocking, True)
+        except BaseException as e:
+            scope.end(e)
+            raise
+        scope.end(None)
+        return result
 
     async def _leased(self, st: AsyncNode, args: Sequence[Any], asking: bool, raw: bool) -> Any:
         """A command on a dedicated connection (blocking ones wait as long as the server does);
@@ -373,6 +405,8 @@ class ClusterClient(AsyncRedisClusterCommands):
                      args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
         """Carry out one policy action; returns where to send next and whether with ASKING."""
         state = self._state
+        if state.observer is not None:
+            state.observer.failure(action, failure, error)
         if action.drop_idle:
             st.pool.dedicated.drop_idle()
         if action.mark_failed:

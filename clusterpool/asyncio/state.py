@@ -24,6 +24,7 @@ from .. import errors
 from ..adoption import plan
 from ..agreement import View, decide
 from ..bus import EventBus
+from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
 from ..events import RefreshFailed
@@ -42,6 +43,8 @@ AsyncNode = NodeState[NodeConnections]
 
 class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
+
+    observer: Observer | None = None  # observe.py: set by client.set_observer(), read on the command path
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
                  min_gap: float = 0.2, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
