@@ -217,24 +217,26 @@ def error_type(error: BaseException) -> str:
 class _Scope:
     """One command's or batch's span, its timer and the node it went to last."""
 
-    __slots__ = ("observer", "span", "operation", "node", "start", "token", "attached")
+    __slots__ = ("observer", "span", "operation", "node", "attrs", "start", "token", "attached")
 
-    def __init__(self, observer: _OtelObserver, span: Span, operation: str, node: str,
+    def __init__(self, observer: _OtelObserver, span: Span, operation: str, node: str, attrs: dict[str, Any],
                  attached: Token[otel_context.Context] | None) -> None:
         self.observer = observer
         self.span = span
         self.operation = operation
         self.node = node
-        self.start = time.perf_counter()
+        self.attrs = attrs  # the metric's attributes: the span's first ones, shared per (operation, node)
         self.attached = attached
         self.token: Token[_Scope | None] = _current.set(self)
+        self.start = time.perf_counter()
 
     def used(self, node: str) -> None:
         if node != self.node:
             self.node = node
+            self.attrs = self.observer.attributes(self.operation, node)
             if self.span.is_recording():
-                host, port = _address(node)
-                self.span.set_attributes({"server.address": host, "server.port": port})
+                self.span.set_attributes({"server.address": self.attrs["server.address"],
+                                          "server.port": self.attrs["server.port"]})
 
     def end(self, error: BaseException | None) -> None:
         seconds = time.perf_counter() - self.start
@@ -245,13 +247,10 @@ class _Scope:
         if self.attached is not None:
             otel_context.detach(self.attached)
         span = self.span
-        attrs: dict[str, Any] = {"db.system.name": "redis", "db.operation.name": self.operation,
-                                 "db.namespace": "0"}
-        if self.node:
-            attrs["server.address"], attrs["server.port"] = _address(self.node)
+        attrs = self.attrs
         if error is not None:
             kind = error_type(error)
-            attrs["error.type"] = kind
+            attrs = {**attrs, "error.type": kind}
             if span.is_recording():
                 span.set_attribute("error.type", kind)
                 code = _status_code(error)
@@ -281,26 +280,38 @@ class _OtelObserver(Observer):
         self.instruments = instruments
         self.capture_statement = capture_statement
         self.max_length = max_length
+        self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def attributes(self, operation: str, node: str) -> dict[str, Any]:
+        """The conventions' attributes of `operation` on `node` (never changed: shared, built once)."""
+        key = (operation, node)
+        found = self._attributes.get(key)
+        if found is None:
+            found = {"db.system.name": "redis", "db.operation.name": operation, "db.namespace": "0"}
+            if node:
+                found["server.address"], found["server.port"] = _address(node)
+            if len(self._attributes) < 4096:  # bounded: command names x nodes
+                self._attributes[key] = found
+        return found
 
     def command(self, node: str, args: Sequence[Any]) -> _Scope:
         operation = command_name(args) if args else ""
-        host, port = _address(node)
-        attrs: dict[str, Any] = {"db.system.name": "redis", "db.operation.name": operation, "db.namespace": "0",
-                                 "server.address": host, "server.port": port}
+        attrs = self.attributes(operation, node)
+        span_attrs = attrs
         if self.capture_statement:
-            attrs["db.query.text"] = _statement(args, self.max_length)
-        span = self.tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attrs)
-        return _Scope(self, span, operation, node, None)
+            span_attrs = {**attrs, "db.query.text": _statement(args, self.max_length)}
+        span = self.tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=span_attrs)
+        return _Scope(self, span, operation, node, attrs, None)
 
     def batch(self, operation: str, commands: Sequence[Sequence[Any]]) -> _Scope:
-        attrs: dict[str, Any] = {"db.system.name": "redis", "db.operation.name": operation, "db.namespace": "0",
-                                 "db.operation.batch.size": len(commands)}
+        attrs = self.attributes(operation, "")
+        span_attrs: dict[str, Any] = {**attrs, "db.operation.batch.size": len(commands)}
         if self.capture_statement:
-            attrs["db.query.text"] = _statement_of_batch(commands, self.max_length)
-        span = self.tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attrs)
+            span_attrs["db.query.text"] = _statement_of_batch(commands, self.max_length)
+        span = self.tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=span_attrs)
         # made current, so the asyncio pipeline's per-command spans are its children
         attached = otel_context.attach(trace.set_span_in_context(span))
-        return _Scope(self, span, operation, "", attached)
+        return _Scope(self, span, operation, "", attrs, attached)
 
     def used(self, node: str) -> None:
         scope = _current.get()
