@@ -3,6 +3,8 @@ exporters, against real clusters: spans, their events for MOVED/ASK/retries, met
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 
@@ -193,6 +195,15 @@ def test_uninstrument_stops_spans(client, telemetry):
     inst.uninstrument()  # idempotent
 
 
+def test_clusterpool_runs_without_opentelemetry_unless_otel_is_imported():
+    # redis-py imports the SDK itself when it is installed: block it, then use both clients' modules
+    code = ("import sys; sys.modules['opentelemetry'] = None; "
+            "import clusterpool, clusterpool.asyncio, clusterpool.observe\n"
+            "try:\n    import clusterpool.otel\nexcept ImportError:\n    print('otel needs opentelemetry')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "otel needs opentelemetry"
+
+
 # ---- metrics --------------------------------------------------------------------------------
 
 def test_each_command_is_measured_in_the_duration_histogram(client, telemetry):
@@ -206,6 +217,31 @@ def test_each_command_is_measured_in_the_duration_histogram(client, telemetry):
     assert sum(p.count for p in sets) == 3
     assert sets[0].attributes["db.system.name"] == "redis"
     assert f"{sets[0].attributes['server.address']}:{sets[0].attributes['server.port']}" == client.node_for(k).name
+
+
+def test_a_failed_command_is_measured_with_its_error_type(client, telemetry):
+    k = key()
+    client.set(k, "a string")
+    telemetry.instrument(client)
+    with pytest.raises(rx.ResponseError):
+        client.lpush(k, "x")
+    (point,) = [p for p in telemetry.points("db.client.operation.duration")
+                if p.attributes["db.operation.name"] == "LPUSH"]
+    assert point.attributes["error.type"] == "redis.exceptions.ResponseError"
+
+
+def test_two_clients_on_one_meter_provider_are_both_observed(cluster, client, telemetry):
+    with ClusterClient(startup_nodes=cluster.startup_nodes, max_connections=7) as other:
+        telemetry.instrument(client)
+        telemetry.instrument(other)
+        k = key()
+        client.set(k, 1)
+        other.set(k, 1)
+        node = client.node_for(k).name
+        idle = [p.value for p in telemetry.points("db.client.connection.count")
+                if p.attributes["db.client.connection.pool.name"] == node
+                and p.attributes["db.client.connection.state"] == "idle"]
+        assert idle and idle[0] >= 2  # one idle connection of each client, summed per node
 
 
 def test_connection_counts_are_observed_per_node_and_state(client, telemetry):
@@ -249,6 +285,23 @@ def test_a_moved_hop_is_an_event_on_the_one_command_span(fresh_cluster, telemetr
         assert event.attributes["clusterpool.target"] == dst
         assert address(span) == dst  # the node used last
         assert telemetry.total("clusterpool.client.redirections", **{"clusterpool.redirect.kind": "moved"}) == 1
+
+
+@pytest.mark.slow
+def test_a_moved_hop_in_a_pipeline_is_an_event_on_the_pipeline_span(fresh_cluster, telemetry):
+    c = fresh_cluster
+    with ClusterClient(startup_nodes=c.startup_nodes) as client:
+        k = key()
+        client.set(k, "v")
+        telemetry.instrument(client)
+        dst, src = _moved_slot(c, client, k)
+        with client.pipeline() as pipe:
+            pipe.get(k)
+            assert pipe.execute() == [b"v"]
+        (span,) = telemetry.spans("PIPELINE")
+        assert [e.name for e in span.events] == ["moved"]
+        assert span.events[0].attributes["clusterpool.target"] == dst
+        assert address(span) == dst
 
 
 @pytest.mark.slow
