@@ -44,8 +44,6 @@ log = logging.getLogger("clusterpool")
 class Core(NodeBook):
     """What a client and its views share: the map, node states, discovery, background threads."""
 
-    observer: Observer | None = None  # observe.py: set by client.set_observer(), read on the command path
-
     def __init__(self, config: Config) -> None:
         self.config = config
         self.startup_nodes = list(config.startup_nodes)
@@ -60,6 +58,8 @@ class Core(NodeBook):
         self.nodes: dict[str, NodeState[ConnectionPool]] = {}  # replaced whole (copy on write)
         self.node_states = NodeStates()  # what read strategies see; replaced whole
         self.bus = EventBus()
+        # observe.py: set by client.set_observer(), read on the command path
+        self.observer: Observer | None = None
         self.refresher = Refresher(
             self.discovery.view,
             self._refresh_candidates,

@@ -44,8 +44,6 @@ AsyncNode = NodeState[NodeConnections]
 class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
-    observer: Observer | None = None  # observe.py: set by client.set_observer(), read on the command path
-
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
                  min_gap: float = 0.2, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
         """No I/O: the first command (or `connect()`) discovers the cluster."""
@@ -64,6 +62,8 @@ class ClusterState(NodeBook):
         self.nodes: dict[str, AsyncNode] = {}  # replaced whole (copy on write)
         self.node_states = NodeStates()
         self.bus = EventBus()
+        # observe.py: set by client.set_observer(), read on the command path
+        self.observer: Observer | None = None
         self.refreshes = 0
         self.last_decision = ""
         self._version = 0
