@@ -281,6 +281,7 @@ class _OtelObserver(Observer):
         self.capture_statement = capture_statement
         self.max_length = max_length
         self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._heads: dict[tuple[Any, str], tuple[str, dict[str, Any]]] = {}  # (args[0], node) -> name, attributes
 
     def attributes(self, operation: str, node: str) -> dict[str, Any]:
         """The conventions' attributes of `operation` on `node` (never changed: shared, built once)."""
@@ -295,8 +296,14 @@ class _OtelObserver(Observer):
         return found
 
     def command(self, node: str, args: Sequence[Any]) -> _Scope:
-        operation = command_name(args) if args else ""
-        attrs = self.attributes(operation, node)
+        head = args[0] if args else ""
+        found = self._heads.get((head, node))  # the common case: one dict lookup, no name to build
+        if found is None:
+            operation = command_name(args) if args else ""
+            found = (operation, self.attributes(operation, node))
+            if len(self._heads) < 4096 and isinstance(head, str | bytes):
+                self._heads[(head, node)] = found
+        operation, attrs = found
         span_attrs = attrs
         if self.capture_statement:
             span_attrs = {**attrs, "db.query.text": _statement(args, self.max_length)}
