@@ -18,6 +18,7 @@ it, a command pays one `is None` check.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -35,7 +36,7 @@ from .asyncio.client import ClusterClient as AsyncClusterClient
 from .client import ClusterClient
 from .errors import ConfigurationError
 from .events import Event, RoleChanged
-from .observe import Observer
+from .observe import Observer, Scope
 from .policy import Action, Do, Failure, Kind
 from .resp import command_name
 from .topology import PRIMARY
@@ -43,6 +44,7 @@ from .topology import PRIMARY
 __all__ = ["Instrumentation", "instrument"]
 
 SCOPE = "clusterpool"
+log = logging.getLogger("clusterpool.otel")
 # the semantic conventions' advice for db.client.operation.duration (seconds)
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 
@@ -244,6 +246,12 @@ class _Scope:
             _current.reset(self.token)
         except ValueError:  # ended in another context than it started in: leave that context alone
             pass
+        try:
+            self._finish(seconds, error)
+        except Exception:  # a tracing bug must not fail the user's command
+            log.debug("clusterpool.otel: span not ended cleanly", exc_info=True)
+
+    def _finish(self, seconds: float, error: BaseException | None) -> None:
         if self.attached is not None:
             otel_context.detach(self.attached)
         span = self.span
@@ -259,6 +267,16 @@ class _Scope:
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:512]))
         span.end()
         self.observer.instruments.duration.record(seconds, attrs)
+
+
+class _NoScope:
+    """What a command gets when its span could not be started."""
+
+    def end(self, error: BaseException | None) -> None:
+        pass
+
+
+_NO_SCOPE = _NoScope()
 
 
 def _status_code(error: BaseException) -> str:
@@ -295,7 +313,35 @@ class _OtelObserver(Observer):
                 self._attributes[key] = found
         return found
 
-    def command(self, node: str, args: Sequence[Any]) -> _Scope:
+    def command(self, node: str, args: Sequence[Any]) -> Scope:
+        try:
+            return self._command(node, args)
+        except Exception:  # a tracing bug must not fail the user's command
+            log.debug("clusterpool.otel: no span for a command", exc_info=True)
+            return _NO_SCOPE
+
+    def batch(self, operation: str, commands: Sequence[Sequence[Any]]) -> Scope:
+        try:
+            return self._batch(operation, commands)
+        except Exception:
+            log.debug("clusterpool.otel: no span for a batch", exc_info=True)
+            return _NO_SCOPE
+
+    def used(self, node: str) -> None:
+        scope = _current.get()
+        if scope is not None:
+            try:
+                scope.used(node)
+            except Exception:
+                log.debug("clusterpool.otel: node not recorded", exc_info=True)
+
+    def failure(self, action: Action, failure: Failure, error: BaseException | None) -> None:
+        try:
+            self._failure(action, failure, error)
+        except Exception:
+            log.debug("clusterpool.otel: failure not recorded", exc_info=True)
+
+    def _command(self, node: str, args: Sequence[Any]) -> _Scope:
         head = args[0] if args else ""
         found = self._heads.get((head, node))  # the common case: one dict lookup, no name to build
         if found is None:
@@ -310,7 +356,7 @@ class _OtelObserver(Observer):
         span = self.tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=span_attrs)
         return _Scope(self, span, operation, node, attrs, None)
 
-    def batch(self, operation: str, commands: Sequence[Sequence[Any]]) -> _Scope:
+    def _batch(self, operation: str, commands: Sequence[Sequence[Any]]) -> _Scope:
         attrs = self.attributes(operation, "")
         span_attrs: dict[str, Any] = {**attrs, "db.operation.batch.size": len(commands)}
         if self.capture_statement:
@@ -320,12 +366,7 @@ class _OtelObserver(Observer):
         attached = otel_context.attach(trace.set_span_in_context(span))
         return _Scope(self, span, operation, "", attrs, attached)
 
-    def used(self, node: str) -> None:
-        scope = _current.get()
-        if scope is not None:
-            scope.used(node)
-
-    def failure(self, action: Action, failure: Failure, error: BaseException | None) -> None:
+    def _failure(self, action: Action, failure: Failure, error: BaseException | None) -> None:
         kind = failure.kind
         node = failure.node
         ins = self.instruments

@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from redis import exceptions as rx
 from redis.backoff import EqualJitterBackoff
@@ -193,6 +194,24 @@ def test_uninstrument_stops_spans(client, telemetry):
     assert [s.name for s in telemetry.spans()] == ["SET"]
     assert client.observer is None
     inst.uninstrument()  # idempotent
+
+
+class _BrokenTracer(trace.NoOpTracer):
+    def start_span(self, *args, **kwargs):
+        raise RuntimeError("a tracing bug")
+
+
+class _BrokenProvider(trace.NoOpTracerProvider):
+    def get_tracer(self, *args, **kwargs):
+        return _BrokenTracer()
+
+
+def test_a_broken_tracer_never_fails_a_command(client, telemetry):
+    otel.instrument(client, _BrokenProvider(), telemetry.meter_provider)
+    k = key()
+    assert client.set(k, "v") is True
+    with client.pipeline() as pipe:
+        assert pipe.get(k).execute() == [b"v"]
 
 
 def test_clusterpool_runs_without_opentelemetry_unless_otel_is_imported():
