@@ -366,3 +366,29 @@ def test_a_failover_shows_retry_events_on_the_command_and_is_counted(fresh_clust
         poll(lambda: telemetry.total("clusterpool.client.failovers") >= 1, what="a failover counted")
         assert telemetry.total("clusterpool.client.topology.refreshes") >= 1
         assert telemetry.total("clusterpool.client.retries") >= len(retries)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_timeouts_on_a_paused_node_are_counted_and_end_the_span_with_the_timeout(fresh_cluster, telemetry):
+    from redis.backoff import NoBackoff
+
+    c = fresh_cluster
+    with ClusterClient(startup_nodes=c.startup_nodes, retry=Retry(NoBackoff(), 1), socket_timeout=0.3,
+                       socket_connect_timeout=0.3) as client:
+        k = key()
+        client.set(k, "v")
+        node = client.node_for(k)
+        telemetry.instrument(client)
+        c.pause(node.port)
+        try:
+            with pytest.raises(rx.TimeoutError):
+                client.get(k)
+        finally:
+            c.resume(node.port)
+        (span,) = telemetry.spans("GET")
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes["error.type"] == "redis.exceptions.TimeoutError"
+        assert [e.attributes["clusterpool.reason"] for e in span.events] == ["timeout", "timeout"]
+        assert span.events[-1].name == "give_up"
+        assert telemetry.total("clusterpool.client.timeouts", **{"server.port": node.port}) == 2
