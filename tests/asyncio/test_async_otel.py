@@ -145,3 +145,23 @@ async def test_a_moved_hop_is_an_event_on_the_one_command_span(fresh_cluster, te
     assert [e.name for e in span.events] == ["moved"]
     assert span.events[0].attributes["clusterpool.target"] == f"{c.host}:{dst}"
     assert address(span) == f"{c.host}:{dst}"
+
+
+@pytest.mark.slow
+async def test_an_ask_during_a_migration_is_an_event_and_the_span_names_the_importing_node(fresh_cluster, telemetry):
+    c = fresh_cluster
+    k = _key("ask")
+    async with ClusterClient(startup_nodes=c.startup_nodes) as client:
+        await client.set(k, "v")
+        telemetry.instrument(client)
+        slot = clusterpool.key_slot(k.encode())
+        src = c.slot_owner(slot)
+        dst = next(p for p in c.primaries() if p != src)
+        c.begin_migration(slot, dst)
+        c.migrate_keys(slot, dst)  # the key now lives on dst; src answers ASK
+        assert await client.get(k) == b"v"
+    (span,) = telemetry.spans("GET")
+    assert [e.name for e in span.events] == ["ask"]
+    assert address(span) == f"{c.host}:{dst}"
+    assert sum(p.value for p in telemetry.points("clusterpool.client.redirections")
+               if p.attributes["clusterpool.redirect.kind"] == "ask") == 1
