@@ -19,16 +19,14 @@ it, a command pays one `is None` check.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from . import __version__
@@ -37,6 +35,7 @@ from .client import ClusterClient
 from .errors import ConfigurationError
 from .events import Event, RoleChanged
 from .observe import Observer, Scope
+from .otelmetrics import Instruments, instruments_for
 from .policy import Action, Do, Failure, Kind
 from .resp import command_name
 from .topology import PRIMARY
@@ -45,8 +44,6 @@ __all__ = ["Instrumentation", "instrument"]
 
 SCOPE = "clusterpool"
 log = logging.getLogger("clusterpool.otel")
-# the semantic conventions' advice for db.client.operation.duration (seconds)
-DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 
 AnyClient = ClusterClient | AsyncClusterClient
 
@@ -65,7 +62,7 @@ def instrument(client: AnyClient, tracer_provider: TracerProvider | None = None,
         raise ConfigurationError("this client (or a view of it) is instrumented already: uninstrument() it first")
     tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
     meter = metrics.get_meter(SCOPE, __version__, meter_provider)
-    inst = Instrumentation(client, tracer, _instruments(meter), capture_statement, statement_max_length)
+    inst = Instrumentation(client, tracer, instruments_for(meter), capture_statement, statement_max_length)
     inst._start()
     return inst
 
@@ -73,7 +70,7 @@ def instrument(client: AnyClient, tracer_provider: TracerProvider | None = None,
 class Instrumentation:
     """The installed instrumentation of one client and its views; `uninstrument()` removes it."""
 
-    def __init__(self, client: AnyClient, tracer: trace.Tracer, instruments: _Instruments,
+    def __init__(self, client: AnyClient, tracer: trace.Tracer, instruments: Instruments,
                  capture_statement: bool, statement_max_length: int) -> None:
         self.client = client
         self.capture_statement = capture_statement
@@ -134,75 +131,6 @@ class Instrumentation:
             s = conns.stats()
             d = s.dedicated
             yield node.name, len(s.shared) + d.leased, d.idle, sum(m.pending for m in s.shared)
-
-
-class _Instruments:
-    """One meter's instruments, made once per meter: the SDK keeps only the first callback
-    registered under a name, so the observable ones read every instrumented client."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.duration = meter.create_histogram(
-            "db.client.operation.duration", unit="s", description="Duration of database client operations.",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
-        self.redirections = meter.create_counter(
-            "clusterpool.client.redirections", unit="{redirection}", description="MOVED and ASK replies followed.")
-        self.retries = meter.create_counter(
-            "clusterpool.client.retries", unit="{retry}",
-            description="Attempts that failed and were retried or given up (TRYAGAIN, CLUSTERDOWN, LOADING, broken connections, timeouts).")
-        self.timeouts = meter.create_counter(
-            "clusterpool.client.timeouts", unit="{timeout}", description="Attempts that timed out.")
-        self.refreshes = meter.create_counter(
-            "clusterpool.client.topology.refreshes", unit="{refresh}", description="New slot maps adopted.")
-        self.failovers = meter.create_counter(
-            "clusterpool.client.failovers", unit="{failover}", description="Replicas seen promoted to primary.")
-        self._clients: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
-        self._lock = threading.Lock()
-        meter.create_observable_up_down_counter(
-            "db.client.connection.count", callbacks=[self._connection_count], unit="{connection}",
-            description="Connections per node and state (idle or used).")
-        meter.create_observable_up_down_counter(
-            "db.client.connection.pending_requests", callbacks=[self._pending], unit="{request}",
-            description="Requests written or queued on a node's shared connections and waiting for their reply (asyncio).")
-
-    def add(self, inst: Instrumentation) -> None:
-        with self._lock:
-            self._clients.add(inst)
-
-    def discard(self, inst: Instrumentation) -> None:
-        with self._lock:
-            self._clients.discard(inst)
-
-    def _counts(self) -> list[tuple[str, int, int, int]]:
-        with self._lock:
-            clients = list(self._clients)
-        out: list[tuple[str, int, int, int]] = []
-        for inst in clients:
-            try:
-                out.extend(inst.connection_counts())
-            except Exception:  # a closed client, a map being swapped: skip it this round
-                continue
-        return out
-
-    def _connection_count(self, options: CallbackOptions) -> Iterable[Observation]:
-        for node, used, idle, _ in self._counts():
-            yield Observation(used, {"db.client.connection.pool.name": node, "db.client.connection.state": "used"})
-            yield Observation(idle, {"db.client.connection.pool.name": node, "db.client.connection.state": "idle"})
-
-    def _pending(self, options: CallbackOptions) -> Iterable[Observation]:
-        for node, _, _, pending in self._counts():
-            yield Observation(pending, {"db.client.connection.pool.name": node})
-
-
-_by_meter: weakref.WeakKeyDictionary[Meter, _Instruments] = weakref.WeakKeyDictionary()
-_by_meter_lock = threading.Lock()
-
-
-def _instruments(meter: Meter) -> _Instruments:
-    with _by_meter_lock:
-        found = _by_meter.get(meter)
-        if found is None:
-            found = _by_meter[meter] = _Instruments(meter)
-        return found
 
 
 def _address(node: str) -> tuple[str, int]:
@@ -292,7 +220,7 @@ def _status_code(error: BaseException) -> str:
 class _OtelObserver(Observer):
     """observe.Observer with OpenTelemetry spans and instruments."""
 
-    def __init__(self, tracer: trace.Tracer, instruments: _Instruments, capture_statement: bool,
+    def __init__(self, tracer: trace.Tracer, instruments: Instruments, capture_statement: bool,
                  max_length: int) -> None:
         self.tracer = tracer
         self.instruments = instruments
