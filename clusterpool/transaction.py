@@ -192,8 +192,6 @@ class TransactionMixin:
             else:
                 name = target or client.pick_node(core.ensure(), slot, False).name
                 st = core.state(name)
-            if core.observer is not None:
-                core.observer.used(name)
                 conn = None
                 if not (st.open_until and not st.available()):
                     conn = st.pool.acquire()
@@ -201,6 +199,8 @@ class TransactionMixin:
                     if not fresh:
                         st.pool.validate(conn)  # a transaction writes: never send it on a dead socket
                         fresh = conn._sock is None
+            if core.observer is not None:
+                core.observer.used(name)
             if conn is None:
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
