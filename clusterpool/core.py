@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
 from redis.connection import AbstractConnection
@@ -34,6 +34,9 @@ from .readfrom import NodeStates
 from .adoption import plan
 from .refresh import Candidates, Refresher, candidates
 from .topology import REPLICA, Topology
+
+if TYPE_CHECKING:
+    from .observe import Observer
 
 log = logging.getLogger("clusterpool")
 
@@ -55,6 +58,8 @@ class Core(NodeBook):
         self.nodes: dict[str, NodeState[ConnectionPool]] = {}  # replaced whole (copy on write)
         self.node_states = NodeStates()  # what read strategies see; replaced whole
         self.bus = EventBus()
+        # observe.py: set by client.set_observer(), read on the command path
+        self.observer: Observer | None = None
         self.refresher = Refresher(
             self.discovery.view,
             self._refresh_candidates,

@@ -252,6 +252,19 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Run the queued commands; replies in queue order. Errors raise, or are returned in place."""
+        observer = self._client.core.observer
+        if observer is None or not (self._queue or self._transaction):
+            return self._execute(raise_on_error)
+        scope = observer.batch("MULTI" if self._transaction else "PIPELINE", [q.args for q in self._queue])
+        try:
+            results = self._execute(raise_on_error)
+        except BaseException as e:
+            scope.end(e)
+            raise
+        scope.end(None)
+        return results
+
+    def _execute(self, raise_on_error: bool) -> list[Any]:
         queue, self._queue = self._queue, []
         try:
             if self._transaction:
@@ -300,6 +313,8 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         """Write one node's batch; None (and the batch in `failed`) when it could not be written."""
         client = self._client
         st = client.core.state(name)
+        if client.core.observer is not None:
+            client.core.observer.used(name)
         if st.open_until and not st.available():  # breaker open: not tried, as on the plain path
             failed.extend((q, Failure(Kind.BREAKER_OPEN, name), None) for q in group)
             return None

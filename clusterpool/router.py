@@ -31,6 +31,7 @@ from .topology import Node, Shard, Topology
 if TYPE_CHECKING:
     from .core import Core
     from .node import NodeState
+    from .observe import Observer
     from .tracing import CommandHook
 
 T = TypeVar("T")
@@ -101,9 +102,11 @@ class RouterMixin:
             core.wait_for_change(t.version if t is not None else 0, remaining)
 
     def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-             options: dict[str, Any], asking: bool = False) -> Any:
+             options: dict[str, Any], asking: bool = False, observed: bool = False) -> Any:
         """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out."""
         core = self.core
+        if core.observer is not None and not observed:
+            return self._run_observed(core.observer, node, info, slot, args, options, asking)
         budget: Budget | None = None  # built on the first failure only: the hot path never pays for it
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
@@ -167,6 +170,8 @@ class RouterMixin:
                             on_replica=st.readonly, asking=asking, keyed=slot is not None)
             budget = action.budget
             name, asking = self._apply(action, failure, st, info, slot, args, last_error)
+            if observed and core.observer is not None:
+                core.observer.used(name)
 
     def _apply(self, action: Action, failure: Failure, st: NodeState, info: CommandInfo, slot: int | None,
                args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:
@@ -190,6 +195,8 @@ class RouterMixin:
     def note_failure(self, action: Action, failure: Failure, st: NodeState, error: BaseException | None) -> None:
         """An action's effects on shared state: the node's breaker and pool, the map, a refresh."""
         core = self.core
+        if core.observer is not None:
+            core.observer.failure(action, failure, error)
         if action.drop_idle:
             st.pool.disconnect_all()
         if action.mark_failed:
@@ -206,15 +213,37 @@ class RouterMixin:
         """The error a RAISE action stands for, chained to the reply or failure that caused it."""
         return give_up_error(action, failure, st.failures, slot, args, error)
 
+    def _run_observed(self, observer: Observer, node: Node | str, info: CommandInfo, slot: int | None,
+                      args: Sequence[Any], options: dict[str, Any], asking: bool) -> Any:
+        """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
+        scope = observer.command(node if isinstance(node, str) else node.name, args)
+        try:
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, True)
+        except BaseException as e:
+            scope.end(e)
+            raise
+        scope.end(None)
+        return result
+
+    def set_observer(self, observer: Observer | None) -> Observer | None:
+        """Install (None: remove) the observer of this client and all its views; returns the previous one."""
+        previous, self.core.observer = self.core.observer, observer
+        return previous
+
+    @property
+    def observer(self) -> Observer | None:
+        """The installed observer (clusterpool.otel's, say), or None."""
+        return self.core.observer
+
     def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-                    options: dict[str, Any], asking: bool = False) -> Any:
+                    options: dict[str, Any], asking: bool = False, observed: bool = False) -> Any:
         """`_run` with the command hook called once per command (installed only when a hook is set)."""
         hook = self._hook
         assert hook is not None
         name = node if isinstance(node, str) else node.name
         start = time.perf_counter()
         try:
-            result = RouterMixin._run(self, node, info, slot, args, options, asking)
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, observed)
         except BaseException as e:
             hook(name, command_name(args), time.perf_counter() - start, e)
             raise

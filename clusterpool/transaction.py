@@ -178,6 +178,8 @@ class TransactionMixin:
                     if not fresh:
                         st.pool.validate(conn)  # a transaction writes: never send it on a dead socket
                         fresh = conn._sock is None
+            if core.observer is not None:
+                core.observer.used(name)
             if conn is None:
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:

@@ -18,7 +18,8 @@ reported.
     .venv/bin/python scripts/bench.py --profile       # + cProfile of 20k clusterpool GETs
 
 Scenarios (``--only`` takes a comma-separated list): seq, threads, replica,
-pipeline, mget, construct, keyslot, memory.
+pipeline, mget, construct, keyslot, memory, otel (GETs with clusterpool.otel off, on
+with OpenTelemetry's no-op providers, and on with the SDK's; needs the otel extra).
 
 Two more columns appear when they can: valkey-glide's sync client
 (``pip install clusterpool[bench]``, package ``valkey-glide-sync``) in seq,
@@ -66,7 +67,8 @@ from clusterpool import ClusterClient  # noqa: E402
 from clusterpool.slots import key_slot  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
 
-SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory")
+SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory", "otel")
+OTEL_OFF, OTEL_NOOP, OTEL_SDK = "otel off", "otel no-op", "otel sdk"
 CP, RC, PLAIN = "clusterpool", "RedisCluster", "plain Redis"
 GLIDE, WIRE = "glide", "redis-benchmark"
 RAW = "raw socket"  # a bare Python socket + hiredis loop: no client
@@ -633,6 +635,43 @@ class Bench:
         self.record("keyslot", f"key -> slot, {n:,} keys", "keys/s", samples,
                     {"cp/redis.crc": (CP, "redis.crc")})
 
+    def otel(self) -> None:
+        """Single GETs on three clients: never instrumented (the hot path's one `is None`
+        check), instrumented with the API's no-op providers, and with the SDK's (spans are
+        recorded, then dropped: no exporter; metrics aggregated, never read)."""
+        n = self.ops
+        self.log(f"otel: {n} GETs, clusterpool.otel off / no-op providers / SDK providers, x{self.repeat}")
+        try:
+            from opentelemetry.metrics import NoOpMeterProvider
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.trace import NoOpTracerProvider
+
+            from clusterpool import otel
+        except ImportError:
+            self.log("  -> skipped: pip install clusterpool[otel] opentelemetry-sdk")
+            return
+        env = self.env
+        off, noop, sdk = env.new_cp(), env.new_cp(), env.new_cp()
+        otel.instrument(noop, NoOpTracerProvider(), NoOpMeterProvider())
+        otel.instrument(sdk, TracerProvider(), MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        clients = [(OTEL_OFF, off), (OTEL_NOOP, noop), (OTEL_SDK, sdk)]
+        samples: dict[str, list[float]] = {name: [] for name, _ in clients}
+        try:
+            for _name, c in clients:
+                get_ops(c.get, env.keys, 400)
+            for _ in range(self.repeat):
+                for name, c in clients:
+                    samples[name].append(get_ops(c.get, env.keys, n))
+        finally:
+            for _name, c in clients:
+                c.close()
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        per_get = {f"{k} us/GET": 1e6 / v for k, v in med.items()}
+        self.record("otel", "GET, clusterpool.otel off / no-op / SDK", "ops/s", samples,
+                    {"noop/off": (OTEL_NOOP, OTEL_OFF), "sdk/off": (OTEL_SDK, OTEL_OFF)}, extra=per_get)
+
     def memory(self) -> None:
         n = self.args.memory_ops
         self.log(f"memory: construct + {n} ops under tracemalloc, x{self.repeat}")
@@ -716,6 +755,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         med, unit, na = r["median"], r["unit"], r["na"]
         if sc == "replica":
             cells = [f"{_fmt(med.get('replica'))} (reader) / {_fmt(med.get('primary'))} (primary)", "-", "-", "-", "-", "-"]
+        elif sc == "otel":
+            cells = [" / ".join(_fmt(med.get(k)) for k in (OTEL_OFF, OTEL_NOOP, OTEL_SDK)) + " (off / no-op / sdk)",
+                     "-", "-", "-", "-", "-"]
         elif sc == "keyslot":
             cells = [_fmt(med.get(CP)), f"{_fmt(med.get('redis.crc'))} (redis.crc)", "-", "-", "-", "-"]
         else:

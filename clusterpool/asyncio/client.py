@@ -36,6 +36,7 @@ from redis.event import EventDispatcher
 
 from .. import errors
 from ..commands import CommandInfo, CommandTable
+from ..observe import Observer
 from ..config import Config, backoff_of
 from ..dropin import composed_callbacks
 from ..fanout import Via, fanout_nodes, route, target_nodes, write_refused
@@ -218,7 +219,16 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
                    blocking_timeout=blocking_timeout, thread_local=thread_local,
                    raise_on_release_error=raise_on_release_error)
 
-    # ---- redis-py helpers --------------------------------------------------------------
+    def set_observer(self, observer: Observer | None) -> Observer | None:
+        """Install (None: remove) the observer of this client and all its views; returns the previous one."""
+        previous, self._state.observer = self._state.observer, observer
+        return previous
+
+    @property
+    def observer(self) -> Observer | None:
+        """The installed observer (clusterpool.otel's, say), or None."""
+        return self._state.observer
+
 
     def get_encoder(self) -> Encoder:
         return self.encoder
@@ -318,9 +328,12 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
     # ---- one command, through policy.decide -------------------------------------------
 
     async def _run(self, name: str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-                   options: dict[str, Any], asking: bool = False, blocking: bool = False) -> Any:
+                   options: dict[str, Any], asking: bool = False, blocking: bool = False,
+                   observed: bool = False) -> Any:
         """Run one command on node `name`; every failure is handed to `policy.decide`."""
         state = self._state
+        if state.observer is not None and not observed:
+            return await self._run_observed(state.observer, name, info, slot, args, options, asking, blocking)
         budget: Budget | None = None  # built on the first failure only
         error: BaseException | None = None
         raw = bool(options) and NEVER_DECODE in options and self._decodes
@@ -369,6 +382,20 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
                             asking=asking, keyed=slot is not None)
             budget = action.budget
             name, asking = await self._apply(action, failure, st, info, slot, args, error)
+            if observed and state.observer is not None:
+                state.observer.used(name)
+
+    async def _run_observed(self, observer: Observer, name: str, info: CommandInfo, slot: int | None,
+                            args: Sequence[Any], options: dict[str, Any], asking: bool, blocking: bool) -> Any:
+        """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
+        scope = observer.command(name, args)
+        try:
+            result = await self._run(name, info, slot, args, options, asking, blocking, True)
+        except BaseException as e:
+            scope.end(e)
+            raise
+        scope.end(None)
+        return result
 
     async def _leased(self, st: AsyncNode, args: Sequence[Any], asking: bool, raw: bool) -> Any:
         """A command on a dedicated connection (blocking ones wait as long as the server does);
@@ -405,6 +432,8 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
     def note_failure(self, action: Action, failure: Failure, st: AsyncNode, error: BaseException | None) -> None:
         """What a policy action says about the cluster, applied whatever the command does next."""
         state = self._state
+        if state.observer is not None:
+            state.observer.failure(action, failure, error)
         if action.drop_idle:
             st.pool.dedicated.drop_idle()
         if action.mark_failed:

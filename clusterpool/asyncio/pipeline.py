@@ -18,11 +18,15 @@ from redis.commands import AsyncRedisClusterCommands
 from redis.event import EventDispatcher
 
 from ..errors import ConfigurationError
+from ..observe import Observer
 
 class Executor(Protocol):
     """What the pipeline needs of its client (the asyncio ClusterClient)."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+    @property
+    def observer(self) -> Observer | None: ...
 
 
 class ClusterPipeline(AsyncRedisClusterCommands):
@@ -52,6 +56,19 @@ class ClusterPipeline(AsyncRedisClusterCommands):
         queue, self._queue = self._queue, []
         if not queue:
             return []
+        observer = self.client.observer
+        if observer is None:
+            return await self._send(queue, raise_on_error)
+        scope = observer.batch("PIPELINE", [a for a, _ in queue])  # each command gets its own scope inside
+        try:
+            replies = await self._send(queue, raise_on_error)
+        except BaseException as e:
+            scope.end(e)
+            raise
+        scope.end(None)
+        return replies
+
+    async def _send(self, queue: list[tuple[tuple[Any, ...], dict[str, Any]]], raise_on_error: bool) -> list[Any]:
         replies = await asyncio.gather(*(self.client.execute_command(*a, **kw) for a, kw in queue),
                                        return_exceptions=True)
         for r in replies:

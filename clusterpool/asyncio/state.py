@@ -24,6 +24,7 @@ from .. import errors
 from ..adoption import plan
 from ..agreement import View, decide
 from ..bus import EventBus
+from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
 from ..events import RefreshFailed
@@ -62,6 +63,8 @@ class ClusterState(NodeBook):
         self.nodes: dict[str, AsyncNode] = {}  # replaced whole (copy on write)
         self.node_states = NodeStates()
         self.bus = EventBus()
+        # observe.py: set by client.set_observer(), read on the command path
+        self.observer: Observer | None = None
         self.refreshes = 0
         self.refresh_requests = 0
         self.commands = CommandLookup()  # COMMAND INFO for commands the shipped specs lack

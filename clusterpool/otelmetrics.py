@@ -1,0 +1,98 @@
+"""The OpenTelemetry instruments of clusterpool.otel, made once per meter.
+
+Why once: the SDK keeps only the first callback registered under an observable
+instrument's name, so two instrumented clients on one meter share one set of instruments
+and the observable ones read every client registered with them.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Protocol
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+# the semantic conventions' advice for db.client.operation.duration (seconds)
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
+
+class Counted(Protocol):
+    """An instrumented client, as the observable instruments read it."""
+
+    def connection_counts(self) -> Iterable[tuple[str, int, int, int]]:
+        """(node, used, idle, pending) for each node the client has connections to."""
+        ...
+
+
+class Instruments:
+    """One meter's instruments, made once per meter: the SDK keeps only the first callback
+    registered under a name, so the observable ones read every instrumented client."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.duration = meter.create_histogram(
+            "db.client.operation.duration", unit="s", description="Duration of database client operations.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
+        self.redirections = meter.create_counter(
+            "clusterpool.client.redirections", unit="{redirection}", description="MOVED and ASK replies followed.")
+        self.retries = meter.create_counter(
+            "clusterpool.client.retries", unit="{retry}",
+            description="Attempts that failed and were retried or given up (TRYAGAIN, CLUSTERDOWN, LOADING, broken connections, timeouts).")
+        self.timeouts = meter.create_counter(
+            "clusterpool.client.timeouts", unit="{timeout}", description="Attempts that timed out.")
+        self.refreshes = meter.create_counter(
+            "clusterpool.client.topology.refreshes", unit="{refresh}", description="New slot maps adopted.")
+        self.failovers = meter.create_counter(
+            "clusterpool.client.failovers", unit="{failover}", description="Replicas seen promoted to primary.")
+        self._clients: weakref.WeakSet[Counted] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        meter.create_observable_up_down_counter(
+            "db.client.connection.count", callbacks=[self._connection_count], unit="{connection}",
+            description="Connections per node and state (idle or used).")
+        meter.create_observable_up_down_counter(
+            "db.client.connection.pending_requests", callbacks=[self._pending], unit="{request}",
+            description="Requests written or queued on a node's shared connections and waiting for their reply (asyncio).")
+
+    def add(self, inst: Counted) -> None:
+        with self._lock:
+            self._clients.add(inst)
+
+    def discard(self, inst: Counted) -> None:
+        with self._lock:
+            self._clients.discard(inst)
+
+    def _counts(self) -> list[tuple[str, int, int, int]]:
+        with self._lock:
+            clients = list(self._clients)
+        out: list[tuple[str, int, int, int]] = []
+        for inst in clients:
+            try:
+                out.extend(inst.connection_counts())
+            except Exception:  # a closed client, a map being swapped: skip it this round
+                continue
+        return out
+
+    def _connection_count(self, options: CallbackOptions) -> Iterable[Observation]:
+        for node, used, idle, _ in self._counts():
+            yield Observation(used, {"db.client.connection.pool.name": node, "db.client.connection.state": "used"})
+            yield Observation(idle, {"db.client.connection.pool.name": node, "db.client.connection.state": "idle"})
+
+    def _pending(self, options: CallbackOptions) -> Iterable[Observation]:
+        for node, _, _, pending in self._counts():
+            yield Observation(pending, {"db.client.connection.pool.name": node})
+
+
+_by_meter: weakref.WeakKeyDictionary[Meter, Instruments] = weakref.WeakKeyDictionary()
+_by_meter_lock = threading.Lock()
+
+
+def instruments_for(meter: Meter) -> Instruments:
+    """The instruments of `meter`, made on first use."""
+    with _by_meter_lock:
+        found = _by_meter.get(meter)
+        if found is None:
+            found = _by_meter[meter] = Instruments(meter)
+        return found
+
+
