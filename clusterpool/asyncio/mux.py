@@ -1,11 +1,14 @@
 """An auto-pipelined connection to one node, shared by any number of tasks.
 
 How this works: a caller's command is packed at once (bad arguments fail in the caller,
-before anything is queued) and appended to a write queue with a fresh future. ONE writer
-task takes the whole queue when it next runs, so every command issued in the same
-event-loop iteration leaves in ONE socket write; it does not wait for earlier replies
-before writing more. Just before writing it moves each command's future to the FIFO of
-reply slots. ONE reader task reads replies continuously and resolves the FIFO head.
+before anything is queued) and appended to a write queue with a fresh future. A flush
+scheduled for the next loop iteration (call_soon) takes the whole queue, so every command
+issued in the same event-loop iteration leaves in ONE socket write; it does not wait for
+earlier replies before writing more. When the caller of `execute()` is the last thing the
+loop runs in this iteration (no other callback is ready, so nobody else can add to this
+write) and no write waits for the socket to drain, it flushes at once itself, saving the
+loop iteration. Just before writing, the flush moves each command's future to the FIFO
+of reply slots. ONE reader task reads replies continuously and resolves the FIFO head.
 
   * Cancelled or timed-out callers abandon their future. A command still queued is then
     dropped before the write; one already written keeps its FIFO slot, and its reply is
@@ -19,6 +22,8 @@ reply slots. ONE reader task reads replies continuously and resolves the FIFO he
     A broken connection never reconnects; the node's connection set replaces it.
   * Per-command timeouts are timers on the caller's future; the socket has none, so a
     slow reply costs its caller only.
+  * A flush whose bytes the socket did not take (more than the transport's high-water
+    mark buffered) starts a drain task; until it is done, commands wait in the queue.
 """
 
 from __future__ import annotations
@@ -140,11 +145,15 @@ class MuxConnection:
         self._timeout = settings.socket_timeout
         self._queue: list[_Unit] = []
         self._fifo: deque[asyncio.Future[Any] | None] = deque()
-        self._wake = asyncio.Event()
+        # redis-py keeps its StreamWriter private; the flush writes to it without a coroutine
+        self._stream: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+        self._high = self._stream.transport.get_write_buffer_limits()[1]
+        self._ready: Any = getattr(self._loop, "_ready", None)  # asyncio's ready queue (None: uvloop)
+        self._flush_handle: asyncio.Handle | None = None
+        self._drainer: asyncio.Task[None] | None = None
         self._state = State.OPEN
         self._error: BaseException | None = None
         self._writes = self._commands = self._replies = self._dropped = self._skipped = 0
-        self._writer = asyncio.create_task(self._guard(self._write_loop()), name=f"mux-write {self.name}")
         self._reader = asyncio.create_task(self._guard(self._read_loop()), name=f"mux-read {self.name}")
         self._teardown: asyncio.Task[None] | None = None
 
@@ -187,14 +196,23 @@ class MuxConnection:
 
     # ---- commands --------------------------------------------------------------------
 
-    def submit(self, args: Sequence[Any], *, asking: bool = False) -> asyncio.Future[Any]:
+    def submit(self, args: Sequence[Any], *, asking: bool = False,
+               timeout: float | None = None) -> asyncio.Future[Any]:
         """Queue one command (ASKING first when `asking`) and return the future of its reply.
 
-        The caller must await the future (or cancel it to abandon the command).
+        For callers that issue many commands before awaiting any (pipelines): all of them
+        leave in one write. The caller must await the future (or cancel it to abandon the
+        command). `timeout` (DEFAULT: the settings' socket_timeout) fails it with
+        CommandTimeoutError; None (the default here) waits for ever.
         """
-        return self._enqueue(args, asking).future
+        unit = self._enqueue(args, asking, False)
+        t = self._timeout if timeout is DEFAULT else timeout
+        if t is not None:
+            timer = self._loop.call_later(t, _expire, unit, t, self.name)
+            unit.future.add_done_callback(lambda _: timer.cancel())
+        return unit.future
 
-    def _enqueue(self, args: Sequence[Any], asking: bool) -> _Unit:
+    def _enqueue(self, args: Sequence[Any], asking: bool, now: bool) -> _Unit:
         if self._state is not State.OPEN:
             raise self._lost_error(sent=False)
         if not args:
@@ -203,9 +221,19 @@ class MuxConnection:
         data = pack(self._conn, args)
         fut = self._loop.create_future()
         unit = _Unit(_ASKING + data, fut, 2) if asking else _Unit(data, fut, 1)
-        self._queue.append(unit)
-        if len(self._queue) == 1:
-            self._wake.set()
+        queue = self._queue
+        queue.append(unit)
+        if self._drainer is not None:
+            return unit  # the drain task flushes when the socket has taken the last write
+        handle = self._flush_handle
+        if now:
+            ready = self._ready
+            # nothing else runs in this loop iteration (our own scheduled flush aside): write now
+            if ready is not None and len(ready) == (0 if handle is None else 1):
+                self._flush()
+                return unit
+        if handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
         return unit
 
     async def execute(self, *args: Any, asking: bool = False, timeout: float | None = DEFAULT) -> Any:
@@ -214,7 +242,7 @@ class MuxConnection:
         `timeout` (default: the settings' socket_timeout; None waits for ever) raises
         CommandTimeoutError; error replies raise redis-py's ResponseError family.
         """
-        unit = self._enqueue(args, asking)
+        unit = self._enqueue(args, asking, True)
         fut = unit.future
         t = self._timeout if timeout is DEFAULT else timeout
         if t is None:
@@ -225,31 +253,44 @@ class MuxConnection:
         finally:
             timer.cancel()
 
-    # ---- the two tasks ---------------------------------------------------------------
+    # ---- writing and reading ---------------------------------------------------------
 
-    async def _write_loop(self) -> None:
-        conn, fifo = self._conn, self._fifo
-        while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
+    def _flush(self) -> None:
+        """Write the whole queue in one write (the scheduled callback, or a caller at once)."""
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()  # a no-op when it is this very callback
+        if self._state is not State.OPEN:
+            return
+        batch, self._queue = self._queue, []
+        fifo = self._fifo
+        chunks = []
+        for unit in batch:
+            if unit.future.done():  # its caller gave up before the write
+                self._skipped += 1
                 continue
-            batch, self._queue = self._queue, []
-            chunks = []
-            for unit in batch:
-                if unit.future.done():  # its caller gave up before the write
-                    self._skipped += 1
-                    continue
-                unit.sent = True
-                if unit.replies == 2:
-                    fifo.append(None)
-                fifo.append(unit.future)
-                chunks.append(unit.data)
-            if not chunks:
-                continue
-            self._writes += 1
-            self._commands += len(chunks)
-            await conn.send_packed_command([b"".join(chunks)], check_health=False)
+            unit.sent = True
+            if unit.replies == 2:
+                fifo.append(None)
+            fifo.append(unit.future)
+            chunks.append(unit.data)
+        if not chunks:
+            return
+        self._writes += 1
+        self._commands += len(chunks)
+        try:
+            stream = self._stream
+            stream.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if stream.transport.get_write_buffer_size() > self._high:
+                self._drainer = self._loop.create_task(self._guard(self._drain()), name=f"mux-drain {self.name}")
+        except Exception as e:  # noqa: BLE001 - a failed write breaks the connection
+            self._break(e, State.BROKEN)
+
+    async def _drain(self) -> None:
+        await self._stream.drain()
+        self._drainer = None
+        if self._queue:
+            self._flush()
 
     async def _read_loop(self) -> None:
         conn, fifo = self._conn, self._fifo
@@ -310,10 +351,14 @@ class MuxConnection:
 
     async def _shutdown(self) -> None:
         current = asyncio.current_task()
-        for task in (self._writer, self._reader):
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()
+        tasks = [t for t in (self._reader, self._drainer) if t is not None]
+        for task in tasks:
             if task is not current:
                 task.cancel()
-        await asyncio.gather(self._writer, self._reader, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await close_connection(self._conn)
 
     async def aclose(self) -> None:
