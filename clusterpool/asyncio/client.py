@@ -48,8 +48,10 @@ from ..routes import merges, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node, Shard, Topology
 from .errors import CommandTimeoutError, LostConnectionError
+from .mux import MuxConnection
 from .nodeset import NodeConnections
-from .pipeline import ClusterPipeline
+from .pipeline import ClusterPipeline, Started
+from .settings import DEFAULT
 from .state import AsyncNode, ClusterState
 
 # Commands that hold their connection until the server answers: never on a shared connection.
@@ -218,27 +220,72 @@ class ClusterClient(AsyncRedisClusterCommands):
         topo = state.topology
         if topo is None:
             topo = await state.ensure()
-        table = state.table
+        hit = self._single(topo, args, options)
+        if hit is None:
+            return await self._dispatch(args, options)
+        info, slot, node = hit
+        if node is None:
+            node = await self._pick(topo, slot, info.readonly)
+        return await self._run(node.name, info, slot, args, options)
+
+    def _single(self, topo: Topology, args: Sequence[Any],
+                options: dict[str, Any]) -> tuple[CommandInfo, int, Node | None] | None:
+        """A plain single-key command's info, slot and node (None: the slot has no primary
+        in the map); None for anything else (`_dispatch` routes it)."""
+        table = self._state.table
         assert table is not None
         cached = table.resolved.get(args[0])
-        if cached is not None and not cached[1] and "target_nodes" not in options:
-            info = cached[0]
-            idx = info.single_key
-            if idx and len(args) > idx and not info.flags & _BLOCKING_FLAGS:
-                if self.refuses_writes and not info.readonly:
-                    raise write_refused(args)
-                key = args[idx]
-                slot = key_slot(key if type(key) is bytes else encode_key(key))
-                shard = topo.slot_table[slot]
-                if shard is None or shard.primary is None:
-                    node = await self._pick(topo, slot, info.readonly)
-                elif not info.readonly:
-                    node = shard.primary
-                else:
-                    node = choose(shard, state.node_states, self._strategy, self._to_primary,
+        if cached is None or cached[1] or "target_nodes" in options:
+            return None
+        info = cached[0]
+        idx = info.single_key
+        if not idx or len(args) <= idx or info.flags & _BLOCKING_FLAGS:
+            return None
+        if self.refuses_writes and not info.readonly:
+            raise write_refused(args)
+        key = args[idx]
+        slot = key_slot(key if type(key) is bytes else encode_key(key))
+        shard = topo.slot_table[slot]
+        if shard is None or shard.primary is None:
+            return info, slot, None
+        if not info.readonly:
+            return info, slot, shard.primary
+        return info, slot, choose(shard, self._state.node_states, self._strategy, self._to_primary,
                                   self.config.replica_fallback)
-                return await self._run(node.name, info, slot, args, options)
-        return await self._dispatch(args, options)
+
+    async def start(self, args: Sequence[Any], options: dict[str, Any],
+                    pinned: dict[str, MuxConnection]) -> Started | None:
+        """Write one plain single-key command on its node's shared connection without waiting
+        for the reply (a pipeline's fast path: no task per command, one write per node);
+        None when it needs `execute_command`'s full path, which also raises its errors.
+        `pinned`: the connection used per node so far, so one caller's commands keep their order."""
+        topo = self._state.topology
+        if topo is None or (options and NEVER_DECODE in options and self._decodes):
+            return None
+        try:
+            hit = self._single(topo, args, options)
+            if hit is None:
+                return None
+            info, slot, node = hit
+            if node is None:
+                return None
+            st = self._state.nodes.get(node.name) or self._state.state(node.name)
+            if st.loading or (st.open_until and not st.available()):
+                return None
+            mux = pinned.get(node.name)
+            if mux is None:
+                mux = pinned[node.name] = await st.pool.shared()
+            return Started(node.name, info, slot, mux.submit(args, timeout=DEFAULT))
+        except Exception:  # noqa: BLE001 - the full path raises it again, or retries by the policy
+            return None
+
+    def settle(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        """The parsed reply of a started command whose future succeeded."""
+        return self._parse(args[0], started.reply.result(), options)
+
+    async def finish(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        """A started command's reply, its failure carried through `policy.decide` as in `_run`."""
+        return await self._run(started.node, started.info, started.slot, args, options, first=started.reply)
 
     async def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
         shard = topo.slot_table[slot]
@@ -301,15 +348,20 @@ class ClusterClient(AsyncRedisClusterCommands):
         return sum(int(r) for r in await self._execute_pipeline_by_slot(head, by_slot))
 
     async def _execute_pipeline_by_slot(self, command: str, slots_to_args: Any) -> list[Any]:  # type: ignore[override]
-        """One command per slot, all at once (auto-pipelined per node): what redis-py's
-        mget_nonatomic / mset_nonatomic / DEL-across-slots build on, without a pipeline."""
-        return list(await asyncio.gather(*(self.execute_command(command, *a) for a in slots_to_args.values())))
+        """One command per slot, all at once (a pipeline: one write per node): what redis-py's
+        mget_nonatomic / mset_nonatomic / DEL-across-slots build on."""
+        pipe = self.pipeline()
+        for args in slots_to_args.values():
+            pipe.execute_command(command, *args)
+        return await pipe.execute()
 
     # ---- one command, through policy.decide -------------------------------------------
 
     async def _run(self, name: str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-                   options: dict[str, Any], asking: bool = False, blocking: bool = False) -> Any:
-        """Run one command on node `name`; every failure is handed to `policy.decide`."""
+                   options: dict[str, Any], asking: bool = False, blocking: bool = False,
+                   first: asyncio.Future[Any] | None = None) -> Any:
+        """Run one command on node `name`; every failure is handed to `policy.decide`.
+        `first`: the reply of the first try, already written (`start`)."""
         state = self._state
         budget: Budget | None = None  # built on the first failure only
         error: BaseException | None = None
@@ -319,11 +371,14 @@ class ClusterClient(AsyncRedisClusterCommands):
         while True:
             st = state.nodes.get(name) or state.state(name)
             failure: Failure
-            if st.open_until and not st.available():
+            if first is None and st.open_until and not st.available():
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 try:
-                    if blocking:
+                    if first is not None:
+                        pending, first = first, None
+                        reply = await pending
+                    elif blocking:
                         reply = await self._leased(st, args, asking, raw)
                     else:
                         reply = await st.pool.execute(*args, asking=asking)

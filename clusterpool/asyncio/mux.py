@@ -20,8 +20,11 @@ of reply slots. ONE reader task reads replies continuously and resolves the FIFO
     future still pending fails with `LostConnectionError(sent=...)`: sent=True for slots
     already handed to the socket (the command may have run), sent=False for the queue.
     A broken connection never reconnects; the node's connection set replaces it.
-  * Per-command timeouts are timers on the caller's future; the socket has none, so a
-    slow reply costs its caller only.
+  * Per-command timeouts fail the caller's future; the socket has none, so a slow reply
+    costs its caller only. Commands with the settings' timeout carry a deadline and ONE
+    timer per connection sweeps them: their deadlines rise along the queue and the FIFO,
+    so the sweep stops at the first live command not yet due and re-arms for it. Any
+    other timeout is a timer of its own.
   * A flush whose bytes the socket did not take (more than the transport's high-water
     mark buffered) starts a drain task; until it is done, commands wait in the queue.
 """
@@ -29,6 +32,7 @@ of reply slots. ONE reader task reads replies continuously and resolves the FIFO
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -73,14 +77,15 @@ class MuxStats:
 
 
 class _Unit:
-    """One caller's command: its bytes, how many replies it produces, and its future."""
+    """One caller's command: its bytes, how many replies it produces, its future and deadline."""
 
-    __slots__ = ("data", "future", "replies", "sent")
+    __slots__ = ("data", "deadline", "future", "replies", "sent")
 
-    def __init__(self, data: bytes, future: asyncio.Future[Any], replies: int) -> None:
+    def __init__(self, data: bytes, future: asyncio.Future[Any], replies: int, deadline: float) -> None:
         self.data = data
         self.future = future
         self.replies = replies
+        self.deadline = deadline  # loop time when the sweep fails it; inf: it has no sweep deadline
         self.sent = False
 
 
@@ -112,15 +117,23 @@ def _word(arg: Any) -> str:
     return (arg.decode() if isinstance(arg, bytes | bytearray) else str(arg)).lower()
 
 
+_PLAIN: set[Any] = set()  # first arguments seen to be harmless whatever follows (GET, b"SET", ...)
+
+
 def refuse_stateful(args: Sequence[Any]) -> None:
     """Raise ConfigurationError for a command a shared connection cannot carry (MULTI, SUBSCRIBE, ...)."""
-    words = _word(args[0]).split()
+    head = args[0]
+    if head in _PLAIN:
+        return
+    words = _word(head).split()
     name = words[0] if words else ""
     bad = name in _REFUSED
     if not bad and name == "client":
         sub = words[1] if len(words) > 1 else _word(args[1]) if len(args) > 1 else ""
         bad = f"client|{sub}" in _REFUSED_SUB
         name = f"client {sub}"
+    if not bad and words and words[0] != "client" and len(_PLAIN) < 1024 and type(head) in (str, bytes):
+        _PLAIN.add(head)
     if bad:
         raise ConfigurationError(
             f"{name.upper()} changes connection state, which a shared connection cannot keep: "
@@ -144,12 +157,13 @@ class MuxConnection:
         self._loop = asyncio.get_running_loop()
         self._timeout = settings.socket_timeout
         self._queue: list[_Unit] = []
-        self._fifo: deque[asyncio.Future[Any] | None] = deque()
+        self._fifo: deque[_Unit | None] = deque()  # None: the ASKING of an ASKING + command unit
         # redis-py keeps its StreamWriter private; the flush writes to it without a coroutine
         self._stream: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
         self._high = self._stream.transport.get_write_buffer_limits()[1]
         self._ready: Any = getattr(self._loop, "_ready", None)  # asyncio's ready queue (None: uvloop)
         self._flush_handle: asyncio.Handle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._state = State.OPEN
         self._error: BaseException | None = None
@@ -205,22 +219,28 @@ class MuxConnection:
         command). `timeout` (DEFAULT: the settings' socket_timeout) fails it with
         CommandTimeoutError; None (the default here) waits for ever.
         """
-        unit = self._enqueue(args, asking, False)
-        t = self._timeout if timeout is DEFAULT else timeout
-        if t is not None:
-            timer = self._loop.call_later(t, _expire, unit, t, self.name)
+        swept = timeout is DEFAULT or timeout == self._timeout
+        unit = self._enqueue(args, asking, False, swept)
+        if not swept and timeout is not None:
+            timer = self._loop.call_later(timeout, _expire, unit, timeout, self.name)
             unit.future.add_done_callback(lambda _: timer.cancel())
         return unit.future
 
-    def _enqueue(self, args: Sequence[Any], asking: bool, now: bool) -> _Unit:
+    def _enqueue(self, args: Sequence[Any], asking: bool, now: bool, swept: bool) -> _Unit:
         if self._state is not State.OPEN:
             raise self._lost_error(sent=False)
         if not args:
             raise ValueError("a command needs at least a name")
         refuse_stateful(args)
         data = pack(self._conn, args)
-        fut = self._loop.create_future()
-        unit = _Unit(_ASKING + data, fut, 2) if asking else _Unit(data, fut, 1)
+        loop = self._loop
+        fut = loop.create_future()
+        deadline = math.inf
+        if swept and self._timeout is not None:
+            deadline = loop.time() + self._timeout
+            if self._sweeper is None:
+                self._sweeper = loop.call_at(deadline, self._sweep)
+        unit = _Unit(_ASKING + data, fut, 2, deadline) if asking else _Unit(data, fut, 1, deadline)
         queue = self._queue
         queue.append(unit)
         if self._drainer is not None:
@@ -242,16 +262,30 @@ class MuxConnection:
         `timeout` (default: the settings' socket_timeout; None waits for ever) raises
         CommandTimeoutError; error replies raise redis-py's ResponseError family.
         """
-        unit = self._enqueue(args, asking, True)
+        swept = timeout is DEFAULT or timeout == self._timeout
+        unit = self._enqueue(args, asking, True, swept)
         fut = unit.future
-        t = self._timeout if timeout is DEFAULT else timeout
-        if t is None:
+        if swept or timeout is None:
             return await fut
-        timer = self._loop.call_later(t, _expire, unit, t, self.name)
+        timer = self._loop.call_later(timeout, _expire, unit, timeout, self.name)
         try:
             return await fut
         finally:
             timer.cancel()
+
+    def _sweep(self) -> None:
+        """Fail the commands past their deadline; re-arm for the first one not yet due."""
+        self._sweeper = None
+        if self._state is not State.OPEN or self._timeout is None:
+            return
+        now = self._loop.time()
+        for unit in itertools.chain(self._fifo, self._queue):
+            if unit is None or unit.deadline == math.inf or unit.future.done():
+                continue
+            if unit.deadline > now:
+                self._sweeper = self._loop.call_at(unit.deadline, self._sweep)
+                return
+            _expire(unit, self._timeout, self.name)
 
     # ---- writing and reading ---------------------------------------------------------
 
@@ -272,7 +306,7 @@ class MuxConnection:
             unit.sent = True
             if unit.replies == 2:
                 fifo.append(None)
-            fifo.append(unit.future)
+            fifo.append(unit)
             chunks.append(unit.data)
         if not chunks:
             return
@@ -304,10 +338,11 @@ class MuxConnection:
                 reply, error = None, e
             if not fifo:
                 raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
-            fut = fifo.popleft()
+            unit = fifo.popleft()
             self._replies += 1
-            if fut is None:  # the ASKING of an ASKING + command unit
+            if unit is None:  # the ASKING of an ASKING + command unit
                 continue
+            fut = unit.future
             if fut.done():
                 self._dropped += 1
             elif error is not None:
@@ -341,9 +376,12 @@ class MuxConnection:
         self._error = error
         fifo, self._fifo = self._fifo, deque()
         queue, self._queue = self._queue, []
-        for fut in fifo:
-            if fut is not None and not fut.done():
-                fut.set_exception(self._lost_error(sent=True))
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+        for sent in fifo:
+            if sent is not None and not sent.future.done():
+                sent.future.set_exception(self._lost_error(sent=True))
         for unit in queue:
             if not unit.future.done():
                 unit.future.set_exception(self._lost_error(sent=False))

@@ -1,28 +1,55 @@
 """A cluster pipeline for asyncio (non-transactional): queued commands, sent all at once.
 
 How this works: `execute()` hands every queued command to the client at the same time.
+Plain single-key commands are written by `client.start` straight onto their node's
+shared connection (no task per command); from the first that needs more (keyless,
+multi-key, no open connection ...) on, the rest run as tasks of `execute_command`,
+created in order after the written ones.
 Commands for one node are issued in the same event-loop iteration, so the shared
 connection writes them in one socket write, in queue order, and the replies come back in
-that order; each command follows its own redirects and retries through the client's
-`_run` (`policy.decide`), as redis-py's ClusterPipeline retries each failed command
-individually. Like redis-py's cluster pipeline it is not atomic across nodes.
+that order. A started command whose reply is a failure (an error reply, a timeout, a
+lost connection) follows its own redirects and retries through `client.finish`
+(`policy.decide`), one after the other in queue order, as redis-py's ClusterPipeline
+retries each failed command individually. Like redis-py's cluster pipeline it is not atomic across nodes.
 `transaction=True` (MULTI/EXEC) is not in the asyncio client yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.commands import AsyncRedisClusterCommands
 from redis.event import EventDispatcher
 
+from ..commands import CommandInfo
 from ..errors import ConfigurationError
+from .mux import MuxConnection
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A command already written to its node's shared connection: where, and its reply's future."""
+
+    node: str
+    info: CommandInfo
+    slot: int
+    reply: asyncio.Future[Any]
+
 
 class Executor(Protocol):
     """What the pipeline needs of its client (the asyncio ClusterClient)."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+    async def start(self, args: Sequence[Any], options: dict[str, Any],
+                    pinned: dict[str, MuxConnection]) -> Started | None: ...
+
+    def settle(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any: ...
+
+    async def finish(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any: ...
 
 
 class ClusterPipeline(AsyncRedisClusterCommands):
@@ -53,11 +80,7 @@ class ClusterPipeline(AsyncRedisClusterCommands):
         queue, self._queue = self._queue, []
         if not queue:
             return []
-        replies = await asyncio.gather(*(self.client.execute_command(*a, **kw) for a, kw in queue),
-                                       return_exceptions=True)
-        for r in replies:
-            if isinstance(r, asyncio.CancelledError):
-                raise r
+        replies = await _run_all(self.client, queue)
         if raise_on_error:
             for i, r in enumerate(replies):
                 if isinstance(r, Exception):
@@ -81,6 +104,49 @@ class ClusterPipeline(AsyncRedisClusterCommands):
 
     def __bool__(self) -> bool:
         return True
+
+
+async def _run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """Every queued command's reply or exception, in order (see the module docstring)."""
+    replies: list[Any] = [None] * len(queue)
+    started: list[tuple[int, Started]] = []
+    tasks: dict[int, asyncio.Future[Any]] = {}
+    pinned: dict[str, MuxConnection] = {}  # one connection per node: the queue's order is kept
+    try:
+        for i, (args, kw) in enumerate(queue):
+            s = None if tasks else await client.start(args, kw, pinned)
+            if s is None:  # this one and the rest run as tasks, in order, after the written ones
+                tasks[i] = asyncio.ensure_future(client.execute_command(*args, **kw))
+            else:
+                started.append((i, s))
+        for i, s in started:
+            if not s.reply.done():  # replies come in order: after the first wait most are in
+                try:
+                    await s.reply
+                except Exception:  # noqa: BLE001, S110 - looked at below
+                    pass
+            args, kw = queue[i]
+            if s.reply.exception() is None:
+                try:
+                    replies[i] = client.settle(s, args, kw)
+                except Exception as e:  # noqa: BLE001 - a reply the callback refuses is that command's error
+                    replies[i] = e
+            else:  # the policy decides: redirect, retry, or this command's error; one at a
+                try:  # time, so two commands on one key are redone in their order
+                    replies[i] = await client.finish(s, args, kw)
+                except Exception as e:  # noqa: BLE001 - that command's error, in its place
+                    replies[i] = e
+        if tasks:
+            done = await asyncio.gather(*tasks.values(), return_exceptions=True)
+            for i, r in zip(tasks, done):
+                replies[i] = r
+    except BaseException:  # cancelled: abandon every reply still awaited
+        for _, s in started:
+            s.reply.cancel()
+        for t in tasks.values():
+            t.cancel()
+        raise
+    return replies
 
 
 def _describe(args: tuple[Any, ...]) -> str:
