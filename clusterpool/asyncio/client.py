@@ -50,7 +50,7 @@ from ..topology import Node, Shard, Topology
 from .errors import CommandTimeoutError, LostConnectionError
 from .mux import MuxConnection
 from .nodeset import NodeConnections
-from .pipeline import ClusterPipeline, Started
+from .pipeline import ClusterPipeline, Started, run_all
 from .settings import DEFAULT
 from .state import AsyncNode, ClusterState
 
@@ -253,31 +253,68 @@ class ClusterClient(AsyncRedisClusterCommands):
         return info, slot, choose(shard, self._state.node_states, self._strategy, self._to_primary,
                                   self.config.replica_fallback)
 
-    async def start(self, args: Sequence[Any], options: dict[str, Any],
-                    pinned: dict[str, MuxConnection]) -> Started | None:
-        """Write one plain single-key command on its node's shared connection without waiting
+    def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
+              slot: int | None = None) -> Started | None:
+        """Write one key-routed command on its node's open shared connection without waiting
         for the reply (a pipeline's fast path: no task per command, one write per node);
         None when it needs `execute_command`'s full path, which also raises its errors.
-        `pinned`: the connection used per node so far, so one caller's commands keep their order."""
+        `pinned`: the connection used per node so far, so one caller's commands keep their order;
+        `slot`: its keys' slot when the caller knows it (the *_nonatomic helpers)."""
         topo = self._state.topology
-        if topo is None or (options and NEVER_DECODE in options and self._decodes):
+        if topo is None or (options and (NEVER_DECODE in options and self._decodes or "target_nodes" in options)):
             return None
         try:
-            hit = self._single(topo, args, options)
+            hit = self._in_slot(topo, args, slot) if slot is not None else self._single(topo, args, options)
             if hit is None:
-                return None
+                hit = self._slot_routed(topo, args)
+                if hit is None:
+                    return None
             info, slot, node = hit
             if node is None:
                 return None
-            st = self._state.nodes.get(node.name) or self._state.state(node.name)
-            if st.loading or (st.open_until and not st.available()):
-                return None
-            mux = pinned.get(node.name)
+            name = node.name
+            mux = pinned.get(name)
             if mux is None:
-                mux = pinned[node.name] = await st.pool.shared()
-            return Started(node.name, info, slot, mux.submit(args, timeout=DEFAULT))
+                st = self._state.nodes.get(name) or self._state.state(name)
+                if st.loading or (st.open_until and not st.available()):
+                    return None
+                mux = st.pool.ready()
+                if mux is None:
+                    return None
+                pinned[name] = mux
+            return Started(name, info, slot, mux.submit(args, timeout=DEFAULT))
         except Exception:  # noqa: BLE001 - the full path raises it again, or retries by the policy
             return None
+
+    def _in_slot(self, topo: Topology, args: Sequence[Any], slot: int) -> tuple[CommandInfo, int, Node | None] | None:
+        """As `_single`, for a plain command whose keys the caller put in `slot`."""
+        table = self._state.table
+        assert table is not None
+        cached = table.resolved.get(args[0])
+        if cached is None or cached[1] or cached[0].flags & _BLOCKING_FLAGS:
+            return None
+        info = cached[0]
+        if self.refuses_writes and not info.readonly:
+            raise write_refused(args)
+        return info, slot, self._owner(topo, slot, info.readonly)
+
+    def _owner(self, topo: Topology, slot: int, readonly: bool) -> Node | None:
+        shard = topo.slot_table[slot]
+        if shard is None or shard.primary is None:
+            return None
+        if not readonly:
+            return shard.primary
+        return choose(shard, self._state.node_states, self._strategy, self._to_primary,
+                      self.config.replica_fallback)
+
+    def _slot_routed(self, topo: Topology, args: Sequence[Any]) -> tuple[CommandInfo, int, Node | None] | None:
+        """As `_single`, for a command `fanout.route` sends to its keys' one slot (MGET, MSET ...)."""
+        table = self._state.table
+        assert table is not None
+        r = route(table, args, None, self.refuses_writes)
+        if r.via is not Via.SLOT or r.slot is None or is_blocking(r.info, r.argv):
+            return None
+        return r.info, r.slot, self._owner(topo, r.slot, r.readonly)
 
     def settle(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any:
         """The parsed reply of a started command whose future succeeded."""
@@ -347,13 +384,22 @@ class ClusterClient(AsyncRedisClusterCommands):
             by_slot.setdefault(self.slot(k), []).append(k)
         return sum(int(r) for r in await self._execute_pipeline_by_slot(head, by_slot))
 
+    def _partition_keys_by_slot(self, keys: Iterable[Any]) -> dict[int, list[Any]]:
+        """redis-py's split of keys by slot, with the slot function the router uses."""
+        by_slot: dict[int, list[Any]] = {}
+        for k in keys:
+            by_slot.setdefault(key_slot(k if type(k) is bytes else encode_key(k)), []).append(k)
+        return by_slot
+
     async def _execute_pipeline_by_slot(self, command: str, slots_to_args: Any) -> list[Any]:  # type: ignore[override]
         """One command per slot, all at once (a pipeline: one write per node): what redis-py's
         mget_nonatomic / mset_nonatomic / DEL-across-slots build on."""
-        pipe = self.pipeline()
-        for args in slots_to_args.values():
-            pipe.execute_command(command, *args)
-        return await pipe.execute()
+        queue: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((command, *a), {}) for a in slots_to_args.values()]
+        replies = await run_all(self, queue, list(slots_to_args))
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return replies
 
     # ---- one command, through policy.decide -------------------------------------------
 

@@ -41,6 +41,7 @@ from enum import IntEnum
 from typing import Any
 
 from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..commands import CONNECTION_STATE
@@ -52,6 +53,18 @@ try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is a dependency
     _hiredis_pack = None  # type: ignore[assignment]
+_PUSH: Any = None
+try:
+    from hiredis import PushNotification
+
+    _PUSH = PushNotification
+except ImportError:  # pragma: no cover - hiredis < 3.2
+    pass
+try:
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+    from redis._parsers.hiredis import _AsyncHiredisParser
+except ImportError:  # pragma: no cover - another redis-py layout: its own read path is used
+    _AsyncHiredisParser = None  # type: ignore[assignment,misc]
 
 _ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
@@ -141,6 +154,18 @@ def refuse_stateful(args: Sequence[Any]) -> None:
         )
 
 
+def _hiredis_of(conn: Connection) -> tuple[Any, asyncio.StreamReader, int] | None:
+    """redis-py's hiredis reader, stream and read size of `conn` (its private parts, read once),
+    or None when it parses in Python."""
+    parser = getattr(conn, "_parser", None)
+    if _AsyncHiredisParser is None or not isinstance(parser, _AsyncHiredisParser):
+        return None
+    reader, stream = getattr(parser, "_reader", None), getattr(conn, "_reader", None)
+    if reader is None or stream is None:
+        return None
+    return reader, stream, getattr(parser, "_read_size", 65536)
+
+
 def _expire(unit: _Unit, timeout: float, node: str) -> None:
     if not unit.future.done():
         unit.future.set_exception(CommandTimeoutError(timeout, node=node, sent=unit.sent))
@@ -156,6 +181,7 @@ class MuxConnection:
         self._conn = conn
         self._loop = asyncio.get_running_loop()
         self._timeout = settings.socket_timeout
+        self._hiredis_utf8 = _hiredis_pack is not None and conn.encoder.encoding.lower() in ("utf-8", "utf8")
         self._queue: list[_Unit] = []
         self._fifo: deque[_Unit | None] = deque()  # None: the ASKING of an ASKING + command unit
         # redis-py keeps its StreamWriter private; the flush writes to it without a coroutine
@@ -232,7 +258,14 @@ class MuxConnection:
         if not args:
             raise ValueError("a command needs at least a name")
         refuse_stateful(args)
-        data = pack(self._conn, args)
+        head = args[0]
+        if self._hiredis_utf8 and type(head) is str and " " not in head:
+            try:
+                data = _hiredis_pack(args if type(args) is tuple else tuple(args))
+            except TypeError:
+                data = pack(self._conn, args)
+        else:
+            data = pack(self._conn, args)
         loop = self._loop
         fut = loop.create_future()
         deadline = math.inf
@@ -327,7 +360,10 @@ class MuxConnection:
             self._flush()
 
     async def _read_loop(self) -> None:
-        conn, fifo = self._conn, self._fifo
+        direct = _hiredis_of(self._conn)
+        if direct is not None:
+            return await self._read_hiredis(*direct)
+        conn = self._conn
         while True:
             error: RedisError | None = None
             try:
@@ -336,19 +372,47 @@ class MuxConnection:
                 if not is_error_reply(e):
                     raise
                 reply, error = None, e
-            if not fifo:
-                raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
-            unit = fifo.popleft()
-            self._replies += 1
-            if unit is None:  # the ASKING of an ASKING + command unit
+            self._resolve(reply, error)
+
+    async def _read_hiredis(self, reader: Any, stream: asyncio.StreamReader, size: int) -> None:
+        """The read loop on hiredis' reader itself: every reply already buffered is handed out
+        before the next socket read, without redis-py's per-reply coroutines."""
+        gets, feed, resolve = reader.gets, reader.feed, self._resolve
+        while True:
+            reply = gets()
+            if reply is _NOT_ENOUGH_DATA:
+                data = await stream.read(size)
+                if not data:
+                    raise RedisConnectionError(f"connection closed by {self.name}")
+                feed(data)
                 continue
-            fut = unit.future
-            if fut.done():
-                self._dropped += 1
-            elif error is not None:
-                fut.set_exception(error)
+            if _PUSH is not None and type(reply) is _PUSH:
+                continue  # an out-of-band push (RESP3), no command's reply
+            if isinstance(reply, RedisError):  # hiredis hands error replies back as values
+                if not is_error_reply(reply):
+                    raise reply
+                resolve(None, reply)
+            elif type(reply) is list and reply and isinstance(reply[0], RedisConnectionError):
+                raise reply[0]  # as redis-py's parser does
             else:
-                fut.set_result(reply)
+                resolve(reply, None)
+
+    def _resolve(self, reply: Any, error: RedisError | None) -> None:
+        """Hand one reply (or error reply) to the FIFO head."""
+        fifo = self._fifo
+        if not fifo:
+            raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
+        unit = fifo.popleft()
+        self._replies += 1
+        if unit is None:  # the ASKING of an ASKING + command unit
+            return
+        fut = unit.future
+        if fut.done():
+            self._dropped += 1
+        elif error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(reply)
 
     async def _guard(self, loop: Any) -> None:
         try:

@@ -44,8 +44,8 @@ class Executor(Protocol):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any: ...
 
-    async def start(self, args: Sequence[Any], options: dict[str, Any],
-                    pinned: dict[str, MuxConnection]) -> Started | None: ...
+    def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
+              slot: int | None = None) -> Started | None: ...
 
     def settle(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any: ...
 
@@ -80,7 +80,7 @@ class ClusterPipeline(AsyncRedisClusterCommands):
         queue, self._queue = self._queue, []
         if not queue:
             return []
-        replies = await _run_all(self.client, queue)
+        replies = await run_all(self.client, queue)
         if raise_on_error:
             for i, r in enumerate(replies):
                 if isinstance(r, Exception):
@@ -106,15 +106,17 @@ class ClusterPipeline(AsyncRedisClusterCommands):
         return True
 
 
-async def _run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
-    """Every queued command's reply or exception, in order (see the module docstring)."""
+async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str, Any]]],
+                  slots: Sequence[int] | None = None) -> list[Any]:
+    """Every queued command's reply or exception, in order (see the module docstring).
+    `slots`: each command's slot, when the caller has computed them."""
     replies: list[Any] = [None] * len(queue)
     started: list[tuple[int, Started]] = []
     tasks: dict[int, asyncio.Future[Any]] = {}
     pinned: dict[str, MuxConnection] = {}  # one connection per node: the queue's order is kept
     try:
         for i, (args, kw) in enumerate(queue):
-            s = None if tasks else await client.start(args, kw, pinned)
+            s = None if tasks else client.start(args, kw, pinned, None if slots is None else slots[i])
             if s is None:  # this one and the rest run as tasks, in order, after the written ones
                 tasks[i] = asyncio.ensure_future(client.execute_command(*args, **kw))
             else:
