@@ -50,8 +50,7 @@ from ..topology import Node, Shard, Topology
 from .errors import CommandTimeoutError, LostConnectionError
 from .mux import MuxConnection
 from .nodeset import NodeConnections
-from .pipeline import ClusterPipeline, Started, run_all
-from .settings import DEFAULT
+from .pipeline import ClusterPipeline, Placed, run_all
 from .state import AsyncNode, ClusterState
 
 # Commands that hold their connection until the server answers: never on a shared connection.
@@ -254,9 +253,9 @@ class ClusterClient(AsyncRedisClusterCommands):
                                   self.config.replica_fallback)
 
     def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
-              slot: int | None = None) -> Started | None:
-        """Write one key-routed command on its node's open shared connection without waiting
-        for the reply (a pipeline's fast path: no task per command, one write per node);
+              slot: int | None = None) -> Placed | None:
+        """Where one key-routed command goes and its packed bytes, without I/O (a pipeline's
+        fast path: its commands per node are queued as one unit, no task or future each);
         None when it needs `execute_command`'s full path, which also raises its errors.
         `pinned`: the connection used per node so far, so one caller's commands keep their order;
         `slot`: its keys' slot when the caller knows it (the *_nonatomic helpers)."""
@@ -282,7 +281,7 @@ class ClusterClient(AsyncRedisClusterCommands):
                 if mux is None:
                     return None
                 pinned[name] = mux
-            return Started(name, info, slot, mux.submit(args, timeout=DEFAULT))
+            return Placed(name, info, slot, mux, mux.pack(args))
         except Exception:  # noqa: BLE001 - the full path raises it again, or retries by the policy
             return None
 
@@ -316,13 +315,17 @@ class ClusterClient(AsyncRedisClusterCommands):
             return None
         return r.info, r.slot, self._owner(topo, r.slot, r.readonly)
 
-    def settle(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        """The parsed reply of a started command whose future succeeded."""
-        return self._parse(args[0], started.reply.result(), options)
+    def settle(self, args: Sequence[Any], options: dict[str, Any], reply: Any) -> Any:
+        """The parsed form of a placed command's raw reply."""
+        return self._parse(args[0], reply, options)
 
-    async def finish(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        """A started command's reply, its failure carried through `policy.decide` as in `_run`."""
-        return await self._run(started.node, started.info, started.slot, args, options, first=started.reply)
+    async def finish(self, placed: Placed, args: Sequence[Any], options: dict[str, Any],
+                     error: BaseException) -> Any:
+        """A placed command whose reply was `error` (an error reply, a timeout, a lost
+        connection), carried through `policy.decide` as in `_run`."""
+        first = asyncio.get_running_loop().create_future()
+        first.set_exception(error)
+        return await self._run(placed.node, placed.info, placed.slot, args, options, first=first)
 
     async def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
         shard = topo.slot_table[slot]

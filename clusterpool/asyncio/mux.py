@@ -92,13 +92,15 @@ class MuxStats:
 class _Unit:
     """One caller's command: its bytes, how many replies it produces, its future and deadline."""
 
-    __slots__ = ("data", "deadline", "future", "replies", "sent")
+    __slots__ = ("data", "deadline", "future", "replies", "results", "sent")
 
-    def __init__(self, data: bytes, future: asyncio.Future[Any], replies: int, deadline: float) -> None:
+    def __init__(self, data: bytes, future: asyncio.Future[Any], replies: int, deadline: float,
+                 results: list[Any] | None = None) -> None:
         self.data = data
         self.future = future
         self.replies = replies
         self.deadline = deadline  # loop time when the sweep fails it; inf: it has no sweep deadline
+        self.results = results  # a batch's replies so far (its future gets the list); None: one command
         self.sent = False
 
 
@@ -252,7 +254,9 @@ class MuxConnection:
             unit.future.add_done_callback(lambda _: timer.cancel())
         return unit.future
 
-    def _enqueue(self, args: Sequence[Any], asking: bool, now: bool, swept: bool) -> _Unit:
+    def pack(self, args: Sequence[Any]) -> bytes:
+        """One command's bytes for this connection; bad arguments and commands a shared
+        connection cannot carry raise here (DataError, ConfigurationError), before any queueing."""
         if self._state is not State.OPEN:
             raise self._lost_error(sent=False)
         if not args:
@@ -261,11 +265,24 @@ class MuxConnection:
         head = args[0]
         if self._hiredis_utf8 and type(head) is str and " " not in head:
             try:
-                data = _hiredis_pack(args if type(args) is tuple else tuple(args))
+                return _hiredis_pack(args if type(args) is tuple else tuple(args))
             except TypeError:
-                data = pack(self._conn, args)
-        else:
-            data = pack(self._conn, args)
+                pass
+        return pack(self._conn, args)
+
+    def submit_packed(self, commands: list[bytes]) -> asyncio.Future[list[Any]]:
+        """Queue commands packed by `pack()` as one unit, with the settings' timeout: ONE future
+        for the list of their replies, in order, error replies in place as exception objects
+        (a pipeline's share of this node without a future per command)."""
+        if self._state is not State.OPEN:
+            raise self._lost_error(sent=False)
+        return self._queue_unit(b"".join(commands), len(commands), False, True, []).future
+
+    def _enqueue(self, args: Sequence[Any], asking: bool, now: bool, swept: bool) -> _Unit:
+        data = self.pack(args)
+        return self._queue_unit(_ASKING + data if asking else data, 2 if asking else 1, now, swept, None)
+
+    def _queue_unit(self, data: bytes, replies: int, now: bool, swept: bool, results: list[Any] | None) -> _Unit:
         loop = self._loop
         fut = loop.create_future()
         deadline = math.inf
@@ -273,7 +290,7 @@ class MuxConnection:
             deadline = loop.time() + self._timeout
             if self._sweeper is None:
                 self._sweeper = loop.call_at(deadline, self._sweep)
-        unit = _Unit(_ASKING + data, fut, 2, deadline) if asking else _Unit(data, fut, 1, deadline)
+        unit = _Unit(data, fut, replies, deadline, results)
         queue = self._queue
         queue.append(unit)
         if self._drainer is not None:
@@ -332,19 +349,25 @@ class MuxConnection:
         batch, self._queue = self._queue, []
         fifo = self._fifo
         chunks = []
+        commands = 0
         for unit in batch:
             if unit.future.done():  # its caller gave up before the write
                 self._skipped += 1
                 continue
             unit.sent = True
-            if unit.replies == 2:
-                fifo.append(None)
-            fifo.append(unit)
+            if unit.results is not None:  # a batch: one FIFO slot per reply, all the same unit
+                fifo.extend(itertools.repeat(unit, unit.replies))
+                commands += unit.replies
+            else:
+                if unit.replies == 2:
+                    fifo.append(None)
+                fifo.append(unit)
+                commands += 1
             chunks.append(unit.data)
         if not chunks:
             return
         self._writes += 1
-        self._commands += len(chunks)
+        self._commands += commands
         try:
             stream = self._stream
             stream.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
@@ -409,6 +432,12 @@ class MuxConnection:
         fut = unit.future
         if fut.done():
             self._dropped += 1
+            return
+        results = unit.results
+        if results is not None:
+            results.append(reply if error is None else error)
+            if len(results) == unit.replies:
+                fut.set_result(results)
         elif error is not None:
             fut.set_exception(error)
         else:

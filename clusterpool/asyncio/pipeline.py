@@ -1,10 +1,11 @@
 """A cluster pipeline for asyncio (non-transactional): queued commands, sent all at once.
 
 How this works: `execute()` hands every queued command to the client at the same time.
-Plain single-key commands are written by `client.start` straight onto their node's
-shared connection (no task per command); from the first that needs more (keyless,
-multi-key, no open connection ...) on, the rest run as tasks of `execute_command`,
-created in order after the written ones.
+Commands routed to one slot are placed by `client.start` on their node's open shared
+connection and packed; each node's share is queued as ONE unit with one future for the
+list of its replies (no task or future per command). From the first command that needs
+more (keyless, fan-out, no open connection ...) on, the rest run as tasks of
+`execute_command`, created in order after the placed ones.
 Commands for one node are issued in the same event-loop iteration, so the shared
 connection writes them in one socket write, in queue order, and the replies come back in
 that order. A started command whose reply is a failure (an error reply, a timeout, a
@@ -30,13 +31,14 @@ from .mux import MuxConnection
 
 
 @dataclass(frozen=True, slots=True)
-class Started:
-    """A command already written to its node's shared connection: where, and its reply's future."""
+class Placed:
+    """A command routed to an open shared connection and packed for it (`client.start`)."""
 
     node: str
     info: CommandInfo
     slot: int
-    reply: asyncio.Future[Any]
+    mux: MuxConnection
+    data: bytes
 
 
 class Executor(Protocol):
@@ -45,11 +47,12 @@ class Executor(Protocol):
     async def execute_command(self, *args: Any, **options: Any) -> Any: ...
 
     def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
-              slot: int | None = None) -> Started | None: ...
+              slot: int | None = None) -> Placed | None: ...
 
-    def settle(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any: ...
+    def settle(self, args: Sequence[Any], options: dict[str, Any], reply: Any) -> Any: ...
 
-    async def finish(self, started: Started, args: Sequence[Any], options: dict[str, Any]) -> Any: ...
+    async def finish(self, placed: Placed, args: Sequence[Any], options: dict[str, Any],
+                     error: BaseException) -> Any: ...
 
 
 class ClusterPipeline(AsyncRedisClusterCommands):
@@ -111,40 +114,60 @@ async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str,
     """Every queued command's reply or exception, in order (see the module docstring).
     `slots`: each command's slot, when the caller has computed them."""
     replies: list[Any] = [None] * len(queue)
-    started: list[tuple[int, Started]] = []
+    placed: list[Placed | None] = [None] * len(queue)
+    per_node: dict[MuxConnection, list[int]] = {}
     tasks: dict[int, asyncio.Future[Any]] = {}
+    batches: list[tuple[asyncio.Future[list[Any]], list[int]]] = []
     pinned: dict[str, MuxConnection] = {}  # one connection per node: the queue's order is kept
     try:
         for i, (args, kw) in enumerate(queue):
-            s = None if tasks else client.start(args, kw, pinned, None if slots is None else slots[i])
-            if s is None:  # this one and the rest run as tasks, in order, after the written ones
+            p = None if tasks else client.start(args, kw, pinned, None if slots is None else slots[i])
+            if p is None:  # this one and the rest run as tasks, in order, after the placed ones
                 tasks[i] = asyncio.ensure_future(client.execute_command(*args, **kw))
             else:
-                started.append((i, s))
-        for i, s in started:
-            if not s.reply.done():  # replies come in order: after the first wait most are in
+                placed[i] = p
+                per_node.setdefault(p.mux, []).append(i)
+        for mux, idxs in per_node.items():
+            try:
+                batches.append((mux.submit_packed([placed[i].data for i in idxs]), idxs))  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001 - the connection broke meanwhile: the policy decides
+                for i in idxs:
+                    tasks[i] = asyncio.ensure_future(client.finish(placed[i], *queue[i], e))  # type: ignore[arg-type]
+        failed: list[tuple[int, BaseException]] = []
+        for fut, idxs in batches:
+            if not fut.done():
                 try:
-                    await s.reply
+                    await fut
                 except Exception:  # noqa: BLE001, S110 - looked at below
                     pass
-            args, kw = queue[i]
-            if s.reply.exception() is None:
+            error = fut.exception()
+            if error is not None:
+                failed.extend((i, error) for i in idxs)
+                continue
+            for i, raw in zip(idxs, fut.result()):
+                if isinstance(raw, Exception):
+                    failed.append((i, raw))
+                    continue
+                args, kw = queue[i]
                 try:
-                    replies[i] = client.settle(s, args, kw)
+                    replies[i] = client.settle(args, kw, raw)
                 except Exception as e:  # noqa: BLE001 - a reply the callback refuses is that command's error
                     replies[i] = e
-            else:  # the policy decides: redirect, retry, or this command's error; one at a
-                try:  # time, so two commands on one key are redone in their order
-                    replies[i] = await client.finish(s, args, kw)
-                except Exception as e:  # noqa: BLE001 - that command's error, in its place
-                    replies[i] = e
+        # the policy decides for each failure: redirect, retry, or its error; one at a time in
+        # queue order, so two commands on one key are redone in their order
+        for i, error in sorted(failed, key=lambda f: f[0]):
+            args, kw = queue[i]
+            try:
+                replies[i] = await client.finish(placed[i], args, kw, error)  # type: ignore[arg-type]
+            except Exception as e:  # noqa: BLE001 - that command's error, in its place
+                replies[i] = e
         if tasks:
             done = await asyncio.gather(*tasks.values(), return_exceptions=True)
             for i, r in zip(tasks, done):
                 replies[i] = r
     except BaseException:  # cancelled: abandon every reply still awaited
-        for _, s in started:
-            s.reply.cancel()
+        for fut, _ in batches:
+            fut.cancel()
         for t in tasks.values():
             t.cancel()
         raise
