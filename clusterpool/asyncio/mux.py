@@ -7,7 +7,7 @@ issued in the same event-loop iteration leaves in ONE socket write; it does not 
 earlier replies before writing more. When the caller of `execute()` is the last thing the
 loop runs in this iteration (no other callback is ready, so nobody else can add to this
 write) and no write waits for the socket to drain, it flushes at once itself, saving the
-loop iteration. Just before writing, the flush moves each command's future to the FIFO
+loop iteration. Just before writing, the flush moves each command (its unit) to the FIFO
 of reply slots. ONE reader task reads replies continuously and resolves the FIFO head.
 
   * Cancelled or timed-out callers abandon their future. A command still queued is then
@@ -16,6 +16,10 @@ of reply slots. ONE reader task reads replies continuously and resolves the FIFO
     can receive that reply because slots are matched by position, never reused.
   * ASKING + command are packed into one unit: one chunk of bytes with two FIFO slots
     (the ASKING reply is dropped), so nothing can come between them.
+  * A pipeline's commands for this node can be one unit too (`submit_packed`): one FIFO
+    slot per reply, all pointing at the unit, whose future gets the list of replies.
+  * Replies are read from hiredis' reader directly: every reply already buffered is
+    handed out before the next socket read.
   * Any read or write error (or a reply with no slot) breaks the connection: every
     future still pending fails with `LostConnectionError(sent=...)`: sent=True for slots
     already handed to the socket (the command may have run), sent=False for the queue.
@@ -44,27 +48,11 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from ..commands import CONNECTION_STATE
-from ..errors import ConfigurationError
 from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
 from .settings import DEFAULT, NodeSettings, close_connection, open_connection
+from .wire import NOT_ENOUGH_DATA, PUSH, hiredis_of, hiredis_pack, pack, refuse_stateful
 
-try:
-    from hiredis import pack_command as _hiredis_pack
-except ImportError:  # pragma: no cover - hiredis is a dependency
-    _hiredis_pack = None  # type: ignore[assignment]
-_PUSH: Any = None
-try:
-    from hiredis import PushNotification
-
-    _PUSH = PushNotification
-except ImportError:  # pragma: no cover - hiredis < 3.2
-    pass
-try:
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
-    from redis._parsers.hiredis import _AsyncHiredisParser
-except ImportError:  # pragma: no cover - another redis-py layout: its own read path is used
-    _AsyncHiredisParser = None  # type: ignore[assignment,misc]
+__all__ = ["MuxConnection", "MuxStats", "State", "pack", "refuse_stateful"]
 
 _ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
@@ -104,70 +92,6 @@ class _Unit:
         self.sent = False
 
 
-def pack(conn: Connection, args: Sequence[Any]) -> bytes:
-    """One command's wire form, with hiredis' packer when it can (redis-py's otherwise).
-
-    redis-py's rule that a first argument with spaces ("CLUSTER INFO") is several words
-    is kept; anything hiredis refuses goes through redis-py, which raises DataError.
-    """
-    if not args:
-        raise ValueError("a command needs at least a name")
-    if _hiredis_pack is not None and conn.encoder.encoding.lower() in ("utf-8", "utf8"):
-        head = args[0]
-        if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
-            args = (*head.split(), *args[1:])
-        try:
-            return bytes(_hiredis_pack(tuple(args)))
-        except TypeError:
-            pass
-    return b"".join(conn.pack_command(*args))
-
-
-# Commands that would change what the shared connection's later replies mean.
-_REFUSED = frozenset(n for n in CONNECTION_STATE if "|" not in n)
-_REFUSED_SUB = frozenset({*(n for n in CONNECTION_STATE if "|" in n), "client|reply"})
-
-
-def _word(arg: Any) -> str:
-    return (arg.decode() if isinstance(arg, bytes | bytearray) else str(arg)).lower()
-
-
-_PLAIN: set[Any] = set()  # first arguments seen to be harmless whatever follows (GET, b"SET", ...)
-
-
-def refuse_stateful(args: Sequence[Any]) -> None:
-    """Raise ConfigurationError for a command a shared connection cannot carry (MULTI, SUBSCRIBE, ...)."""
-    head = args[0]
-    if head in _PLAIN:
-        return
-    words = _word(head).split()
-    name = words[0] if words else ""
-    bad = name in _REFUSED
-    if not bad and name == "client":
-        sub = words[1] if len(words) > 1 else _word(args[1]) if len(args) > 1 else ""
-        bad = f"client|{sub}" in _REFUSED_SUB
-        name = f"client {sub}"
-    if not bad and words and words[0] != "client" and len(_PLAIN) < 1024 and type(head) in (str, bytes):
-        _PLAIN.add(head)
-    if bad:
-        raise ConfigurationError(
-            f"{name.upper()} changes connection state, which a shared connection cannot keep: "
-            "use a dedicated connection (lease()); for ASK redirects use execute(..., asking=True)"
-        )
-
-
-def _hiredis_of(conn: Connection) -> tuple[Any, asyncio.StreamReader, int] | None:
-    """redis-py's hiredis reader, stream and read size of `conn` (its private parts, read once),
-    or None when it parses in Python."""
-    parser = getattr(conn, "_parser", None)
-    if _AsyncHiredisParser is None or not isinstance(parser, _AsyncHiredisParser):
-        return None
-    reader, stream = getattr(parser, "_reader", None), getattr(conn, "_reader", None)
-    if reader is None or stream is None:
-        return None
-    return reader, stream, getattr(parser, "_read_size", 65536)
-
-
 def _expire(unit: _Unit, timeout: float, node: str) -> None:
     if not unit.future.done():
         unit.future.set_exception(CommandTimeoutError(timeout, node=node, sent=unit.sent))
@@ -183,7 +107,7 @@ class MuxConnection:
         self._conn = conn
         self._loop = asyncio.get_running_loop()
         self._timeout = settings.socket_timeout
-        self._hiredis_utf8 = _hiredis_pack is not None and conn.encoder.encoding.lower() in ("utf-8", "utf8")
+        self._hiredis_utf8 = hiredis_pack is not None and conn.encoder.encoding.lower() in ("utf-8", "utf8")
         self._queue: list[_Unit] = []
         self._fifo: deque[_Unit | None] = deque()  # None: the ASKING of an ASKING + command unit
         # redis-py keeps its StreamWriter private; the flush writes to it without a coroutine
@@ -265,7 +189,7 @@ class MuxConnection:
         head = args[0]
         if self._hiredis_utf8 and type(head) is str and " " not in head:
             try:
-                return _hiredis_pack(args if type(args) is tuple else tuple(args))
+                return hiredis_pack(args if type(args) is tuple else tuple(args))
             except TypeError:
                 pass
         return pack(self._conn, args)
@@ -383,7 +307,7 @@ class MuxConnection:
             self._flush()
 
     async def _read_loop(self) -> None:
-        direct = _hiredis_of(self._conn)
+        direct = hiredis_of(self._conn)
         if direct is not None:
             return await self._read_hiredis(*direct)
         conn = self._conn
@@ -403,13 +327,13 @@ class MuxConnection:
         gets, feed, resolve = reader.gets, reader.feed, self._resolve
         while True:
             reply = gets()
-            if reply is _NOT_ENOUGH_DATA:
+            if reply is NOT_ENOUGH_DATA:
                 data = await stream.read(size)
                 if not data:
                     raise RedisConnectionError(f"connection closed by {self.name}")
                 feed(data)
                 continue
-            if _PUSH is not None and type(reply) is _PUSH:
+            if PUSH is not None and type(reply) is PUSH:
                 continue  # an out-of-band push (RESP3), no command's reply
             if isinstance(reply, RedisError):  # hiredis hands error replies back as values
                 if not is_error_reply(reply):
