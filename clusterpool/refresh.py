@@ -5,7 +5,8 @@ then asks a small sample of nodes (`sample_size`, in parallel, each with the
 refresh timeout) for their view. `agreement.decide` merges the views; when they
 disagree on who is a member it names the nodes whose answer it needs, and those
 are asked in a second round, at most `max_views` in all, so the cheap periodic
-check costs `sample_size` round trips on a cluster of any size. Requests that
+check costs `sample_size` round trips on a cluster of any size. That sequence is
+`refreshsteps.refresh_steps` (pure, shared with the asyncio client); this module asks. Requests that
 arrive while a refresh runs, or within `min_gap` after one, collapse into one
 refresh, so a burst of MOVED replies costs a bounded number of refreshes.
 
@@ -20,60 +21,20 @@ single-flight form used at start and when a slot has no owner.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from .agreement import View, decide
-from .slots import SLOT_COUNT
+from .agreement import View
+from .refreshsteps import Answers, Candidates, candidates, drive, refresh_steps, sample
 from .topology import Topology
 
 log = logging.getLogger("clusterpool.refresh")
 
 Fetch = Callable[[str], View]
 
-
-@dataclass(frozen=True, slots=True)
-class Candidates:
-    """Whom a refresh may ask: `first` before the rest (a failing shard's replicas), `known`
-    (the map's usable nodes), `startup` (last resort), `suspects` (failing now: not asked)."""
-
-    first: tuple[str, ...] = ()
-    known: tuple[str, ...] = ()
-    startup: tuple[str, ...] = ()
-    suspects: frozenset[str] = frozenset()
-    urgent: bool = False  # the map has a hole or a failing primary: poll fast
-
-
-def candidates(topology: Topology | None, suspects: frozenset[str], startup: tuple[str, ...]) -> Candidates:
-    """Whom a refresh asks (pure): a failing shard's replicas first, and whether to poll fast.
-    `suspects`: nodes failing now (failures counted or breaker open)."""
-    if topology is None:
-        return Candidates(startup=startup)
-    first: list[str] = []
-    for shard in topology.shards:
-        if shard.primary is None or shard.primary.name in suspects:
-            first.extend(r.name for r in shard.replicas if r.usable)
-    urgent = bool(first) or topology.covered < SLOT_COUNT or any(p.name in suspects for p in topology.primaries)
-    known = tuple(n.name for n in topology.nodes if n.usable)
-    return Candidates(tuple(first), known, startup, suspects, urgent)
-
-
-def sample(cand: Candidates, size: int) -> tuple[str, ...]:
-    """Up to `size` nodes: the urgent ones first, then a random pick of the rest
-    (spreading CLUSTER SHARDS load over the cluster), skipping suspects."""
-    first = [n for n in cand.first if n not in cand.suspects]
-    rest = [n for n in cand.known if n not in cand.suspects and n not in first]
-    random.shuffle(rest)
-    picked = (first + rest)[: max(size, len(first))]
-    if not picked:  # nothing healthy known: try the suspects, then the startup nodes
-        picked = [n for n in cand.known if n in cand.suspects][:size]
-    if not picked:
-        picked = list(cand.startup[:1])
-    return tuple(picked)
+__all__ = ["Candidates", "Fetch", "Refresher", "candidates", "sample"]
 
 
 class Refresher:
@@ -172,50 +133,26 @@ class Refresher:
 
     def _refresh(self) -> Topology | None:
         self.count += 1
-        cand = self._candidates()
         current = self._current()
-        suspects = cand.suspects
-        asked = self._sample(cand)
-        views, silent, errors = self._ask(asked)
-        decision = decide(current, views, silent=silent | suspects, asked=asked)
-        if decision.ask:
-            more = [n for n in decision.ask if n not in suspects][: max(self.max_views - len(asked), 0)]
-            v2, s2, e2 = self._ask(more)
-            views, silent, errors = views + v2, silent | s2, errors + e2
-            asked = asked + tuple(more)
-            decision = decide(current, views, silent=silent | suspects, asked=asked, final=True)
-        if not views:  # every known node is gone: the startup addresses, resolved again
-            for name in [s for s in cand.startup if s not in asked] + list(suspects):
-                v3, _, e3 = self._ask((name,))
-                errors += e3
-                if v3:
-                    views = v3
-                    decision = decide(current, views, final=True)
-                    break
-        self.last_decision = decision.reason
-        if decision.topology is None:
-            if not views:
-                self._on_failure("no node answered CLUSTER SHARDS", tuple(errors))
+        steps = refresh_steps(current, self._candidates(), self.sample_size, self.max_views)
+        outcome = drive(steps, self._ask)
+        self.last_decision = outcome.decision.reason
+        if outcome.topology is None:
+            if outcome.unanswered:
+                self._on_failure("no node answered CLUSTER SHARDS", outcome.answers.errors)
             return current
-        self._adopt(decision.topology)
-        return decision.topology
+        self._adopt(outcome.topology)
+        return outcome.topology
 
-    def _sample(self, cand: Candidates) -> tuple[str, ...]:
-        return sample(cand, self.sample_size)
-
-    def _ask(self, names: Sequence[str]) -> tuple[list[View], frozenset[str], list[str]]:
-        """Every named node's view, asked in parallel: (views, nodes that failed, their errors)."""
-        if not names:
-            return [], frozenset(), []
+    def _ask(self, names: Sequence[str]) -> Answers:
+        """Every named node's view, asked in parallel (threads)."""
         if len(names) == 1 or self._stop.is_set():  # no new workers once closing
             results = [self._try(n) for n in names]
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="clusterpool-refresh-ask")
             results = list(self._pool.map(self._try, names))
-        views = [r for r in results if isinstance(r, View)]
-        failed = [(n, r) for n, r in zip(names, results) if not isinstance(r, View)]
-        return views, frozenset(n for n, _ in failed), [f"{n}: {e}" for n, e in failed]
+        return Answers.of(names, results)
 
     def _try(self, name: str) -> View | BaseException:
         try:

@@ -54,8 +54,9 @@ from ..topology import Node, Shard, Topology
 from .commandinfo import unknown_name
 from .errors import CommandTimeoutError, LostConnectionError
 from .inspection import InspectionMixin
+from .mux import MuxConnection
 from .nodes import NodeAPIMixin
-from .pipeline import ClusterPipeline
+from .pipeline import ClusterPipeline, Placed, run_all
 from .pubsub import ClusterPubSub
 from .state import AsyncNode, ClusterState
 from .transaction import TransactionPipeline, run_transaction
@@ -243,27 +244,113 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         topo = state.topology
         if topo is None:
             topo = await state.ensure()
-        table = state.table
+        hit = self._single(topo, args, options)
+        if hit is None:
+            return await self._dispatch(args, options)
+        info, slot, node = hit
+        if node is None:
+            node = await self._pick(topo, slot, info.readonly)
+        return await self._run(node.name, info, slot, args, options)
+
+    def _single(self, topo: Topology, args: Sequence[Any],
+                options: dict[str, Any]) -> tuple[CommandInfo, int, Node | None] | None:
+        """A plain single-key command's info, slot and node (None: the slot has no primary
+        in the map); None for anything else (`_dispatch` routes it)."""
+        table = self._state.table
         assert table is not None
         cached = table.resolved.get(args[0])
-        if cached is not None and not cached[1] and "target_nodes" not in options:
-            info = cached[0]
-            idx = info.single_key
-            if idx and len(args) > idx and not info.flags & _BLOCKING_FLAGS:
-                if self.refuses_writes and not info.readonly:
-                    raise write_refused(args)
-                key = args[idx]
-                slot = key_slot(key if type(key) is bytes else encode_key(key))
-                shard = topo.slot_table[slot]
-                if shard is None or shard.primary is None:
-                    node = await self._pick(topo, slot, info.readonly)
-                elif not info.readonly:
-                    node = shard.primary
-                else:
-                    node = choose(shard, state.node_states, self._strategy, self._to_primary,
+        if cached is None or cached[1] or "target_nodes" in options:
+            return None
+        info = cached[0]
+        idx = info.single_key
+        if not idx or len(args) <= idx or info.flags & _BLOCKING_FLAGS:
+            return None
+        if self.refuses_writes and not info.readonly:
+            raise write_refused(args)
+        key = args[idx]
+        slot = key_slot(key if type(key) is bytes else encode_key(key))
+        shard = topo.slot_table[slot]
+        if shard is None or shard.primary is None:
+            return info, slot, None
+        if not info.readonly:
+            return info, slot, shard.primary
+        return info, slot, choose(shard, self._state.node_states, self._strategy, self._to_primary,
                                   self.config.replica_fallback)
-                return await self._run(node.name, info, slot, args, options)
-        return await self._dispatch(args, options)
+
+    def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
+              slot: int | None = None) -> Placed | None:
+        """Where one key-routed command goes and its packed bytes, without I/O (a pipeline's
+        fast path: its commands per node are queued as one unit, no task or future each);
+        None when it needs `execute_command`'s full path, which also raises its errors.
+        `pinned`: the connection used per node so far, so one caller's commands keep their order;
+        `slot`: its keys' slot when the caller knows it (the *_nonatomic helpers)."""
+        topo = self._state.topology
+        if topo is None or (options and (NEVER_DECODE in options and self._decodes or "target_nodes" in options)):
+            return None
+        try:
+            hit = self._in_slot(topo, args, slot) if slot is not None else self._single(topo, args, options)
+            if hit is None:
+                hit = self._slot_routed(topo, args)
+                if hit is None:
+                    return None
+            info, slot, node = hit
+            if node is None:
+                return None
+            name = node.name
+            mux = pinned.get(name)
+            if mux is None:
+                st = self._state.nodes.get(name) or self._state.state(name)
+                if st.loading or (st.open_until and not st.available()):
+                    return None
+                mux = st.pool.ready()
+                if mux is None:
+                    return None
+                pinned[name] = mux
+            return Placed(name, info, slot, mux, mux.pack(args))
+        except Exception:  # noqa: BLE001 - the full path raises it again, or retries by the policy
+            return None
+
+    def _in_slot(self, topo: Topology, args: Sequence[Any], slot: int) -> tuple[CommandInfo, int, Node | None] | None:
+        """As `_single`, for a plain command whose keys the caller put in `slot`."""
+        table = self._state.table
+        assert table is not None
+        cached = table.resolved.get(args[0])
+        if cached is None or cached[1] or cached[0].flags & _BLOCKING_FLAGS:
+            return None
+        info = cached[0]
+        if self.refuses_writes and not info.readonly:
+            raise write_refused(args)
+        return info, slot, self._owner(topo, slot, info.readonly)
+
+    def _owner(self, topo: Topology, slot: int, readonly: bool) -> Node | None:
+        shard = topo.slot_table[slot]
+        if shard is None or shard.primary is None:
+            return None
+        if not readonly:
+            return shard.primary
+        return choose(shard, self._state.node_states, self._strategy, self._to_primary,
+                      self.config.replica_fallback)
+
+    def _slot_routed(self, topo: Topology, args: Sequence[Any]) -> tuple[CommandInfo, int, Node | None] | None:
+        """As `_single`, for a command `fanout.route` sends to its keys' one slot (MGET, MSET ...)."""
+        table = self._state.table
+        assert table is not None
+        r = route(table, args, None, self.refuses_writes)
+        if r.via is not Via.SLOT or r.slot is None or is_blocking(r.info, r.argv):
+            return None
+        return r.info, r.slot, self._owner(topo, r.slot, r.readonly)
+
+    def settle(self, args: Sequence[Any], options: dict[str, Any], reply: Any) -> Any:
+        """The parsed form of a placed command's raw reply."""
+        return self._parse(args[0], reply, options)
+
+    async def finish(self, placed: Placed, args: Sequence[Any], options: dict[str, Any],
+                     error: BaseException) -> Any:
+        """A placed command whose reply was `error` (an error reply, a timeout, a lost
+        connection), carried through `policy.decide` as in `_run`."""
+        first = asyncio.get_running_loop().create_future()
+        first.set_exception(error)
+        return await self._run(placed.node, placed.info, placed.slot, args, options, first=first)
 
     async def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
         shard = topo.slot_table[slot]
@@ -320,20 +407,34 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
             by_slot.setdefault(self.slot(k), []).append(k)
         return sum(int(r) for r in await self._execute_pipeline_by_slot(head, by_slot))
 
+    def _partition_keys_by_slot(self, keys: Iterable[Any]) -> dict[int, list[Any]]:
+        """redis-py's split of keys by slot, with the slot function the router uses."""
+        by_slot: dict[int, list[Any]] = {}
+        for k in keys:
+            by_slot.setdefault(key_slot(k if type(k) is bytes else encode_key(k)), []).append(k)
+        return by_slot
+
     async def _execute_pipeline_by_slot(self, command: str, slots_to_args: Any) -> list[Any]:  # type: ignore[override]
-        """One command per slot, all at once (auto-pipelined per node): what redis-py's
-        mget_nonatomic / mset_nonatomic / DEL-across-slots build on, without a pipeline."""
-        return list(await asyncio.gather(*(self.execute_command(command, *a) for a in slots_to_args.values())))
+        """One command per slot, all at once (a pipeline: one write per node): what redis-py's
+        mget_nonatomic / mset_nonatomic / DEL-across-slots build on."""
+        queue: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((command, *a), {}) for a in slots_to_args.values()]
+        replies = await run_all(self, queue, list(slots_to_args))
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return replies
 
     # ---- one command, through policy.decide -------------------------------------------
 
     async def _run(self, name: str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                    options: dict[str, Any], asking: bool = False, blocking: bool = False,
-                   observed: bool = False) -> Any:
-        """Run one command on node `name`; every failure is handed to `policy.decide`."""
+                   observed: bool = False, first: asyncio.Future[Any] | None = None) -> Any:
+        """Run one command on node `name`; every failure is handed to `policy.decide`.
+        `observed`: inside the observer's scope already; `first`: the reply of the first try,
+        already written (`start`)."""
         state = self._state
         if state.observer is not None and not observed:
-            return await self._run_observed(state.observer, name, info, slot, args, options, asking, blocking)
+            return await self._run_observed(state.observer, name, info, slot, args, options, asking, blocking, first)
         budget: Budget | None = None  # built on the first failure only
         error: BaseException | None = None
         raw = bool(options) and NEVER_DECODE in options and self._decodes
@@ -342,11 +443,14 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         while True:
             st = state.nodes.get(name) or state.state(name)
             failure: Failure
-            if st.open_until and not st.available():
+            if first is None and st.open_until and not st.available():
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 try:
-                    if blocking:
+                    if first is not None:
+                        pending, first = first, None
+                        reply = await pending
+                    elif blocking:
                         reply = await self._leased(st, args, asking, raw)
                     else:
                         reply = await st.pool.execute(*args, asking=asking)
@@ -386,11 +490,12 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
                 state.observer.used(name)
 
     async def _run_observed(self, observer: Observer, name: str, info: CommandInfo, slot: int | None,
-                            args: Sequence[Any], options: dict[str, Any], asking: bool, blocking: bool) -> Any:
+                            args: Sequence[Any], options: dict[str, Any], asking: bool, blocking: bool,
+                            first: asyncio.Future[Any] | None) -> Any:
         """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
         scope = observer.command(name, args)
         try:
-            result = await self._run(name, info, slot, args, options, asking, blocking, True)
+            result = await self._run(name, info, slot, args, options, asking, blocking, True, first)
         except BaseException as e:
             scope.end(e)
             raise

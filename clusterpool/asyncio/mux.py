@@ -1,11 +1,14 @@
 """An auto-pipelined connection to one node, shared by any number of tasks.
 
 How this works: a caller's command is packed at once (bad arguments fail in the caller,
-before anything is queued) and appended to a write queue with a fresh future. ONE writer
-task takes the whole queue when it next runs, so every command issued in the same
-event-loop iteration leaves in ONE socket write; it does not wait for earlier replies
-before writing more. Just before writing it moves each command's future to the FIFO of
-reply slots. ONE reader task reads replies continuously and resolves the FIFO head.
+before anything is queued) and appended to a write queue with a fresh future. A flush
+scheduled for the next loop iteration (call_soon) takes the whole queue, so every command
+issued in the same event-loop iteration leaves in ONE socket write; it does not wait for
+earlier replies before writing more. When the caller of `execute()` is the last thing the
+loop runs in this iteration (no other callback is ready, so nobody else can add to this
+write) and no write waits for the socket to drain, it flushes at once itself, saving the
+loop iteration. Just before writing, the flush moves each command (its unit) to the FIFO
+of reply slots. ONE reader task reads replies continuously and resolves the FIFO head.
 
   * Cancelled or timed-out callers abandon their future. A command still queued is then
     dropped before the write; one already written keeps its FIFO slot, and its reply is
@@ -13,17 +16,27 @@ reply slots. ONE reader task reads replies continuously and resolves the FIFO he
     can receive that reply because slots are matched by position, never reused.
   * ASKING + command are packed into one unit: one chunk of bytes with two FIFO slots
     (the ASKING reply is dropped), so nothing can come between them.
+  * A pipeline's commands for this node can be one unit too (`submit_packed`): one FIFO
+    slot per reply, all pointing at the unit, whose future gets the list of replies.
+  * Replies are read from hiredis' reader directly: every reply already buffered is
+    handed out before the next socket read.
   * Any read or write error (or a reply with no slot) breaks the connection: every
     future still pending fails with `LostConnectionError(sent=...)`: sent=True for slots
     already handed to the socket (the command may have run), sent=False for the queue.
     A broken connection never reconnects; the node's connection set replaces it.
-  * Per-command timeouts are timers on the caller's future; the socket has none, so a
-    slow reply costs its caller only.
+  * Per-command timeouts fail the caller's future; the socket has none, so a slow reply
+    costs its caller only. Commands with the settings' timeout carry a deadline and ONE
+    timer per connection sweeps them: their deadlines rise along the queue and the FIFO,
+    so the sweep stops at the first live command not yet due and re-arms for it. Any
+    other timeout is a timer of its own.
+  * A flush whose bytes the socket did not take (more than the transport's high-water
+    mark buffered) starts a drain task; until it is done, commands wait in the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -32,17 +45,14 @@ from enum import IntEnum
 from typing import Any
 
 from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from ..commands import CONNECTION_STATE
-from ..errors import ConfigurationError
 from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
 from .settings import DEFAULT, NodeSettings, close_connection, open_connection
+from .wire import NOT_ENOUGH_DATA, PUSH, hiredis_of, hiredis_pack, pack, refuse_stateful
 
-try:
-    from hiredis import pack_command as _hiredis_pack
-except ImportError:  # pragma: no cover - hiredis is a dependency
-    _hiredis_pack = None  # type: ignore[assignment]
+__all__ = ["MuxConnection", "MuxStats", "State", "pack", "refuse_stateful"]
 
 _ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
@@ -68,59 +78,18 @@ class MuxStats:
 
 
 class _Unit:
-    """One caller's command: its bytes, how many replies it produces, and its future."""
+    """One caller's command: its bytes, how many replies it produces, its future and deadline."""
 
-    __slots__ = ("data", "future", "replies", "sent")
+    __slots__ = ("data", "deadline", "future", "replies", "results", "sent")
 
-    def __init__(self, data: bytes, future: asyncio.Future[Any], replies: int) -> None:
+    def __init__(self, data: bytes, future: asyncio.Future[Any], replies: int, deadline: float,
+                 results: list[Any] | None = None) -> None:
         self.data = data
         self.future = future
         self.replies = replies
+        self.deadline = deadline  # loop time when the sweep fails it; inf: it has no sweep deadline
+        self.results = results  # a batch's replies so far (its future gets the list); None: one command
         self.sent = False
-
-
-def pack(conn: Connection, args: Sequence[Any]) -> bytes:
-    """One command's wire form, with hiredis' packer when it can (redis-py's otherwise).
-
-    redis-py's rule that a first argument with spaces ("CLUSTER INFO") is several words
-    is kept; anything hiredis refuses goes through redis-py, which raises DataError.
-    """
-    if not args:
-        raise ValueError("a command needs at least a name")
-    if _hiredis_pack is not None and conn.encoder.encoding.lower() in ("utf-8", "utf8"):
-        head = args[0]
-        if (" " in head) if type(head) is str else (type(head) is bytes and b" " in head):
-            args = (*head.split(), *args[1:])
-        try:
-            return bytes(_hiredis_pack(tuple(args)))
-        except TypeError:
-            pass
-    return b"".join(conn.pack_command(*args))
-
-
-# Commands that would change what the shared connection's later replies mean.
-_REFUSED = frozenset(n for n in CONNECTION_STATE if "|" not in n)
-_REFUSED_SUB = frozenset({*(n for n in CONNECTION_STATE if "|" in n), "client|reply"})
-
-
-def _word(arg: Any) -> str:
-    return (arg.decode() if isinstance(arg, bytes | bytearray) else str(arg)).lower()
-
-
-def refuse_stateful(args: Sequence[Any]) -> None:
-    """Raise ConfigurationError for a command a shared connection cannot carry (MULTI, SUBSCRIBE, ...)."""
-    words = _word(args[0]).split()
-    name = words[0] if words else ""
-    bad = name in _REFUSED
-    if not bad and name == "client":
-        sub = words[1] if len(words) > 1 else _word(args[1]) if len(args) > 1 else ""
-        bad = f"client|{sub}" in _REFUSED_SUB
-        name = f"client {sub}"
-    if bad:
-        raise ConfigurationError(
-            f"{name.upper()} changes connection state, which a shared connection cannot keep: "
-            "use a dedicated connection (lease()); for ASK redirects use execute(..., asking=True)"
-        )
 
 
 def _expire(unit: _Unit, timeout: float, node: str) -> None:
@@ -138,13 +107,19 @@ class MuxConnection:
         self._conn = conn
         self._loop = asyncio.get_running_loop()
         self._timeout = settings.socket_timeout
+        self._hiredis_utf8 = hiredis_pack is not None and conn.encoder.encoding.lower() in ("utf-8", "utf8")
         self._queue: list[_Unit] = []
-        self._fifo: deque[asyncio.Future[Any] | None] = deque()
-        self._wake = asyncio.Event()
+        self._fifo: deque[_Unit | None] = deque()  # None: the ASKING of an ASKING + command unit
+        # redis-py keeps its StreamWriter private; the flush writes to it without a coroutine
+        self._stream: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+        self._high = self._stream.transport.get_write_buffer_limits()[1]
+        self._ready: Any = getattr(self._loop, "_ready", None)  # asyncio's ready queue (None: uvloop)
+        self._flush_handle: asyncio.Handle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._drainer: asyncio.Task[None] | None = None
         self._state = State.OPEN
         self._error: BaseException | None = None
         self._writes = self._commands = self._replies = self._dropped = self._skipped = 0
-        self._writer = asyncio.create_task(self._guard(self._write_loop()), name=f"mux-write {self.name}")
         self._reader = asyncio.create_task(self._guard(self._read_loop()), name=f"mux-read {self.name}")
         self._teardown: asyncio.Task[None] | None = None
 
@@ -187,25 +162,72 @@ class MuxConnection:
 
     # ---- commands --------------------------------------------------------------------
 
-    def submit(self, args: Sequence[Any], *, asking: bool = False) -> asyncio.Future[Any]:
+    def submit(self, args: Sequence[Any], *, asking: bool = False,
+               timeout: float | None = None) -> asyncio.Future[Any]:
         """Queue one command (ASKING first when `asking`) and return the future of its reply.
 
-        The caller must await the future (or cancel it to abandon the command).
+        For callers that issue many commands before awaiting any (pipelines): all of them
+        leave in one write. The caller must await the future (or cancel it to abandon the
+        command). `timeout` (DEFAULT: the settings' socket_timeout) fails it with
+        CommandTimeoutError; None (the default here) waits for ever.
         """
-        return self._enqueue(args, asking).future
+        swept = timeout is DEFAULT or timeout == self._timeout
+        unit = self._enqueue(args, asking, False, swept)
+        if not swept and timeout is not None:
+            timer = self._loop.call_later(timeout, _expire, unit, timeout, self.name)
+            unit.future.add_done_callback(lambda _: timer.cancel())
+        return unit.future
 
-    def _enqueue(self, args: Sequence[Any], asking: bool) -> _Unit:
+    def pack(self, args: Sequence[Any]) -> bytes:
+        """One command's bytes for this connection; bad arguments and commands a shared
+        connection cannot carry raise here (DataError, ConfigurationError), before any queueing."""
         if self._state is not State.OPEN:
             raise self._lost_error(sent=False)
         if not args:
             raise ValueError("a command needs at least a name")
         refuse_stateful(args)
-        data = pack(self._conn, args)
-        fut = self._loop.create_future()
-        unit = _Unit(_ASKING + data, fut, 2) if asking else _Unit(data, fut, 1)
-        self._queue.append(unit)
-        if len(self._queue) == 1:
-            self._wake.set()
+        head = args[0]
+        if self._hiredis_utf8 and type(head) is str and " " not in head:
+            try:
+                return hiredis_pack(args if type(args) is tuple else tuple(args))
+            except TypeError:
+                pass
+        return pack(self._conn, args)
+
+    def submit_packed(self, commands: list[bytes]) -> asyncio.Future[list[Any]]:
+        """Queue commands packed by `pack()` as one unit, with the settings' timeout: ONE future
+        for the list of their replies, in order, error replies in place as exception objects
+        (a pipeline's share of this node without a future per command)."""
+        if self._state is not State.OPEN:
+            raise self._lost_error(sent=False)
+        return self._queue_unit(b"".join(commands), len(commands), False, True, []).future
+
+    def _enqueue(self, args: Sequence[Any], asking: bool, now: bool, swept: bool) -> _Unit:
+        data = self.pack(args)
+        return self._queue_unit(_ASKING + data if asking else data, 2 if asking else 1, now, swept, None)
+
+    def _queue_unit(self, data: bytes, replies: int, now: bool, swept: bool, results: list[Any] | None) -> _Unit:
+        loop = self._loop
+        fut = loop.create_future()
+        deadline = math.inf
+        if swept and self._timeout is not None:
+            deadline = loop.time() + self._timeout
+            if self._sweeper is None:
+                self._sweeper = loop.call_at(deadline, self._sweep)
+        unit = _Unit(data, fut, replies, deadline, results)
+        queue = self._queue
+        queue.append(unit)
+        if self._drainer is not None:
+            return unit  # the drain task flushes when the socket has taken the last write
+        handle = self._flush_handle
+        if now:
+            ready = self._ready
+            # nothing else runs in this loop iteration (our own scheduled flush aside): write now
+            if ready is not None and len(ready) == (0 if handle is None else 1):
+                self._flush()
+                return unit
+        if handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
         return unit
 
     async def execute(self, *args: Any, asking: bool = False, timeout: float | None = DEFAULT) -> Any:
@@ -214,45 +236,81 @@ class MuxConnection:
         `timeout` (default: the settings' socket_timeout; None waits for ever) raises
         CommandTimeoutError; error replies raise redis-py's ResponseError family.
         """
-        unit = self._enqueue(args, asking)
+        swept = timeout is DEFAULT or timeout == self._timeout
+        unit = self._enqueue(args, asking, True, swept)
         fut = unit.future
-        t = self._timeout if timeout is DEFAULT else timeout
-        if t is None:
+        if swept or timeout is None:
             return await fut
-        timer = self._loop.call_later(t, _expire, unit, t, self.name)
+        timer = self._loop.call_later(timeout, _expire, unit, timeout, self.name)
         try:
             return await fut
         finally:
             timer.cancel()
 
-    # ---- the two tasks ---------------------------------------------------------------
-
-    async def _write_loop(self) -> None:
-        conn, fifo = self._conn, self._fifo
-        while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
+    def _sweep(self) -> None:
+        """Fail the commands past their deadline; re-arm for the first one not yet due."""
+        self._sweeper = None
+        if self._state is not State.OPEN or self._timeout is None:
+            return
+        now = self._loop.time()
+        for unit in itertools.chain(self._fifo, self._queue):
+            if unit is None or unit.deadline == math.inf or unit.future.done():
                 continue
-            batch, self._queue = self._queue, []
-            chunks = []
-            for unit in batch:
-                if unit.future.done():  # its caller gave up before the write
-                    self._skipped += 1
-                    continue
-                unit.sent = True
+            if unit.deadline > now:
+                self._sweeper = self._loop.call_at(unit.deadline, self._sweep)
+                return
+            _expire(unit, self._timeout, self.name)
+
+    # ---- writing and reading ---------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write the whole queue in one write (the scheduled callback, or a caller at once)."""
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()  # a no-op when it is this very callback
+        if self._state is not State.OPEN:
+            return
+        batch, self._queue = self._queue, []
+        fifo = self._fifo
+        chunks = []
+        commands = 0
+        for unit in batch:
+            if unit.future.done():  # its caller gave up before the write
+                self._skipped += 1
+                continue
+            unit.sent = True
+            if unit.results is not None:  # a batch: one FIFO slot per reply, all the same unit
+                fifo.extend(itertools.repeat(unit, unit.replies))
+                commands += unit.replies
+            else:
                 if unit.replies == 2:
                     fifo.append(None)
-                fifo.append(unit.future)
-                chunks.append(unit.data)
-            if not chunks:
-                continue
-            self._writes += 1
-            self._commands += len(chunks)
-            await conn.send_packed_command([b"".join(chunks)], check_health=False)
+                fifo.append(unit)
+                commands += 1
+            chunks.append(unit.data)
+        if not chunks:
+            return
+        self._writes += 1
+        self._commands += commands
+        try:
+            stream = self._stream
+            stream.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if stream.transport.get_write_buffer_size() > self._high:
+                self._drainer = self._loop.create_task(self._guard(self._drain()), name=f"mux-drain {self.name}")
+        except Exception as e:  # noqa: BLE001 - a failed write breaks the connection
+            self._break(e, State.BROKEN)
+
+    async def _drain(self) -> None:
+        await self._stream.drain()
+        self._drainer = None
+        if self._queue:
+            self._flush()
 
     async def _read_loop(self) -> None:
-        conn, fifo = self._conn, self._fifo
+        direct = hiredis_of(self._conn)
+        if direct is not None:
+            return await self._read_hiredis(*direct)
+        conn = self._conn
         while True:
             error: RedisError | None = None
             try:
@@ -261,18 +319,53 @@ class MuxConnection:
                 if not is_error_reply(e):
                     raise
                 reply, error = None, e
-            if not fifo:
-                raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
-            fut = fifo.popleft()
-            self._replies += 1
-            if fut is None:  # the ASKING of an ASKING + command unit
+            self._resolve(reply, error)
+
+    async def _read_hiredis(self, reader: Any, stream: asyncio.StreamReader, size: int) -> None:
+        """The read loop on hiredis' reader itself: every reply already buffered is handed out
+        before the next socket read, without redis-py's per-reply coroutines."""
+        gets, feed, resolve = reader.gets, reader.feed, self._resolve
+        while True:
+            reply = gets()
+            if reply is NOT_ENOUGH_DATA:
+                data = await stream.read(size)
+                if not data:
+                    raise RedisConnectionError(f"connection closed by {self.name}")
+                feed(data)
                 continue
-            if fut.done():
-                self._dropped += 1
-            elif error is not None:
-                fut.set_exception(error)
+            if PUSH is not None and type(reply) is PUSH:
+                continue  # an out-of-band push (RESP3), no command's reply
+            if isinstance(reply, RedisError):  # hiredis hands error replies back as values
+                if not is_error_reply(reply):
+                    raise reply
+                resolve(None, reply)
+            elif type(reply) is list and reply and isinstance(reply[0], RedisConnectionError):
+                raise reply[0]  # as redis-py's parser does
             else:
-                fut.set_result(reply)
+                resolve(reply, None)
+
+    def _resolve(self, reply: Any, error: RedisError | None) -> None:
+        """Hand one reply (or error reply) to the FIFO head."""
+        fifo = self._fifo
+        if not fifo:
+            raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
+        unit = fifo.popleft()
+        self._replies += 1
+        if unit is None:  # the ASKING of an ASKING + command unit
+            return
+        fut = unit.future
+        if fut.done():
+            self._dropped += 1
+            return
+        results = unit.results
+        if results is not None:
+            results.append(reply if error is None else error)
+            if len(results) == unit.replies:
+                fut.set_result(results)
+        elif error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(reply)
 
     async def _guard(self, loop: Any) -> None:
         try:
@@ -300,9 +393,12 @@ class MuxConnection:
         self._error = error
         fifo, self._fifo = self._fifo, deque()
         queue, self._queue = self._queue, []
-        for fut in fifo:
-            if fut is not None and not fut.done():
-                fut.set_exception(self._lost_error(sent=True))
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+        for sent in fifo:
+            if sent is not None and not sent.future.done():
+                sent.future.set_exception(self._lost_error(sent=True))
         for unit in queue:
             if not unit.future.done():
                 unit.future.set_exception(self._lost_error(sent=False))
@@ -310,10 +406,14 @@ class MuxConnection:
 
     async def _shutdown(self) -> None:
         current = asyncio.current_task()
-        for task in (self._writer, self._reader):
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()
+        tasks = [t for t in (self._reader, self._drainer) if t is not None]
+        for task in tasks:
             if task is not current:
                 task.cancel()
-        await asyncio.gather(self._writer, self._reader, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await close_connection(self._conn)
 
     async def aclose(self) -> None:

@@ -95,6 +95,11 @@ class NodeConnections:
         mux = self._pick()
         return mux if mux is not None else await self._wait_open()
 
+    def ready(self) -> MuxConnection | None:
+        """The open shared connection the next command would use, without waiting (None when
+        none is open yet: one is being opened)."""
+        return self._pick()
+
     def _pick(self) -> MuxConnection | None:
         if self._closed:
             raise PoolClosedError(f"connections to {self.name} are closed")

@@ -1,24 +1,48 @@
 """A cluster pipeline for asyncio (non-transactional): queued commands, sent all at once.
 
 How this works: `execute()` hands every queued command to the client at the same time.
+Commands routed to one slot are placed by `client.start` on their node's open shared
+connection and packed; each node's share is queued as ONE unit with one future for the
+list of its replies (no task or future per command). From the first command that needs
+more (keyless, fan-out, no open connection ...) on, the rest run as tasks of
+`execute_command`, created in order after the placed ones.
 Commands for one node are issued in the same event-loop iteration, so the shared
 connection writes them in one socket write, in queue order, and the replies come back in
-that order; each command follows its own redirects and retries through the client's
-`_run` (`policy.decide`), as redis-py's ClusterPipeline retries each failed command
-individually. Like redis-py's cluster pipeline it is not atomic across nodes.
+that order. A started command whose reply is a failure (an error reply, a timeout, a
+lost connection) follows its own redirects and retries through `client.finish`
+(`policy.decide`), one after the other in queue order, as redis-py's ClusterPipeline
+retries each failed command individually. Like redis-py's cluster pipeline it is not atomic across nodes.
+With an observer installed (clusterpool.otel) every command runs through `execute_command`
+instead, so that each gets its own span inside the pipeline's.
 Transactions (`client.pipeline(transaction=True)`, MULTI/EXEC, WATCH) are in transaction.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.commands import AsyncRedisClusterCommands
 from redis.event import EventDispatcher
 
+from ..commands import CommandInfo
 from ..errors import ConfigurationError
 from ..observe import Observer
+from .mux import MuxConnection
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A command routed to an open shared connection and packed for it (`client.start`)."""
+
+    node: str
+    info: CommandInfo
+    slot: int
+    mux: MuxConnection
+    data: bytes
+
 
 class Executor(Protocol):
     """What the pipeline needs of its client (the asyncio ClusterClient)."""
@@ -27,6 +51,14 @@ class Executor(Protocol):
 
     @property
     def observer(self) -> Observer | None: ...
+
+    def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
+              slot: int | None = None) -> Placed | None: ...
+
+    def settle(self, args: Sequence[Any], options: dict[str, Any], reply: Any) -> Any: ...
+
+    async def finish(self, placed: Placed, args: Sequence[Any], options: dict[str, Any],
+                     error: BaseException) -> Any: ...
 
 
 class ClusterPipeline(AsyncRedisClusterCommands):
@@ -58,22 +90,15 @@ class ClusterPipeline(AsyncRedisClusterCommands):
             return []
         observer = self.client.observer
         if observer is None:
-            return await self._send(queue, raise_on_error)
-        scope = observer.batch("PIPELINE", [a for a, _ in queue])  # each command gets its own scope inside
-        try:
-            replies = await self._send(queue, raise_on_error)
-        except BaseException as e:
-            scope.end(e)
-            raise
-        scope.end(None)
-        return replies
-
-    async def _send(self, queue: list[tuple[tuple[Any, ...], dict[str, Any]]], raise_on_error: bool) -> list[Any]:
-        replies = await asyncio.gather(*(self.client.execute_command(*a, **kw) for a, kw in queue),
-                                       return_exceptions=True)
-        for r in replies:
-            if isinstance(r, asyncio.CancelledError):
-                raise r
+            replies = await run_all(self.client, queue)
+        else:
+            scope = observer.batch("PIPELINE", [a for a, _ in queue])  # each command gets its own scope inside
+            try:
+                replies = await _each_observed(self.client, queue)
+            except BaseException as e:
+                scope.end(e)
+                raise
+            scope.end(None)
         if raise_on_error:
             for i, r in enumerate(replies):
                 if isinstance(r, Exception):
@@ -99,5 +124,79 @@ class ClusterPipeline(AsyncRedisClusterCommands):
         return True
 
 
+async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str, Any]]],
+                  slots: Sequence[int] | None = None) -> list[Any]:
+    """Every queued command's reply or exception, in order (see the module docstring).
+    `slots`: each command's slot, when the caller has computed them."""
+    replies: list[Any] = [None] * len(queue)
+    placed: list[Placed | None] = [None] * len(queue)
+    per_node: dict[MuxConnection, list[int]] = {}
+    tasks: dict[int, asyncio.Future[Any]] = {}
+    batches: list[tuple[asyncio.Future[list[Any]], list[int]]] = []
+    pinned: dict[str, MuxConnection] = {}  # one connection per node: the queue's order is kept
+    try:
+        for i, (args, kw) in enumerate(queue):
+            p = None if tasks else client.start(args, kw, pinned, None if slots is None else slots[i])
+            if p is None:  # this one and the rest run as tasks, in order, after the placed ones
+                tasks[i] = asyncio.ensure_future(client.execute_command(*args, **kw))
+            else:
+                placed[i] = p
+                per_node.setdefault(p.mux, []).append(i)
+        for mux, idxs in per_node.items():
+            try:
+                batches.append((mux.submit_packed([placed[i].data for i in idxs]), idxs))  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001 - the connection broke meanwhile: the policy decides
+                for i in idxs:
+                    tasks[i] = asyncio.ensure_future(client.finish(placed[i], *queue[i], e))  # type: ignore[arg-type]
+        failed: list[tuple[int, BaseException]] = []
+        for fut, idxs in batches:
+            if not fut.done():
+                try:
+                    await fut
+                except Exception:  # noqa: BLE001, S110 - looked at below
+                    pass
+            error = fut.exception()
+            if error is not None:
+                failed.extend((i, error) for i in idxs)
+                continue
+            for i, raw in zip(idxs, fut.result()):
+                if isinstance(raw, Exception):
+                    failed.append((i, raw))
+                    continue
+                args, kw = queue[i]
+                try:
+                    replies[i] = client.settle(args, kw, raw)
+                except Exception as e:  # noqa: BLE001 - a reply the callback refuses is that command's error
+                    replies[i] = e
+        # the policy decides for each failure: redirect, retry, or its error; one at a time in
+        # queue order, so two commands on one key are redone in their order
+        for i, error in sorted(failed, key=lambda f: f[0]):
+            args, kw = queue[i]
+            try:
+                replies[i] = await client.finish(placed[i], args, kw, error)  # type: ignore[arg-type]
+            except Exception as e:  # noqa: BLE001 - that command's error, in its place
+                replies[i] = e
+        if tasks:
+            done = await asyncio.gather(*tasks.values(), return_exceptions=True)
+            for i, r in zip(tasks, done):
+                replies[i] = r
+    except BaseException:  # cancelled: abandon every reply still awaited
+        for fut, _ in batches:
+            fut.cancel()
+        for t in tasks.values():
+            t.cancel()
+        raise
+    return replies
+
+
 def _describe(args: tuple[Any, ...]) -> str:
     return " ".join(a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in args)[:200]
+
+
+async def _each_observed(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """Every command through `execute_command` at once (each inside its own observer scope)."""
+    replies = await asyncio.gather(*(client.execute_command(*a, **kw) for a, kw in queue), return_exceptions=True)
+    for r in replies:
+        if isinstance(r, asyncio.CancelledError):
+            raise r
+    return list(replies)

@@ -3,10 +3,11 @@
 How this works: the current Topology is replaced whole, never mutated; each node has a
 `NodeState` (the sync client's breaker) whose `pool` is that node's `NodeConnections`.
 Discovery and refreshes ask nodes with `probe.read_view`; which map to adopt is
-`agreement.decide`'s, what adopting changes is `adoption.plan`'s, whom to ask is
-`refresh.candidates` / `refresh.sample`'s, all shared with the sync client. One refresh
-task per client waits for a request or the interval (fast while a primary fails), and
-commands waiting for a new map wait on an asyncio.Event replaced at every change.
+`agreement.decide`'s, what adopting changes is `adoption.plan`'s, whom to ask and in
+which order is `refreshsteps`' (`candidates`, `refresh_steps`), all shared with the sync
+client. One refresh task per client waits for a request or the interval (fast while a
+primary fails), and commands waiting for a new map wait on an asyncio.Event replaced at
+every change.
 `aclose()` cancels that task and closes every node's connections; nothing outlives it.
 """
 
@@ -22,7 +23,6 @@ from redis import exceptions as rx
 
 from .. import errors
 from ..adoption import plan
-from ..agreement import View, decide
 from ..bus import EventBus
 from ..observe import Observer
 from ..commands import CommandTable
@@ -31,7 +31,7 @@ from ..events import RefreshFailed
 from ..node import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
-from ..refresh import Candidates, candidates, sample
+from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
 from ..topology import REPLICA, Topology
 from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
@@ -250,45 +250,26 @@ class ClusterState(NodeBook):
                 self._last = time.monotonic()
 
     async def _refresh(self) -> Topology | None:
-        """The sync Refresher's steps: a sample, agreement.decide, the nodes it asks for, then startup nodes."""
+        """The sync Refresher's steps (refreshsteps.refresh_steps), asked with tasks."""
         self.refreshes += 1
-        cand = self._candidates()
         current = self._announced if self._announced is not None else self.topology
-        suspects = cand.suspects
-        asked = sample(cand, self.sample_size)
-        views, silent, errs = await self._ask(asked)
-        decision = decide(current, views, silent=silent | suspects, asked=asked)
-        if decision.ask:
-            more = [n for n in decision.ask if n not in suspects][: max(self.max_views - len(asked), 0)]
-            v2, s2, e2 = await self._ask(more)
-            views, silent, errs = views + v2, silent | s2, errs + e2
-            asked = asked + tuple(more)
-            decision = decide(current, views, silent=silent | suspects, asked=asked, final=True)
-        if not views:
-            for name in [s for s in cand.startup if s not in asked] + list(suspects):
-                v3, _, e3 = await self._ask((name,))
-                errs += e3
-                if v3:
-                    views = v3
-                    decision = decide(current, views, final=True)
-                    break
-        self.last_decision = decision.reason
-        if decision.topology is None:
-            if not views:
-                self.bus.publish([RefreshFailed("no node answered CLUSTER SHARDS", tuple(errs))])
+        outcome = await adrive(refresh_steps(current, self._candidates(), self.sample_size, self.max_views),
+                               self._ask)
+        self.last_decision = outcome.decision.reason
+        if outcome.topology is None:
+            if outcome.unanswered:
+                self.bus.publish([RefreshFailed("no node answered CLUSTER SHARDS", outcome.answers.errors)])
             return current
-        self.adopt(decision.topology)
-        return decision.topology
+        self.adopt(outcome.topology)
+        return outcome.topology
 
-    async def _ask(self, names: tuple[str, ...] | list[str]) -> tuple[list[View], frozenset[str], list[str]]:
+    async def _ask(self, names: tuple[str, ...]) -> Answers:
         results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n) for n in names),
                                        return_exceptions=True)
-        views = [r for r in results if isinstance(r, View)]
-        failed = [(n, r) for n, r in zip(names, results) if not isinstance(r, View)]
-        for _, r in failed:
+        for r in results:
             if isinstance(r, asyncio.CancelledError):
                 raise r
-        return views, frozenset(n for n, _ in failed), [f"{n}: {e}" for n, e in failed]
+        return Answers.of(names, results)
 
     async def _probe_down(self) -> None:
         """PING (all at once) the nodes kept off reads or with failures counted whose breaker lets

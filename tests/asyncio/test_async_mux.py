@@ -306,3 +306,32 @@ async def test_unknown_connection_keywords_fail_before_any_io():
 async def test_settings_repr_hides_the_password():
     s = NodeSettings.make("127.0.0.1", 7000, password="hunter2", username="u")
     assert "hunter2" not in repr(s) and "hunter2" not in s.describe()
+
+
+async def test_commands_past_the_settings_timeout_fail_and_the_connection_stays(cluster):
+    port = _primary(cluster)
+    mux = await _open(cluster, port, socket_timeout=0.2)
+    tag = tag_on(cluster, port)
+    for i in range(3):  # answered in time: the one timer re-arms for the next command
+        assert await mux.execute("SET", f"{tag}:sw:{i}", i) == "OK"
+    with pytest.raises(CommandTimeoutError) as info:
+        await mux.execute("BLPOP", f"{tag}:sw:empty", 1)
+    assert info.value.sent is True
+    # queued behind BLPOP on the server, so waiting for ever; the late nil is not its reply
+    assert await mux.execute("GET", f"{tag}:sw:1", timeout=None) == "1"
+    assert mux.usable and mux.stats().dropped == 1
+    await mux.aclose()
+
+
+async def test_a_write_the_socket_cannot_take_at_once_is_drained_and_later_commands_follow_it(cluster):
+    port = _primary(cluster)
+    mux = await _open(cluster, port)
+    tag = tag_on(cluster, port)
+    big = "x" * (32 << 20)  # far more than the socket buffers: the transport keeps the rest
+    first = asyncio.ensure_future(mux.execute("SET", f"{tag}:big", big))
+    await until(lambda: mux.stats().writes >= 1, what="the big write")
+    later = await asyncio.gather(*(mux.execute("SET", f"{tag}:after:{i}", i) for i in range(100)))
+    assert await first == "OK" and later == ["OK"] * 100
+    assert await mux.execute("STRLEN", f"{tag}:big") == len(big)
+    await mux.execute("DEL", f"{tag}:big")
+    await mux.aclose()
