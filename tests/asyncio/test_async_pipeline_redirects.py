@@ -34,7 +34,7 @@ async def test_pipelined_commands_to_a_moved_slot_follow_moved(fresh_cluster):
         for i in range(50):
             pipe.set(f"{tag}:{i}", i).get(f"{tag}:{i}")
         assert await pipe.execute() == [r for i in range(50) for r in (True, str(i))]
-        assert c.topology().slot_table[key_slot(tag[1:-1].encode())].primary.port == dst  # type: ignore[union-attr]
+        assert c.node_for(tag).port == dst
 
 
 async def test_pipelined_commands_to_a_migrating_slot_follow_ask(fresh_cluster):
@@ -75,7 +75,7 @@ async def test_mget_nonatomic_sends_one_write_per_node(cluster):
     async with _client(cluster) as c:
         keys = [f"mg:{i}" for i in range(100)]
         await c.mset_nonatomic({k: k for k in keys})
-        nodes = [n.name for n in c.topology().primaries]  # type: ignore[union-attr]
+        nodes = [n.name for n in c.nodes("primary")]
         before = {n: _writes(c, n) for n in nodes}
         assert await c.mget_nonatomic(keys) == keys
         assert {n: _writes(c, n) - before[n] for n in nodes} == {n: 1 for n in nodes}
