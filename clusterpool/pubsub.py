@@ -131,14 +131,10 @@ class ClusterPubSub:
     def set_pubsub_node(self, cluster: Any, node: Any = None, host: str | None = None,
                         port: int | None = None) -> None:
         """Pin classic subscriptions to a node (RedisCluster's errors for a missing or unknown one)."""
-        if node is not None:
-            host, port = node.host, node.port
-        elif host is None and port is None:
+        name = subscriptions.pinned_name(node, host, port)
+        if not name:
             self._n.pinned = ""
             return
-        elif host is None or port is None:
-            raise rx.DataError("Passing a host requires passing a port, and vice versa")
-        name = f"{host}:{port}"
         if name not in self._client.core.ensure().by_name:
             raise rx.RedisClusterException(f"Node {host}:{port} doesn't exist in the cluster")
         self._n.pinned = name

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import PubSubError
+from redis.exceptions import DataError, PubSubError
 from redis.utils import str_if_bytes
 
 from .slots import slot_of
@@ -66,6 +66,18 @@ def by_slot(subs: Mapping[Any, Any]) -> dict[int, dict[Any, Any]]:
     for ch, handler in subs.items():
         out.setdefault(slot_of(ch), {})[ch] = handler
     return out
+
+
+def pinned_name(node: Any = None, host: str | None = None, port: int | None = None) -> str:
+    """The node name ("host:port") classic subscriptions are pinned to, "" for none; redis-py's
+    DataError when only one of host and port is given."""
+    if node is not None:
+        return f"{node.host}:{node.port}"
+    if host is None and port is None:
+        return ""
+    if host is None or port is None:
+        raise DataError("Passing a host requires passing a port, and vice versa")
+    return f"{host}:{port}"
 
 
 def classic_node(pinned: str, avoid: str, key_owner: str, live: Sequence[str], pick: Callable[[Sequence[str]], str]) -> str:

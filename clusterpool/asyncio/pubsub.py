@@ -26,7 +26,6 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from redis import exceptions as rx
 from redis._parsers.encoders import Encoder
 from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 
@@ -95,14 +94,7 @@ class ClusterPubSub:
     def set_pubsub_node(self, cluster: Any = None, node: Any = None, host: str | None = None,
                         port: int | None = None) -> None:
         """Pin classic subscriptions to a node (checked against the map at the first subscribe)."""
-        if node is not None:
-            host, port = node.host, node.port
-        elif host is None and port is None:
-            self._links.pinned = ""
-            return
-        elif host is None or port is None:
-            raise rx.DataError("Passing a host requires passing a port, and vice versa")
-        self._links.pinned = f"{host}:{port}"
+        self._links.pinned = rules.pinned_name(node, host, port)
 
     def get_pubsub_node(self) -> Node | None:
         """The node holding the classic subscriptions (None before the first one, unless pinned)."""

@@ -137,9 +137,7 @@ async def test_a_moved_hop_is_an_event_on_the_one_command_span(fresh_cluster, te
         slot = clusterpool.key_slot(k.encode())
         src = c.slot_owner(slot)
         dst = next(p for p in c.primaries() if p != src)
-        c.begin_migration(slot, dst)
-        c.migrate_keys(slot, dst)
-        c.finish_migration(slot, dst)
+        c.move_slot(slot, dst)
         assert await client.get(k) == b"v"
     (span,) = telemetry.spans("GET")
     assert [e.name for e in span.events] == ["moved"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from redis.exceptions import PubSubError
+from redis.exceptions import DataError, PubSubError
 
 from clusterpool import subscriptions as s
 from clusterpool.slots import slot_of
@@ -176,3 +176,14 @@ def test_hidden_are_confirmations_when_ignored_never_pongs_or_messages():
 def test_kind_of_message_types():
     assert [s.kind_of(t) for t in ("unsubscribe", "pmessage", "sunsubscribe", "pong")] == [
         s.CHANNEL, s.PATTERN, s.SHARD, ""]
+
+
+def test_pinned_name_from_a_node_a_host_and_port_or_nothing():
+    class N:
+        host, port = "10.0.0.1", 7000
+
+    assert s.pinned_name(N()) == "10.0.0.1:7000"
+    assert s.pinned_name(host="10.0.0.2", port=7001) == "10.0.0.2:7001"
+    assert s.pinned_name() == ""
+    with pytest.raises(DataError, match="requires passing a port"):
+        s.pinned_name(host="10.0.0.2")
