@@ -24,8 +24,8 @@ the named owner's own view names another owner instead, that is a hand-over unde
 way and the epochs below decide. The claim whose owner
 has the highest config epoch *as the claiming view knows it* wins (Redis' own
 rule: a promotion or a slot import bumps the winner's epoch, so a stale or
-partitioned view loses); equal epochs go to the owner most views name. When views
-disagree on a slot's owner, the owners they name are asked (see `ask`).
+partitioned view loses); equal epochs go to the owner most views name. When some
+views leave a slot unassigned and others name an owner, that owner is asked (`ask`).
 
 Nodes: role and health come from the node's own answer when it answered, else
 from the freshest view that lists it (the one knowing the highest epoch).
@@ -191,12 +191,14 @@ def _owner_name(view: View, slot: int) -> str | None:
 
 
 def _disputed_owners(views: Sequence[View]) -> set[str]:
-    """Nodes named as a slot's owner by some view while another view names a different
-    owner (or none): their own word settles it."""
+    """Nodes named as a slot's owner by some view while another view leaves the slot
+    unassigned: their own word settles it. (Two views naming different owners are ordered
+    by epochs; asking there would cost a refresh timeout whenever the old owner is the
+    paused node of a failover.)"""
     out: set[str] = set()
     for start in _segments(views):
         owners = {_owner_name(v, start) for v in views}
-        if len(owners) > 1:
+        if None in owners and len(owners) > 1:
             out.update(o for o in owners if o is not None)
     return out
 
