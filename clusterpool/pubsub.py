@@ -136,7 +136,7 @@ class ClusterPubSub:
             self._n.pinned = ""
             return
         if name not in self._client.core.ensure().by_name:
-            raise rx.RedisClusterException(f"Node {host}:{port} doesn't exist in the cluster")
+            raise rx.RedisClusterException(f"Node {name} doesn't exist in the cluster")
         self._n.pinned = name
 
     def get_pubsub_node(self) -> Node | None:
