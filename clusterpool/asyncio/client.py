@@ -333,7 +333,7 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, AsyncRedisClus
                     if mux is None:
                         break
                     share = shares[id(node)] = Share(name, mux)
-                if quick_info is not None and share.mux.packs_directly and type(args) is tuple:
+                if quick_info is not None and share.direct and type(args) is tuple:
                     try:
                         data = hiredis_pack(args)
                     except TypeError:  # an argument hiredis refuses: redis-py's packer decides

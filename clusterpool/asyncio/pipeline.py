@@ -40,11 +40,12 @@ class Share:
     carries with each one's route (what the policy needs on a failure) and packed bytes.
     Built once by `place`, then only read."""
 
-    __slots__ = ("data", "idxs", "infos", "mux", "node", "slots")
+    __slots__ = ("data", "direct", "idxs", "infos", "mux", "node", "slots")
 
     def __init__(self, node: str, mux: MuxConnection) -> None:
         self.node = node
         self.mux = mux
+        self.direct = mux.packs_directly
         self.idxs: list[int] = []
         self.infos: list[CommandInfo] = []
         self.slots: list[int] = []
@@ -165,7 +166,8 @@ async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str,
             if error is not None:
                 failed.extend((i, share, j, error) for j, i in enumerate(share.idxs))
                 continue
-            for j, (i, raw) in enumerate(zip(share.idxs, fut.result())):
+            for j, raw in enumerate(fut.result()):
+                i = share.idxs[j]
                 if isinstance(raw, Exception):
                     failed.append((i, share, j, raw))
                     continue
@@ -174,10 +176,9 @@ async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str,
                     if kw:
                         replies[i] = client.settle(args, kw, raw)
                         continue
-                    head = args[0]
-                    cb = callbacks.get(head, _UNSEEN)
+                    cb = callbacks.get(args[0], _UNSEEN)
                     if cb is _UNSEEN:
-                        cb = callbacks[head] = client.callback_for(head)
+                        cb = callbacks[args[0]] = client.callback_for(args[0])
                     replies[i] = raw if cb is None else cb(raw)
                 except Exception as e:  # noqa: BLE001 - a reply the callback refuses is that command's error
                     replies[i] = e
