@@ -311,7 +311,7 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, AsyncRedisClus
                         slot = slots[placed]  # type: ignore[index]
                     else:
                         key = args[info.single_key]
-                        slot = key_slot(key if type(key) is bytes else encode_key(key))
+                        slot = key_slot(key.encode() if type(key) is str else encode_key(key))
                     node = self._owner(topo, slot, info.readonly)
                 else:
                     quick_info = None
@@ -475,7 +475,7 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, AsyncRedisClus
         """redis-py's split of keys by slot, with the slot function the router uses."""
         by_slot: dict[int, list[Any]] = {}
         for k in keys:
-            by_slot.setdefault(key_slot(k if type(k) is bytes else encode_key(k)), []).append(k)
+            by_slot.setdefault(key_slot(k.encode() if type(k) is str else encode_key(k)), []).append(k)
         return by_slot
 
     async def _execute_pipeline_by_slot(self, command: str, slots_to_args: Any) -> list[Any]:  # type: ignore[override]
