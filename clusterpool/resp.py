@@ -29,11 +29,7 @@ def command_name(args: Sequence[Any]) -> str:
 def parse_reply(cache: dict[Any, Any], callbacks: Any, head: Any, response: Any, options: dict[str, Any]) -> Any:
     """`response` through redis-py's callback for command `head` (looked up once per name in
     `cache`); the parse may consume `options`. Both clients' reply parsing."""
-    cb = cache.get(head, _MISSING)
-    if cb is _MISSING:
-        cb = callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
-        if len(cache) < 4096:
-            cache[head] = cb
+    cb = callback_for(cache, callbacks, head)
     if cb is None:
         return response
     if options:
@@ -41,6 +37,16 @@ def parse_reply(cache: dict[Any, Any], callbacks: Any, head: Any, response: Any,
         options.pop(EMPTY_RESPONSE, None)
         options.pop(NEVER_DECODE, None)
     return cb(response, **options)
+
+
+def callback_for(cache: dict[Any, Any], callbacks: Any, head: Any) -> Any:
+    """redis-py's callback for command `head` (None: none), looked up once per name in `cache`."""
+    cb = cache.get(head, _MISSING)
+    if cb is _MISSING:
+        cb = callbacks.get(str(head).upper() if not isinstance(head, bytes) else head.decode().upper())
+        if len(cache) < 4096:
+            cache[head] = cb
+    return cb
 
 
 _MISSING = object()

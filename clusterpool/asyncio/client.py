@@ -42,11 +42,12 @@ from ..dropin import composed_callbacks
 from ..fanout import Via, fanout_nodes, route, target_nodes, write_refused
 from ..merge import merge
 from ..options import url_arguments
+from ..quickcommands import QuickCommands
 from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
 from ..readfrom import PRIMARY as READ_PRIMARY
 from ..readfrom import REPLICA as READ_REPLICA
 from ..readfrom import ReadStrategy, StrategyLike, choose, make_strategy
-from ..resp import parse_reply
+from ..resp import callback_for, parse_reply
 from ..router import give_up_error
 from ..routes import merges, shape
 from ..slots import encode_key, key_slot
@@ -54,12 +55,12 @@ from ..topology import Node, Shard, Topology
 from .commandinfo import unknown_name
 from .errors import CommandTimeoutError, LostConnectionError
 from .inspection import InspectionMixin
-from .mux import MuxConnection
 from .nodes import NodeAPIMixin
-from .pipeline import ClusterPipeline, Placed, run_all
+from .pipeline import ClusterPipeline, Share, run_all
 from .pubsub import ClusterPubSub
 from .state import AsyncNode, ClusterState
 from .transaction import TransactionPipeline, run_transaction
+from .wire import hiredis_pack, refuse_stateful
 
 # Commands that hold their connection until the server answers: never on a shared connection.
 _BLOCK_ARG = frozenset({"xread", "xreadgroup"})  # blocking only with BLOCK
@@ -78,7 +79,7 @@ def is_blocking(info: CommandInfo, argv: Sequence[Any]) -> bool:
 
 
 # the ignore: redis-py's own async command mixins disagree on command_info's signature
-class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  # type: ignore[misc]
+class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  # type: ignore[misc]
     """A Redis Cluster client for asyncio with redis-py's async command API.
 
     The plain client sends everything to primaries (read-your-writes, like RedisCluster);
@@ -277,38 +278,96 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         return info, slot, choose(shard, self._state.node_states, self._strategy, self._to_primary,
                                   self.config.replica_fallback)
 
-    def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
-              slot: int | None = None) -> Placed | None:
-        """Where one key-routed command goes and its packed bytes, without I/O (a pipeline's
-        fast path: its commands per node are queued as one unit, no task or future each);
-        None when it needs `execute_command`'s full path, which also raises its errors.
-        `pinned`: the connection used per node so far, so one caller's commands keep their order;
-        `slot`: its keys' slot when the caller knows it (the *_nonatomic helpers)."""
-        topo = self._state.topology
-        if topo is None or (options and (NEVER_DECODE in options and self._decodes or "target_nodes" in options)):
+    def place(self, queue: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+              slots: Sequence[int] | None = None) -> tuple[list[Share], int]:
+        """Where the leading key-routed commands of `queue` go, packed per node, without I/O (a
+        pipeline's fast path: each node's share is queued as one unit, no task or future each),
+        and how many were placed: from the first that needs `execute_command`'s full path (which
+        also raises its errors) on, none is. One connection per node keeps the queue's order;
+        `slots`: each command's slot when the caller knows it (the *_nonatomic helpers)."""
+        state = self._state
+        topo = state.topology
+        if topo is None:
+            return [], 0
+        nodes = state.nodes
+        shares: dict[int, Share] = {}  # by id() of the topology's Node: no name built per command
+        quick: dict[Any, CommandInfo | None] = {}  # per command name: its info when the quick route applies
+        decodes, keyed = self._decodes, slots is not None
+        placed = 0
+        for args, kw in queue:
+            if kw and (NEVER_DECODE in kw and decodes or "target_nodes" in kw):
+                break
+            head = args[0]
+            try:
+                quick_info = quick[head]
+            except KeyError:
+                quick_info = quick[head] = self._quick_info(head, keyed)
+            except TypeError:  # an unhashable name: the full route looks at it
+                quick_info = None
+            try:
+                if quick_info is not None and (keyed or len(args) > quick_info.single_key):
+                    info = quick_info
+                    if keyed:
+                        slot = slots[placed]  # type: ignore[index]
+                    else:
+                        key = args[info.single_key]
+                        slot = key_slot(key.encode() if type(key) is str else encode_key(key))
+                    node = self._owner(topo, slot, info.readonly)
+                else:
+                    quick_info = None
+                    hit = self._in_slot(topo, args, slots[placed]) if keyed else self._single(topo, args, kw)  # type: ignore[index]
+                    if hit is None:
+                        hit = self._slot_routed(topo, args)
+                        if hit is None:
+                            break
+                    info, slot, node = hit
+                if node is None:
+                    break
+                share = shares.get(id(node))
+                if share is None:
+                    name = node.name
+                    st = nodes.get(name) or state.state(name)
+                    if st.loading or (st.open_until and not st.available()):
+                        break
+                    mux = st.pool.ready()
+                    if mux is None:
+                        break
+                    share = shares[id(node)] = Share(name, mux)
+                if quick_info is not None and share.direct and type(args) is tuple:
+                    try:
+                        data = hiredis_pack(args)
+                    except TypeError:  # an argument hiredis refuses: redis-py's packer decides
+                        data = share.mux.pack(args)
+                else:
+                    data = share.mux.pack(args)
+            except Exception:  # noqa: BLE001 - the full path raises it again, or retries by the policy
+                break
+            share.idxs.append(placed)
+            share.infos.append(info)
+            share.slots.append(slot)
+            share.data.append(data)
+            placed += 1
+        return list(shares.values()), placed
+
+    def _quick_info(self, head: Any, keyed: bool) -> CommandInfo | None:
+        """The info of command name `head` when `place` may route and pack it without the full
+        checks (one key at a fixed place, or `keyed`: the caller gives the slot; no subcommand,
+        not blocking, nothing a shared connection refuses, a str name hiredis packs as one word)."""
+        table = self._state.table
+        assert table is not None
+        cached = table.resolved.get(head)
+        if cached is None or cached[1] or type(head) is not str or " " in head:
+            return None
+        info = cached[0]
+        if info.has_subcommands or info.flags & _BLOCKING_FLAGS or not (keyed or info.single_key):
+            return None
+        if self.refuses_writes and not info.readonly:
             return None
         try:
-            hit = self._in_slot(topo, args, slot) if slot is not None else self._single(topo, args, options)
-            if hit is None:
-                hit = self._slot_routed(topo, args)
-                if hit is None:
-                    return None
-            info, slot, node = hit
-            if node is None:
-                return None
-            name = node.name
-            mux = pinned.get(name)
-            if mux is None:
-                st = self._state.nodes.get(name) or self._state.state(name)
-                if st.loading or (st.open_until and not st.available()):
-                    return None
-                mux = st.pool.ready()
-                if mux is None:
-                    return None
-                pinned[name] = mux
-            return Placed(name, info, slot, mux, mux.pack(args))
-        except Exception:  # noqa: BLE001 - the full path raises it again, or retries by the policy
+            refuse_stateful((head,))
+        except errors.ConfigurationError:
             return None
+        return info
 
     def _in_slot(self, topo: Topology, args: Sequence[Any], slot: int) -> tuple[CommandInfo, int, Node | None] | None:
         """As `_single`, for a plain command whose keys the caller put in `slot`."""
@@ -344,13 +403,18 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         """The parsed form of a placed command's raw reply."""
         return self._parse(args[0], reply, options)
 
-    async def finish(self, placed: Placed, args: Sequence[Any], options: dict[str, Any],
+    def callback_for(self, head: Any) -> Any:
+        """redis-py's response callback for command name `head` (None: the raw reply is kept),
+        for a caller that applies it itself to replies with no options."""
+        return callback_for(self._callbacks, self.response_callbacks, head)
+
+    async def finish(self, node: str, info: CommandInfo, slot: int, args: Sequence[Any], options: dict[str, Any],
                      error: BaseException) -> Any:
         """A placed command whose reply was `error` (an error reply, a timeout, a lost
         connection), carried through `policy.decide` as in `_run`."""
         first = asyncio.get_running_loop().create_future()
         first.set_exception(error)
-        return await self._run(placed.node, placed.info, placed.slot, args, options, first=first)
+        return await self._run(node, info, slot, args, options, first=first)
 
     async def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
         shard = topo.slot_table[slot]
@@ -411,7 +475,7 @@ class ClusterClient(InspectionMixin, NodeAPIMixin, AsyncRedisClusterCommands):  
         """redis-py's split of keys by slot, with the slot function the router uses."""
         by_slot: dict[int, list[Any]] = {}
         for k in keys:
-            by_slot.setdefault(key_slot(k if type(k) is bytes else encode_key(k)), []).append(k)
+            by_slot.setdefault(key_slot(k.encode() if type(k) is str else encode_key(k)), []).append(k)
         return by_slot
 
     async def _execute_pipeline_by_slot(self, command: str, slots_to_args: Any) -> list[Any]:  # type: ignore[override]

@@ -178,6 +178,12 @@ class MuxConnection:
             unit.future.add_done_callback(lambda _: timer.cancel())
         return unit.future
 
+    @property
+    def packs_directly(self) -> bool:
+        """Whether `pack()` of a plain command (a tuple with a one-word str name that passes
+        `refuse_stateful`) is exactly `hiredis.pack_command(args)`, so a caller may call that."""
+        return self._hiredis_utf8
+
     def pack(self, args: Sequence[Any]) -> bytes:
         """One command's bytes for this connection; bad arguments and commands a shared
         connection cannot carry raise here (DataError, ConfigurationError), before any queueing."""

@@ -1,9 +1,11 @@
 """A cluster pipeline for asyncio (non-transactional): queued commands, sent all at once.
 
 How this works: `execute()` hands every queued command to the client at the same time.
-Commands routed to one slot are placed by `client.start` on their node's open shared
-connection and packed; each node's share is queued as ONE unit with one future for the
-list of its replies (no task or future per command). From the first command that needs
+Commands routed to one slot are placed by `client.place` on their node's open shared
+connection and packed, in one pass over the queue (a command name's checks are made once
+per pass); each node's share is queued as ONE unit with one future for the list of its
+replies (no task or future per command), and replies are parsed with each command name's
+response callback, looked up once. From the first command that needs
 more (keyless, fan-out, no open connection ...) on, the rest run as tasks of
 `execute_command`, created in order after the placed ones.
 Commands for one node are issued in the same event-loop iteration, so the shared
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.commands import AsyncRedisClusterCommands
@@ -30,18 +31,25 @@ from redis.event import EventDispatcher
 from ..commands import CommandInfo
 from ..errors import ConfigurationError
 from ..observe import Observer
+from ..quickcommands import QuickCommands
 from .mux import MuxConnection
 
 
-@dataclass(frozen=True, slots=True)
-class Placed:
-    """A command routed to an open shared connection and packed for it (`client.start`)."""
+class Share:
+    """One node's part of a pipeline (`client.place`): its connection, the queue positions it
+    carries with each one's route (what the policy needs on a failure) and packed bytes.
+    Built once by `place`, then only read."""
 
-    node: str
-    info: CommandInfo
-    slot: int
-    mux: MuxConnection
-    data: bytes
+    __slots__ = ("data", "direct", "idxs", "infos", "mux", "node", "slots")
+
+    def __init__(self, node: str, mux: MuxConnection) -> None:
+        self.node = node
+        self.mux = mux
+        self.direct = mux.packs_directly
+        self.idxs: list[int] = []
+        self.infos: list[CommandInfo] = []
+        self.slots: list[int] = []
+        self.data: list[bytes] = []
 
 
 class Executor(Protocol):
@@ -52,16 +60,19 @@ class Executor(Protocol):
     @property
     def observer(self) -> Observer | None: ...
 
-    def start(self, args: Sequence[Any], options: dict[str, Any], pinned: dict[str, MuxConnection],
-              slot: int | None = None) -> Placed | None: ...
+    def place(self, queue: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+              slots: Sequence[int] | None = None) -> tuple[list[Share], int]: ...
+
+    def callback_for(self, head: Any) -> Any: ...
 
     def settle(self, args: Sequence[Any], options: dict[str, Any], reply: Any) -> Any: ...
 
-    async def finish(self, placed: Placed, args: Sequence[Any], options: dict[str, Any],
+    async def finish(self, node: str, info: CommandInfo, slot: int, args: Sequence[Any], options: dict[str, Any],
                      error: BaseException) -> Any: ...
 
 
-class ClusterPipeline(AsyncRedisClusterCommands):
+# the ignore: redis-py's own async command mixins disagree on command_info's signature
+class ClusterPipeline(QuickCommands, AsyncRedisClusterCommands):  # type: ignore[misc]
     """Commands queue up (`pipe.set(...)` returns the pipeline); `await pipe.execute()` runs them."""
 
     _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
@@ -129,27 +140,23 @@ async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str,
     """Every queued command's reply or exception, in order (see the module docstring).
     `slots`: each command's slot, when the caller has computed them."""
     replies: list[Any] = [None] * len(queue)
-    placed: list[Placed | None] = [None] * len(queue)
-    per_node: dict[MuxConnection, list[int]] = {}
+    shares, placed = client.place(queue, slots)
     tasks: dict[int, asyncio.Future[Any]] = {}
-    batches: list[tuple[asyncio.Future[list[Any]], list[int]]] = []
-    pinned: dict[str, MuxConnection] = {}  # one connection per node: the queue's order is kept
+    batches: list[tuple[asyncio.Future[list[Any]], Share]] = []
     try:
-        for i, (args, kw) in enumerate(queue):
-            p = None if tasks else client.start(args, kw, pinned, None if slots is None else slots[i])
-            if p is None:  # this one and the rest run as tasks, in order, after the placed ones
-                tasks[i] = asyncio.ensure_future(client.execute_command(*args, **kw))
-            else:
-                placed[i] = p
-                per_node.setdefault(p.mux, []).append(i)
-        for mux, idxs in per_node.items():
+        for i in range(placed, len(queue)):  # these run as tasks, in order, after the placed ones
+            args, kw = queue[i]
+            tasks[i] = asyncio.ensure_future(client.execute_command(*args, **kw))
+        for share in shares:
             try:
-                batches.append((mux.submit_packed([placed[i].data for i in idxs]), idxs))  # type: ignore[union-attr]
+                batches.append((share.mux.submit_packed(share.data), share))
             except Exception as e:  # noqa: BLE001 - the connection broke meanwhile: the policy decides
-                for i in idxs:
-                    tasks[i] = asyncio.ensure_future(client.finish(placed[i], *queue[i], e))  # type: ignore[arg-type]
-        failed: list[tuple[int, BaseException]] = []
-        for fut, idxs in batches:
+                for j, i in enumerate(share.idxs):
+                    tasks[i] = asyncio.ensure_future(
+                        client.finish(share.node, share.infos[j], share.slots[j], *queue[i], e))
+        failed: list[tuple[int, Share, int, BaseException]] = []
+        callbacks: dict[Any, Any] = {}  # each command name's response callback, looked up once
+        for fut, share in batches:
             if not fut.done():
                 try:
                     await fut
@@ -157,23 +164,30 @@ async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str,
                     pass
             error = fut.exception()
             if error is not None:
-                failed.extend((i, error) for i in idxs)
+                failed.extend((i, share, j, error) for j, i in enumerate(share.idxs))
                 continue
-            for i, raw in zip(idxs, fut.result()):
+            for j, raw in enumerate(fut.result()):
+                i = share.idxs[j]
                 if isinstance(raw, Exception):
-                    failed.append((i, raw))
+                    failed.append((i, share, j, raw))
                     continue
                 args, kw = queue[i]
                 try:
-                    replies[i] = client.settle(args, kw, raw)
+                    if kw:
+                        replies[i] = client.settle(args, kw, raw)
+                        continue
+                    cb = callbacks.get(args[0], _UNSEEN)
+                    if cb is _UNSEEN:
+                        cb = callbacks[args[0]] = client.callback_for(args[0])
+                    replies[i] = raw if cb is None else cb(raw)
                 except Exception as e:  # noqa: BLE001 - a reply the callback refuses is that command's error
                     replies[i] = e
         # the policy decides for each failure: redirect, retry, or its error; one at a time in
         # queue order, so two commands on one key are redone in their order
-        for i, error in sorted(failed, key=lambda f: f[0]):
+        for i, share, j, error in sorted(failed, key=lambda f: f[0]):
             args, kw = queue[i]
             try:
-                replies[i] = await client.finish(placed[i], args, kw, error)  # type: ignore[arg-type]
+                replies[i] = await client.finish(share.node, share.infos[j], share.slots[j], args, kw, error)
             except Exception as e:  # noqa: BLE001 - that command's error, in its place
                 replies[i] = e
         if tasks:
@@ -187,6 +201,9 @@ async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str,
             t.cancel()
         raise
     return replies
+
+
+_UNSEEN = object()
 
 
 def _describe(args: tuple[Any, ...]) -> str:
