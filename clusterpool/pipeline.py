@@ -29,7 +29,7 @@ from redis.event import EventDispatcher
 from . import batchrules
 from .commands import CommandInfo
 from .queued import Queued
-from .policy import Do, Failure, Kind, decide, failure_kind, reply_kind
+from .policy import Do, Failure, Kind, decide, failure_kind, reply_failure
 from .topology import Node
 from .connection import pack_many
 from .slots import encode_key, key_slot, slot_of
@@ -355,12 +355,11 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                     read()
                 resp = read()
             except rx.ResponseError as e:
-                kind = reply_kind(e)
-                if kind is None:
+                found = reply_failure(e, name)
+                if found is None:
                     q.result = q.options.get(EMPTY_RESPONSE, e) if EMPTY_RESPONSE in q.options else e
                 else:
-                    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""
-                    failed.append((q, Failure(kind, name, sent=True, target=target), e))
+                    failed.append((q, found, e))
                 continue
             except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
                 failed.append((q, Failure(Kind.LOADING, name, sent=True), e))

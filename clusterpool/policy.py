@@ -192,6 +192,16 @@ def reply_kind(e: BaseException) -> Kind | None:
     return None
 
 
+def reply_failure(e: BaseException, node: str) -> Failure | None:
+    """An error reply from `node` that redirects or defers the command, as a Failure (sent);
+    None for any other (the user's error, raised or returned as it is)."""
+    kind = reply_kind(e)
+    if kind is None:
+        return None
+    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""  # MovedError is an AskError
+    return Failure(kind, node, sent=True, target=target)
+
+
 def failure_kind(e: BaseException) -> Kind:
     """A connection-level failure: a timeout, or any other (refused, reset, closed)."""
     return Kind.TIMEOUT if isinstance(e, rx.TimeoutError | TimeoutError) else Kind.CONNECTION

@@ -24,7 +24,7 @@ from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
-from .policy import Action, Budget, Do, Failure, Give, Kind, decide, failure_kind, reply_kind
+from .policy import Action, Budget, Do, Failure, Give, Kind, decide, failure_kind, reply_failure
 from .resp import command_name, parse_reply
 from .topology import Node, Shard, Topology
 
@@ -139,13 +139,12 @@ class RouterMixin:
                 except rx.ResponseError as e:
                     pool.release(conn)
                     last_error = e
-                    kind = reply_kind(e)
-                    if kind is None:
+                    found = reply_failure(e, name)
+                    if found is None:
                         if EMPTY_RESPONSE in options:
                             return options[EMPTY_RESPONSE]
                         raise
-                    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""
-                    failure = Failure(kind, name, sent=True, target=target)
+                    failure = found
                 except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
                     pool.release(conn)
                     last_error = e

@@ -27,7 +27,7 @@ from redis.connection import AbstractConnection
 from . import batchrules, txplan
 from .connection import pack_many
 from .queued import Queued
-from .policy import Budget, Do, Failure, Kind, decide, failure_kind
+from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -195,7 +195,7 @@ class TransactionMixin:
                     return response
                 except rx.ResponseError as e:
                     broken = False  # the server answered: the connection is still in step
-                    replied = txplan.reply_failure(e, name)
+                    replied = reply_failure(e, name)
                     if replied is None:
                         raise
                     error, failure = e, replied

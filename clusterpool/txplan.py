@@ -6,7 +6,7 @@ which slot a command belongs to and whether it may join the transaction (`comman
 `check_slot`, `exec_slot`), whether a command is queued or runs at once under WATCH
 (`mode`), what goes on the wire (`frame`: [ASKING,] MULTI, the commands, EXEC), what the
 replies to that mean (`exec_reply`: EXEC's reply, or the error that aborted it), what a
-failed attempt was (`reply_failure`, for `policy.decide`) and where the next attempt goes
+failed attempt was (`policy.reply_failure`, for `policy.decide`) and where the next attempt goes
 (`resend_to`: a WATCHing transaction cannot follow a redirection, it raises WatchError so
 `transaction()` starts over), and what `execute()` returns (`results`). Refusals and
 messages are redis-py 8.1 RedisCluster's (batchrules.py).
@@ -22,7 +22,7 @@ from redis import exceptions as rx
 
 from . import batchrules, errors
 from .commands import CommandTable
-from .policy import Action, Do, Failure, Kind, reply_kind
+from .policy import Action, Do, Failure, Kind
 from .resp import command_name
 from .slots import slot_of
 
@@ -126,16 +126,6 @@ def exec_reply(cmds: Sequence[Sequence[Any]], replies: Sequence[Any], first: int
     if isinstance(last, Exception):
         raise last
     return last
-
-
-def reply_failure(e: BaseException, node: str) -> Failure | None:
-    """An error reply that redirects or defers the transaction, as a policy Failure; None for
-    any other (it is the user's error and is raised as it is)."""
-    kind = reply_kind(e)
-    if kind is None:
-        return None
-    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""  # MovedError is an AskError
-    return Failure(kind, node, sent=True, target=target)
 
 
 def resend_to(action: Action, failure: Failure, error: BaseException | None, watching: bool) -> tuple[str, bool]:

@@ -19,7 +19,7 @@ from .. import errors
 from ..commands import CommandInfo, CommandTable
 from ..config import Config, backoff_of
 from ..observe import Observer
-from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_kind
+from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
 from ..readfrom import ReadStrategy, choose
 from ..resp import parse_reply
 from ..router import give_up_error
@@ -82,13 +82,12 @@ class RouterMixin:
                         reply = await st.pool.execute(*args, asking=asking)
                 except rx.ResponseError as e:
                     error = e
-                    kind = reply_kind(e)
-                    if kind is None:
+                    found = reply_failure(e, name)
+                    if found is None:
                         if EMPTY_RESPONSE in options:
                             return options[EMPTY_RESPONSE]
                         raise
-                    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""
-                    failure = Failure(kind, name, sent=True, target=target)
+                    failure = found
                 except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
                     error = e
                     failure = Failure(Kind.LOADING, name, sent=True)

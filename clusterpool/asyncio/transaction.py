@@ -34,7 +34,7 @@ from .. import txplan
 from ..commands import CommandTable
 from ..errors import PoolClosedError, PoolTimeoutError
 from ..fanout import write_refused
-from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind
+from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
 from ..slots import slot_of
 from .dedicated import Dedicated, DedicatedPool
 from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
@@ -213,7 +213,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                         client.node_recovered(name)
                     return response
                 except (rx.ResponseError, rx.BusyLoadingError) as e:
-                    replied = txplan.reply_failure(e, name)
+                    replied = reply_failure(e, name)
                     if replied is None:
                         raise
                     error, failure = e, replied

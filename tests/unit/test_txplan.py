@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rx
 
-from clusterpool import txplan
+from clusterpool import policy, txplan
 from clusterpool.commands import CommandTable
 from clusterpool.errors import CrossSlotCommandError, CrossSlotTransactionError
 from clusterpool.policy import Action, Budget, Do, Failure, Kind
@@ -178,16 +178,16 @@ def test_execabort_without_a_queued_error_is_raised():
 
 
 def test_reply_failure_names_the_redirect():
-    f = txplan.reply_failure(rx.MovedError("3999 127.0.0.1:7001"), "n:1")
+    f = policy.reply_failure(rx.MovedError("3999 127.0.0.1:7001"), "n:1")
     assert f == Failure(Kind.MOVED, "n:1", sent=True, target="127.0.0.1:7001")
-    f = txplan.reply_failure(rx.AskError("3999 127.0.0.1:7002"), "n:1")
+    f = policy.reply_failure(rx.AskError("3999 127.0.0.1:7002"), "n:1")
     assert f == Failure(Kind.ASK, "n:1", sent=True, target="127.0.0.1:7002")
-    f = txplan.reply_failure(rx.BusyLoadingError("LOADING"), "n:1")
+    f = policy.reply_failure(rx.BusyLoadingError("LOADING"), "n:1")
     assert f is not None and f.kind is Kind.LOADING
 
 
 def test_reply_failure_of_a_users_error_is_none():
-    assert txplan.reply_failure(rx.ResponseError("WRONGTYPE"), "n:1") is None
+    assert policy.reply_failure(rx.ResponseError("WRONGTYPE"), "n:1") is None
 
 
 def test_resend_to_follows_redirect_and_fresh_retry():
