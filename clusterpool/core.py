@@ -23,7 +23,7 @@ from . import errors
 from .bus import EventBus
 from .commands import CommandTable
 from .config import Config
-from .discovery import Discovery
+from .discovery import STARTUP_ERRORS, Discovery, startup_failure
 from .connection import command_info, make_connection
 from .events import RefreshFailed
 from .health import HealthChecker
@@ -100,17 +100,8 @@ class Core(NodeBook):
             for host, port in self.startup_nodes:
                 try:
                     topo, table = self._discover(host, port)
-                except rx.AuthenticationError as e:
-                    raise rx.AuthenticationError(
-                        f"authentication to {host}:{port} failed: {e} (check username/password)"
-                    ) from e
-                except errors.NotAClusterError:
-                    raise
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                    failures.append(f"{host}:{port}: {e}")
-                    continue
-                except rx.InvalidResponse as e:
-                    failures.append(f"{host}:{port}: does not speak the Redis protocol ({e}); is it a Redis port?")
+                except STARTUP_ERRORS as e:
+                    failures.append(startup_failure(f"{host}:{port}", e))
                     continue
                 self.table = table
                 self.started = time.monotonic()

@@ -27,6 +27,7 @@ from ..bus import EventBus
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
+from ..discovery import STARTUP_ERRORS, startup_failure
 from ..events import RefreshFailed
 from ..node import NodeState
 from ..nodebook import NodeBook
@@ -100,15 +101,8 @@ class ClusterState(NodeBook):
             for name in self.startup:
                 try:
                     view = await read_view(self.config, self.conn_kwargs, name)
-                except rx.AuthenticationError as e:
-                    raise rx.AuthenticationError(f"authentication to {name} failed: {e} (check username/password)") from e
-                except errors.NotAClusterError:
-                    raise
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                    failures.append(f"{name}: {e}")
-                    continue
-                except rx.InvalidResponse as e:
-                    failures.append(f"{name}: does not speak the Redis protocol ({e}); is it a Redis port?")
+                except STARTUP_ERRORS as e:
+                    failures.append(startup_failure(name, e))
                     continue
                 # the shipped specs; the client asks COMMAND INFO for a command they lack (commandinfo.py)
                 self.table = self.commands.table()
