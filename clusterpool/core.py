@@ -186,9 +186,7 @@ class Core(NodeBook):
         with self._lock:
             t = self.topology
             assert t is not None
-            shard = t.slot_table[slot]
-            if not (shard is not None and shard.primary is not None and shard.primary.host == host
-                    and shard.primary.port == port):
+            if not t.served_by(slot, host, port):
                 self._version += 1
                 t = t.with_slot_moved(slot, host, port).with_version(self._version)
                 self.topology = t

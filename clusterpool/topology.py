@@ -125,6 +125,12 @@ class Topology:
     def with_version(self, version: int) -> Topology:
         return Topology(self.shards, self.source, version)
 
+    def served_by(self, slot: int, host: str, port: int) -> bool:
+        """Whether `slot`'s shard has host:port as its primary (a MOVED there changes nothing)."""
+        shard = self.slot_table[slot]
+        primary = shard.primary if shard is not None else None
+        return primary is not None and primary.host == host and primary.port == port
+
     def with_slot_moved(self, slot: int, host: str, port: int) -> Topology:
         """A copy in which `slot` belongs to the shard whose primary is host:port (MOVED)."""
         name = f"{host}:{port}"

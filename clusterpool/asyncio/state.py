@@ -162,9 +162,7 @@ class ClusterState(NodeBook):
         """Point one slot at its new owner at once, and ask for a full refresh."""
         t = self.topology
         assert t is not None
-        shard = t.slot_table[slot]
-        if not (shard is not None and shard.primary is not None and shard.primary.host == host
-                and shard.primary.port == port):
+        if not t.served_by(slot, host, port):
             self._version += 1
             self.topology = t.with_slot_moved(slot, host, port).with_version(self._version)
             self._notify_changed()

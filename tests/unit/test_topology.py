@@ -438,3 +438,11 @@ def test_moved_only_slot_away_keeps_primary_shard():
     a = next(s for s in t.shards if s.primary.port == 1)
     assert a.slots == ()
     assert t.shard_for_slot(0).slots == ((0, 16383),)
+
+
+def test_served_by_names_the_slots_primary_only(topo):
+    owner = topo.shard_for_slot(100).primary
+    other = next(n for n in topo.nodes if n.name != owner.name)
+    assert topo.served_by(100, owner.host, owner.port)
+    assert not topo.served_by(100, other.host, other.port)
+    assert topo.with_slot_moved(100, other.host, other.port).served_by(100, other.host, other.port)
