@@ -32,7 +32,8 @@ from .nodebook import NodeBook
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .adoption import plan
-from .refresh import Candidates, Refresher, candidates
+from .refresh import Refresher
+from .refreshsteps import Candidates, candidates
 from .topology import REPLICA, Topology
 
 if TYPE_CHECKING:

@@ -27,14 +27,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .agreement import View
-from .refreshsteps import Answers, Candidates, candidates, drive, refresh_steps, sample
+from .refreshsteps import Answers, Candidates, drive, refresh_steps
 from .topology import Topology
 
 log = logging.getLogger("clusterpool.refresh")
 
 Fetch = Callable[[str], View]
 
-__all__ = ["Candidates", "Fetch", "Refresher", "candidates", "sample"]
+__all__ = ["Fetch", "Refresher"]
 
 
 class Refresher:

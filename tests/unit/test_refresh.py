@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 
 from clusterpool.agreement import View
-from clusterpool.refresh import Candidates, Refresher
+from clusterpool.refresh import Refresher
+from clusterpool.refreshsteps import Candidates
 from clusterpool.topology import PRIMARY, Node, Shard, Topology
 
 H = "h"
