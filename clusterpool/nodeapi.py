@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.connection import ConnectionPool
-from redis.cluster import READ_COMMANDS
+from redis.commands import READ_COMMANDS
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
 from . import errors
