@@ -66,3 +66,12 @@ class NodeUnavailableError(ClusterPoolError, _rx.ConnectionError):
 
 class UnknownOutcomeError(ClusterPoolError, _rx.ConnectionError):
     """A write was sent but the connection broke before its reply: it may or may not have applied."""
+
+
+class AttemptError(ClusterPoolError):
+    """A connection failure that says how far its command got (the asyncio connection layer's):
+    `sent`, the bytes were written so a write may have run; `reused`, the connection had
+    answered before, so it may just have been closed while idle."""
+
+    sent: bool = False
+    reused: bool = False

@@ -29,7 +29,7 @@ from redis.event import EventDispatcher
 from . import batchrules
 from .commands import CommandInfo
 from .queued import Queued
-from .policy import Do, Failure, Kind, decide, failure_kind, reply_failure
+from .policy import Do, Failure, Kind, decide, failure_of
 from .topology import Node
 from .connection import pack_many
 from .slots import encode_key, key_slot, slot_of
@@ -335,10 +335,12 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                     cmds.append(("ASKING",))
                 cmds.append(q.args)
             conn.send_packed_command(pack_many(conn, cmds), False)
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+        except BaseException as e:
             pool.discard(conn)
-            kind = failure_kind(e)
-            failed.extend((q, Failure(kind, name, sent=connected, fresh=fresh), e) for q in group)
+            failure = failure_of(e, name, sent=connected, fresh=fresh)
+            if failure is None:
+                raise
+            failed.extend((q, failure, e) for q in group)
             return None
         return conn, fresh
 
@@ -354,20 +356,18 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 if q.asking:
                     read()
                 resp = read()
-            except rx.ResponseError as e:
-                found = reply_failure(e, name)
-                if found is None:
+            except BaseException as e:
+                found = failure_of(e, name, sent=True, fresh=fresh)
+                if found is None and isinstance(e, rx.ResponseError):  # the user's: in place
                     q.result = q.options.get(EMPTY_RESPONSE, e) if EMPTY_RESPONSE in q.options else e
-                else:
+                    continue
+                if found is not None and found.replied:
                     failed.append((q, found, e))
-                continue
-            except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
-                failed.append((q, Failure(Kind.LOADING, name, sent=True), e))
-                continue
-            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                    continue
                 st.pool.discard(conn)
-                kind = failure_kind(e)
-                failed.extend((rest, Failure(kind, name, sent=True, fresh=fresh), e) for rest in group[i:])
+                if found is None:
+                    raise
+                failed.extend((rest, found, e) for rest in group[i:])
                 return
             q.asking = False
             try:

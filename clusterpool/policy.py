@@ -34,6 +34,8 @@ from enum import Enum
 
 from redis import exceptions as rx
 
+from . import errors
+
 
 class Kind(str, Enum):
     """What an attempt ran into."""
@@ -76,6 +78,11 @@ class Failure:
     sent: bool = False  # the command was written (it may have run)
     fresh: bool = True  # on a connection opened for this attempt, not a pooled one
     target: str = ""  # MOVED/ASK: the node named in the reply
+
+    @property
+    def replied(self) -> bool:
+        """The server answered (a redirect or LOADING): the connection is still in step."""
+        return self.kind in _REDIRECTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,14 +199,36 @@ def reply_kind(e: BaseException) -> Kind | None:
     return None
 
 
-def reply_failure(e: BaseException, node: str) -> Failure | None:
-    """An error reply from `node` that redirects or defers the command, as a Failure (sent);
-    None for any other (the user's error, raised or returned as it is)."""
+def failure_of(e: BaseException, node: str, *, sent: bool, fresh: bool = True) -> Failure | None:
+    """What an exception raised by an attempt on `node` means to `decide`: the one place an
+    exception becomes a Failure, for every path of both clients.
+
+    An error reply that redirects or defers (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING) is a
+    Failure with `sent` set; a broken, refused or timed-out connection is one with the `sent`
+    and `fresh` the driver saw (errors of the asyncio connection layer carry their own). None
+    for anything else: the user's error reply (raised, or returned in place by a pipeline), a
+    pool that timed out or was closed (the pool, not the node: nothing to retry elsewhere),
+    cancellation, a bug.
+    """
     kind = reply_kind(e)
-    if kind is None:
+    if kind is not None:
+        target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""  # MovedError is an AskError
+        return Failure(kind, node, sent=True, target=target)
+    if not isinstance(e, _CONNECTION_FAILURES) or isinstance(e, _POOL_ERRORS):
         return None
-    target = f"{e.host}:{e.port}" if isinstance(e, rx.AskError) else ""  # MovedError is an AskError
-    return Failure(kind, node, sent=True, target=target)
+    if isinstance(e, errors.AttemptError):
+        sent, fresh = e.sent, not e.reused
+    return Failure(failure_kind(e), node, sent=sent, fresh=fresh)
+
+
+def answered(e: BaseException) -> bool:
+    """Whether `e` is the server's error reply (the connection is still in step), including the
+    ones redis-py raises as a ConnectionError (LOADING), not a failure of the connection."""
+    return isinstance(e, rx.ResponseError) or reply_kind(e) is not None
+
+
+_CONNECTION_FAILURES = (rx.ConnectionError, rx.TimeoutError, OSError)
+_POOL_ERRORS = (errors.PoolTimeoutError, errors.PoolClosedError)
 
 
 def failure_kind(e: BaseException) -> Kind:

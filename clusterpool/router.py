@@ -24,7 +24,7 @@ from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
-from .policy import Action, Budget, Do, Failure, Give, Kind, decide, failure_kind, reply_failure
+from .policy import Action, Budget, Do, Failure, Give, Kind, answered, decide, failure_of
 from .resp import command_name, parse_reply
 from .topology import Node, Shard, Topology
 
@@ -136,27 +136,14 @@ class RouterMixin:
                         conn.send_packed(pack_one(conn, args))  # type: ignore[attr-defined]
                         sent = True
                     response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
-                except rx.ResponseError as e:
-                    pool.release(conn)
-                    last_error = e
-                    found = reply_failure(e, name)
+                except BaseException as e:
+                    (pool.release if answered(e) else pool.discard)(conn)
+                    found = failure_of(e, name, sent=sent, fresh=fresh)
                     if found is None:
-                        if EMPTY_RESPONSE in options:
+                        if EMPTY_RESPONSE in options and isinstance(e, rx.ResponseError):
                             return options[EMPTY_RESPONSE]
                         raise
-                    failure = found
-                except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
-                    pool.release(conn)
-                    last_error = e
-                    failure = Failure(Kind.LOADING, name, sent=True)
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                    pool.discard(conn)
-                    last_error = e
-                    kind = failure_kind(e)
-                    failure = Failure(kind, name, sent=sent, fresh=fresh)
-                except BaseException:
-                    pool.discard(conn)
-                    raise
+                    last_error, failure = e, found
                 else:
                     pool.release(conn)
                     if budget is not None or st.loading:

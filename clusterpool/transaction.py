@@ -27,7 +27,7 @@ from redis.connection import AbstractConnection
 from . import batchrules, txplan
 from .connection import pack_many
 from .queued import Queued
-from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
+from .policy import Budget, Do, Failure, Kind, answered, decide, failure_of
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -138,7 +138,9 @@ class TransactionMixin:
 
     def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]], first: int) -> Any:
         """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired).
-        `first` is the index in `cmds` of the first queued command (after ASKING and MULTI)."""
+        `first` is the index in `cmds` of the first queued command (after ASKING and MULTI).
+        A LOADING reply ends the read with BusyLoadingError: redis-py closes the connection on it,
+        and a queued command refused with LOADING makes the EXEC abort, so nothing ran."""
         replies: list[Any] = []
         try:
             conn.send_packed_command(pack_many(conn, cmds), False)
@@ -193,15 +195,12 @@ class TransactionMixin:
                     if fresh or st.failures:
                         core.node_recovered(name)
                     return response
-                except rx.ResponseError as e:
-                    broken = False  # the server answered: the connection is still in step
-                    replied = reply_failure(e, name)
-                    if replied is None:
+                except BaseException as e:
+                    broken = not answered(e)
+                    found = failure_of(e, name, sent=connected, fresh=fresh)
+                    if found is None:
                         raise
-                    error, failure = e, replied
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                    error = e
-                    failure = Failure(failure_kind(e), name, sent=connected, fresh=fresh)
+                    error, failure = e, found
                 finally:
                     if not watching:  # released on every path (EXECABORT, WatchError, ...), not only on success
                         if broken:

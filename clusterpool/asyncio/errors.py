@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from redis import exceptions as _rx
 
-from ..errors import ClusterPoolError
+from ..errors import AttemptError
 
 
-class LostConnectionError(ClusterPoolError, _rx.ConnectionError):
+class LostConnectionError(AttemptError, _rx.ConnectionError):
     """The connection broke (or was closed) before this command's reply arrived."""
 
     def __init__(self, message: str, *, node: str, sent: bool, reused: bool = True) -> None:
@@ -23,7 +23,7 @@ class LostConnectionError(ClusterPoolError, _rx.ConnectionError):
         self.reused = reused  # the connection had answered before: it may just be stale (policy's fresh=False)
 
 
-class CommandTimeoutError(ClusterPoolError, _rx.TimeoutError):
+class CommandTimeoutError(AttemptError, _rx.TimeoutError):
     """No reply within the command's timeout; the connection stays up and drops the late reply."""
 
     def __init__(self, timeout: float, *, node: str, sent: bool) -> None:

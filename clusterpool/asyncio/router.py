@@ -19,12 +19,11 @@ from .. import errors
 from ..commands import CommandInfo, CommandTable
 from ..config import Config, backoff_of
 from ..observe import Observer
-from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
+from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_of
 from ..readfrom import ReadStrategy, choose
 from ..resp import parse_reply
 from ..router import give_up_error
 from ..topology import Node, Shard, Topology
-from .errors import CommandTimeoutError, LostConnectionError
 from .state import AsyncNode, ClusterState
 
 
@@ -80,26 +79,13 @@ class RouterMixin:
                         reply = await self._leased(st, args, asking, raw)
                     else:
                         reply = await st.pool.execute(*args, asking=asking)
-                except rx.ResponseError as e:
-                    error = e
-                    found = reply_failure(e, name)
+                except BaseException as e:
+                    found = failure_of(e, name, sent=False)  # the connection layer's errors say if sent
                     if found is None:
-                        if EMPTY_RESPONSE in options:
+                        if EMPTY_RESPONSE in options and isinstance(e, rx.ResponseError):
                             return options[EMPTY_RESPONSE]
                         raise
-                    failure = found
-                except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
-                    error = e
-                    failure = Failure(Kind.LOADING, name, sent=True)
-                except LostConnectionError as e:
-                    error = e
-                    failure = Failure(Kind.CONNECTION, name, sent=e.sent, fresh=not e.reused)
-                except CommandTimeoutError as e:
-                    error = e
-                    failure = Failure(Kind.TIMEOUT, name, sent=e.sent)
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # opening failed: nothing sent
-                    error = e
-                    failure = Failure(failure_kind(e), name, sent=False)
+                    error, failure = e, found
                 else:
                     if budget is not None or st.loading:
                         state.node_recovered(name)

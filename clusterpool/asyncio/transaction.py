@@ -32,12 +32,11 @@ from redis.event import EventDispatcher
 
 from .. import txplan
 from ..commands import CommandTable
-from ..errors import PoolClosedError, PoolTimeoutError
 from ..fanout import write_refused
-from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
+from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_of
 from ..slots import slot_of
 from .dedicated import Dedicated, DedicatedPool
-from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
+from .errors import LostConnectionError, is_error_reply
 from .state import AsyncNode
 
 _Command = tuple[tuple[Any, ...], dict[str, Any]]  # args, options
@@ -212,19 +211,11 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                     if budget is not None or st.failures:
                         client.node_recovered(name)
                     return response
-                except (rx.ResponseError, rx.BusyLoadingError) as e:
-                    replied = reply_failure(e, name)
-                    if replied is None:
+                except BaseException as e:
+                    found = failure_of(e, name, sent=False)  # the connection layer's errors say if sent
+                    if found is None:
                         raise
-                    error, failure = e, replied
-                except (PoolTimeoutError, PoolClosedError):
-                    raise  # the pool, not the node: nothing to retry elsewhere
-                except LostConnectionError as e:
-                    error, failure = e, Failure(Kind.CONNECTION, name, sent=e.sent, fresh=not e.reused)
-                except CommandTimeoutError as e:
-                    error, failure = e, Failure(Kind.TIMEOUT, name, sent=e.sent)
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # opening failed: nothing sent
-                    error, failure = e, Failure(failure_kind(e), name, sent=False)
+                    error, failure = e, found
             action = decide(failure, budget or client.new_budget(), now=time.monotonic(),
                             backoff=client.backoff_delay, readonly=False,
                             retry_unknown=client.retry_unknown_outcome, asking=asking)

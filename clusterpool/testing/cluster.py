@@ -247,6 +247,8 @@ class LocalCluster:
         if v >= (7, 0, 0):
             # don't wait for replicas to catch up on SIGTERM
             lines.append("shutdown-timeout 0")
+            # DEBUG (RELOAD, SLEEP ...) from loopback: tests make a node answer LOADING with it
+            lines.append("enable-debug-command local")
         return "\n".join(lines) + "\n"
 
     def _spawn(self, port: int) -> NodeProcess:

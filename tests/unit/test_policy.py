@@ -3,11 +3,15 @@ budget state, without a server or a clock."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
+from redis import exceptions as rx
 
-from clusterpool.policy import Action, Budget, Do, Failure, Give, Kind, decide
+from clusterpool import errors
+from clusterpool.asyncio.errors import CommandTimeoutError, LostConnectionError
+from clusterpool.policy import Action, Budget, Do, Failure, Give, Kind, answered, decide, failure_of
 
 NOW = 100.0
 
@@ -181,3 +185,41 @@ def test_every_combination_gives_a_consistent_action(kind, readonly, sent, fresh
         assert sent and not readonly
     if not spent and kind in REDIRECT_KINDS:
         assert a.do is not Do.RAISE
+
+
+# ---------------------------------------------------------------- exceptions into Failures (failure_of)
+
+
+def test_failure_of_loading_is_a_reply_even_though_redis_py_calls_it_a_connection_error():
+    e = rx.BusyLoadingError("Redis is loading the dataset in memory")
+    assert failure_of(e, "n:1", sent=False, fresh=False) == Failure(Kind.LOADING, "n:1", sent=True)
+    assert answered(e)
+
+
+@pytest.mark.parametrize("error, kind", [
+    (ConnectionRefusedError(), Kind.CONNECTION),
+    (rx.ConnectionError("reset"), Kind.CONNECTION),
+    (rx.TimeoutError("timed out"), Kind.TIMEOUT),
+    (TimeoutError(), Kind.TIMEOUT),
+])
+def test_failure_of_a_connection_failure_keeps_how_far_the_attempt_got(error, kind):
+    assert failure_of(error, "n:1", sent=True, fresh=False) == Failure(kind, "n:1", sent=True, fresh=False)
+    assert not answered(error)
+
+
+def test_failure_of_an_asyncio_connection_error_uses_what_it_carries():
+    lost = LostConnectionError("closed", node="n:1", sent=True, reused=True)
+    assert failure_of(lost, "n:1", sent=False) == Failure(Kind.CONNECTION, "n:1", sent=True, fresh=False)
+    late = CommandTimeoutError(0.5, node="n:1", sent=True)
+    assert failure_of(late, "n:1", sent=False) == Failure(Kind.TIMEOUT, "n:1", sent=True, fresh=True)
+
+
+@pytest.mark.parametrize("error", [
+    errors.PoolTimeoutError("no connection free"),
+    errors.PoolClosedError("closed"),
+    asyncio.CancelledError(),
+    KeyboardInterrupt(),
+    ValueError("a bug"),
+])
+def test_failure_of_what_is_not_the_nodes_failure_is_none(error):
+    assert failure_of(error, "n:1", sent=True) is None
