@@ -81,6 +81,8 @@ class _NodeConnectionMixin(_ConnectionBase):
         """
         sock, timeout = self._sock, self.socket_timeout
         if type(sock) is not socket.socket or not timeout or timeout <= 0 or not sys.platform.startswith("linux"):
+            if sock is not None:
+                sock.settimeout(timeout)  # as redis-py sets it at connect (also after limit/unlimit)
             return
         sec = int(timeout)
         tv = struct.pack("ll", sec, int((timeout - sec) * 1_000_000))
@@ -90,6 +92,32 @@ class _NodeConnectionMixin(_ConnectionBase):
         except OSError:
             return
         sock.settimeout(None)
+
+    _unlimited: tuple[float | None, float | None] | None = None
+
+    def limit(self, seconds: float) -> None:
+        """Cap connect, read and write timeouts at `seconds` until `unlimit()`: the attempt a
+        call's deadline leaves less time for than this connection's own timeouts."""
+        saved = self._unlimited or (self.socket_timeout, self.socket_connect_timeout)
+        self._unlimited = saved
+        seconds = max(seconds, 0.001)  # 0 would mean "no timeout" to the kernel
+        self.socket_timeout = min(saved[0] or seconds, seconds)
+        self.socket_connect_timeout = min(saved[1] or seconds, seconds)
+        self._apply_timeouts()
+
+    def unlimit(self) -> None:
+        """This connection's own timeouts again (after `limit`)."""
+        saved, self._unlimited = self._unlimited, None
+        if saved is not None:
+            self.socket_timeout, self.socket_connect_timeout = saved
+            self._apply_timeouts()
+
+    def _apply_timeouts(self) -> None:
+        """socket_timeout onto an open socket, the way it was set at connect."""
+        if self.kernel_timeouts:
+            self._use_kernel_timeouts()
+        elif self._sock is not None:
+            self._sock.settimeout(self.socket_timeout)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         """redis-py's read_response, with a kernel timeout (EAGAIN) raised as the TimeoutError it is."""

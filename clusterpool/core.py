@@ -253,6 +253,9 @@ class Core(NodeBook):
     def request_refresh(self) -> None:
         self.refresher.request()
 
+    def drop_idle(self, st: NodeState[ConnectionPool]) -> None:
+        st.pool.disconnect_all()
+
     # ---------------------------------------------------------------- maintenance
 
     def maintain_once(self) -> None:

@@ -48,8 +48,14 @@ class TooManyRedirectionsError(ClusterPoolError, _rx.ClusterError):
     """MOVED/ASK/TRYAGAIN/CLUSTERDOWN hops exceeded `max_redirections` for one command."""
 
 
-class SlotNotCoveredError(ClusterPoolError, _rx.SlotNotCoveredError):
-    """No primary serves the slot in the current map (cluster not fully covered)."""
+class SlotNotCoveredError(ClusterPoolError, _rx.SlotNotCoveredError, _rx.ClusterDownError):
+    """Nobody serves the slot (cluster not fully covered): RedisCluster raises ClusterDownError
+    there, so this is one too, as well as redis-py's SlotNotCoveredError."""
+
+
+class RetryTimeoutError(ClusterPoolError, _rx.TimeoutError):
+    """The call's deadline (`retry_timeout` from its start) passed before it could be carried out;
+    chained to the last failure. Every path (command, pipeline, transaction) raises this one."""
 
 
 class PoolTimeoutError(ClusterPoolError, _rx.ConnectionError):

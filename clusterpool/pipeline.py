@@ -34,6 +34,7 @@ from .topology import Node
 from .connection import pack_many
 from .slots import encode_key, key_slot, slot_of
 from .quickcommands import QuickCommands
+from .router import acquire_by
 from .transaction import TransactionMixin
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                     continue
             self._plan(q)
 
-    def _group(self, pending: list[Queued]) -> dict[str, list[Queued]]:
+    def _group(self, pending: list[Queued], deadline: float | None) -> dict[str, list[Queued]]:
         """The commands per node name, routed on one snapshot of the map; commands answered with
         ASK keep the node they were sent to."""
         client = self._client
@@ -236,7 +237,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 if slot is None:
                     q.node = client.default_node(topo).name
                 else:
-                    node = pick(topo, slot, q.info.readonly)  # type: ignore[union-attr]
+                    node = pick(topo, slot, q.info.readonly, deadline)  # type: ignore[union-attr]
                     known = names.get(id(node))
                     if known is None:
                         known = names[id(node)] = (node, node.name)
@@ -273,7 +274,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 return []
             self._client.core.ensure()
             self._plan_all(queue)
-            self._run_rounds(queue)
+            self._run_rounds(queue, self._client.deadline())
         finally:
             self.reset()
         results = [q.result for q in queue]
@@ -281,20 +282,21 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             batchrules.raise_first_error((q.args, q.result) for q in queue)
         return results
 
-    def _run_rounds(self, queue: list[Queued]) -> None:
+    def _run_rounds(self, queue: list[Queued], deadline: float | None) -> None:
         """Send every pending command in rounds: each round writes every node's batch before
         reading any reply; what failed goes through `policy.decide`, command by command, as on
-        the plain path (breaker, retry budget, MOVED from a replica, stale connections...)."""
+        the plain path (breaker, retry budget, MOVED from a replica, stale connections...).
+        `deadline`: when the whole batch gives up (retry_timeout from its start)."""
         core = self._client.core
         pending = queue
         while pending:
-            groups = self._group(pending)
+            groups = self._group(pending, deadline)
             failed: list[_Failed] = []
             conns: dict[str, tuple[AbstractConnection, bool]] = {}
             try:
                 # write every node's batch first ...
                 for name, group in list(groups.items()):
-                    sent = self._send_group(name, group, failed)
+                    sent = self._send_group(name, group, failed, deadline)
                     if sent is None:
                         del groups[name]
                     else:
@@ -302,14 +304,15 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 # ... then read them
                 for name, group in groups.items():
                     conn, fresh = conns.pop(name)
-                    self._read_group(name, conn, fresh, group, failed)
+                    self._read_group(name, conn, fresh, group, failed, deadline)
             finally:
                 for name, (conn, _) in conns.items():  # only after an unexpected exception
+                    _unlimit(conn, deadline)
                     core.state(name).pool.discard(conn)
-            pending = self._after_failures(failed)
+            pending = self._after_failures(failed, deadline)
 
-    def _send_group(self, name: str, group: list[Queued],
-                    failed: list[_Failed]) -> tuple[AbstractConnection, bool] | None:
+    def _send_group(self, name: str, group: list[Queued], failed: list[_Failed],
+                    deadline: float | None) -> tuple[AbstractConnection, bool] | None:
         """Write one node's batch; None (and the batch in `failed`) when it could not be written."""
         client = self._client
         st = client.core.state(name)
@@ -319,12 +322,14 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             failed.extend((q, Failure(Kind.BREAKER_OPEN, name), None) for q in group)
             return None
         pool = st.pool
-        conn = pool.acquire()
+        conn = pool.acquire() if deadline is None else acquire_by(pool, deadline)
         fresh = conn._sock is None
         if not fresh and not client.retry_unknown_outcome and any(not q.info.readonly for q in group):  # type: ignore[union-attr]
             pool.validate(conn)  # writes cannot be resent once sent: no dead pooled socket for them
             fresh = conn._sock is None
         connected = False
+        if deadline is not None:  # for the connect, the write and this round's reads
+            conn.limit(deadline - time.monotonic())  # type: ignore[attr-defined]
         try:
             if fresh:
                 conn.connect()
@@ -336,6 +341,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 cmds.append(q.args)
             conn.send_packed_command(pack_many(conn, cmds), False)
         except BaseException as e:
+            _unlimit(conn, deadline)
             pool.discard(conn)
             failure = failure_of(e, name, sent=connected, fresh=fresh)
             if failure is None:
@@ -345,7 +351,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         return conn, fresh
 
     def _read_group(self, name: str, conn: AbstractConnection, fresh: bool, group: list[Queued],
-                    failed: list[_Failed]) -> None:
+                    failed: list[_Failed], deadline: float | None) -> None:
         """Read one node's replies: results in place, redirections and failures into `failed`."""
         client = self._client
         core = client.core
@@ -364,6 +370,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 if found is not None and found.replied:
                     failed.append((q, found, e))
                     continue
+                _unlimit(conn, deadline)
                 st.pool.discard(conn)
                 if found is None:
                     raise
@@ -375,11 +382,12 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 q.result = parse(q.args[0], resp, q.options)
             except Exception as e:  # a callback that cannot parse: report in place
                 q.result = e
+        _unlimit(conn, deadline)
         st.pool.release(conn)
         if st.failures or st.loading:
             core.node_recovered(name)
 
-    def _after_failures(self, failed: list[_Failed]) -> list[Queued]:
+    def _after_failures(self, failed: list[_Failed], deadline: float | None) -> list[Queued]:
         """Apply `policy.decide` to every failed command; returns those to send again, after
         waiting for what the actions ask (the longest backoff, or a new map)."""
         if not failed:
@@ -393,7 +401,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         version = core.topology.version if core.topology is not None else 0
         for q, failure, error in failed:
             st = core.state(failure.node)
-            action = decide(failure, q.budget or client.new_budget(), now=now, backoff=client.backoff_delay,
+            action = decide(failure, q.budget or client.new_budget(deadline), now=now, backoff=client.backoff_delay,
                             readonly=q.info.readonly, retry_unknown=client.retry_unknown_outcome,  # type: ignore[union-attr]
                             on_replica=st.readonly, asking=q.asking, keyed=q.slot is not None)
             q.budget = action.budget
@@ -424,6 +432,12 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 
 
 _Failed = tuple[Queued, Failure, BaseException | None]
+
+
+def _unlimit(conn: AbstractConnection, deadline: float | None) -> None:
+    """The connection's own timeouts again, before it goes back to its pool (see connection.limit)."""
+    if deadline is not None:
+        conn.unlimit()  # type: ignore[attr-defined]
 
 
 def _blocking(method: str, command: Any) -> Any:

@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import exceptions as rx
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
-from .policy import Action, Budget, Do, Failure, Give, Kind, answered, decide, failure_of
+from .pool import ConnectionPool
+from .giveup import deadline_error, give_up_error, no_owner_error, owner_of, owner_wait
+from .policy import Action, Budget, Do, Failure, Kind, answered, deadline_after, decide, failure_of
 from .resp import command_name, parse_reply
 from .topology import Node, Shard, Topology
 
@@ -52,40 +55,27 @@ class RouterMixin:
     if TYPE_CHECKING:
         def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
 
-    def _wait_for_owner(self, slot: int) -> Shard:
+    def _wait_for_owner(self, slot: int, deadline: float | None = None) -> Shard:
         """The slot has no primary in our map (a primary failed and no replica was promoted yet,
-        or the slot is unassigned): refresh and wait within the retry budget, then give up."""
+        or the slot is unassigned): refresh and wait within the retry budget or the call's
+        deadline (giveup.owner_wait decides how long), then give up (giveup.no_owner_error)."""
         core = self.core
-
-        def owner() -> Shard | None:
-            t = core.topology
-            shard = t.slot_table[slot] if t is not None else None
-            return shard if shard is not None and shard.primary is not None else None
-
-        core.refresher.refresh_now()
-        budget = self.new_budget()
-        first = time.monotonic()
-        while True:
-            budget = budget.failed(first)
-            if not budget.may_retry(time.monotonic()):
-                break
-            found = owner()
-            if found is not None:
-                return found
+        budget = self.new_budget(deadline)
+        if deadline is None:
+            core.refresher.refresh_now()
+        else:  # the refresher's probes run on its thread: this call waits only as long as it may
             core.refresher.request()
-            found = self._wait_for(owner, self.backoff_delay(budget.failures))
+            self._wait_for(lambda: owner_of(core.topology, slot), budget.left(time.monotonic()) or 0.0)
+        while True:
+            t = core.topology
+            found = owner_of(t, slot)
             if found is not None:
                 return found
-        t = core.topology
-        if t is not None and t.slot_table[slot] is not None:  # the shard is known, its primary failed
-            raise errors.NodeUnavailableError(
-                f"the primary serving slot {slot} failed and no replica was promoted within the retry "
-                "budget; retry later, or give ClusterClient a larger retry= for long failovers"
-            )
-        raise errors.SlotNotCoveredError(
-            f"slot {slot} is not served by any primary in the cluster's map "
-            "(cluster not fully covered, or its primary failed and no replica took over in time)"
-        )
+            budget, wait = owner_wait(budget, t, time.monotonic(), self.backoff_delay)
+            if wait is None:
+                raise no_owner_error(t, slot, budget)
+            core.refresher.request()
+            self._wait_for(lambda: owner_of(core.topology, slot), wait)
 
     def _wait_for(self, ready: Callable[[], T | None], seconds: float) -> T | None:
         """Up to `seconds` for `ready()` to give a value, checked again whenever a new map arrives."""
@@ -102,11 +92,15 @@ class RouterMixin:
             core.wait_for_change(t.version if t is not None else 0, remaining)
 
     def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-             options: dict[str, Any], asking: bool = False, observed: bool = False) -> Any:
-        """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out."""
+             options: dict[str, Any], asking: bool = False, observed: bool = False,
+             deadline: float | None = None) -> Any:
+        """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out.
+        `deadline`: when the call gives up (retry_timeout from its start; from now when not given)."""
         core = self.core
         if core.observer is not None and not observed:
-            return self._run_observed(core.observer, node, info, slot, args, options, asking)
+            return self._run_observed(core.observer, node, info, slot, args, options, asking, deadline)
+        if deadline is None and self.retry_timeout is not None:
+            deadline = time.monotonic() + self.retry_timeout
         budget: Budget | None = None  # built on the first failure only: the hot path never pays for it
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
@@ -117,7 +111,7 @@ class RouterMixin:
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 pool = st.pool
-                conn = pool.acquire()
+                conn = pool.acquire() if deadline is None else acquire_by(pool, deadline)
                 sent = False
                 fresh = conn._sock is None
                 if not fresh and not info.readonly and not self.retry_unknown_outcome:
@@ -125,6 +119,8 @@ class RouterMixin:
                     # the server has not closed this pooled connection (CLIENT KILL, restart)
                     pool.validate(conn)
                     fresh = conn._sock is None
+                if deadline is not None:
+                    conn.limit(deadline - time.monotonic())  # type: ignore[attr-defined]
                 try:
                     if fresh:
                         conn.connect()
@@ -137,6 +133,8 @@ class RouterMixin:
                         sent = True
                     response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
                 except BaseException as e:
+                    if deadline is not None:
+                        conn.unlimit()  # type: ignore[attr-defined]
                     (pool.release if answered(e) else pool.discard)(conn)
                     found = failure_of(e, name, sent=sent, fresh=fresh)
                     if found is None:
@@ -145,12 +143,14 @@ class RouterMixin:
                         raise
                     last_error, failure = e, found
                 else:
+                    if deadline is not None:
+                        conn.unlimit()  # type: ignore[attr-defined]
                     pool.release(conn)
                     if budget is not None or st.loading:
                         core.node_recovered(name)
                     return self.parse_reply(args[0], response, options)
             if budget is None:
-                budget = self.new_budget()
+                budget = self.new_budget(deadline)
             action = decide(failure, budget, now=time.monotonic(), backoff=self.backoff_delay,
                             readonly=info.readonly, retry_unknown=self.retry_unknown_outcome,
                             on_replica=st.readonly, asking=asking, keyed=slot is not None)
@@ -179,20 +179,8 @@ class RouterMixin:
         return self._wait_for(elsewhere, action.delay) or name, False
 
     def note_failure(self, action: Action, failure: Failure, st: NodeState, error: BaseException | None) -> None:
-        """An action's effects on shared state: the node's breaker and pool, the map, a refresh."""
-        core = self.core
-        if core.observer is not None:
-            core.observer.failure(action, failure, error)
-        if action.drop_idle:
-            st.pool.disconnect_all()
-        if action.mark_failed:
-            core.node_failed(failure.node, error)
-        if action.keep_reads_off:
-            core.node_loading(failure.node)
-        if action.repoint and isinstance(error, rx.MovedError):
-            core.on_moved(error.slot_id, error.host, error.port)
-        if action.refresh:
-            core.refresher.request()
+        """An action's effects on shared state (NodeBook.note_failure)."""
+        self.core.note_failure(action, failure, st, error)
 
     def give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
                  error: BaseException | None) -> BaseException:
@@ -200,11 +188,11 @@ class RouterMixin:
         return give_up_error(action, failure, st.failures, slot, args, error)
 
     def _run_observed(self, observer: Observer, node: Node | str, info: CommandInfo, slot: int | None,
-                      args: Sequence[Any], options: dict[str, Any], asking: bool) -> Any:
+                      args: Sequence[Any], options: dict[str, Any], asking: bool, deadline: float | None) -> Any:
         """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
         scope = observer.command(node if isinstance(node, str) else node.name, args)
         try:
-            result = RouterMixin._run(self, node, info, slot, args, options, asking, True)
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, True, deadline)
         except BaseException as e:
             scope.end(e)
             raise
@@ -222,23 +210,31 @@ class RouterMixin:
         return self.core.observer
 
     def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-                    options: dict[str, Any], asking: bool = False, observed: bool = False) -> Any:
+                    options: dict[str, Any], asking: bool = False, observed: bool = False,
+                    deadline: float | None = None) -> Any:
         """`_run` with the command hook called once per command (installed only when a hook is set)."""
         hook = self._hook
         assert hook is not None
         name = node if isinstance(node, str) else node.name
         start = time.perf_counter()
         try:
-            result = RouterMixin._run(self, node, info, slot, args, options, asking, observed)
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, observed, deadline)
         except BaseException as e:
             hook(name, command_name(args), time.perf_counter() - start, e)
             raise
         hook(name, command_name(args), time.perf_counter() - start, None)
         return result
 
-    def new_budget(self) -> Budget:
-        """A fresh redirection and retry budget from this client's options."""
-        return Budget(self.max_redirections, self.retry.get_retries(), self.retry_timeout)
+    def new_budget(self, deadline: float | None = None) -> Budget:
+        """A fresh redirection and retry budget from this client's options, for a call that
+        gives up at `deadline` (None: from now, when retry_timeout is set)."""
+        if deadline is None:
+            deadline = deadline_after(self.retry_timeout, time.monotonic())
+        return Budget(self.max_redirections, self.retry.get_retries(), deadline)
+
+    def deadline(self) -> float | None:
+        """When a call starting now gives up (None without retry_timeout)."""
+        return deadline_after(self.retry_timeout, time.monotonic())
 
     def backoff_delay(self, n: int) -> float:
         return float(backoff_of(self.retry).compute(n))
@@ -257,35 +253,12 @@ class RouterMixin:
         return parse_reply(self._callbacks, self.response_callbacks, head, response, options)
 
 
-
-
-def give_up_error(action: Action, failure: Failure, node_failures: int, slot: int | None, args: Sequence[Any],
-                  error: BaseException | None) -> BaseException:
-    """The error a RAISE action stands for (pure), chained to the reply or failure that caused it;
-    `node_failures`: the node's consecutive failures, for the breaker's message."""
-    name = failure.node
-    if action.give is Give.TOO_MANY_REDIRECTIONS:
-        err: BaseException = errors.TooManyRedirectionsError(
-            f"{command_name(args)} for slot {slot} gave up after {action.budget.hops} redirections/retries; "
-            f"last node {name}, last reply: {error}"
-        )
-    elif action.give is Give.UNKNOWN_OUTCOME:
-        err = _unknown_outcome(args, name, error)
-    elif action.give is Give.UNAVAILABLE:
-        err = errors.NodeUnavailableError(
-            f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
-            f"{node_failures} consecutive failures: {error}); retry later"
-        )
-    else:
-        assert error is not None
-        return error
-    err.__cause__ = error
-    return err
-
-
-def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException | None) -> errors.UnknownOutcomeError:
-    return errors.UnknownOutcomeError(
-        f"{command_name(args)} was sent to {node} but the connection failed before the reply ({e}); "
-        "it may or may not have been applied. Not retried because it can write; "
-        "pass retry_unknown_outcome=True to retry such commands."
-    )
+def acquire_by(pool: ConnectionPool, deadline: float) -> AbstractConnection:
+    """A pooled connection, waiting no longer than the call's deadline allows."""
+    left = deadline - time.monotonic()
+    if pool.timeout is not None and pool.timeout <= left:
+        return pool.acquire()
+    try:
+        return pool.acquire(max(left, 0.001))
+    except errors.PoolTimeoutError as e:
+        raise deadline_error("waiting for a pooled connection", str(e)) from e

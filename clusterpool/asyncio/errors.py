@@ -7,6 +7,10 @@ were, so a write may have run.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
 from redis import exceptions as _rx
 
 from ..errors import AttemptError
@@ -41,3 +45,21 @@ def is_error_reply(e: BaseException) -> bool:
     `status_code`, which socket errors never have.
     """
     return isinstance(e, _rx.ResponseError) or (isinstance(e, _rx.RedisError) and e.status_code is not None)
+
+
+async def by_deadline(reply: Awaitable[Any], deadline: float, node: str) -> Any:
+    """`await reply`, cancelled at `deadline` (loop time: monotonic) as CommandTimeoutError(sent=True).
+
+    Cancelling is safe where it is used: a shared connection's caller abandons its reply slot
+    (the connection drops the late reply, never hands it to another caller), and a dedicated
+    lease cancelled mid-command is discarded on release. Whether the command was written is
+    not known here, so it counts as sent: a write then ends as an unknown outcome."""
+    loop = asyncio.get_running_loop()
+    start, timer = loop.time(), asyncio.timeout_at(deadline)
+    try:
+        async with timer:
+            return await reply
+    except TimeoutError:
+        if not timer.expired():
+            raise
+        raise CommandTimeoutError(round(loop.time() - start, 3), node=node, sent=True) from None

@@ -194,6 +194,9 @@ class ClusterState(NodeBook):
         if self._wake is not None:
             self._wake.set()
 
+    def drop_idle(self, st: AsyncNode) -> None:
+        st.pool.dedicated.drop_idle()
+
     def _candidates(self) -> Candidates:
         suspects = frozenset(n for n, st in self.nodes.items() if st.failures or not st.available())
         return candidates(self.topology, suspects, self.startup)

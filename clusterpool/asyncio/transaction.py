@@ -36,7 +36,7 @@ from ..fanout import write_refused
 from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_of
 from ..slots import slot_of
 from .dedicated import Dedicated, DedicatedPool
-from .errors import LostConnectionError, is_error_reply
+from .errors import LostConnectionError, by_deadline, is_error_reply
 from .state import AsyncNode
 
 _Command = tuple[tuple[Any, ...], dict[str, Any]]  # args, options
@@ -51,10 +51,11 @@ class TxClient(Protocol):
     def retry_unknown_outcome(self) -> bool: ...
     async def initialize(self) -> Any: ...
     def command_table(self) -> CommandTable: ...
-    async def primary_for(self, slot: int) -> str: ...
+    async def primary_for(self, slot: int, deadline: float | None = None) -> str: ...
     def node_state(self, name: str) -> AsyncNode: ...
     def node_recovered(self, name: str) -> None: ...
-    def new_budget(self) -> Budget: ...
+    def new_budget(self, deadline: float | None = None) -> Budget: ...
+    def deadline(self) -> float | None: ...
     def backoff_delay(self, n: int) -> float: ...
     def parse_reply(self, head: Any, response: Any, options: dict[str, Any]) -> Any: ...
     def note_failure(self, action: Action, failure: Failure, st: AsyncNode, error: BaseException | None) -> None: ...
@@ -178,13 +179,14 @@ class TransactionPipeline(AsyncRedisClusterCommands):
             if txplan.nothing_to_run(len(queue), self._watch is not None, self._slots):
                 return []
             slot = txplan.exec_slot(self._slots, random.randrange)
+            deadline = self.client.deadline()
             await self.client.initialize()
             commands = [args for args, _ in queue]
             if self.client.refuses_writes:
                 write = txplan.first_write(self.client.command_table(), commands)
                 if write is not None:
                     raise write_refused(write)
-            response = await self._exec_with_policy(slot, txplan.body(commands))
+            response = await self._exec_with_policy(slot, txplan.body(commands), deadline)
             replies = txplan.results(response, commands, raise_on_error)
             parse = self.client.parse_reply
             return [r if isinstance(r, Exception) else parse(args[0], r, options)
@@ -192,14 +194,15 @@ class TransactionPipeline(AsyncRedisClusterCommands):
         finally:
             await self.reset()
 
-    async def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]]) -> Any:
-        """Send MULTI..EXEC for `slot` until it runs; every failure goes through `policy.decide`."""
+    async def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]], deadline: float | None) -> Any:
+        """Send MULTI..EXEC for `slot` until it runs, or `deadline`; every failure goes through
+        `policy.decide`. At the deadline an attempt is cancelled: its lease is discarded."""
         client = self.client
         budget: Budget | None = None
         target, asking = "", False  # the next node and ASKING, from the last action
         while True:
             watching = self._watch is not None
-            name = self._watch_node if watching else (target or await client.primary_for(slot))
+            name = self._watch_node if watching else (target or await client.primary_for(slot, deadline))
             st = client.node_state(name)
             error: BaseException | None = None
             failure: Failure
@@ -207,7 +210,8 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 try:
-                    response = await self._attempt(st, *txplan.frame(body, asking))
+                    attempt = self._attempt(st, *txplan.frame(body, asking))
+                    response = await (attempt if deadline is None else by_deadline(attempt, deadline, name))
                     if budget is not None or st.failures:
                         client.node_recovered(name)
                     return response
@@ -216,7 +220,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                     if found is None:
                         raise
                     error, failure = e, found
-            action = decide(failure, budget or client.new_budget(), now=time.monotonic(),
+            action = decide(failure, budget or client.new_budget(deadline), now=time.monotonic(),
                             backoff=client.backoff_delay, readonly=False,
                             retry_unknown=client.retry_unknown_outcome, asking=asking)
             budget = action.budget
