@@ -1,4 +1,6 @@
-"""One private cluster in three broken states at once, for the deadline tests (sync and asyncio).
+"""Private clusters in broken states, for the give-up tests (sync and asyncio).
+
+`broken_cluster()`: one cluster in two broken states at once, for the deadline tests:
 
 * UNSERVED: a primary killed with kill -9, its replica told not to fail over
   (cluster-replica-no-failover): nobody serves its slots.
@@ -92,3 +94,16 @@ def report(what: str, times: list[float]) -> str:
     """One line of figures for the test's output (-s) and its failure message."""
     over = [t - RETRY_TIMEOUT for t in times]
     return f"{what}: gave up after {min(times):.3f}-{max(times):.3f} s (overshoot max {max(over):+.3f} s)"
+
+
+def slot_deleted_cluster(key: str) -> Iterator[LocalCluster]:
+    """A 3x1 cluster (cluster-require-full-coverage no) whose slot of `key` was deleted on its
+    owner (CLUSTER DELSLOTS; the other nodes keep it in their view): that node answers
+    "CLUSTERDOWN Hash slot not served". A generator for a module fixture."""
+    c = LocalCluster(primaries=3, replicas=1, require_full_coverage=False).start(timeout=60)
+    try:
+        with c.client(c.slot_owner(key_slot(key.encode()))) as owner:
+            owner.execute_command("CLUSTER", "DELSLOTS", key_slot(key.encode()))
+        yield c
+    finally:
+        c.stop()

@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from waiting import poll
+
+from clusterpool.slots import key_slot
 
 KEYS = 1500  # at 1 ms each: the node answers LOADING for about 1.5 s
 KEY_DELAY_US = 1000
@@ -68,3 +71,14 @@ def reloading(cluster: Any, port: int, tag: str) -> Iterator[None]:
 def _batches(items: list[str], n: int) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
+
+
+def loading_case(cluster: Any) -> tuple[str, str, int, list[tuple[str, int]]]:
+    """(tag, key, the key's owner, startup nodes without the owner) for a fresh test: a client on
+    those startup nodes opens its connection to the owner only when it first sends there, as
+    after a restart (a DEBUG RELOAD leaves connections opened before it unanswered until the
+    load ends)."""
+    tag = "loading-" + uuid.uuid4().hex[:8]
+    key = "{" + tag + "}:k"
+    owner = cluster.slot_owner(key_slot(key.encode()))
+    return tag, key, owner, [(cluster.host, p) for p in cluster.primaries() if p != owner]

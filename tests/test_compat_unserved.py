@@ -9,12 +9,11 @@ import time
 
 import pytest
 from compat import KINDS, REDIS_CLUSTER
+from deadline_cluster import slot_deleted_cluster
 from redis.cluster import RedisCluster
 from redis.exceptions import ClusterDownError
 
 from clusterpool import ClusterClient
-from clusterpool.slots import key_slot
-from clusterpool.testing import LocalCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -23,14 +22,7 @@ KEY = "foo"
 
 @pytest.fixture(scope="module")
 def unserved():
-    """A cluster whose slot of KEY was deleted on its owner (the others keep it in their view)."""
-    c = LocalCluster(primaries=3, replicas=1, require_full_coverage=False).start(timeout=60)
-    try:
-        with c.client(c.slot_owner(key_slot(KEY.encode()))) as owner:
-            owner.execute_command("CLUSTER", "DELSLOTS", key_slot(KEY.encode()))
-        yield c
-    finally:
-        c.stop()
+    yield from slot_deleted_cluster(KEY)
 
 
 @pytest.mark.parametrize("kind", KINDS)
