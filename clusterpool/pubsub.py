@@ -225,6 +225,7 @@ class ClusterPubSub:
                     continue
                 try:
                     for ch in mine:
+                        sub.awaited.sent(self._n.norm(ch))
                         sub.ps.sunsubscribe(ch)
                 except CONN_ERRORS as e:
                     self._n.drop_shard(sub, e)
@@ -333,6 +334,7 @@ class ClusterPubSub:
             for sub in self._n.subs():
                 if sub.ps.connection is not None:
                     sub.ps.connection.disconnect()
+                sub.awaited.clear()  # the reconnect resubscribes: no confirmation comes for these
 
     def close(self) -> None:
         """Close every connection of this pubsub; it cannot be used afterwards."""

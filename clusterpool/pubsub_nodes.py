@@ -54,6 +54,7 @@ class NodeSub:
         self.pool = redis.ConnectionPool(**kwargs)
         self.ps = PubSub(self.pool, ignore_subscribe_messages=owner.ignore_subscribe_messages,
                          push_handler_func=owner.push_handler_func)
+        self.awaited = subscriptions.AwaitedSunsubscribes()  # SUNSUBSCRIBEs sent, not confirmed yet
 
     def sock(self) -> Any:
         conn = self.ps.connection
@@ -286,7 +287,7 @@ class NodeSubs:
         return False
 
     def handle(self, sub: NodeSub, response: Any, ignore: bool) -> Any:
-        ch = subscriptions.server_unsubscribed(response, sub.ps.pending_unsubscribe_shard_channels)
+        ch = sub.awaited.server_unsubscribed(response)
         if ch is not None:
             # the server unsubscribed us (slot moved away / node demoted): resubscribe elsewhere
             self.orphan_shard_channels(sub, [ch])

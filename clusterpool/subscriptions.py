@@ -16,7 +16,7 @@ The rules:
   * After a new map, shard channels whose slot's owner is another node move
     (`moved_shard_channels`); a `sunsubscribe` the client did not ask for means the
     server dropped the channel (its node lost the slot) and it moves too
-    (`server_unsubscribed`).
+    (`AwaitedSunsubscribes` counts the confirmations the client asked for).
   * Messages have redis-py's dict shape (`message_of`); publish messages go to the
     subscription's handler if it has one (`handler_for`), subscribe/unsubscribe
     confirmations are hidden with `ignore_subscribe_messages` (`hidden`), pongs never.
@@ -129,14 +129,45 @@ def plan_sunsubscribe(names: Sequence[Any] | None, held: Mapping[str, Iterable[A
     return out
 
 
-def server_unsubscribed(response: Any, pending: Iterable[Any]) -> Any:
-    """The shard channel of a `sunsubscribe` the client did not ask for (None otherwise):
-    Redis sends one when the node loses the channel's slot (migration, demotion)."""
-    if isinstance(response, list) and len(response) > 1 and str_if_bytes(response[0]) == "sunsubscribe":
+class AwaitedSunsubscribes:
+    """The SUNSUBSCRIBE confirmations one connection still waits for (a count per channel).
+
+    A `sunsubscribe` reply either confirms one the client sent or is the server dropping
+    the channel (its node lost the slot). redis-py's pending set cannot tell them apart:
+    SSUBSCRIBE, SUNSUBSCRIBE, SSUBSCRIBE of one channel empties it before the middle
+    confirmation arrives, and that confirmation would then look server-sent. Counting
+    what was sent can. Channels are given as the server's replies spell them.
+    """
+
+    __slots__ = ("_count",)
+
+    def __init__(self) -> None:
+        self._count: dict[Any, int] = {}
+
+    def sent(self, channel: Any) -> None:
+        self._count[channel] = self._count.get(channel, 0) + 1
+
+    def clear(self) -> None:
+        """Forget every confirmation still to come (the connection was remade: none will)."""
+        self._count.clear()
+
+    def server_unsubscribed(self, response: Any) -> Any:
+        """The shard channel of a `sunsubscribe` the client did not ask for (None otherwise);
+        a confirmation of one it did ask for is counted off."""
+        if not (isinstance(response, list) and len(response) > 1 and str_if_bytes(response[0]) == "sunsubscribe"):
+            return None
         ch = response[1]
-        if ch not in set(pending):
+        n = self._count.get(ch, 0)
+        if not n:
             return ch
-    return None
+        if n == 1:
+            del self._count[ch]
+        else:
+            self._count[ch] = n - 1
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self._count)
 
 
 def forget(lost: Mapping[Any, Any], names: Sequence[Any] | None, norm: Callable[[Any], Any]) -> dict[Any, Any]:

@@ -298,6 +298,7 @@ class ClusterPubSub:
                 link.pending[rules.SHARD].update(links.norm(ch) for ch in mine)
                 try:
                     for ch in mine:
+                        link.awaited.sent(links.norm(ch))
                         await links.send(link, "SUNSUBSCRIBE", ch)
                 except CONN_ERRORS:
                     links.forget(rules.SHARD, mine)

@@ -52,6 +52,7 @@ class Link:
         self.conn = conn
         self.subs: dict[str, dict[Any, Any]] = {k: {} for k in KINDS}
         self.pending: dict[str, set[Any]] = {k: set() for k in KINDS}  # unsubscribes not confirmed yet
+        self.awaited = rules.AwaitedSunsubscribes()  # SUNSUBSCRIBEs sent, not confirmed yet
         self.reader: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -304,7 +305,7 @@ class Links:
             self.lose(link, e)
 
     def _received(self, link: Link, response: Any) -> None:
-        ch = rules.server_unsubscribed(response, link.pending[rules.SHARD])
+        ch = link.awaited.server_unsubscribed(response)
         if ch is not None:  # the node lost the slot (migration, demotion): resubscribe elsewhere
             self.orphan_shard(link, [ch])
             return
