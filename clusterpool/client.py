@@ -238,6 +238,8 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         """MSET across slots, one MSET per slot (not atomic across slots)."""
         return mset_nonatomic(self, mapping)
 
-    def pubsub(self, **kwargs: Any) -> ClusterPubSub:
-        """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
-        return ClusterPubSub(self, **kwargs)
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None,
+               **kwargs: Any) -> ClusterPubSub:
+        """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on `node` (or host, port)
+        if given, else on one node; shard channels on their slot's primary."""
+        return ClusterPubSub(self, node=node, host=host, port=port, **kwargs)

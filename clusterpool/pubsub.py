@@ -55,7 +55,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from redis import exceptions as rx
+import redis
 from redis.client import PubSub, PubSubWorkerThread
 from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 
@@ -120,6 +120,21 @@ class ClusterPubSub:
         return out
 
     @property
+    def pending_unsubscribe_channels(self) -> set[Any]:
+        """Channels whose UNSUBSCRIBE is sent but not confirmed yet (redis-py's PubSub attribute)."""
+        return set(self._n.classic.ps.pending_unsubscribe_channels) if self._n.classic is not None else set()
+
+    @property
+    def pending_unsubscribe_patterns(self) -> set[Any]:
+        """Patterns whose PUNSUBSCRIBE is sent but not confirmed yet."""
+        return set(self._n.classic.ps.pending_unsubscribe_patterns) if self._n.classic is not None else set()
+
+    @property
+    def pending_unsubscribe_shard_channels(self) -> set[Any]:
+        """Shard channels whose SUNSUBSCRIBE is sent but not confirmed yet, on any node."""
+        return {ch for sub in self._n.shard.values() for ch in sub.ps.pending_unsubscribe_shard_channels}
+
+    @property
     def subscribed(self) -> bool:
         """True while any channel, pattern or shard channel is subscribed (or being moved)."""
         return self._n.orphans() or any(s.ps.subscribed for s in self._n.subs())
@@ -132,11 +147,8 @@ class ClusterPubSub:
                         port: int | None = None) -> None:
         """Pin classic subscriptions to a node (RedisCluster's errors for a missing or unknown one)."""
         name = subscriptions.pinned_name(node, host, port)
-        if not name:
-            self._n.pinned = ""
-            return
-        if name not in self._client.core.ensure().by_name:
-            raise rx.RedisClusterException(f"Node {name} doesn't exist in the cluster")
+        if name:
+            subscriptions.check_pinned(self._client.core.ensure(), name)
         self._n.pinned = name
 
     def get_pubsub_node(self) -> Node | None:
@@ -144,6 +156,13 @@ class ClusterPubSub:
         name = self._n.classic.name if self._n.classic is not None else self._n.pinned
         topo = self._client.core.topology
         return topo.by_name.get(name) if name and topo is not None else None
+
+    def get_redis_connection(self) -> redis.Redis | None:
+        """RedisCluster's: the client's redis.Redis for the classic node (`get_pubsub_node()`), None
+        before there is one. It runs ordinary commands on that node; the subscribed connection is
+        this pubsub's own and is never handed out."""
+        node = self.get_pubsub_node()
+        return None if node is None else self._client.get_redis_connection(node)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -217,8 +236,8 @@ class ClusterPubSub:
             self._n.forget(self._n.lost_shard, args)
             names = list_or_args(args[0], args[1:]) if args else None
             held = {name: list(sub.ps.shard_channels) for name, sub in self._n.shard.items()}
-            pending = [ch for sub in self._n.shard.values() for ch in sub.ps.pending_unsubscribe_shard_channels]
-            per_node = subscriptions.plan_sunsubscribe(names, held, pending, self._n.owner_of, self._n.norm)
+            per_node = subscriptions.plan_sunsubscribe(names, held, self.pending_unsubscribe_shard_channels,
+                                                       self._n.owner_of, self._n.norm)
             for name, mine in per_node.items():
                 sub = self._n.shard[name]
                 if not mine:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import DataError, PubSubError
+from redis.exceptions import DataError, PubSubError, RedisClusterException
 from redis.utils import str_if_bytes
 
 from .slots import slot_of
@@ -68,16 +68,26 @@ def by_slot(subs: Mapping[Any, Any]) -> dict[int, dict[Any, Any]]:
     return out
 
 
-def pinned_name(node: Any = None, host: str | None = None, port: int | None = None) -> str:
+HALF_ADDRESS = "Passing a host requires passing a port, and vice versa"  # redis.cluster's DataError text
+
+
+def pinned_name(node: Any = None, host: str | None = None, port: int | None = None,
+                half_address: str = HALF_ADDRESS) -> str:
     """The node name ("host:port") classic subscriptions are pinned to, "" for none; redis-py's
-    DataError when only one of host and port is given."""
+    DataError (`half_address` its text) when only one of host and port is given."""
     if node is not None:
         return f"{node.host}:{node.port}"
     if host is None and port is None:
         return ""
     if host is None or port is None:
-        raise DataError("Passing a host requires passing a port, and vice versa")
+        raise DataError(half_address)
     return f"{host}:{port}"
+
+
+def check_pinned(topology: Topology, name: str) -> None:
+    """RedisCluster's RedisClusterException when the pinned node `name` is not in the map."""
+    if name and name not in topology.by_name:
+        raise RedisClusterException(f"Node {name} doesn't exist in the cluster")
 
 
 def classic_node(pinned: str, avoid: str, key_owner: str, live: Sequence[str], pick: Callable[[Sequence[str]], str]) -> str:

@@ -36,7 +36,11 @@ from .resubscribe import Keeper
 from .sublinks import CONN_ERRORS, Link, Links
 
 if TYPE_CHECKING:
+    from redis.asyncio.connection import Connection
+
     from .state import ClusterState
+
+HALF_ADDRESS = "Specify both host and port"  # redis.asyncio.cluster's DataError text
 
 
 class ClusterPubSub:
@@ -82,6 +86,21 @@ class ClusterPubSub:
         return self._links.subs(rules.SHARD)
 
     @property
+    def pending_unsubscribe_channels(self) -> set[Any]:
+        """Channels whose UNSUBSCRIBE is sent but not confirmed yet (redis-py's PubSub attribute)."""
+        return self._links.pending(rules.CHANNEL)
+
+    @property
+    def pending_unsubscribe_patterns(self) -> set[Any]:
+        """Patterns whose PUNSUBSCRIBE is sent but not confirmed yet."""
+        return self._links.pending(rules.PATTERN)
+
+    @property
+    def pending_unsubscribe_shard_channels(self) -> set[Any]:
+        """Shard channels whose SUNSUBSCRIBE is sent but not confirmed yet, on any node."""
+        return self._links.pending(rules.SHARD)
+
+    @property
     def subscribed(self) -> bool:
         """True while any channel, pattern or shard channel is subscribed (or being moved)."""
         return self._links.subscribed
@@ -93,8 +112,13 @@ class ClusterPubSub:
 
     def set_pubsub_node(self, cluster: Any = None, node: Any = None, host: str | None = None,
                         port: int | None = None) -> None:
-        """Pin classic subscriptions to a node (checked against the map at the first subscribe)."""
-        self._links.pinned = rules.pinned_name(node, host, port)
+        """Pin classic subscriptions to a node: RedisClusterException now when the client's map has
+        no such node, or at the first subscribe when the client has no map yet (no I/O here)."""
+        name = rules.pinned_name(node, host, port, half_address=HALF_ADDRESS)
+        topo = self._links.state.topology
+        if topo is not None:
+            rules.check_pinned(topo, name)
+        self._links.pinned = name
 
     def get_pubsub_node(self) -> Node | None:
         """The node holding the classic subscriptions (None before the first one, unless pinned)."""
@@ -102,6 +126,13 @@ class ClusterPubSub:
         name = links.classic.name if links.classic is not None else links.pinned
         topo = links.state.topology
         return topo.by_name.get(name) if name and topo is not None else None
+
+    def get_redis_connection(self) -> Connection | None:
+        """redis.asyncio's: the classic subscriptions' own connection (to `get_pubsub_node()`), None
+        before the first subscribe. Its reader task reads every reply: inspect it (host, port),
+        never read from or write to it."""
+        link = self._links.classic
+        return link.conn.connection if link is not None else None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -288,9 +319,9 @@ class ClusterPubSub:
         async with self._lock:
             links.forget(rules.SHARD, names)
             held = {name: list(link.subs[rules.SHARD]) for name, link in links.shard.items()}
-            pending = [ch for link in links.shard.values() for ch in link.pending[rules.SHARD]]
             topo = links.state.topology
-            plan = rules.plan_sunsubscribe(names, held, pending, lambda ch: rules.shard_owner(topo, ch), links.norm)
+            plan = rules.plan_sunsubscribe(names, held, links.pending(rules.SHARD),
+                                           lambda ch: rules.shard_owner(topo, ch), links.norm)
             for name, mine in plan.items():
                 link = links.shard.get(name)
                 if link is None or not mine:

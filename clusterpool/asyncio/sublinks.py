@@ -103,6 +103,10 @@ class Links:
     def orphans(self) -> bool:
         return any(self.lost.values())
 
+    def pending(self, kind: str) -> set[Any]:
+        """Subscriptions of `kind` whose unsubscribe is sent but not confirmed yet."""
+        return {name for link in self.all() for name in link.pending[kind]}
+
     @property
     def subscribed(self) -> bool:
         return self.orphans() or any(any(link.subs.values()) for link in self.all())
@@ -129,8 +133,7 @@ class Links:
         if self.classic is not None:
             return self.classic
         topo = await self.state.ensure()
-        if self.pinned and self.pinned not in topo.by_name:
-            raise rx.RedisClusterException(f"Node {self.pinned} doesn't exist in the cluster")
+        rules.check_pinned(topo, self.pinned)
         if key is not None and self.classic_key is None:
             self.classic_key = key
         key_owner = "" if self.pinned and self.pinned != avoid else await self.owner(self.classic_key, avoid)
