@@ -262,7 +262,8 @@ class ClusterPubSub:
     on_slots_changed = reinitialize_shard_subscriptions
 
     def get_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
-        """The next message from any node, or None after `timeout` seconds (None: wait forever)."""
+        """The next message from any node, or None after `timeout` seconds (None: wait forever);
+        None at once after a message its handler took, as redis-py's."""
         return self._next_message(ignore_subscribe_messages, timeout, "")
 
     def get_sharded_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0,
@@ -280,6 +281,8 @@ class ClusterPubSub:
             with self._lock:
                 self._n.recover()
                 got, msg = self._n.poll_once(ignore_subscribe_messages, only)
+                if msg is subscriptions.HANDLED:
+                    return None
                 if msg is not None:
                     return msg
                 socks = [s for s in (sub.sock() for sub in self._n.subs() if not only or sub.name == only)

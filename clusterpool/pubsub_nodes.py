@@ -287,6 +287,7 @@ class NodeSubs:
         return False
 
     def handle(self, sub: NodeSub, response: Any, ignore: bool) -> Any:
+        """The message for the caller, None when there is none, or subscriptions.HANDLED."""
         ch = sub.awaited.server_unsubscribed(response)
         if ch is not None:
             # the server unsubscribed us (slot moved away / node demoted): resubscribe elsewhere
@@ -296,11 +297,13 @@ class NodeSubs:
         if sub.sharded and sub.idle() and self.shard.get(sub.name) is sub:
             del self.shard[sub.name]
             quiet_close(sub)
+        if msg is None and subscriptions.is_publish(response):  # redis-py gave it to its handler
+            return subscriptions.HANDLED
         return msg
 
     def poll_once(self, ignore: bool, only: str = "") -> tuple[bool, Any]:
         """Read at most one response from each connection (or node `only`'s) without blocking:
-        (anything read, message)."""
+        (anything read, message or subscriptions.HANDLED)."""
         subs = [s for s in self.subs() if s.name == only] if only else self.subs()
         if not subs:
             return False, None

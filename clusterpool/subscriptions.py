@@ -18,14 +18,15 @@ The rules:
     server dropped the channel (its node lost the slot) and it moves too
     (`AwaitedSunsubscribes` counts the confirmations the client asked for).
   * Messages have redis-py's dict shape (`message_of`); publish messages go to the
-    subscription's handler if it has one (`handler_for`), subscribe/unsubscribe
-    confirmations are hidden with `ignore_subscribe_messages` (`hidden`), pongs never.
+    subscription's handler if it has one (`handler_for`), and then the read returns
+    None (`HANDLED`); subscribe/unsubscribe confirmations are hidden with
+    `ignore_subscribe_messages` (`hidden`), pongs never.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from redis.exceptions import DataError, PubSubError, RedisClusterException
 from redis.utils import str_if_bytes
@@ -213,6 +214,16 @@ def message_of(response: Any) -> dict[str, Any]:
     if kind == "pong":
         return {"type": kind, "pattern": None, "channel": None, "data": response[1]}
     return {"type": kind, "pattern": None, "channel": response[1], "data": response[2]}
+
+
+# A message its handler took: the get_message() that read it returns None at once, as redis-py's
+# does (one message per call), so a handler's own ssubscribe() confirmation goes to the next call.
+HANDLED: Final = object()
+
+
+def is_publish(response: Any) -> bool:
+    """Whether a raw reply is a published message (the only kind a handler is given)."""
+    return isinstance(response, list | tuple) and len(response) > 0 and str_if_bytes(response[0]) in PUBLISH_MESSAGE_TYPES
 
 
 def kind_of(message_type: str) -> str:

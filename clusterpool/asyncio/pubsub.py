@@ -141,7 +141,8 @@ class ClusterPubSub:
     # ---- reading ---------------------------------------------------------------------
 
     async def get_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
-        """The next message from any node, or None after `timeout` seconds (None: wait for ever)."""
+        """The next message from any node, or None after `timeout` seconds (None: wait for ever);
+        None at once after a message its handler took, as redis.asyncio's."""
         return await self._next(ignore_subscribe_messages, timeout, "")
 
     async def get_sharded_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0,
@@ -158,6 +159,8 @@ class ClusterPubSub:
             item = inbox.take(only)
             if item is not None:
                 msg = await self._handle(item, ignore)
+                if msg is rules.HANDLED:
+                    return None
                 if msg is not None:
                     return msg
                 continue
@@ -169,6 +172,7 @@ class ClusterPubSub:
             await inbox.wait(remaining)
 
     async def _handle(self, item: tuple[Link, Any], ignore: bool) -> Any:
+        """The message for the caller, None for a hidden one, or rules.HANDLED."""
         link, response = item
         if isinstance(response, BaseException):
             raise response
@@ -179,7 +183,7 @@ class ClusterPubSub:
             res = handler(msg)
             if inspect.isawaitable(res):
                 await res
-            return None
+            return rules.HANDLED
         if rules.hidden(msg["type"], ignore or self.ignore_subscribe_messages):
             return None
         return msg
@@ -191,7 +195,8 @@ class ClusterPubSub:
         link = self._links.classic or next(iter(self._links.shard.values()), None)
         if link is None:
             return rules.message_of(response)
-        return await self._handle((link, response), ignore_subscribe_messages)
+        msg = await self._handle((link, response), ignore_subscribe_messages)
+        return None if msg is rules.HANDLED else msg
 
     async def listen(self) -> AsyncIterator[Any]:
         """Messages as they arrive, while anything is subscribed."""
