@@ -479,6 +479,113 @@ def test_pubsub_node_errors(r, cluster):
     assert str(e) == f"Node {cluster.host}:2 doesn't exist in the cluster"
 
 
+def test_pubsub_takes_the_node_positionally(r, p, cluster):
+    port = cluster.primaries()[1]
+    ps = r.pubsub(r.get_node(cluster.host, port))  # RedisCluster's pubsub(node=None, host=None, port=None)
+    try:
+        node = ps.get_pubsub_node()
+        assert (node.host, node.port) == (cluster.host, port)
+        ps.subscribe(f"{p}:ch")
+        assert collect(ps.get_message, 1) == [msg("subscribe", f"{p}:ch", 1)]
+        assert r.publish(f"{p}:ch", "x", target_nodes=node) == 1
+    finally:
+        ps.close()
+
+
+def test_pubsub_refuses_an_unknown_node_given_positionally(r, cluster):
+    e = raises(rx.RedisClusterException, r.pubsub, ClusterNode(cluster.host, 2))
+    assert str(e) == f"Node {cluster.host}:2 doesn't exist in the cluster"
+
+
+def test_get_redis_connection_is_none_until_the_pubsub_has_a_node(r, p):
+    ps = r.pubsub()
+    try:
+        assert ps.get_redis_connection() is None
+        ps.subscribe(f"{p}:ch")  # the first channel's slot owner becomes the pubsub's node
+        assert collect(ps.get_message, 1) == [msg("subscribe", f"{p}:ch", 1)]
+        assert ps.get_redis_connection() is r.get_node(node_name=ps.get_pubsub_node().name).redis_connection
+    finally:
+        ps.close()
+
+
+def test_get_redis_connection_is_the_pubsub_nodes_client(r, p, cluster):
+    ch = f"{p}:ch"
+    node = r.get_node(cluster.host, cluster.primaries()[2])
+    ps = r.pubsub(node=node)
+    try:
+        conn = ps.get_redis_connection()
+        assert conn is node.redis_connection
+        kw = conn.connection_pool.connection_kwargs
+        assert (kw["host"], kw["port"]) == (node.host, node.port)
+        ps.subscribe(ch)
+        assert collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
+        assert conn.pubsub_numsub(ch) == [(ch, 1)]  # it runs commands on the node holding the subscription
+    finally:
+        ps.close()
+
+
+@pytest.mark.parametrize("unsubscribe", ["channel", "all"])
+def test_shard_subscribe_unsubscribe_and_subscribe_again_confirm_in_order(r, p, unsubscribe):
+    ch = f"{p}:s"
+    ps = r.pubsub()
+    try:
+        ps.ssubscribe(ch)
+        if unsubscribe == "all":
+            ps.sunsubscribe()
+        else:
+            ps.sunsubscribe(ch)
+        ps.ssubscribe(ch)
+        assert ps.subscribed
+        assert collect(ps.get_sharded_message, 3) == [
+            msg("ssubscribe", ch, 1), msg("sunsubscribe", ch, 0), msg("ssubscribe", ch, 1)]
+        assert ps.subscribed and list(ps.shard_channels) == [ch]
+        assert r.spublish(ch, "x") == 1
+        assert collect(ps.get_sharded_message, 1) == [msg("smessage", ch, "x")]  # no confirmation more
+    finally:
+        ps.close()
+
+
+def test_pending_unsubscribe_shard_channels_until_the_confirmation_is_read(r, p):
+    ch = f"{p}:s"
+    ps = r.pubsub()
+    try:
+        assert ps.pending_unsubscribe_shard_channels == set()
+        ps.ssubscribe(ch)
+        assert collect(ps.get_sharded_message, 1) == [msg("ssubscribe", ch, 1)]
+        ps.sunsubscribe(ch)
+        assert ps.pending_unsubscribe_shard_channels == {ch}
+        assert collect(ps.get_sharded_message, 1) == [msg("sunsubscribe", ch, 0)]
+        assert ps.pending_unsubscribe_shard_channels == set()
+    finally:
+        ps.close()
+
+
+def test_a_shard_channel_handler_may_ssubscribe_from_inside_it(r, p):
+    first, second = f"{{{p}}}:a", f"{{{p}}}:b"  # one slot, so one connection and counts 1, 2
+    ps = r.pubsub()
+    calls: list[Any] = []
+
+    def handler(message: dict[str, Any]) -> None:
+        calls.append(message["data"])
+        if len(calls) == 1:
+            ps.ssubscribe(second)
+
+    try:
+        ps.ssubscribe(**{first: handler})
+        assert collect(ps.get_sharded_message, 1) == [msg("ssubscribe", first, 1)]
+        assert r.spublish(first, "go") == 1
+        returned = []
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            returned.append(ps.get_sharded_message(timeout=0.2))
+        assert calls == ["go"] and set(returned) == {None}  # the call that ran the handler returns None
+        assert collect(ps.get_sharded_message, 1) == [msg("ssubscribe", second, 2)]  # to the next call
+        assert r.spublish(second, "hi") == 1
+        assert collect(ps.get_sharded_message, 1) == [msg("smessage", second, "hi")]
+    finally:
+        ps.close()
+
+
 def test_shard_subscribe_and_unsubscribe_counts(r, p, cluster):
     first, second = cluster.primaries()[:2]
     a, b, c = on_nodes(cluster, p, [first, second, first])
