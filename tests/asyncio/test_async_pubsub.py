@@ -1,14 +1,19 @@
 """clusterpool.asyncio ClusterPubSub against real clusters: classic and sharded delivery, handlers,
-resubscription after a slot migration and a failover, cancellation, clean shutdown."""
+resubscription after a slot migration and a failover, cancellation, clean shutdown; and, at the
+end, the drop-in scenarios run on redis.asyncio's RedisCluster and on ours alike."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import uuid
+from typing import Any
 
 import pytest
+import pytest_asyncio
 from async_helpers import other_tasks, sockets_to, until
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import DataError, RedisClusterException
 
 from clusterpool import key_slot
 from clusterpool.asyncio import ClusterClient
@@ -507,3 +512,133 @@ async def test_a_pubsub_dropped_without_aclose_is_closed_with_its_client(cluster
     gc.collect()
     await client.aclose()
     assert other_tasks() == before
+
+
+# ---------------------------------------------------------------- drop-in: as redis.asyncio's RedisCluster
+# Each test runs twice through one parametrized fixture: on redis.asyncio's RedisCluster and on ours.
+
+KINDS = ("redis.asyncio", "clusterpool")
+
+
+@pytest_asyncio.fixture(params=KINDS)
+async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
+    """The same scenario on both clients (decode_responses=True, the map already known)."""
+    host, port = cluster.startup_nodes[0]
+    if request.param == "redis.asyncio":
+        client: Any = RedisCluster(host=host, port=port, decode_responses=True)
+    else:
+        client = _client(cluster)
+    await client.initialize()
+    yield client
+    await client.aclose()
+
+
+def msg(kind: str, channel: Any, data: Any) -> dict[str, Any]:
+    return {"type": kind, "pattern": None, "channel": channel, "data": data}
+
+
+async def collect(get: Any, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The next `n` messages from `get` (get_message or get_sharded_message)."""
+    out: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            m = await get(timeout=0.2)
+            if m is not None:
+                out.append(m)
+    return out
+
+
+async def test_pubsub_takes_the_node_positionally(r, cluster):
+    ch = f"pos:{uid()}"
+    port = cluster.primaries()[1]
+    ps = r.pubsub(r.get_node(cluster.host, port))  # RedisCluster's pubsub(node=None, host=None, port=None)
+    try:
+        node = ps.get_pubsub_node()
+        assert (node.host, node.port) == (cluster.host, port)
+        await ps.subscribe(ch)
+        assert await collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
+        assert await r.publish(ch, "x", target_nodes=node) == 1
+    finally:
+        await ps.aclose()
+
+
+async def test_pubsub_refuses_a_node_not_in_the_map_at_once(r, cluster):
+    with pytest.raises(RedisClusterException) as e:
+        r.pubsub(node=ClusterNode(cluster.host, 2))
+    assert f"{cluster.host}:2" in str(e.value)
+    with pytest.raises(RedisClusterException):
+        r.pubsub(host=cluster.host, port=2)
+    with pytest.raises(DataError):
+        r.pubsub(host=cluster.host)
+
+
+async def test_get_redis_connection_is_the_pubsubs_own_connection_once_subscribed(r, cluster):
+    node = r.get_node(cluster.host, cluster.primaries()[2])
+    ps = r.pubsub(node=node)
+    try:
+        assert ps.get_redis_connection() is None  # nothing connected before the first subscribe
+        await ps.subscribe(f"conn:{uid()}")
+        conn = ps.get_redis_connection()
+        assert (conn.host, conn.port) == (node.host, node.port)
+    finally:
+        await ps.aclose()
+
+
+@pytest.mark.parametrize("unsubscribe", ["channel", "all"])
+async def test_shard_subscribe_unsubscribe_and_subscribe_again_confirm_in_order(r, unsubscribe):
+    ch = f"again:{uid()}"
+    ps = r.pubsub()
+    try:
+        await ps.ssubscribe(ch)
+        await (ps.sunsubscribe() if unsubscribe == "all" else ps.sunsubscribe(ch))
+        await ps.ssubscribe(ch)
+        assert ps.subscribed
+        assert await collect(ps.get_sharded_message, 3) == [
+            msg("ssubscribe", ch, 1), msg("sunsubscribe", ch, 0), msg("ssubscribe", ch, 1)]
+        assert ps.subscribed and list(ps.shard_channels) == [ch]
+        assert await r.spublish(ch, "x") == 1
+        assert await collect(ps.get_sharded_message, 1) == [msg("smessage", ch, "x")]  # no confirmation more
+    finally:
+        await ps.aclose()
+
+
+async def test_pending_unsubscribe_shard_channels_until_the_confirmation_is_read(r):
+    ch = f"pend:{uid()}"
+    ps = r.pubsub()
+    try:
+        assert ps.pending_unsubscribe_shard_channels == set()
+        await ps.ssubscribe(ch)
+        assert await collect(ps.get_sharded_message, 1) == [msg("ssubscribe", ch, 1)]
+        await ps.sunsubscribe(ch)
+        assert ps.pending_unsubscribe_shard_channels == {ch}
+        assert await collect(ps.get_sharded_message, 1) == [msg("sunsubscribe", ch, 0)]
+        assert ps.pending_unsubscribe_shard_channels == set()
+    finally:
+        await ps.aclose()
+
+
+async def test_a_shard_channel_handler_may_ssubscribe_from_inside_it(r):
+    tag = uid()
+    first, second = f"{{{tag}}}:a", f"{{{tag}}}:b"  # one slot, so one connection and counts 1, 2
+    ps = r.pubsub()
+    calls: list[Any] = []
+
+    async def handler(message: dict[str, Any]) -> None:
+        calls.append(message["data"])
+        if len(calls) == 1:
+            await ps.ssubscribe(second)
+
+    try:
+        await ps.ssubscribe(**{first: handler})
+        assert await collect(ps.get_sharded_message, 1) == [msg("ssubscribe", first, 1)]
+        assert await r.spublish(first, "go") == 1
+        returned = []
+        async with asyncio.timeout(10):
+            while not calls:
+                returned.append(await ps.get_sharded_message(timeout=0.2))
+        assert calls == ["go"] and set(returned) == {None}  # the call that ran the handler returns None
+        assert await collect(ps.get_sharded_message, 1) == [msg("ssubscribe", second, 2)]  # to the next call
+        assert await r.spublish(second, "hi") == 1
+        assert await collect(ps.get_sharded_message, 1) == [msg("smessage", second, "hi")]
+    finally:
+        await ps.aclose()
