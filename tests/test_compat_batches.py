@@ -481,15 +481,13 @@ def test_pubsub_node_errors(r, cluster):
 
 def test_pubsub_takes_the_node_positionally(r, p, cluster):
     port = cluster.primaries()[1]
-    ps = r.pubsub(r.get_node(cluster.host, port))  # RedisCluster's pubsub(node=None, host=None, port=None)
-    try:
+    # as RedisCluster's pubsub(node=None, host=None, port=None)
+    with r.pubsub(r.get_node(cluster.host, port)) as ps:
         node = ps.get_pubsub_node()
         assert (node.host, node.port) == (cluster.host, port)
         ps.subscribe(f"{p}:ch")
         assert collect(ps.get_message, 1) == [msg("subscribe", f"{p}:ch", 1)]
         assert r.publish(f"{p}:ch", "x", target_nodes=node) == 1
-    finally:
-        ps.close()
 
 
 def test_pubsub_refuses_an_unknown_node_given_positionally(r, cluster):
@@ -498,21 +496,17 @@ def test_pubsub_refuses_an_unknown_node_given_positionally(r, cluster):
 
 
 def test_get_redis_connection_is_none_until_the_pubsub_has_a_node(r, p):
-    ps = r.pubsub()
-    try:
+    with r.pubsub() as ps:
         assert ps.get_redis_connection() is None
         ps.subscribe(f"{p}:ch")  # the first channel's slot owner becomes the pubsub's node
         assert collect(ps.get_message, 1) == [msg("subscribe", f"{p}:ch", 1)]
         assert ps.get_redis_connection() is r.get_node(node_name=ps.get_pubsub_node().name).redis_connection
-    finally:
-        ps.close()
 
 
 def test_get_redis_connection_is_the_pubsub_nodes_client(r, p, cluster):
     ch = f"{p}:ch"
     node = r.get_node(cluster.host, cluster.primaries()[2])
-    ps = r.pubsub(node=node)
-    try:
+    with r.pubsub(node=node) as ps:
         conn = ps.get_redis_connection()
         assert conn is node.redis_connection
         kw = conn.connection_pool.connection_kwargs
@@ -520,15 +514,12 @@ def test_get_redis_connection_is_the_pubsub_nodes_client(r, p, cluster):
         ps.subscribe(ch)
         assert collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
         assert conn.pubsub_numsub(ch) == [(ch, 1)]  # it runs commands on the node holding the subscription
-    finally:
-        ps.close()
 
 
 @pytest.mark.parametrize("unsubscribe", ["channel", "all"])
 def test_shard_subscribe_unsubscribe_and_subscribe_again_confirm_in_order(r, p, unsubscribe):
     ch = f"{p}:s"
-    ps = r.pubsub()
-    try:
+    with r.pubsub() as ps:
         ps.ssubscribe(ch)
         if unsubscribe == "all":
             ps.sunsubscribe()
@@ -541,14 +532,11 @@ def test_shard_subscribe_unsubscribe_and_subscribe_again_confirm_in_order(r, p, 
         assert ps.subscribed and list(ps.shard_channels) == [ch]
         assert r.spublish(ch, "x") == 1
         assert collect(ps.get_sharded_message, 1) == [msg("smessage", ch, "x")]  # no confirmation more
-    finally:
-        ps.close()
 
 
 def test_pending_unsubscribe_shard_channels_until_the_confirmation_is_read(r, p):
     ch = f"{p}:s"
-    ps = r.pubsub()
-    try:
+    with r.pubsub() as ps:
         assert ps.pending_unsubscribe_shard_channels == set()
         ps.ssubscribe(ch)
         assert collect(ps.get_sharded_message, 1) == [msg("ssubscribe", ch, 1)]
@@ -556,8 +544,6 @@ def test_pending_unsubscribe_shard_channels_until_the_confirmation_is_read(r, p)
         assert ps.pending_unsubscribe_shard_channels == {ch}
         assert collect(ps.get_sharded_message, 1) == [msg("sunsubscribe", ch, 0)]
         assert ps.pending_unsubscribe_shard_channels == set()
-    finally:
-        ps.close()
 
 
 def test_a_shard_channel_handler_may_ssubscribe_from_inside_it(r, p):

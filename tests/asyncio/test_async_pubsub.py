@@ -10,9 +10,8 @@ import uuid
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from async_helpers import other_tasks, sockets_to, until
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import DataError, RedisClusterException
 
 from clusterpool import key_slot
@@ -515,23 +514,8 @@ async def test_a_pubsub_dropped_without_aclose_is_closed_with_its_client(cluster
 
 
 # ---------------------------------------------------------------- drop-in: as redis.asyncio's RedisCluster
-# Each test runs twice through one parametrized fixture: on redis.asyncio's RedisCluster and on ours.
-
-KINDS = ("redis.asyncio", "clusterpool")
-
-
-@pytest_asyncio.fixture(params=KINDS)
-async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
-    """The same scenario on both clients (decode_responses=True, the map already known)."""
-    host, port = cluster.startup_nodes[0]
-    if request.param == "redis.asyncio":
-        client: Any = RedisCluster(host=host, port=port, decode_responses=True)
-    else:
-        client = _client(cluster)
-    await client.initialize()
-    yield client
-    await client.aclose()
-
+# Each test runs twice through one parametrized fixture (conftest's `r`): on redis.asyncio's
+# RedisCluster and on ours.
 
 def msg(kind: str, channel: Any, data: Any) -> dict[str, Any]:
     return {"type": kind, "pattern": None, "channel": channel, "data": data}
@@ -551,15 +535,13 @@ async def collect(get: Any, n: int, timeout: float = 10.0) -> list[dict[str, Any
 async def test_pubsub_takes_the_node_positionally(r, cluster):
     ch = f"pos:{uid()}"
     port = cluster.primaries()[1]
-    ps = r.pubsub(r.get_node(cluster.host, port))  # RedisCluster's pubsub(node=None, host=None, port=None)
-    try:
+    # as RedisCluster's pubsub(node=None, host=None, port=None)
+    async with r.pubsub(r.get_node(cluster.host, port)) as ps:
         node = ps.get_pubsub_node()
         assert (node.host, node.port) == (cluster.host, port)
         await ps.subscribe(ch)
         assert await collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
         assert await r.publish(ch, "x", target_nodes=node) == 1
-    finally:
-        await ps.aclose()
 
 
 async def test_pubsub_refuses_a_node_not_in_the_map_at_once(r, cluster):
@@ -574,21 +556,17 @@ async def test_pubsub_refuses_a_node_not_in_the_map_at_once(r, cluster):
 
 async def test_get_redis_connection_is_the_pubsubs_own_connection_once_subscribed(r, cluster):
     node = r.get_node(cluster.host, cluster.primaries()[2])
-    ps = r.pubsub(node=node)
-    try:
+    async with r.pubsub(node=node) as ps:
         assert ps.get_redis_connection() is None  # nothing connected before the first subscribe
         await ps.subscribe(f"conn:{uid()}")
         conn = ps.get_redis_connection()
         assert (conn.host, conn.port) == (node.host, node.port)
-    finally:
-        await ps.aclose()
 
 
 @pytest.mark.parametrize("unsubscribe", ["channel", "all"])
 async def test_shard_subscribe_unsubscribe_and_subscribe_again_confirm_in_order(r, unsubscribe):
     ch = f"again:{uid()}"
-    ps = r.pubsub()
-    try:
+    async with r.pubsub() as ps:
         await ps.ssubscribe(ch)
         await (ps.sunsubscribe() if unsubscribe == "all" else ps.sunsubscribe(ch))
         await ps.ssubscribe(ch)
@@ -598,14 +576,11 @@ async def test_shard_subscribe_unsubscribe_and_subscribe_again_confirm_in_order(
         assert ps.subscribed and list(ps.shard_channels) == [ch]
         assert await r.spublish(ch, "x") == 1
         assert await collect(ps.get_sharded_message, 1) == [msg("smessage", ch, "x")]  # no confirmation more
-    finally:
-        await ps.aclose()
 
 
 async def test_pending_unsubscribe_shard_channels_until_the_confirmation_is_read(r):
     ch = f"pend:{uid()}"
-    ps = r.pubsub()
-    try:
+    async with r.pubsub() as ps:
         assert ps.pending_unsubscribe_shard_channels == set()
         await ps.ssubscribe(ch)
         assert await collect(ps.get_sharded_message, 1) == [msg("ssubscribe", ch, 1)]
@@ -613,8 +588,6 @@ async def test_pending_unsubscribe_shard_channels_until_the_confirmation_is_read
         assert ps.pending_unsubscribe_shard_channels == {ch}
         assert await collect(ps.get_sharded_message, 1) == [msg("sunsubscribe", ch, 0)]
         assert ps.pending_unsubscribe_shard_channels == set()
-    finally:
-        await ps.aclose()
 
 
 async def test_a_shard_channel_handler_may_ssubscribe_from_inside_it(r):

@@ -14,10 +14,8 @@ import uuid
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from async_helpers import TAG_PREFIX, tag_on, until
 from redis import exceptions as rx
-from redis.asyncio.cluster import RedisCluster
 
 from clusterpool import ClusterClient as SyncClient
 from clusterpool.asyncio import ClusterClient
@@ -25,22 +23,6 @@ from clusterpool.errors import CrossSlotTransactionError, UnknownOutcomeError, W
 from clusterpool.slots import key_slot
 
 pytestmark = pytest.mark.asyncio
-
-KINDS = ("redis.asyncio", "clusterpool")
-
-
-@pytest_asyncio.fixture(params=KINDS)
-async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
-    """The same scenario on both clients (decode_responses=True)."""
-    host, port = cluster.startup_nodes[0]
-    if request.param == "redis.asyncio":
-        client: Any = RedisCluster(host=host, port=port, decode_responses=True)
-    else:
-        client = ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True)
-    await client.initialize()
-    yield client
-    await client.aclose()
-
 
 @pytest.fixture
 def t() -> str:
