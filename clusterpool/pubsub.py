@@ -62,10 +62,10 @@ from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 from . import errors, subscriptions
 from .pubsub_nodes import CONN_ERRORS, NodeSubs, quiet_close
 from .slots import slot_of
-from .topology import Node
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
+    from .nodeapi import ClusterNode
 
 _MAX_WAIT = 0.5  # longest single select(), so recovery and newly added connections are noticed
 
@@ -151,18 +151,18 @@ class ClusterPubSub:
             subscriptions.check_pinned(self._client.core.ensure(), name)
         self._n.pinned = name
 
-    def get_pubsub_node(self) -> Node | None:
-        """The node holding the classic subscriptions (None before the first one, unless pinned)."""
+    def get_pubsub_node(self) -> ClusterNode | None:
+        """The node holding the classic subscriptions, as RedisCluster's node object (None before
+        the first subscribe, unless pinned)."""
         name = self._n.classic.name if self._n.classic is not None else self._n.pinned
-        topo = self._client.core.topology
-        return topo.by_name.get(name) if name and topo is not None else None
+        return self._client.get_node(node_name=name) if name else None
 
     def get_redis_connection(self) -> redis.Redis | None:
-        """RedisCluster's: the client's redis.Redis for the classic node (`get_pubsub_node()`), None
-        before there is one. It runs ordinary commands on that node; the subscribed connection is
-        this pubsub's own and is never handed out."""
+        """RedisCluster's: the client's redis.Redis for the classic node (`get_pubsub_node()`'s
+        `redis_connection`), None before there is one. It runs ordinary commands on that node;
+        the subscribed connection is this pubsub's own and is never handed out."""
         node = self.get_pubsub_node()
-        return None if node is None else self._client.get_redis_connection(node)
+        return None if node is None else node.redis_connection
 
     def _check_open(self) -> None:
         if self._closed:

@@ -31,7 +31,7 @@ from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 
 from .. import errors
 from .. import subscriptions as rules
-from ..topology import Node
+from .nodes import ClusterNode, handle
 from .resubscribe import Keeper
 from .sublinks import CONN_ERRORS, Link, Links
 
@@ -120,12 +120,14 @@ class ClusterPubSub:
             rules.check_pinned(topo, name)
         self._links.pinned = name
 
-    def get_pubsub_node(self) -> Node | None:
-        """The node holding the classic subscriptions (None before the first one, unless pinned)."""
+    def get_pubsub_node(self) -> ClusterNode | None:
+        """The node holding the classic subscriptions, as RedisCluster's node object (None before
+        the first subscribe, unless pinned)."""
         links = self._links
         name = links.classic.name if links.classic is not None else links.pinned
         topo = links.state.topology
-        return topo.by_name.get(name) if name and topo is not None else None
+        node = topo.by_name.get(name) if name and topo is not None else None
+        return handle(node) if node is not None else None
 
     def get_redis_connection(self) -> Connection | None:
         """redis.asyncio's: the classic subscriptions' own connection (to `get_pubsub_node()`), None
