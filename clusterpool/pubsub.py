@@ -151,6 +151,11 @@ class ClusterPubSub:
             subscriptions.check_pinned(self._client.core.ensure(), name)
         self._n.pinned = name
 
+    @property
+    def node(self) -> ClusterNode | None:
+        """RedisCluster's `node` attribute: `get_pubsub_node()`."""
+        return self.get_pubsub_node()
+
     def get_pubsub_node(self) -> ClusterNode | None:
         """The node holding the classic subscriptions, as RedisCluster's node object (None before
         the first subscribe, unless pinned)."""

@@ -485,7 +485,7 @@ def test_pubsub_takes_the_node_positionally(r, p, cluster):
     with r.pubsub(r.get_node(cluster.host, port)) as ps:
         node = ps.get_pubsub_node()
         assert (node.host, node.port) == (cluster.host, port)
-        assert node == r.get_node(cluster.host, port)  # the client's node object for it
+        assert node == r.get_node(cluster.host, port) == ps.node  # the client's node object for it
         ps.subscribe(f"{p}:ch")
         assert collect(ps.get_message, 1) == [msg("subscribe", f"{p}:ch", 1)]
         assert r.publish(f"{p}:ch", "x", target_nodes=node) == 1

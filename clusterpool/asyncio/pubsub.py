@@ -120,6 +120,11 @@ class ClusterPubSub:
             rules.check_pinned(topo, name)
         self._links.pinned = name
 
+    @property
+    def node(self) -> ClusterNode | None:
+        """RedisCluster's `node` attribute: `get_pubsub_node()`."""
+        return self.get_pubsub_node()
+
     def get_pubsub_node(self) -> ClusterNode | None:
         """The node holding the classic subscriptions, as RedisCluster's node object (None before
         the first subscribe, unless pinned)."""

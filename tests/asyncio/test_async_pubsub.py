@@ -539,7 +539,7 @@ async def test_pubsub_takes_the_node_positionally(r, cluster):
     async with r.pubsub(r.get_node(cluster.host, port)) as ps:
         node = ps.get_pubsub_node()
         assert (node.host, node.port) == (cluster.host, port)
-        assert node == r.get_node(cluster.host, port)  # the client's node object for it
+        assert node == r.get_node(cluster.host, port) == ps.node  # the client's node object for it
         await ps.subscribe(ch)
         assert await collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
         assert await r.publish(ch, "x", target_nodes=node) == 1
