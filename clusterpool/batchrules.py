@@ -12,9 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis import exceptions as rx
-from redis.cluster import PIPELINE_BLOCKED_COMMANDS
-from redis.utils import safe_str, truncate_text
 
+from ._redispy import PIPELINE_BLOCKED_COMMANDS, safe_str, truncate_text
 from . import errors
 
 # Pipeline methods RedisCluster blocks ("client_getname", "mget", "ping", ...): the method names

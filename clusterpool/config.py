@@ -19,6 +19,7 @@ from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.retry import Retry
 
 from . import errors
+from ._redispy import backoff_of as _backoff_of
 from .connection import CONNECTION_KEYS, default_driver_info
 from .options import IGNORED_COMPAT, node_list
 from .readfrom import PRIMARY, REPLICA, StrategyLike
@@ -32,8 +33,8 @@ def default_retry() -> Retry:
 
 
 def backoff_of(retry: Retry) -> AbstractBackoff:
-    """A Retry's backoff: redis-py has no public accessor, so this is the one place that reads it."""
-    return retry._backoff
+    """A Retry's backoff (redis-py has no public accessor: the seam reads it)."""
+    return _backoff_of(retry)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

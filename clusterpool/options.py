@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from redis.connection import parse_url
 
+from ._redispy import parse_url
 from . import errors
 
 # RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
