@@ -35,7 +35,7 @@ from redis.retry import Retry
 
 __all__ = [
     "EMPTY_RESPONSE", "NEVER_DECODE", "PIPELINE_BLOCKED_COMMANDS", "READ_COMMANDS", "SLOT_ID",
-    "CaseInsensitiveDict", "Encoder", "EventDispatcher", "backoff_of", "cluster_reply_callbacks",
+    "CaseInsensitiveDict", "Encoder", "command_text", "EventDispatcher", "backoff_of", "cluster_reply_callbacks",
     "NOT_ENOUGH_DATA", "get_response_callbacks", "hiredis_reader", "list_or_args", "parse_pubsub_subscriptions",
     "parse_url", "pubsub_subscription_args", "raw_socket", "redis_version", "safe_str",
     "str_if_bytes", "stream_writer", "sync_parser", "truncate_text",
@@ -90,6 +90,17 @@ except ImportError:  # pragma: no cover - older layout
 
         def dispatch(self, *args: Any, **kwargs: Any) -> None:
             """Nothing listens."""
+
+
+_command_text: Callable[[Any], str] | None = getattr(_utils, "command_text", None)
+
+
+def command_text(args: Any) -> str:
+    """A command as RedisCluster writes it into its error messages: 8.2 redacts credentials and
+    truncates (redis.utils.command_text); 8.1 printed the argument tuple."""
+    if _command_text is None:
+        return str(tuple(args))
+    return truncate_text(_command_text(args))
 
 
 def cluster_reply_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, Any]:

@@ -30,6 +30,7 @@ PUBLIC: dict[str, set[str]] = {
     "redis.asyncio.lock": {"Lock"},
     "redis.backoff": {"*"},
     "redis.retry": {"Retry"},
+    "redis.asyncio.retry": {"Retry"},
     "redis.lock": {"Lock"},
     "redis.cluster": {"RedisCluster", "ClusterNode"},
     "redis.client": {"PubSub", "PubSubWorkerThread", "Pipeline", "Redis"},
