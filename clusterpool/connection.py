@@ -242,7 +242,7 @@ def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:
 def default_driver_info() -> DriverInfo:
     """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
     metadata, ~0.3 ms) for every connection that is not given one."""
-    from . import __version__
+    from ._version import __version__
 
     return DriverInfo().add_upstream_driver("clusterpool", __version__)
 
