@@ -22,6 +22,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from . import errors
+from .errors import refused
 from .agreement import View, make_view, parse_epochs
 from .topology import AddressMap, Topology, parse_shards, parse_slots
 
@@ -52,14 +53,6 @@ class Query:
 
 
 DEFAULT = Query()
-
-
-def refused(error: BaseException) -> bool:
-    """Whether an error reply means this node will not run the command for us: denied by the
-    user's ACL (NOPERM) or unknown to the server (before 7.0, a proxy). Either way, ask for
-    something else; any other error reply is the node's trouble, not the command's."""
-    return isinstance(error, rx.NoPermissionError) or (
-        isinstance(error, rx.ResponseError) and "unknown" in str(error).lower())
 
 
 def _not_a_cluster(error: BaseException, source: str) -> errors.NotAClusterError | None:

@@ -279,8 +279,9 @@ class ClusterState(NodeBook):
         try:
             async with asyncio.timeout(self.config.refresh_timeout):  # the connect too, not only the reply
                 await st.pool.execute("PING")
-        except (rx.RedisError, OSError, TimeoutError):
-            return
+        except (rx.RedisError, OSError, TimeoutError) as e:
+            if not errors.refused(e):  # an ACL without PING: the node answered, so it is up
+                return
         self.node_recovered(name)
 
     # ---- lifecycle -------------------------------------------------------------------

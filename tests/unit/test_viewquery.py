@@ -6,7 +6,8 @@ import pytest
 from redis import exceptions as rx
 
 from clusterpool import errors
-from clusterpool.viewquery import DEFAULT, NODES, SHARDS, SLOTS, Queries, Query, drive, refused, view_steps
+from clusterpool.errors import refused
+from clusterpool.viewquery import DEFAULT, NODES, SHARDS, SLOTS, Queries, Query, drive, view_steps
 
 NAME = "127.0.0.1:7000"
 SHARDS_REPLY = [[
