@@ -25,6 +25,8 @@ ROWS = {
     # reads, discovery and READONLY for replica connections; no COMMAND, INFO, PING or writes
     "read_only": ("~*", "-@all", "+@read", "+cluster", "+readonly"),
 }
+# not a row of the issue: a user the client cannot serve (no way to read the slot map)
+NO_MAP = {"no_map": ("~*", "+@all", "-cluster|shards", "-cluster|slots")}
 WRITERS = tuple(r for r in ROWS if r != "read_only")
 # row -> the discovery commands its ACL denies
 DENIED = {"no_nodes": ("cluster|nodes",), "no_shards": ("cluster|shards",),
@@ -41,7 +43,8 @@ def acl_user(cluster, row: str) -> Iterator[dict[str, str]]:
     try:
         for port in ports:
             with cluster.client(port) as r:
-                r.execute_command("ACL", "SETUSER", name, "reset", "on", f">{PASSWORD}", "&*", *ROWS[row])
+                rules = ROWS[row] if row in ROWS else NO_MAP[row]
+                r.execute_command("ACL", "SETUSER", name, "reset", "on", f">{PASSWORD}", "&*", *rules)
         yield {"username": name, "password": PASSWORD}
     finally:
         for port in cluster.primaries() + cluster.replicas():

@@ -102,6 +102,12 @@ def test_health_probes_refused_by_the_acl_keep_nodes_healthy(cluster, user, seed
         assert [c.reader.get(k) for k in KEYS] == [seeded[k] for k in KEYS]
 
 
+@pytest.mark.parametrize("row", ["no_map"])
+def test_a_user_denied_both_map_commands_gets_no_permission_naming_them(cluster, user):
+    with client_for(cluster, user) as c, pytest.raises(NoPermissionError, match="CLUSTER SHARDS nor CLUSTER SLOTS"):
+        c.get(KEYS[0])
+
+
 @pytest.mark.parametrize(("row", "command"), [(r, c) for r, cs in DENIED.items() for c in cs])
 def test_a_denied_discovery_command_is_tried_at_most_once_per_node(cluster, user, command):
     with client_for(cluster, user) as c:

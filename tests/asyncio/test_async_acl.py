@@ -100,6 +100,16 @@ async def test_prefix_user_keys_outside_the_prefix_raise_no_permission(cluster, 
             await c.get("not-" + PREFIX + "0")
 
 
+@pytest.mark.parametrize("row", ["no_map"])
+async def test_a_user_denied_both_map_commands_gets_no_permission_naming_them(cluster, user):
+    c = client_for(cluster, user)
+    try:
+        with pytest.raises(NoPermissionError, match="CLUSTER SHARDS nor CLUSTER SLOTS"):
+            await c.get(KEYS[0])  # discovery, as `async with` would run it
+    finally:
+        await c.aclose()
+
+
 @pytest.mark.parametrize(("row", "command"), [(r, c) for r, cs in DENIED.items() for c in cs])
 async def test_a_denied_discovery_command_is_tried_at_most_once_per_node(cluster, user, command):
     async with client_for(cluster, user) as c:
