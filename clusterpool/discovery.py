@@ -22,7 +22,8 @@ from .agreement import View
 from .config import Config
 from .connection import make_connection
 from .topology import Topology
-from .viewquery import Queries, drive, view_steps
+from .refreshsteps import drive
+from .viewquery import Queries, view_steps
 
 # What a startup node may fail with: startup_failure says which of these stop discovery.
 STARTUP_ERRORS = (rx.AuthenticationError, errors.NotAClusterError, rx.ConnectionError, rx.TimeoutError, OSError,

@@ -5,16 +5,16 @@ and the config epochs `agreement` orders owners by (CLUSTER NODES, optional). A 
 refuse a command because its server is too old (unknown command, Redis before 7.0) or
 because the user's ACL denies it (NOPERM): both mean "use what this node lets us run".
 `view_steps()` is a generator: it yields the commands to send in one round trip, the driver
-(sync `discovery.py`, asyncio `asyncio/probe.py`) sends them and sends back one reply per
-command (an error reply as its ResponseError, not raised); its return value is the View and
-the `Query` that worked. `Queries` remembers, per node, a Query that differs from the
+(sync `discovery.py`, asyncio `asyncio/probe.py`, each through `refreshsteps.drive`/`adrive`)
+sends them and sends back one reply per command (an error reply as its ResponseError, not
+raised); its return value is the View and the `Query` that worked. `Queries` remembers, per node, a Query that differs from the
 default, so the next refresh asks that node what it answers in one round trip; after
 `recheck` seconds the default is tried again (an upgraded server, a widened ACL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -108,26 +108,6 @@ def view_steps(source: str, query: Query = DEFAULT, *, tls: bool = False,
             raise map_reply
     topology = _parse_map(query.map, map_reply, source, tls, address_map)
     return make_view(source, topology, epochs, excluded), query
-
-
-def drive(steps: Steps, exchange: Callable[[tuple[Command, ...]], Replies]) -> tuple[View, Query]:
-    """Run `steps` to the end with a blocking `exchange` (send the commands, read one reply each)."""
-    try:
-        commands = next(steps)
-        while True:
-            commands = steps.send(exchange(commands))
-    except StopIteration as done:
-        return done.value
-
-
-async def adrive(steps: Steps, exchange: Callable[[tuple[Command, ...]], Awaitable[Replies]]) -> tuple[View, Query]:
-    """Run `steps` to the end with an awaitable `exchange`."""
-    try:
-        commands = next(steps)
-        while True:
-            commands = steps.send(await exchange(commands))
-    except StopIteration as done:
-        return done.value
 
 
 class Queries:

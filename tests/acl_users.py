@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 import clusterpool
 from waiting import poll
 
@@ -32,6 +34,25 @@ WRITERS = tuple(r for r in ROWS if r != "read_only")
 DENIED = {"no_nodes": ("cluster|nodes",), "no_shards": ("cluster|shards",),
           "no_shards_no_nodes": ("cluster|shards", "cluster|nodes")}
 KEYS = tuple(f"{PREFIX}{i}" for i in range(30))  # spread over every shard
+
+
+# Fixtures for both clients' tests (imported by name; `row` can be overridden with parametrize):
+# `user` is the connection keywords of a `row` user on the session cluster, `seeded` the KEYS' values.
+
+@pytest.fixture(name="row", params=list(ROWS))
+def row_fixture(request):
+    return request.param
+
+
+@pytest.fixture(name="user")
+def user_fixture(cluster, row):
+    with acl_user(cluster, row) as kw:
+        yield kw
+
+
+@pytest.fixture(name="seeded")
+def seeded_fixture(cluster, user):
+    return seed(cluster)
 
 
 @contextmanager

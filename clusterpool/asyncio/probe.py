@@ -18,7 +18,8 @@ from redis.asyncio.connection import Connection
 
 from ..agreement import View
 from ..config import Config
-from ..viewquery import Queries, adrive, view_steps
+from ..refreshsteps import adrive
+from ..viewquery import Queries, view_steps
 from .settings import NodeSettings, close_connection, open_connection
 
 # keywords a probe does not take from the client's connection keywords

@@ -8,29 +8,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from acl_users import DENIED, KEYS, PREFIX, ROWS, WRITERS, acl_user, denials, seed
+from acl_users import DENIED, KEYS, PREFIX, WRITERS, acl_user, denials, seed
+from acl_users import row_fixture, seeded_fixture, user_fixture  # noqa: F401 - the fixtures row, user, seeded
 from async_helpers import until
 from redis.exceptions import NoPermissionError
 
 from clusterpool.asyncio import ClusterClient
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(params=list(ROWS))
-def row(request):
-    return request.param
-
-
-@pytest.fixture
-def user(cluster, row):
-    with acl_user(cluster, row) as kw:
-        yield kw
-
-
-@pytest.fixture
-def seeded(cluster, user):
-    return seed(cluster)
 
 
 def client_for(cluster, user, **kw) -> ClusterClient:

@@ -7,7 +7,8 @@ from redis import exceptions as rx
 
 from clusterpool import errors
 from clusterpool.errors import refused
-from clusterpool.viewquery import DEFAULT, NODES, SHARDS, SLOTS, Queries, Query, drive, view_steps
+from clusterpool.refreshsteps import drive
+from clusterpool.viewquery import DEFAULT, NODES, SHARDS, SLOTS, Queries, Query, view_steps
 
 NAME = "127.0.0.1:7000"
 SHARDS_REPLY = [[
