@@ -112,12 +112,12 @@ def view_steps(source: str, query: Query = DEFAULT, *, tls: bool = False,
 
 class Queries:
     """Per node, the Query it was last found to answer when that is not the default, and when
-    that was learnt (a monotonic time the caller passes). The dict is replaced whole, so refresh
-    threads may share one; two learning at once may lose one entry, which costs one round trip."""
+    that was learnt (a monotonic time the caller passes). Refresh threads learn in parallel, so
+    the dict changes only by single get/set/pop calls, each atomic: no update is lost."""
 
     def __init__(self, recheck: float = RECHECK_AFTER) -> None:
         self.recheck = recheck
-        self._known: Mapping[str, tuple[Query, float]] = MappingProxyType({})
+        self._known: dict[str, tuple[Query, float]] = {}
 
     def for_node(self, name: str, now: float) -> Query:
         """What to ask `name`: what it answered last, or the default once that is `recheck` old."""
@@ -132,10 +132,13 @@ class Queries:
         entry = self._known.get(name)
         if asked == worked and (entry[0] == worked and now - entry[1] < self.recheck if entry else worked == DEFAULT):
             return
-        known = {n: e for n, e in self._known.items() if now - e[1] < self.recheck and n != name}
-        if worked != DEFAULT:
-            known[name] = (worked, now)
-        self._known = MappingProxyType(known)
+        for other, (_, at) in list(self._known.items()):
+            if now - at >= self.recheck:
+                self._known.pop(other, None)
+        if worked == DEFAULT:
+            self._known.pop(name, None)
+        else:
+            self._known[name] = (worked, now)
 
     def __len__(self) -> int:
         return len(self._known)
