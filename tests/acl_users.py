@@ -83,7 +83,17 @@ def seed(cluster) -> dict[str, str]:
         written = _offset(cluster, primary)
         for replica in cluster.replicas_of(primary):
             poll(lambda r=replica, w=written: _offset(cluster, r) >= w, what=f"{replica} to replicate the seeded keys")
+    # Redis 7.0's CLUSTER SLOTS leaves out a replica until the answering node has heard (by gossip,
+    # every node_timeout/2 at worst) that its offset is not 0: wait for that, so a client reading
+    # the map from SLOTS knows the replicas (a state of the cluster, not of the client under test)
+    poll(lambda: all(_slots_replicas(cluster, p) == set(cluster.replicas()) for p in cluster.ports),
+         what="every node's CLUSTER SLOTS to list every replica")
     return values
+
+
+def _slots_replicas(cluster, port: int) -> set[int]:
+    with cluster.client(port) as r:
+        return {int(node[1]) for entry in r.execute_command("CLUSTER", "SLOTS") for node in entry[3:]}
 
 
 def _offset(cluster, port: int) -> int:
