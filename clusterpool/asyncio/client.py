@@ -31,7 +31,7 @@ from .. import errors
 from ..commands import CommandInfo
 from ..observe import Observer
 from ..config import Config
-from ..dropin import composed_callbacks
+from ..callbacks import composed_callbacks
 from ..fanout import Via, fanout_nodes, route, target_nodes
 from ..merge import merge
 from ..options import url_arguments
