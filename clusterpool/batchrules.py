@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from redis import exceptions as rx
-from redis.cluster import PIPELINE_BLOCKED_COMMANDS
-from redis.utils import safe_str, truncate_text
 
+from ._redispy import PIPELINE_BLOCKED_COMMANDS, command_text, safe_str, truncate_text
 from . import errors
 from .slots import slot_of
 
@@ -25,9 +24,6 @@ from .slots import slot_of
 # which sends CLIENT LIST (redis-py 8.2 blocks it too; 8.1's pipelines lack the method).
 BLOCKED_METHODS: tuple[str, ...] = tuple(dict.fromkeys(
     [*(c.replace(" ", "_").lower() for c in PIPELINE_BLOCKED_COMMANDS), "client_list_iter"]))
-
-# Blocked on the sync pipelines only: redis.asyncio's pipeline queues one MSET per slot instead.
-QUEUED_BY_ASYNCIO = frozenset({"mset_nonatomic"})
 
 # Commands whose argument list can carry a password: shown without their arguments in errors.
 _CREDENTIALS = frozenset({"AUTH", "HELLO", "MIGRATE", "ACL SETUSER", "CONFIG SET", "SENTINEL SET"})
@@ -85,12 +81,15 @@ def not_implemented(method: str) -> rx.RedisClusterException:
     return rx.RedisClusterException(f"method {method}() is not implemented")
 
 
+def missing_key_message(args: Sequence[Any]) -> str:
+    """RedisCluster's words for a keyed command without its key (or a keyless one in a transaction)."""
+    return ("No way to dispatch this command to Redis Cluster. Missing key.\n"
+            f"You can execute the command by specifying target nodes.\nCommand: {command_text(args)}")
+
+
 def missing_key(args: Sequence[Any]) -> rx.RedisClusterException:
     """A keyless command queued in a transaction: nothing says which node should run it."""
-    return rx.RedisClusterException(
-        "No way to dispatch this command to Redis Cluster. Missing key.\n"
-        f"You can execute the command by specifying target nodes.\nCommand: {tuple(args)}"
-    )
+    return rx.RedisClusterException(missing_key_message(args))
 
 
 def keys_cross_slot(args: Sequence[Any]) -> errors.CrossSlotCommandError:
@@ -106,10 +105,11 @@ def summed(results: Sequence[Any]) -> Any:
     return sum(int(r) for r in results)
 
 
-def command_text(args: Sequence[Any]) -> str:
+def shown_command(args: Sequence[Any]) -> str:
     """The command as errors show it: its words joined, the arguments of a command that can
     carry a password (AUTH, HELLO, MIGRATE, ACL SETUSER, CONFIG SET, SENTINEL SET) replaced by
-    "<REDACTED>", as redis-py 8.2 shows them (8.1 showed the password)."""
+    "<REDACTED>", as redis-py 8.2 shows them, whatever the installed version (8.1 showed
+    the password)."""
     parts = [safe_str(a) for a in args]
     shown = 0
     if parts:
@@ -129,7 +129,7 @@ def annotate(exception: BaseException, number: int, args: Sequence[Any]) -> None
     command shortened to 100 characters at a word boundary; an error without arguments is
     named by its class."""
     first = exception.args[0] if exception.args else type(exception).__name__
-    msg = f"Command # {number} ({truncate_text(command_text(args))}) of pipeline caused error: {first}"
+    msg = f"Command # {number} ({truncate_text(shown_command(args))}) of pipeline caused error: {first}"
     exception.args = (msg,) + exception.args[1:]
 
 

@@ -32,9 +32,9 @@ from itertools import chain
 from typing import Any, Protocol
 
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
 from .. import batchrules
+from .._redispy import EventDispatcher
 from ..commands import CommandInfo, CommandTable
 from ..errors import ConfigurationError
 from ..observe import Observer

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from redis import exceptions as rx
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
 from .. import batchrules, txplan
+from .._redispy import EventDispatcher
 from ..commands import CommandTable
 from ..errors import PoolClosedError, PoolTimeoutError
 from ..fanout import write_refused
