@@ -15,20 +15,18 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from async_helpers import TAG_PREFIX
+from async_helpers import KINDS, TAG_PREFIX, compared_client
 from redis import exceptions as rx
 from redis.asyncio.cluster import ClusterPipeline as RedisAsyncioPipeline
 from redis.asyncio.cluster import RedisCluster
 
 from clusterpool import ClusterClient as SyncClient
-from clusterpool.asyncio import ClusterClient
 from clusterpool.batchrules import BLOCKED_METHODS
 from clusterpool.slots import key_slot
 from compat import REDIS_PY
 
 pytestmark = pytest.mark.asyncio
 
-REDIS_ASYNCIO, OURS = "redis.asyncio", "clusterpool"
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 
@@ -42,15 +40,10 @@ def _clean_keys(request):
             c.delete(*keys)
 
 
-@pytest_asyncio.fixture(params=(REDIS_ASYNCIO, OURS))
+@pytest_asyncio.fixture(params=KINDS)
 async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
     """The same scenario on both clients (decode_responses=True)."""
-    host, port = cluster.startup_nodes[0]
-    if request.param == REDIS_ASYNCIO:
-        client: Any = RedisCluster(host=host, port=port, decode_responses=True)
-    else:
-        client = ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True)
-    await client.initialize()
+    client = await compared_client(request.param, cluster)
     yield client
     await client.aclose()
 
