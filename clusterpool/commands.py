@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from .resp import as_map, text
 
 log = logging.getLogger("clusterpool")
@@ -326,6 +328,9 @@ class CommandTable:
             return None
         try:
             entry = self._fetch(top)
+        except ResponseError as e:  # the server answered (an ACL without COMMAND ...): do not ask again
+            log.debug("COMMAND INFO %s refused: %s", top, e)
+            entry = None
         except Exception as e:  # no answer: send the command as unknown this time, ask again next time
             log.debug("COMMAND INFO %s failed: %s", top, e)
             return None

@@ -141,6 +141,9 @@ class Core(NodeBook):
             c = pool.acquire()
             try:
                 entry = command_info(c, name)
+            except rx.ResponseError:  # refused (an ACL without COMMAND): the connection is fine
+                pool.release(c)
+                raise
             except BaseException:
                 pool.discard(c)
                 raise

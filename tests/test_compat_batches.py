@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from redis import exceptions as rx
 from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import ClusterPipeline as RedisClusterPipeline
 
 from clusterpool import ClusterClient, key_slot
-from compat import KINDS, make_client
+from clusterpool.batchrules import BLOCKED_METHODS
+from compat import KINDS, REDIS_PY, make_client
 from waiting import poll
 
 
@@ -211,6 +213,50 @@ def test_pipeline_annotate_exception(r, p):
     e = rx.ResponseError("boom")
     r.pipeline().annotate_exception(e, 3, ("SET", f"{p}:k", b"v"))
     assert str(e) == f"Command # 3 (SET {p}:k v) of pipeline caused error: boom"
+
+
+def test_two_pipelines_of_one_client_queue_apart(r, p):
+    a, b = two_slots(p)
+    one, two = r.pipeline(), r.pipeline()
+    assert one.set(a, "1").get(a) is one
+    two.set(b, "2")
+    one.incr(a)
+    assert two.get(b).execute() == [True, "2"]
+    assert one.execute() == [True, "1", 2]
+
+
+def test_every_blocked_method_is_refused_whatever_its_arguments(r):
+    """Each method the installed RedisCluster blocks in pipelines, called without arguments."""
+    methods = [m for m in BLOCKED_METHODS if callable(getattr(RedisClusterPipeline, m, None))]
+    assert "mget" in methods and "ping" in methods
+    for transaction in (False, True):
+        pipe = r.pipeline(transaction=transaction)
+        for method in methods:
+            e = raises(rx.RedisClusterException, getattr(pipe, method))
+            assert str(e) == f"ERROR: Calling pipelined function {method} is blocked when running redis in cluster mode..."
+        assert len(pipe) == 0
+
+
+def test_pipeline_error_shortens_a_long_command(r, p):
+    k = f"{p}:k"
+    pipe = r.pipeline()
+    pipe.set(k, "string").hset(k, "aaaa" * 30, "v", mapping={"f": "x" * 80})
+    e = raises(rx.ResponseError, pipe.execute)
+    text = textwrap.shorten(f"HSET {k} {'aaaa' * 30} v f {'x' * 80}", width=100, placeholder="...",
+                            break_long_words=True)
+    assert str(e) == f"Command # 2 ({text}) of pipeline caused error: {WRONGTYPE}"
+
+
+def test_pipeline_touch_and_exists_across_slots_answer_one_summed_count(r, p):
+    if isinstance(r, RedisCluster) and REDIS_PY < (8, 2):
+        pytest.skip("redis-py 8.1's pipeline runs touch() at once and refuses EXISTS across slots")
+    a, b = two_slots(p)
+    r.set(a, 1)
+    r.set(b, 2)
+    pipe = r.pipeline()
+    assert pipe.touch(a, b) is pipe
+    pipe.exists(a, b, f"{p}:none").execute_command("TOUCH", b, a)
+    assert pipe.execute() == [2, 2, 2]
 
 
 # ---------------------------------------------------------------- transactions
@@ -642,6 +688,22 @@ def test_differences_in_pipelines(r, p):
     else:
         pipe.mset({f"{t}:a": 1, f"{t}:b": 2}).mget(f"{t}:a", f"{t}:b").delete(f"{t}:a", f"{t}:b")
         assert pipe.execute() == [True, ["1", "2"], 2]
+
+
+def test_differences_in_pipelines_del_across_slots(r, p):
+    """A DEL/UNLINK queued with execute_command whose keys span slots: RedisCluster refuses it at
+    execute; clusterpool splits it per slot and sums the counts, as its plain client does."""
+    a, b = two_slots(p)
+    r.set(a, 1)
+    r.set(b, 2)
+    pipe = r.pipeline()
+    pipe.execute_command("DEL", a, b)
+    if isinstance(r, RedisCluster):
+        raises(rx.RedisClusterException, pipe.execute)
+        r.delete(a, b)
+    else:
+        assert pipe.execute() == [2]
+    assert r.exists(a, b) == 0
 
 
 def test_differences_in_pubsub(r, p):

@@ -10,7 +10,8 @@ import uuid
 from typing import Any
 
 import pytest
-from async_helpers import other_tasks, sockets_to, until
+import pytest_asyncio
+from async_helpers import KINDS, compared_client, other_tasks, sockets_to, until
 from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import DataError, RedisClusterException
 
@@ -514,8 +515,14 @@ async def test_a_pubsub_dropped_without_aclose_is_closed_with_its_client(cluster
 
 
 # ---------------------------------------------------------------- drop-in: as redis.asyncio's RedisCluster
-# Each test runs twice through one parametrized fixture (conftest's `r`): on redis.asyncio's
-# RedisCluster and on ours.
+
+
+@pytest_asyncio.fixture(params=KINDS)
+async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
+    """Each drop-in test runs twice: on redis.asyncio's RedisCluster and on ours."""
+    client = await compared_client(request.param, cluster)
+    yield client
+    await client.aclose()
 
 def msg(kind: str, channel: Any, data: Any) -> dict[str, Any]:
     return {"type": kind, "pattern": None, "channel": channel, "data": data}

@@ -14,7 +14,8 @@ import uuid
 from typing import Any
 
 import pytest
-from async_helpers import TAG_PREFIX, tag_on, until
+import pytest_asyncio
+from async_helpers import KINDS, TAG_PREFIX, compared_client, tag_on, until
 from redis import exceptions as rx
 
 from clusterpool import ClusterClient as SyncClient
@@ -23,6 +24,16 @@ from clusterpool.errors import CrossSlotTransactionError, UnknownOutcomeError, W
 from clusterpool.slots import key_slot
 
 pytestmark = pytest.mark.asyncio
+
+
+
+@pytest_asyncio.fixture(params=KINDS)
+async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
+    """The same scenario on both clients (decode_responses=True)."""
+    client = await compared_client(request.param, cluster)
+    yield client
+    await client.aclose()
+
 
 @pytest.fixture
 def t() -> str:
