@@ -69,6 +69,9 @@ _OVERRIDES: dict[str, tuple[str, str | None]] = {
 
 # Commands that must never be sent through the router (they change connection
 # state that a pooled, shared connection cannot keep).
+# Commands redis-py's RedisCluster splits per slot instead of refusing (non-atomic; summed).
+SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
+
 CONNECTION_STATE = frozenset(
     {"select", "multi", "exec", "discard", "watch", "unwatch", "readonly", "readwrite",
      "asking", "quit", "reset", "hello", "auth", "client|setname", "subscribe",

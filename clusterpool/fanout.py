@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors, routes
 from .batchrules import missing_key_message
-from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo, CommandTable
+from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, SPLIT_SUM, CommandInfo, CommandTable
 from .dropin import STATE_COMMANDS
 from .merge import merge
 from .nodeapi import node_name_of
@@ -29,8 +29,6 @@ from .resp import command_name
 if TYPE_CHECKING:
     from .core import Core
 
-# Commands redis-py's RedisCluster splits per slot instead of refusing (non-atomic; summed).
-SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
 
 
 class FanoutMixin:

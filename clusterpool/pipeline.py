@@ -12,7 +12,7 @@ blocks in cluster pipelines raise its RedisClusterException, unless every key
 of the command is in one slot (then the command runs: it can, on one node).
 A DEL/UNLINK/EXISTS/TOUCH whose keys span slots (`pipe.touch(a, b)`, as
 redis-py 8.2's pipelines run TOUCH and EXISTS) is sent as one command per slot
-and answers one reply, the counts summed, as on the plain client (`fanout.SPLIT_SUM`).
+and answers one reply, the counts summed, as on the plain client (`commands.SPLIT_SUM`).
 
 Transactions (MULTI/EXEC, WATCH) are in transaction.py.
 """
@@ -29,8 +29,7 @@ from redis.connection import AbstractConnection
 
 from ._redispy import EMPTY_RESPONSE, EventDispatcher
 from . import batchrules
-from .commands import CommandInfo
-from .fanout import SPLIT_SUM
+from .commands import SPLIT_SUM, CommandInfo
 from .queued import Queued
 from .policy import Do, Failure, Kind, decide, failure_kind, reply_failure
 from .topology import Node
