@@ -27,7 +27,8 @@ from .commands import CommandInfo
 from .config import Config
 from .core import Core
 from .dropin import DropInMixin
-from .fanout import FanoutMixin, write_refused
+from .fanout import FanoutMixin
+from .routes import write_refused
 from .inspection import InspectionMixin
 from .multikey import mget_nonatomic, mset_nonatomic
 from .nodeapi import NodeAPIMixin, NodeAPIState

@@ -23,7 +23,8 @@ from . import errors
 from .bus import EventBus
 from .commands import CommandTable
 from .config import Config
-from .discovery import STARTUP_ERRORS, Discovery, startup_failure
+from .discovery import Discovery
+from .startup import STARTUP_ERRORS, startup_failure
 from .connection import command_info, make_connection
 from .events import RefreshFailed
 from .health import HealthChecker

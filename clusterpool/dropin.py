@@ -13,8 +13,7 @@ one says the name at connect, so `client_list()` shows it. A mixin of ClusterCli
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.commands.core import BasicKeyCommands
@@ -35,13 +34,6 @@ if TYPE_CHECKING:
     from .core import Core
     from .topology import Node, Topology
 
-# Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
-STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
-    "client|setname": "_setname",
-    "client|setinfo": "_setinfo",
-    "readonly": "_readonly_command",
-    "readwrite": "_readwrite_command",
-})
 
 
 class DropInMixin:

@@ -27,7 +27,7 @@ from ..bus import EventBus
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
-from ..discovery import STARTUP_ERRORS, startup_failure
+from ..startup import STARTUP_ERRORS, startup_failure
 from ..events import RefreshFailed
 from ..node import NodeState
 from ..nodebook import NodeBook
