@@ -81,3 +81,12 @@ class AttemptError(ClusterPoolError):
 
     sent: bool = False
     reused: bool = False
+
+
+def refused(error: BaseException) -> bool:
+    """Whether an error reply means the node will not run that command for us: denied by the
+    user's ACL (NOPERM) or unknown to the server (an older version, a proxy). The node is up and
+    answering; the caller asks for something else (discovery) or takes the answer as a sign of life
+    (health probes), rather than counting it as the node's failure."""
+    return isinstance(error, _rx.NoPermissionError) or (
+        isinstance(error, _rx.ResponseError) and "unknown" in str(error).lower())

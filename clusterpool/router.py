@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import exceptions as rx
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.connection import AbstractConnection
 from redis.retry import Retry
 
+from ._redispy import EMPTY_RESPONSE, NEVER_DECODE
 from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
@@ -113,12 +113,12 @@ class RouterMixin:
                 pool = st.pool
                 conn = pool.acquire() if deadline is None else acquire_by(pool, deadline)
                 sent = False
-                fresh = conn._sock is None
+                fresh = not conn.is_connected
                 if not fresh and not info.readonly and not self.retry_unknown_outcome:
                     # a write cannot be retried once sent: check first, without a round trip, that
                     # the server has not closed this pooled connection (CLIENT KILL, restart)
                     pool.validate(conn)
-                    fresh = conn._sock is None
+                    fresh = not conn.is_connected
                 if deadline is not None:
                     conn.limit(deadline - time.monotonic())  # type: ignore[attr-defined]
                 try:

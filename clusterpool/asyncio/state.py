@@ -27,13 +27,14 @@ from ..bus import EventBus
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
-from ..discovery import STARTUP_ERRORS, startup_failure
+from ..startup import STARTUP_ERRORS, startup_failure
 from ..events import RefreshFailed
 from ..node import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
 from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
 from ..topology import REPLICA, Topology
+from ..viewquery import Queries
 from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
@@ -47,7 +48,7 @@ class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
-                 min_gap: float = 0.2, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
+                 min_gap: float | None = None, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
         """No I/O: the first command (or `connect()`) discovers the cluster."""
         self.config = config
         self.conn_kwargs = dict(config.connection)
@@ -55,7 +56,7 @@ class ClusterState(NodeBook):
         self.max_shared = max_shared
         self.sample_size = sample_size
         self.max_views = max_views
-        self.min_gap = min_gap
+        self.min_gap = config.refresh_min_gap if min_gap is None else min_gap
         self.fast_interval = fast_interval
         self.fast_window = fast_window
         self.topology: Topology | None = None
@@ -69,6 +70,7 @@ class ClusterState(NodeBook):
         self.refreshes = 0
         self.refresh_requests = 0
         self.commands = CommandLookup()  # COMMAND INFO for commands the shipped specs lack
+        self.queries = Queries()  # per node: the discovery commands it answers, when not the default
         self.closers: set[Callable[[], None]] = set()  # called at aclose() (event streams end)
         self.last_decision = ""
         self._version = 0
@@ -100,7 +102,7 @@ class ClusterState(NodeBook):
             failures: list[str] = []
             for name in self.startup:
                 try:
-                    view = await read_view(self.config, self.conn_kwargs, name)
+                    view = await read_view(self.config, self.conn_kwargs, name, self.queries)
                 except STARTUP_ERRORS as e:
                     failures.append(startup_failure(name, e))
                     continue
@@ -259,7 +261,7 @@ class ClusterState(NodeBook):
         return outcome.topology
 
     async def _ask(self, names: tuple[str, ...]) -> Answers:
-        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n) for n in names),
+        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n, self.queries) for n in names),
                                        return_exceptions=True)
         for r in results:
             if isinstance(r, asyncio.CancelledError):
@@ -280,8 +282,9 @@ class ClusterState(NodeBook):
         try:
             async with asyncio.timeout(self.config.refresh_timeout):  # the connect too, not only the reply
                 await st.pool.execute("PING")
-        except (rx.RedisError, OSError, TimeoutError):
-            return
+        except (rx.RedisError, OSError, TimeoutError) as e:
+            if not errors.refused(e):  # an ACL without PING: the node answered, so it is up
+                return
         self.node_recovered(name)
 
     # ---- lifecycle -------------------------------------------------------------------
