@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import sys
@@ -99,11 +100,15 @@ class _NodeConnectionMixin(_ConnectionBase):
         """Cap connect, read and write timeouts at `seconds` until `unlimit()`: the attempt a
         call's deadline leaves less time for than this connection's own timeouts."""
         saved = self._unlimited or (self.socket_timeout, self.socket_connect_timeout)
-        self._unlimited = saved
         seconds = max(seconds, 0.001)  # 0 would mean "no timeout" to the kernel
-        self.socket_timeout = min(saved[0] or seconds, seconds)
-        self.socket_connect_timeout = min(saved[1] or seconds, seconds)
-        self._apply_timeouts()
+        read, connect = min(saved[0] or seconds, seconds), min(saved[1] or seconds, seconds)
+        if (read, connect) == (self.socket_timeout, self.socket_connect_timeout):
+            return  # more time left than the connection's own timeouts: nothing to change (no syscall)
+        self._unlimited = saved
+        changed = read != self.socket_timeout
+        self.socket_timeout, self.socket_connect_timeout = read, connect
+        if changed:
+            self._apply_timeouts()
 
     def unlimit(self) -> None:
         """This connection's own timeouts again (after `limit`)."""
@@ -114,10 +119,17 @@ class _NodeConnectionMixin(_ConnectionBase):
 
     def _apply_timeouts(self) -> None:
         """socket_timeout onto an open socket, the way it was set at connect."""
-        if self.kernel_timeouts:
-            self._use_kernel_timeouts()
-        elif self._sock is not None:
-            self._sock.settimeout(self.socket_timeout)
+        sock = raw_socket(self)
+        if sock is None:
+            return
+        if not self.kernel_timeouts:
+            sock.settimeout(self.socket_timeout)
+            return
+        if not self.socket_timeout and type(sock) is socket.socket and sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):  # back to no timeout: drop the kernel's from a limit
+                for opt in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, struct.pack("ll", 0, 0))
+        self._use_kernel_timeouts()
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         """redis-py's read_response, with a kernel timeout (EAGAIN) raised as the TimeoutError it is."""

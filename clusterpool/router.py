@@ -53,7 +53,7 @@ class RouterMixin:
     _hook: CommandHook | None
 
     if TYPE_CHECKING:
-        def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
+        def pick_node(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node: ...
 
     def _wait_for_owner(self, slot: int, deadline: float | None = None) -> Shard:
         """The slot has no primary in our map (a primary failed and no replica was promoted yet,
@@ -101,6 +101,8 @@ class RouterMixin:
             return self._run_observed(core.observer, node, info, slot, args, options, asking, deadline)
         if deadline is None and self.retry_timeout is not None:
             deadline = time.monotonic() + self.retry_timeout
+        # a blocking command's wait is the server's (and socket_timeout's): the deadline bounds the rest
+        limit = deadline if deadline is not None and "blocking" not in info.flags else None
         budget: Budget | None = None  # built on the first failure only: the hot path never pays for it
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
@@ -119,8 +121,8 @@ class RouterMixin:
                     # the server has not closed this pooled connection (CLIENT KILL, restart)
                     pool.validate(conn)
                     fresh = not conn.is_connected
-                if deadline is not None:
-                    conn.limit(deadline - time.monotonic())  # type: ignore[attr-defined]
+                if limit is not None:
+                    conn.limit(limit - time.monotonic())  # type: ignore[attr-defined]
                 try:
                     if fresh:
                         conn.connect()
@@ -133,7 +135,7 @@ class RouterMixin:
                         sent = True
                     response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
                 except BaseException as e:
-                    if deadline is not None:
+                    if limit is not None:
                         conn.unlimit()  # type: ignore[attr-defined]
                     (pool.release if answered(e) else pool.discard)(conn)
                     found = failure_of(e, name, sent=sent, fresh=fresh)
@@ -143,7 +145,7 @@ class RouterMixin:
                         raise
                     last_error, failure = e, found
                 else:
-                    if deadline is not None:
+                    if limit is not None:
                         conn.unlimit()  # type: ignore[attr-defined]
                     pool.release(conn)
                     if budget is not None or st.loading:
