@@ -188,7 +188,7 @@ def route(table: CommandTable, args: Sequence[Any], targets: Any, refuses_writes
     pool cannot keep, and writes on a view that refuses them."""
     info, argv = table.resolve(args)
     if info.name in STATE_COMMANDS:
-        return Route(Via.STATE, info, argv, info.name)
+        return Route(Via.STATE, info, argv, info.name, targets=targets)
     if info.name in CONNECTION_STATE:
         raise errors.ConfigurationError(
             f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
