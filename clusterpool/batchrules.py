@@ -12,9 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis import exceptions as rx
-from redis.cluster import PIPELINE_BLOCKED_COMMANDS
-from redis.utils import safe_str, truncate_text
 
+from ._redispy import PIPELINE_BLOCKED_COMMANDS, command_text, safe_str, truncate_text
 from . import errors
 
 # Pipeline methods RedisCluster blocks ("client_getname", "mget", "ping", ...): the method names
@@ -54,12 +53,15 @@ def not_implemented(method: str) -> rx.RedisClusterException:
     return rx.RedisClusterException(f"method {method}() is not implemented")
 
 
+def missing_key_message(args: Sequence[Any]) -> str:
+    """RedisCluster's words for a keyed command without its key (or a keyless one in a transaction)."""
+    return ("No way to dispatch this command to Redis Cluster. Missing key.\n"
+            f"You can execute the command by specifying target nodes.\nCommand: {command_text(args)}")
+
+
 def missing_key(args: Sequence[Any]) -> rx.RedisClusterException:
     """A keyless command queued in a transaction: nothing says which node should run it."""
-    return rx.RedisClusterException(
-        "No way to dispatch this command to Redis Cluster. Missing key.\n"
-        f"You can execute the command by specifying target nodes.\nCommand: {tuple(args)}"
-    )
+    return rx.RedisClusterException(missing_key_message(args))
 
 
 def keys_cross_slot(args: Sequence[Any]) -> errors.CrossSlotCommandError:

@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from redis.client import CaseInsensitiveDict
 from redis.exceptions import WatchError
 from redis.commands import RedisClusterCommands
-from redis.event import EventDispatcher
 
+from ._redispy import CaseInsensitiveDict, EventDispatcher, get_response_callbacks
 from .commands import CommandInfo
 from .config import Config
 from .core import Core
@@ -44,11 +43,6 @@ from .router import RouterMixin
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
 from .topology import Node, Topology
-
-try:  # redis-py >= 6
-    from redis._parsers.helpers import get_response_callbacks
-except ImportError:  # pragma: no cover
-    get_response_callbacks = None  # type: ignore[assignment]
 
 
 class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin,
@@ -95,7 +89,7 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         self.retry_timeout = config.retry_timeout
         self.replica_fallback = config.replica_fallback
         self.response_callbacks = CaseInsensitiveDict(
-            get_response_callbacks(  # type: ignore[arg-type]
+            get_response_callbacks(
                 user_protocol=conn_kwargs.get("protocol"),
                 legacy_responses=conn_kwargs.get("legacy_responses", True),
             )

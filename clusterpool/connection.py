@@ -16,6 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._redispy import raw_socket, sync_parser
+
 
 if TYPE_CHECKING:  # the mixin's attributes and methods are redis-py Connection's
     _ConnectionBase = Connection
@@ -79,7 +81,7 @@ class _NodeConnectionMixin(_ConnectionBase):
         Python's timeout mode, which is correct, only slower. TLS sockets, and
         connections without a timeout, keep redis-py's setup.
         """
-        sock, timeout = self._sock, self.socket_timeout
+        sock, timeout = raw_socket(self), self.socket_timeout
         if type(sock) is not socket.socket or not timeout or timeout <= 0 or not sys.platform.startswith("linux"):
             return
         sec = int(timeout)
@@ -114,9 +116,9 @@ class _NodeConnectionMixin(_ConnectionBase):
 
     def send_packed(self, data: bytes) -> None:
         """Write one packed command; errors as send_packed_command raises them."""
-        if self._sock is None:
+        if not self.is_connected:
             self.connect()
-        sock = self._sock
+        sock = raw_socket(self)
         assert sock is not None
         try:
             sock.sendall(data)
@@ -134,7 +136,7 @@ class _NodeConnectionMixin(_ConnectionBase):
     def read_reply(self, disable_decoding: bool = False) -> Any:
         """Read one reply; errors as redis-py's read_response raises them (error replies raised)."""
         try:
-            response = self._parser.read_response(disable_decoding=disable_decoding)
+            response = sync_parser(self).read_response(disable_decoding=disable_decoding)
         except TimeoutError:
             self.disconnect()
             raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
@@ -240,7 +242,7 @@ def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:
 def default_driver_info() -> DriverInfo:
     """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
     metadata, ~0.3 ms) for every connection that is not given one."""
-    from . import __version__
+    from ._version import __version__
 
     return DriverInfo().add_upstream_driver("clusterpool", __version__)
 

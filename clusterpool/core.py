@@ -70,6 +70,7 @@ class Core(NodeBook):
             self.adopt,
             self._refresh_failed,
             interval=config.refresh_interval,
+            min_gap=config.refresh_min_gap,
         )
         self._lock = threading.RLock()
         self._version = 0

@@ -17,13 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from redis._parsers.encoders import Encoder
-from redis.client import CaseInsensitiveDict
-from redis.cluster import RedisCluster
 from redis.commands.core import BasicKeyCommands
 from redis.lock import Lock
 from redis.retry import Retry
 
+from ._redispy import CaseInsensitiveDict, Encoder, cluster_reply_callbacks
 from . import naming
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
@@ -66,14 +64,7 @@ def composed_callbacks(base: Mapping[str, ResponseCallback | None], protocol: An
 
 def cluster_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, ResponseCallback]:
     """RedisCluster's own reply parsers for CLUSTER SLOTS / SHARDS / MYSHARDID, per protocol."""
-    from redis import cluster as rc
-
-    out: dict[str, ResponseCallback] = dict(RedisCluster.CLUSTER_COMMANDS_RESPONSE_CALLBACKS)
-    if not legacy_responses:
-        out["CLUSTER SHARDS"] = rc.parse_cluster_shards_unified
-    elif protocol is None:
-        out["CLUSTER SHARDS"] = rc.parse_cluster_shards_with_str_keys
-    return out
+    return cluster_reply_callbacks(protocol, legacy_responses)
 
 
 class DropInMixin:
@@ -102,7 +93,7 @@ class DropInMixin:
     def _install_callbacks(self, protocol: Any, legacy_responses: bool) -> None:
         self._base_callbacks = CaseInsensitiveDict(dict(self.response_callbacks))
         self.cluster_response_callbacks = CaseInsensitiveDict(
-            cluster_callbacks(protocol, legacy_responses))  # type: ignore[arg-type]
+            cluster_callbacks(protocol, legacy_responses))
         self.encoder = self.get_encoder()
         self.response_callbacks.update(composed_callbacks(self._base_callbacks, protocol, legacy_responses))
 

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from . import errors, routes
+from .batchrules import missing_key_message
 from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo, CommandTable
 from .dropin import STATE_COMMANDS
 from .merge import merge
@@ -269,7 +270,4 @@ def write_refused(args: Sequence[Any]) -> errors.WriteOnReaderError:
 
 def _missing_key(args: Sequence[Any]) -> errors.MissingKeyError:
     """RedisCluster's error (and wording) for a keyed command without its key."""
-    return errors.MissingKeyError(
-        "No way to dispatch this command to Redis Cluster. Missing key.\n"
-        f"You can execute the command by specifying target nodes.\nCommand: {tuple(args)}"
-    )
+    return errors.MissingKeyError(missing_key_message(args))

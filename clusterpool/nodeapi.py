@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.connection import ConnectionPool
-from redis.commands import READ_COMMANDS
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
+from ._redispy import READ_COMMANDS
 from . import errors
 from .connection import NodeConnection, SSLNodeConnection
 from .slots import slot_of

@@ -3,20 +3,51 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from redis.connection import parse_url
-
+from ._redispy import parse_url
 from . import errors
 
 # RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
 IGNORED_COMPAT = frozenset(
     {"require_full_coverage", "reinitialize_steps", "dynamic_startup_nodes", "cluster_error_retry_attempts",
-     "connection_pool_class", "url", "lib_name", "lib_version", "cache", "cache_config", "event_dispatcher",
-     "policy_resolver", "maint_notifications_config", "oss_cluster_maint_notifications_handler",
-     "retry_on_timeout", "retry_on_error", "single_connection_client", "connection_pool"}
+     "connection_pool_class", "url", "lib_name", "lib_version", "retry_on_timeout", "retry_on_error",
+     "single_connection_client", "connection_pool"}
 )
+
+_NO_CACHE = ("client-side caching (cache=/cache_config=) is not available in clusterpool yet: "
+             "drop the option, or pass None")
+_OWN_ROUTING = ("clusterpool routes by its bundled COMMAND key specs (and COMMAND INFO for commands "
+                "they lack), not by a redis-py resolver: drop the option, or pass None")
+_NO_MAINT = ("maintenance notifications (RESP3 MOVING/MIGRATING pushes) are not handled by "
+             "clusterpool: pass None or MaintNotificationsConfig(enabled=False)")
+# RedisCluster keywords for features clusterpool does not have: accepted when they ask for nothing
+# (None, or a config that turns the feature off), refused otherwise, so that no feature a user
+# asked for is dropped in silence.
+UNSUPPORTED_COMPAT: Mapping[str, str] = MappingProxyType({
+    "cache": _NO_CACHE,
+    "cache_config": _NO_CACHE,
+    "policy_resolver": _OWN_ROUTING,
+    "metadata_resolver": _OWN_ROUTING,
+    "maint_notifications_config": _NO_MAINT,
+    "oss_cluster_maint_notifications_handler": _NO_MAINT,
+    "event_dispatcher": ("redis-py's event dispatcher (re-authentication events) is not wired into "
+                         "clusterpool's connections: drop the option, or pass None"),
+})
+
+
+def refuse_unsupported(opts: dict[str, Any]) -> None:
+    """Drop RedisCluster keywords that ask for nothing; ConfigurationError for one that asks for a
+    feature clusterpool lacks, naming it and what to do."""
+    for name, why in UNSUPPORTED_COMPAT.items():
+        if name not in opts:
+            continue
+        value = opts.pop(name)
+        if value is None or getattr(value, "enabled", None) is False:
+            continue
+        raise errors.ConfigurationError(f"{name}={value!r}: {why}")
 
 
 def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) -> list[tuple[str, int]]:

@@ -21,11 +21,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
-from redis.client import EMPTY_RESPONSE
 from redis.commands import CoreCommands
 from redis.connection import AbstractConnection
-from redis.event import EventDispatcher
 
+from ._redispy import EMPTY_RESPONSE, EventDispatcher
 from . import batchrules
 from .commands import CommandInfo
 from .queued import Queued
@@ -320,10 +319,10 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             return None
         pool = st.pool
         conn = pool.acquire()
-        fresh = conn._sock is None
+        fresh = not conn.is_connected
         if not fresh and not client.retry_unknown_outcome and any(not q.info.readonly for q in group):  # type: ignore[union-attr]
             pool.validate(conn)  # writes cannot be resent once sent: no dead pooled socket for them
-            fresh = conn._sock is None
+            fresh = not conn.is_connected
         connected = False
         try:
             if fresh:

@@ -57,8 +57,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
 from redis.client import PubSub, PubSubWorkerThread
-from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 
+from ._redispy import list_or_args, parse_pubsub_subscriptions
 from . import errors, subscriptions
 from .pubsub_nodes import CONN_ERRORS, NodeSubs, quiet_close
 from .slots import slot_of

@@ -20,9 +20,9 @@ import redis
 from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.client import PubSub
-from redis.commands.helpers import list_or_args, pubsub_subscription_args
 from redis.retry import Retry
 
+from ._redispy import Encoder, list_or_args, pubsub_subscription_args, raw_socket
 from . import errors, subscriptions
 from .connection import NodeConnection, SSLNodeConnection
 from .policy import Budget, Failure, Kind, decide, failure_kind
@@ -57,7 +57,7 @@ class NodeSub:
 
     def sock(self) -> Any:
         conn = self.ps.connection
-        return None if conn is None else conn._sock
+        return None if conn is None else raw_socket(conn)
 
     def idle(self) -> bool:
         """Nothing subscribed and no unsubscribe confirmation still to come."""
@@ -140,7 +140,7 @@ class NodeSubs:
 
     def encoder(self) -> Any:
         kw = self.client.core.conn_kwargs
-        return redis.connection.Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
+        return Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
                                         kw.get("decode_responses", False))
 
     def ssubscribe_slot(self, slot: int, group: dict[Any, Any]) -> None:

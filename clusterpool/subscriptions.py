@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import DataError, PubSubError
-from redis.utils import str_if_bytes
 
+from ._redispy import str_if_bytes
 from .slots import slot_of
 from .topology import Topology
 

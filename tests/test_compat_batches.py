@@ -3,7 +3,9 @@
 Every test runs twice through one parametrized fixture: once on redis-py's
 `redis.cluster.RedisCluster`, once on `clusterpool.ClusterClient`, both on the
 session cluster. The expected replies, exception classes and messages are
-literals, so both clients must produce exactly the same ones.
+literals, so both clients must produce exactly the same ones; where redis-py's
+wording changed between the releases we support, the test compares the two
+clients' messages at run time (`same_error`) instead.
 """
 
 from __future__ import annotations
@@ -28,6 +30,22 @@ def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
     client = make_client(request.param, cluster, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def rc(cluster: Any) -> Any:
+    """redis-py's RedisCluster: where a message's wording follows redis-py's version, ours must
+    say what this one says (compared at run time, never a literal of one version)."""
+    client = make_client(KINDS[0], cluster, decode_responses=True)
+    yield client
+    client.close()
+
+
+def same_error(exc: type[BaseException], scenario: Any, ours: Any, reference: Any) -> BaseException:
+    """`scenario(client)` raises `exc` on both clients, with the same text; ours' error is returned."""
+    mine = raises(exc, scenario, ours)
+    assert str(mine) == str(raises(exc, scenario, reference))
+    return mine
 
 
 @pytest.fixture
@@ -248,11 +266,10 @@ def test_transaction_command_with_keys_in_two_slots(r, p):
     assert str(e) == "WATCH - all keys must map to the same key slot"
 
 
-def test_transaction_keyless_command(r):
-    pipe = r.pipeline(transaction=True)
-    e = raises(rx.RedisClusterException, pipe.execute_command, "DBSIZE")
-    assert str(e) == ("No way to dispatch this command to Redis Cluster. Missing key.\n"
-                      "You can execute the command by specifying target nodes.\nCommand: ('DBSIZE',)")
+def test_transaction_keyless_command(r, rc):
+    e = same_error(rx.RedisClusterException,
+                   lambda c: c.pipeline(transaction=True).execute_command("DBSIZE"), r, rc)
+    assert str(e).startswith("No way to dispatch this command to Redis Cluster. Missing key.")
 
 
 def test_transaction_error_at_exec_names_the_command(r, p):
@@ -379,9 +396,8 @@ def test_mget_nonatomic_bad_key(r, p, key):
     assert str(e) == f"Invalid input of type: '{type(key).__name__}'. Convert to a bytes, string, int or float first."
 
 
-def test_mset_nonatomic_bad_value(r, p):
-    e = raises(rx.DataError, r.mset_nonatomic, {f"{p}:a": {"nested": 1}})
-    assert str(e) == "A tuple item must be str, int, float or bytes."  # hiredis' packer, in both
+def test_mset_nonatomic_bad_value(r, rc, p):
+    same_error(rx.DataError, lambda c: c.mset_nonatomic({f"{p}:a": {"nested": 1}}), r, rc)
 
 
 # ---------------------------------------------------------------- pub/sub

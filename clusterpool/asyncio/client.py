@@ -23,13 +23,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
-from redis._parsers.encoders import Encoder
-from redis._parsers.helpers import get_response_callbacks
 from redis.asyncio.lock import Lock
-from redis.client import CaseInsensitiveDict
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
+from .._redispy import CaseInsensitiveDict, Encoder, EventDispatcher, get_response_callbacks
 from .. import errors, naming
 from ..commands import CommandInfo
 from ..observe import Observer
@@ -87,7 +84,7 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
         self.retry = config.retry
         kw = config.connection
         protocol, legacy = kw.get("protocol"), kw.get("legacy_responses", True)
-        base: Any = CaseInsensitiveDict(get_response_callbacks(user_protocol=protocol, legacy_responses=legacy))  # type: ignore[arg-type]
+        base: Any = CaseInsensitiveDict(get_response_callbacks(user_protocol=protocol, legacy_responses=legacy))
         self.response_callbacks: Any = CaseInsensitiveDict(dict(base))
         self.response_callbacks.update(composed_callbacks(base, protocol, legacy))
         self._callbacks: dict[Any, Any] = {}

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
+from .._redispy import EventDispatcher
 from ..commands import CommandInfo
 from ..errors import ConfigurationError
 from ..observe import Observer

@@ -26,9 +26,8 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from redis._parsers.encoders import Encoder
-from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 
+from .._redispy import Encoder, list_or_args, parse_pubsub_subscriptions
 from .. import errors
 from .. import subscriptions as rules
 from ..topology import Node

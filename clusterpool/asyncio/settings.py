@@ -19,7 +19,7 @@ from redis.asyncio.connection import Connection, SSLConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from ..connection import CONNECTION_KEYS
 from ..errors import ConfigurationError

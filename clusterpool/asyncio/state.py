@@ -49,7 +49,7 @@ class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
-                 min_gap: float = 0.2, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
+                 min_gap: float | None = None, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
         """No I/O: the first command (or `connect()`) discovers the cluster."""
         self.config = config
         self.conn_kwargs = dict(config.connection)  # replaced whole (CLIENT SETNAME), never changed in place
@@ -58,7 +58,7 @@ class ClusterState(NodeBook):
         self.max_shared = max_shared
         self.sample_size = sample_size
         self.max_views = max_views
-        self.min_gap = min_gap
+        self.min_gap = config.refresh_min_gap if min_gap is None else min_gap
         self.fast_interval = fast_interval
         self.fast_window = fast_window
         self.topology: Topology | None = None

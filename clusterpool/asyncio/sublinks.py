@@ -21,9 +21,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
-from redis._parsers.encoders import Encoder
-from redis.utils import str_if_bytes
 
+from .._redispy import Encoder, str_if_bytes
 from .. import errors
 from .. import subscriptions as rules
 from ..policy import Budget, Failure, Kind, decide, failure_kind

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 from redis import exceptions as rx
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
+from .._redispy import EventDispatcher
 from .. import txplan
 from ..commands import CommandTable
 from ..errors import PoolClosedError, PoolTimeoutError
