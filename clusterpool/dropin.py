@@ -37,8 +37,8 @@ ResponseCallback = Callable[..., Any]
 
 # Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
 STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
-    "client|setname": "_setname",
-    "client|setinfo": "_setinfo",
+    "client|setname": "_rename_command",
+    "client|setinfo": "_rename_command",
     "readonly": "_readonly_command",
     "readwrite": "_readwrite_command",
 })
@@ -173,10 +173,8 @@ class DropInMixin:
     def _readwrite_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
         return self.readwrite(options.pop("target_nodes", None))
 
-    def _setname(self, argv: list[Any], options: dict[str, Any]) -> Any:
+    def _rename_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
         return self._rename(argv, options.pop("target_nodes", None))
-
-    _setinfo = _setname
 
     def _rename(self, argv: list[Any], targets: Any) -> Any:
         """CLIENT SETNAME / SETINFO (naming.plan): checked on one connection first (the server's

@@ -43,6 +43,7 @@ from ..routes import merges, route_name, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node
 from .commandinfo import unknown_name
+from .errors import LostConnectionError
 from .inspection import InspectionMixin
 from .nodes import NodeAPIMixin
 from .pipeline import ClusterPipeline, run_all
@@ -272,6 +273,8 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
         probe = state.state(change.probe.name).pool
         await probe.shared()
         replies = await probe.rename(command)
+        if not replies:  # its shared connection broke in between: nothing was sent
+            raise LostConnectionError("no open shared connection", node=change.probe.name, sent=False)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
