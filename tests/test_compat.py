@@ -649,17 +649,24 @@ def test_client_setinfo_lib_name(client_kind, cluster):
         c.close()
 
 
-def _named(r, names) -> list[dict]:
-    """The CLIENT LIST entries of one node (a plain redis.Redis, not a client under test) with these names."""
-    return [c for c in r.client_list() if c.get("name") in names]
+def _clients_of(cluster, port: int) -> list[dict]:
+    """Node `port`'s CLIENT LIST, read by a plain redis.Redis (not a client under test)."""
+    r = cluster.client(port)
+    try:
+        return r.client_list()
+    finally:
+        r.close()
+
+
+def _named(cluster, port: int, *names: str) -> list[str]:
+    return [c["name"] for c in _clients_of(cluster, port) if c.get("name") in names]
 
 
 def test_client_setname_on_all_nodes_leaves_a_named_connection_another_client_can_kill(client_kind, cluster):
     """redis-py's test_client_kill: two clients name themselves on every node before using it;
     a primary lists both once, and killing one by its address leaves the other."""
     one, two = f"cp-one-{uuid.uuid4().hex[:8]}", f"cp-two-{uuid.uuid4().hex[:8]}"
-    a, b = make_client(client_kind, cluster), make_client(client_kind, cluster)
-    try:
+    with make_client(client_kind, cluster) as a, make_client(client_kind, cluster) as b:
         node = a.get_primaries()[0]
         assert a.client_setname(one, target_nodes="all") is True
         assert b.client_setname(two, target_nodes="all") is True
@@ -668,57 +675,33 @@ def test_client_setname_on_all_nodes_leaves_a_named_connection_another_client_ca
         addr = next(c["addr"] for c in listed if c["name"] == two)
         assert a.client_kill(addr, target_nodes=node) is True
         assert [c["name"] for c in a.client_list(target_nodes=node) if c.get("name") in (one, two)] == [one]
-    finally:
-        a.close()
-        b.close()
 
 
 def test_client_setname_on_all_nodes_is_in_every_nodes_client_list(client_kind, cluster):
     name = f"cp-all-{uuid.uuid4().hex[:8]}"
-    c = make_client(client_kind, cluster)
-    try:
+    with make_client(client_kind, cluster) as c:
         assert c.client_setname(name, target_nodes="all") is True
         for port in cluster.ports:
-            r = cluster.client(port)
-            try:
-                assert len(_named(r, {name})) >= 1, port
-            finally:
-                r.close()
-    finally:
-        c.close()
+            assert _named(cluster, port, name), port
 
 
 def test_client_setname_without_targets_is_in_the_default_nodes_client_list(client_kind, cluster):
     name = f"cp-default-{uuid.uuid4().hex[:8]}"
-    c = make_client(client_kind, cluster)
-    try:
+    with make_client(client_kind, cluster) as c:
         assert c.client_setname(name) is True
-        r = cluster.client(c.get_default_node().port)
-        try:
-            assert len(_named(r, {name})) >= 1
-        finally:
-            r.close()
-    finally:
-        c.close()
+        assert _named(cluster, c.get_default_node().port, name)
 
 
 def test_client_setinfo_on_all_nodes_is_in_every_nodes_client_list(client_kind, cluster):
-    c = make_client(client_kind, cluster)
     lib = f"cplib{uuid.uuid4().hex[:8]}"
-    try:
+    with make_client(client_kind, cluster) as c:
         if _server_version(cluster) < (7, 2):  # no CLIENT SETINFO before 7.2: the server's error
             with pytest.raises(ResponseError):
                 c.client_setinfo("LIB-NAME", lib, target_nodes="all")
             return
         assert c.client_setinfo("LIB-NAME", lib, target_nodes="all")
         for port in cluster.ports:
-            r = cluster.client(port)
-            try:
-                assert any(e.get("lib-name") == lib for e in r.client_list()), port
-            finally:
-                r.close()
-    finally:
-        c.close()
+            assert any(e.get("lib-name") == lib for e in _clients_of(cluster, port)), port
 
 
 def _no_bgsave(c) -> bool:

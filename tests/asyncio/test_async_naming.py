@@ -41,13 +41,17 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _named(cluster: Any, port: int, names: set[str]) -> list[dict[str, Any]]:
-    """CLIENT LIST entries of one node with these names, read by a plain redis.Redis."""
+def _clients_of(cluster: Any, port: int) -> list[dict[str, Any]]:
+    """Node `port`'s CLIENT LIST, read by a plain redis.Redis (not a client under test)."""
     r = cluster.client(port)
     try:
-        return [c for c in r.client_list() if c.get("name") in names]
+        return r.client_list()
     finally:
         r.close()
+
+
+def _named(cluster: Any, port: int, *names: str) -> list[str]:
+    return [c["name"] for c in _clients_of(cluster, port) if c.get("name") in names]
 
 
 def _server_version(cluster: Any) -> tuple[int, ...]:
@@ -65,10 +69,7 @@ async def test_client_setname_on_all_nodes_leaves_a_named_connection_another_cli
     """redis-py's test_client_kill: two clients name themselves on every node before using it;
     a primary lists both once, and killing one by its address leaves the other."""
     one, two = _unique("cp-one"), _unique("cp-two")
-    a, b = make(), make()
-    try:
-        await a.initialize()
-        await b.initialize()
+    async with make() as a, make() as b:
         node = a.get_primaries()[0]
         assert await a.client_setname(one, target_nodes="all") is True
         assert await b.client_setname(two, target_nodes="all") is True
@@ -77,106 +78,73 @@ async def test_client_setname_on_all_nodes_leaves_a_named_connection_another_cli
         addr = next(c["addr"] for c in listed if c["name"] == two)
         assert await a.client_kill(addr, target_nodes=node) is True
         assert [c["name"] for c in await a.client_list(target_nodes=node) if c.get("name") in (one, two)] == [one]
-    finally:
-        await a.aclose()
-        await b.aclose()
 
 
 async def test_client_setname_on_all_nodes_is_in_every_nodes_client_list(make, cluster):
     name = _unique("cp-all")
-    c = make()
-    try:
-        await c.initialize()
+    async with make() as c:
         assert await c.client_setname(name, target_nodes="all") is True
         assert await c.client_getname(target_nodes=c.get_nodes()[-1]) == name
         for node in c.get_nodes():  # (RedisCluster on Redis 7.0 may not know an unwritten primary's replica)
-            assert len(_named(cluster, node.port, {name})) >= 1, node
-    finally:
-        await c.aclose()
+            assert _named(cluster, node.port, name), node
 
 
 async def test_client_setname_without_targets_is_in_the_default_nodes_client_list(make, cluster):
     name = _unique("cp-default")
-    c = make()
-    try:
-        await c.initialize()
+    async with make() as c:
         assert await c.client_setname(name) is True
         assert await c.client_getname() == name
-        assert len(_named(cluster, c.get_default_node().port, {name})) >= 1
-    finally:
-        await c.aclose()
+        assert _named(cluster, c.get_default_node().port, name)
 
 
 async def test_client_setname_with_a_space_is_refused_by_the_server(make):
-    c = make()
-    try:
-        await c.initialize()
+    async with make() as c:
         with pytest.raises(ResponseError):
             await c.client_setname("two words", target_nodes="all")
-    finally:
-        await c.aclose()
 
 
 async def test_client_setinfo_on_all_nodes_is_in_every_nodes_client_list(make, cluster):
     lib = _unique("cplib")
-    c = make()
-    try:
-        await c.initialize()
+    async with make() as c:
         if _server_version(cluster) < (7, 2):  # no CLIENT SETINFO before 7.2: the server's error
             with pytest.raises(ResponseError):
                 await c.client_setinfo("LIB-NAME", lib, target_nodes="all")
             return
         assert await c.client_setinfo("LIB-NAME", lib, target_nodes="all")
         for node in c.get_nodes():
-            r = cluster.client(node.port)
-            try:
-                assert any(e.get("lib-name") == lib for e in r.client_list()), node
-            finally:
-                r.close()
-    finally:
-        await c.aclose()
+            assert any(e.get("lib-name") == lib for e in _clients_of(cluster, node.port)), node
 
 
 async def test_bgsave_then_bgsave_schedule_on_the_default_node(make):
     """redis-py's test_bgsave: each BGSAVE waits for the previous one to finish on the default node."""
-    c = make()
+    async with make() as c:
+        async def no_bgsave() -> bool:
+            info = await c.info("persistence", target_nodes=c.get_default_node())
+            return int(info.get("rdb_bgsave_in_progress", 0)) == 0
 
-    async def no_bgsave() -> bool:
-        info = await c.info("persistence", target_nodes=c.get_default_node())
-        return int(info.get("rdb_bgsave_in_progress", 0)) == 0
-
-    try:
-        await c.initialize()
         await until(no_bgsave, what="no BGSAVE in progress")
         assert await c.bgsave()
         await until(no_bgsave, what="the first BGSAVE to finish")
         assert await c.bgsave(True)
         await until(no_bgsave, what="the second BGSAVE to finish")
-    finally:
-        await c.aclose()
 
 
 # ---- ours: every connection of a named node carries the name -----------------------------
 
 
-def _clients_of(cluster: Any, port: int) -> list[dict[str, Any]]:
-    """The normal clients of node `port` but the one asking (replication links left out)."""
-    r = cluster.client(port)
-    try:
-        me = r.client_id()
-        return [c for c in r.client_list() if int(c["id"]) != me and not set(c["flags"]) & {"S", "M"}]
-    finally:
-        r.close()
+def _normal_clients_of(cluster: Any, port: int) -> list[dict[str, Any]]:
+    """Node `port`'s clients but the one asking and replication links."""
+    return [c for c in _clients_of(cluster, port) if c["cmd"] != "client|list" and not set(c["flags"]) & {"S", "M"}]
 
 
 async def test_client_setname_renames_open_shared_and_dedicated_connections_and_names_new_ones(cluster):
     port = cluster.primaries()[0]
     key = f"{tag_on(cluster, port)}:named"
     name = _unique("cp-every")
-    before = {c["id"] for c in _clients_of(cluster, port)}
+    before = {c["id"] for c in _normal_clients_of(cluster, port)}
 
     def ours() -> list[dict[str, Any]]:
-        return [c for c in _clients_of(cluster, port) if c["id"] not in before]
+        return [c for c in _normal_clients_of(cluster, port) if c["id"] not in before]
 
     c = ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True)
     try:
