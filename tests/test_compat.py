@@ -721,11 +721,16 @@ def test_client_setinfo_on_all_nodes_is_in_every_nodes_client_list(client_kind, 
 
 
 def _no_bgsave(c) -> bool:
-    return int(c.info("persistence", target_nodes=c.get_default_node()).get("rdb_bgsave_in_progress", 0)) == 0
+    return int(c.info("persistence").get("rdb_bgsave_in_progress", 0)) == 0
+
+
+def test_info_without_targets_is_the_default_nodes_one_dict(client):
+    assert client.info("server")["tcp_port"] == client.get_default_node().port
 
 
 def test_bgsave_then_bgsave_schedule_on_the_default_node(client):
-    """redis-py's test_bgsave: each BGSAVE waits for the previous one to finish on the default node."""
+    """redis-py's test_bgsave (test_commands.py): each BGSAVE (BGSAVE SCHEDULE both times, on the
+    default node) waits on info("persistence") until the previous one has finished."""
     poll(lambda: _no_bgsave(client), what="no BGSAVE in progress")
     assert client.bgsave()
     poll(lambda: _no_bgsave(client), what="the first BGSAVE to finish")

@@ -1,4 +1,4 @@
-"""CLIENT SETNAME / SETINFO and BGSAVE on the asyncio client, as redis.asyncio's RedisCluster code uses them.
+"""CLIENT SETNAME / SETINFO, INFO and BGSAVE on the asyncio client, as redis.asyncio's RedisCluster code uses them.
 
 The drop-in scenarios run twice through one parametrized fixture, on redis.asyncio's
 RedisCluster and on ours, and look at each node's CLIENT LIST through a plain redis.Redis.
@@ -115,11 +115,17 @@ async def test_client_setinfo_on_all_nodes_is_in_every_nodes_client_list(make, c
             assert any(e.get("lib-name") == lib for e in _clients_of(cluster, node.port)), node
 
 
+async def test_info_without_targets_is_the_default_nodes_one_dict(make):
+    async with make() as c:
+        assert (await c.info("server"))["tcp_port"] == c.get_default_node().port
+
+
 async def test_bgsave_then_bgsave_schedule_on_the_default_node(make):
-    """redis-py's test_bgsave: each BGSAVE waits for the previous one to finish on the default node."""
+    """redis-py's test_bgsave (test_commands.py): each BGSAVE (BGSAVE SCHEDULE both times, on the
+    default node) waits on info("persistence") until the previous one has finished."""
     async with make() as c:
         async def no_bgsave() -> bool:
-            info = await c.info("persistence", target_nodes=c.get_default_node())
+            info = await c.info("persistence")
             return int(info.get("rdb_bgsave_in_progress", 0)) == 0
 
         await until(no_bgsave, what="no BGSAVE in progress")
