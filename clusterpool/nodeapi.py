@@ -136,6 +136,16 @@ def pick_default_node(topo: Topology, current: str | None, down: Collection[str]
     return next((p for p in primaries if p.name not in down), primaries[0])
 
 
+def another_default(topo: Topology, current: str) -> Node | None:
+    """RedisCluster's replace_default_node() without a target: another primary at random, else
+    another replica; None (no change) when the map has no other node."""
+    for group in (topo.primaries, topo.replicas):
+        others = [n for n in group if n.name != current]
+        if others:
+            return random.choice(others)
+    return None
+
+
 class NodeAPIMixin:
     """get_nodes(), get_node(), get_default_node() ... as on redis-py's RedisCluster."""
 
@@ -208,10 +218,10 @@ class NodeAPIMixin:
         if target_node is not None:
             self.set_default_node(target_node)
             return
-        current = self.get_default_node()
-        others = [n for n in self.get_primaries() if n != current] or [n for n in self.get_replicas() if n != current]
-        if others:
-            self._shared.default = random.choice(others).name
+        topo = self.core.ensure()
+        node = another_default(topo, self.default_node(topo).name)
+        if node is not None:
+            self._shared.default = node.name
 
     def set_default_node(self, node: Any) -> bool:
         """Send keyless commands to `node` from now on; False (and no change) if the map has no such node."""

@@ -95,6 +95,16 @@ def test_replace_default_node_with_a_given_node(client):
     assert client.get_default_node() == node
 
 
+def test_replace_default_node_without_a_target_picks_another_primary(client):
+    """redis-py's test_replace_cluster_node: another node, then back to the first one."""
+    before = client.get_default_node()
+    client.replace_default_node()
+    assert client.get_default_node() != before
+    assert client.get_default_node() in client.get_primaries()
+    client.replace_default_node(before)
+    assert client.get_default_node() == before
+
+
 def test_get_random_primary_node_is_a_primary(client):
     assert client.get_random_primary_node() in client.get_primaries()
 

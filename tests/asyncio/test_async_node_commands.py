@@ -1,4 +1,5 @@
-"""CLIENT SETNAME / SETINFO, INFO and BGSAVE on the asyncio client, as redis.asyncio's RedisCluster code uses them.
+"""Node and connection commands on the asyncio client, as redis.asyncio RedisCluster code uses
+them: CLIENT SETNAME / SETINFO, INFO, BGSAVE, replace_default_node.
 
 The drop-in scenarios run twice through one parametrized fixture, on redis.asyncio's
 RedisCluster and on ours, and look at each node's CLIENT LIST through a plain redis.Redis.
@@ -133,6 +134,17 @@ async def test_bgsave_then_bgsave_schedule_on_the_default_node(make):
         await until(no_bgsave, what="the first BGSAVE to finish")
         assert await c.bgsave(True)
         await until(no_bgsave, what="the second BGSAVE to finish")
+
+
+async def test_replace_default_node_picks_another_primary_then_the_given_node(make):
+    """redis-py's test_replace_cluster_node (redis.asyncio 8.2 has replace_default_node too)."""
+    async with make() as c:
+        before = c.get_default_node()
+        c.replace_default_node()
+        assert c.get_default_node() != before
+        assert c.get_default_node() in c.get_primaries()
+        c.replace_default_node(before)
+        assert c.get_default_node() == before
 
 
 # ---- ours: every connection of a named node carries the name -----------------------------
