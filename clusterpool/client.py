@@ -27,7 +27,8 @@ from .commands import CommandInfo
 from .config import Config
 from .core import Core
 from .dropin import DropInMixin
-from .fanout import FanoutMixin, write_refused
+from .fanout import FanoutMixin
+from .routes import write_refused
 from .inspection import InspectionMixin
 from .multikey import mget_nonatomic, mset_nonatomic
 from .nodeapi import NodeAPIMixin, NodeAPIState
@@ -138,7 +139,7 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
     def execute_command(self, *args: Any, **options: Any) -> Any:
         core = self.core
         topo = core.topology
-        if topo is None or core._pid != current_pid():
+        if topo is None or core.pid != current_pid():
             topo = core.ensure()
         cached = core.table.resolved.get(args[0])  # type: ignore[union-attr]
         if cached is not None and not cached[1] and "target_nodes" not in options:
@@ -200,6 +201,8 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
         """MSET across slots, one MSET per slot (not atomic across slots)."""
         return mset_nonatomic(self, mapping)
 
-    def pubsub(self, **kwargs: Any) -> ClusterPubSub:
-        """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
-        return ClusterPubSub(self, **kwargs)
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None,
+               **kwargs: Any) -> ClusterPubSub:
+        """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on `node` (or host, port)
+        if given, else on one node; shard channels on their slot's primary."""
+        return ClusterPubSub(self, node=node, host=host, port=port, **kwargs)

@@ -13,8 +13,7 @@ every new one says the name at connect, and each targeted node keeps one, so
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.commands.core import BasicKeyCommands
@@ -34,13 +33,6 @@ if TYPE_CHECKING:
     from .core import Core
     from .topology import Node, Topology
 
-# Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
-STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
-    "client|setname": "_rename_command",
-    "client|setinfo": "_rename_command",
-    "readonly": "_readonly_command",
-    "readwrite": "_readwrite_command",
-})
 
 
 class DropInMixin:

@@ -32,7 +32,7 @@ from ..commands import CommandInfo
 from ..observe import Observer
 from ..config import Config
 from ..callbacks import composed_callbacks
-from ..fanout import Via, fanout_nodes, route, target_nodes
+from ..routes import Via, fanout_nodes, route, target_nodes
 from ..merge import merge
 from ..options import url_arguments
 from ..quickcommands import QuickCommands

@@ -19,7 +19,7 @@ from redis.exceptions import DataError
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
 from .._redispy import READ_COMMANDS
-from ..nodeapi import NodeHandle, another_default, known_node_name, node_from_key, node_name_for, pick_default_node
+from ..handles import NodeHandle, another_default, known_node_name, node_from_key, node_name_for, pick_default_node
 from ..slots import slot_of
 from ..topology import Node, Topology
 
