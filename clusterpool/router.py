@@ -172,10 +172,10 @@ class RouterMixin:
             return action.node, action.asking
         if action.do is Do.BACKOFF:
             time.sleep(action.delay)
-            return self._reroute(name, info, slot), False
+            return self._reroute(name, info, slot, action.budget.deadline), False
         # WAIT_FOR_MAP: at once if a map moves the slot elsewhere during the wait, else the same node
         def elsewhere() -> str | None:
-            nxt = self._reroute(name, info, slot)
+            nxt = self._reroute(name, info, slot, action.budget.deadline)
             return nxt if nxt != name else None
 
         return self._wait_for(elsewhere, action.delay) or name, False
@@ -241,13 +241,14 @@ class RouterMixin:
     def backoff_delay(self, n: int) -> float:
         return float(backoff_of(self.retry).compute(n))
 
-    def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
-        """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
+    def _reroute(self, name: str, info: CommandInfo, slot: int | None, deadline: float | None) -> str:
+        """Where to try next after a failure: the slot's owner in the (maybe refreshed) map
+        (waiting for one until the call's deadline at most, when it has none)."""
         topo = self.core.topology
         if slot is None or topo is None:
             return name
         try:
-            return self.pick_node(topo, slot, info.readonly).name
+            return self.pick_node(topo, slot, info.readonly, deadline).name
         except errors.SlotNotCoveredError:
             return name
 

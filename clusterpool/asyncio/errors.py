@@ -47,13 +47,14 @@ def is_error_reply(e: BaseException) -> bool:
     return isinstance(e, _rx.ResponseError) or (isinstance(e, _rx.RedisError) and e.status_code is not None)
 
 
-async def by_deadline(reply: Awaitable[Any], deadline: float, node: str) -> Any:
-    """`await reply`, cancelled at `deadline` (loop time: monotonic) as CommandTimeoutError(sent=True).
+async def by_deadline(reply: Awaitable[Any], deadline: float, node: str, *, sent: bool = True) -> Any:
+    """`await reply`, cancelled at `deadline` (loop time: monotonic) as CommandTimeoutError.
 
     Cancelling is safe where it is used: a shared connection's caller abandons its reply slot
     (the connection drops the late reply, never hands it to another caller), and a dedicated
-    lease cancelled mid-command is discarded on release. Whether the command was written is
-    not known here, so it counts as sent: a write then ends as an unknown outcome."""
+    lease cancelled mid-command is discarded on release. `sent`: what the error says; where
+    the caller cannot tell whether the command was written, it counts as sent (a write then
+    ends as an unknown outcome)."""
     loop = asyncio.get_running_loop()
     start, timer = loop.time(), asyncio.timeout_at(deadline)
     try:
@@ -62,4 +63,4 @@ async def by_deadline(reply: Awaitable[Any], deadline: float, node: str) -> Any:
     except TimeoutError:
         if not timer.expired():
             raise
-        raise CommandTimeoutError(round(loop.time() - start, 3), node=node, sent=True) from None
+        raise CommandTimeoutError(round(loop.time() - start, 3), node=node, sent=sent) from None

@@ -210,8 +210,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 try:
-                    attempt = self._attempt(st, *txplan.frame(body, asking))
-                    response = await (attempt if deadline is None else by_deadline(attempt, deadline, name))
+                    response = await self._attempt(st, *txplan.frame(body, asking), deadline=deadline)
                     if budget is not None or st.failures:
                         client.node_recovered(name)
                     return response
@@ -232,15 +231,19 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                 raise client.give_up(action, failure, st, slot, _shown(body), error)
             txplan.resend_to(action, failure, error, watching)  # raises WatchError
 
-    async def _attempt(self, st: AsyncNode, cmds: list[tuple[Any, ...]], first: int) -> Any:
+    async def _attempt(self, st: AsyncNode, cmds: list[tuple[Any, ...]], first: int, *,
+                       deadline: float | None = None) -> Any:
         """One try: write `cmds` on the held WATCH connection, or on a dedicated lease released
-        (discarded if anything went wrong, cancellation included) before returning."""
+        (discarded if anything went wrong, cancellation included) before returning. At `deadline`
+        the try is cancelled: while waiting for the lease nothing was sent, after that it may have."""
         if self._watch is not None:
-            return await self._on(self._watch, cmds, first)
+            on = self._on(self._watch, cmds, first)
+            return await (on if deadline is None else by_deadline(on, deadline, st.name))
         pool = st.pool.dedicated
-        d = await pool.acquire()
+        d = await (pool.acquire() if deadline is None else by_deadline(pool.acquire(), deadline, st.name, sent=False))
         try:
-            return await self._on(d, cmds, first)
+            on = self._on(d, cmds, first)
+            return await (on if deadline is None else by_deadline(on, deadline, st.name))
         except BaseException as e:
             if not is_error_reply(e):
                 d.broken = True

@@ -1,20 +1,19 @@
 """retry_timeout is a deadline on every path (issue 29), asyncio client; see tests/deadline_cluster.py
 for the cluster these run on and for the margin. Each case runs REPEATS times in its test. At the
-deadline an attempt is cancelled: the last test checks that no late reply reaches another caller."""
+deadline an attempt is cancelled; test_async_client_chaos.py checks that no late reply then
+reaches another caller (on a cluster of its own: a fresh cluster started while this module's is
+up could take the killed node's free port and be joined by this one's nodes)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 import pytest_asyncio
-from async_helpers import until
 from deadline_cluster import MARGIN, REPEATS, RETRY_TIMEOUT, broken_cluster, report
 
 from clusterpool.asyncio import ClusterClient
 from clusterpool.errors import RetryTimeoutError
-from clusterpool.slots import key_slot
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow, pytest.mark.chaos]
 
@@ -121,35 +120,3 @@ async def test_a_shard_subscribe_on_an_unserved_slot_gives_up_by_the_deadline(br
             await ps.aclose()
 
     await _gives_up_on_time("asyncio SSUBSCRIBE, slot unserved", run, Exception)
-
-
-# ---- cancelled at the deadline, no reply reaches another caller -------------------------------
-
-
-async def test_replies_cut_off_by_the_deadline_never_reach_another_caller(fresh_cluster):
-    c = fresh_cluster
-    tag = "{deadline-mux}"
-    owner = c.slot_owner(key_slot(tag.encode()))
-    keys = [f"{tag}:{i}" for i in range(50)]
-    client = ClusterClient(startup_nodes=c.startup_nodes, retry_timeout=0.5)
-    try:
-        for i, k in enumerate(keys):
-            await client.set(k, i)
-        c.pause(owner)
-        try:
-            cut = await asyncio.gather(*(client.get(k) for k in keys), return_exceptions=True)
-            assert all(isinstance(r, RetryTimeoutError) for r in cut), cut
-        finally:
-            c.resume(owner)  # the server now answers the abandoned GETs on the same connections
-
-        async def own_replies() -> bool:
-            try:
-                got = await asyncio.gather(*(client.get(k) for k in reversed(keys)))
-            except Exception:  # noqa: BLE001 - the breaker may still be cooling down
-                return False
-            assert got == [str(i).encode() for i in reversed(range(len(keys)))], got
-            return True
-
-        await until(own_replies, timeout=30, what="every GET to get its own reply after the pause")
-    finally:
-        await client.aclose()
