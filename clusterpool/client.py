@@ -37,8 +37,7 @@ from .pubsub import ClusterPubSub
 from .quickcommands import QuickCommands
 from .pool import current_pid
 from .readfrom import PRIMARY as READ_PRIMARY
-from .readfrom import REPLICA as READ_REPLICA
-from .readfrom import ReadStrategy, StrategyLike, choose, make_strategy
+from .readfrom import ReadStrategy, StrategyLike, choose, make_strategy, reader_strategy
 from .router import RouterMixin
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
@@ -77,12 +76,12 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         self.config = config
         conn_kwargs = config.connection
         self.core = Core(config)
-        self._strategy: ReadStrategy = make_strategy(config.read_from)
+        self._strategy: ReadStrategy = make_strategy(config.read_from, config.client_az)
         self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
         self.refuses_writes = False
         # one shared replica rotation for every `client.reader` view (a new one per view
         # would restart the round-robin at the first replica on every call)
-        self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
+        self._reader_strategy: ReadStrategy = reader_strategy(config.client_az)
         self.max_redirections = config.max_redirections
         self.retry = config.retry  # set_retry() replaces it, as on RedisCluster
         self.retry_unknown_outcome = config.retry_unknown_outcome
@@ -137,7 +136,7 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
 
     def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> ClusterClient:
         """A view with another read strategy, sharing pools and topology."""
-        return self._view(make_strategy(read_from), refuse_writes)
+        return self._view(make_strategy(read_from, self.config.client_az), refuse_writes)
 
     @property
     def read_from(self) -> str:

@@ -37,8 +37,7 @@ from ..merge import merge
 from ..options import url_arguments
 from ..quickcommands import QuickCommands
 from ..readfrom import PRIMARY as READ_PRIMARY
-from ..readfrom import REPLICA as READ_REPLICA
-from ..readfrom import ReadStrategy, StrategyLike, make_strategy
+from ..readfrom import ReadStrategy, StrategyLike, make_strategy, reader_strategy
 from ..routes import merges, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node
@@ -76,9 +75,9 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
         config = Config.build(host, port, startup_nodes, options)
         self.config = config
         self._state = ClusterState(config)
-        self._strategy: ReadStrategy = make_strategy(config.read_from)
+        self._strategy: ReadStrategy = make_strategy(config.read_from, config.client_az)
         self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
-        self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
+        self._reader_strategy: ReadStrategy = reader_strategy(config.client_az)
         self.refuses_writes = False
         self.retry = config.retry
         kw = config.connection
@@ -126,7 +125,7 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
 
     def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> ClusterClient:
         """A view with another read strategy, sharing connections and map."""
-        return self._view(make_strategy(read_from), refuse_writes)
+        return self._view(make_strategy(read_from, self.config.client_az), refuse_writes)
 
     @property
     def read_from(self) -> str:

@@ -1,0 +1,50 @@
+"""The asyncio client's maintenance pass: every `health_interval`, each node the cluster does not
+mark failed gets the sync HealthChecker's INFO probe (`NodeBook.info_probe`), all at once.
+
+What an answer means (the node's zone, a replica's link, its replicas' lag) is the shared
+`NodeBook.node_info`; a probe that fails or times out counts towards the node's breaker, as a
+command's failure does. The pass runs as one task of the client, cancelled by `aclose()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from redis import exceptions as rx
+
+from ..resp import text
+
+if TYPE_CHECKING:
+    from .state import ClusterState
+
+log = logging.getLogger("clusterpool.asyncio")
+
+
+async def watch(state: ClusterState) -> None:
+    """Probe every node each `health_interval` until the client closes."""
+    while not state.closed:
+        await asyncio.sleep(state.config.health_interval)
+        t = state.topology
+        if t is None:
+            continue
+        try:
+            await asyncio.gather(*(probe(state, n.name) for n in t.nodes if n.usable))
+        except Exception as e:  # the task must survive anything a pass meets
+            log.debug("maintenance pass failed: %s", e)
+
+
+async def probe(state: ClusterState, name: str) -> None:
+    """One INFO probe of one node, unless its breaker is open."""
+    st = state.state(name)
+    if not st.available():
+        return
+    try:
+        reply = await st.pool.execute(*state.info_probe(st), timeout=min(state.config.refresh_timeout, 1.0))
+    except (rx.RedisError, OSError, TimeoutError) as e:
+        if not state.closed:
+            state.node_failed(name, e)
+        return
+    state.node_recovered(name)
+    state.node_info(name, text(reply))
