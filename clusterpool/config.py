@@ -136,6 +136,13 @@ class Config:
             raise errors.ConfigurationError(str(e)) from None
 
     @property
+    def watches_replicas(self) -> bool:
+        """Whether the asyncio client runs its INFO probe (asyncio/watch.py): only when this
+        client reads from replicas, or is given a zone or a lag bound (the sync client's health
+        thread always probes)."""
+        return bool(self.client_az) or self.lag_bound.active or self.read_from != PRIMARY
+
+    @property
     def lag_bound(self) -> LagBound:
         """max_replica_lag and max_replica_lag_bytes as the value `readfrom.lagging` takes."""
         return LagBound(self.max_replica_lag, self.max_replica_lag_bytes)

@@ -5,30 +5,14 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from clusterpool import AZ_AFFINITY, AZ_AFFINITY_REPLICAS_AND_PRIMARY, ClusterClient
-from landing import Landing, keys_by_shard
-from valkey import fill, get_calls, replica_in, require_valkey, zoned_cluster
+from landing import Landing
+from valkey import fill, get_calls, replica_in, require_valkey
 from waiting import poll
 
 require_valkey()
 
-PER_SHARD = 10
-
-
-@pytest.fixture(scope="module")
-def zoned():
-    c = zoned_cluster()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def keys(zoned):
-    return keys_by_shard(zoned, PER_SHARD)
+PER_SHARD = 10  # conftest.zoned_keys
 
 
 def zone_client(cluster, **options):
@@ -53,19 +37,19 @@ def test_topology_shows_each_nodes_zone(zoned):
         assert {n.port: n.zone for n in c.topology().nodes} == {p: zoned.zone(p) for p in zoned.ports}
 
 
-def test_reads_land_only_on_replicas_in_the_clients_zone(zoned, keys):
+def test_reads_land_only_on_replicas_in_the_clients_zone(zoned, zoned_keys):
     with zone_client(zoned, read_from=AZ_AFFINITY) as c:
         learned_zones(c, zoned)
         with Landing(zoned, "get") as landed:
-            for ks in keys.values():
+            for ks in zoned_keys.values():
                 for k in ks:
                     c.get(k)
-    local = [replica_in(zoned, p, "az-a") for p in keys]
+    local = [replica_in(zoned, p, "az-a") for p in zoned_keys]
     assert landed.on(local) == {r: PER_SHARD for r in local}
-    assert sum(landed.delta.values()) == PER_SHARD * len(keys)
+    assert sum(landed.delta.values()) == PER_SHARD * len(zoned_keys)
 
 
-def stopped_zone_replica_reads(zoned, keys, primary, read_from):
+def stopped_zone_replica_reads(zoned, zoned_keys, primary, read_from):
     """Pause `primary`'s az-a replica; once the client keeps reads off it, read the shard's keys:
     {port: GETs served}, the paused replica's counted after it resumes."""
     local = replica_in(zoned, primary, "az-a")
@@ -74,31 +58,31 @@ def stopped_zone_replica_reads(zoned, keys, primary, read_from):
         before = get_calls(zoned, local)
         zoned.pause(local)
         try:
-            poll(lambda: c.node_for(keys[primary][0], read=True).port != local, 20, what="reads off the paused replica")
+            poll(lambda: c.node_for(zoned_keys[primary][0], read=True).port != local, 20, what="reads off the paused replica")
             with Landing(zoned, "get") as landed:
-                for k in keys[primary]:
+                for k in zoned_keys[primary]:
                     c.get(k)
         finally:
             zoned.resume(local)
     return {**{p: n for p, n in landed.delta.items() if n}, local: get_calls(zoned, local) - before}
 
 
-def test_reads_move_to_another_zone_while_the_zone_replica_is_stopped(zoned, keys):
+def test_reads_move_to_another_zone_while_the_zone_replica_is_stopped(zoned, zoned_keys):
     primary = zoned.primaries()[1]  # its primary is in az-b
-    landed = stopped_zone_replica_reads(zoned, keys, primary, AZ_AFFINITY)
+    landed = stopped_zone_replica_reads(zoned, zoned_keys, primary, AZ_AFFINITY)
     assert landed == {replica_in(zoned, primary, "az-b"): PER_SHARD, replica_in(zoned, primary, "az-a"): 0}
 
 
-def test_replicas_and_primary_variant_moves_to_the_primary_in_the_zone(zoned, keys):
+def test_replicas_and_primary_variant_moves_to_the_primary_in_the_zone(zoned, zoned_keys):
     primary = zoned.primaries()[0]  # in az-a
-    landed = stopped_zone_replica_reads(zoned, keys, primary, AZ_AFFINITY_REPLICAS_AND_PRIMARY)
+    landed = stopped_zone_replica_reads(zoned, zoned_keys, primary, AZ_AFFINITY_REPLICAS_AND_PRIMARY)
     assert landed == {primary: PER_SHARD, replica_in(zoned, primary, "az-a"): 0}
 
 
-def test_a_replica_past_max_replica_lag_gets_no_reads_until_it_catches_up(zoned, keys):
+def test_a_replica_past_max_replica_lag_gets_no_reads_until_it_catches_up(zoned, zoned_keys):
     primary = zoned.primaries()[2]
     local = replica_in(zoned, primary, "az-a")
-    tag = keys[primary][0]
+    tag = zoned_keys[primary][0]
     stop = threading.Event()
 
     def writer():  # writes continue while the replica is stopped
@@ -115,7 +99,7 @@ def test_a_replica_past_max_replica_lag_gets_no_reads_until_it_catches_up(zoned,
         zoned.pause(local)
         try:
             poll(lambda: lagging, 20, what="the stopped replica to pass max_replica_lag")
-            for k in keys[primary]:
+            for k in zoned_keys[primary]:
                 c.get(k)
         finally:
             stop.set()
@@ -124,7 +108,7 @@ def test_a_replica_past_max_replica_lag_gets_no_reads_until_it_catches_up(zoned,
         assert get_calls(zoned, local) == before  # nothing was sent to it while it lagged
         poll(lambda: caught_up, 20, what="the replica to catch up")
         with Landing(zoned, "get") as landed:
-            for k in keys[primary]:
+            for k in zoned_keys[primary]:
                 c.get(k)
         assert landed.on([local]) == {local: PER_SHARD}
         assert lagging[0].reason.endswith("behind its primary")

@@ -112,7 +112,8 @@ class ClusterState(NodeBook):
                 self._wake = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 self._task = loop.create_task(self._refresh_loop(), name="clusterpool-async-refresh")
-                self._watch = loop.create_task(watch(self), name="clusterpool-async-maintenance")
+                if self.config.watches_replicas:
+                    self._watch = loop.create_task(watch(self), name="clusterpool-async-maintenance")
                 return view.topology
             raise errors.ClusterUnreachableError("no startup node could be reached: " + "; ".join(failures))
 

@@ -3,7 +3,9 @@ mark failed gets the sync HealthChecker's INFO probe (`NodeBook.info_probe`), al
 
 What an answer means (the node's zone, a replica's link, its replicas' lag) is the shared
 `NodeBook.node_info`; a probe that fails or times out counts towards the node's breaker, as a
-command's failure does. The pass runs as one task of the client, cancelled by `aclose()`.
+command's failure does. The pass runs as one task of the client, cancelled by `aclose()`, and
+only for a client that reads from replicas or has `client_az` / a lag bound
+(`Config.watches_replicas`): a primary-only client keeps no more tasks than before.
 """
 
 from __future__ import annotations

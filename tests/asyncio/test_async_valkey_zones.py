@@ -8,28 +8,14 @@ import pytest
 from async_helpers import until
 from clusterpool import AZ_AFFINITY
 from clusterpool.asyncio import ClusterClient
-from landing import Landing, keys_by_shard
-from valkey import fill, get_calls, replica_in, require_valkey, zoned_cluster
+from landing import Landing
+from valkey import fill, get_calls, replica_in, require_valkey
 
 require_valkey()
 
 pytestmark = pytest.mark.asyncio
 
-PER_SHARD = 10
-
-
-@pytest.fixture(scope="module")
-def zoned():
-    c = zoned_cluster()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def keys(zoned):
-    return keys_by_shard(zoned, PER_SHARD)
+PER_SHARD = 10  # conftest.zoned_keys
 
 
 def zone_client(cluster, **options):
@@ -42,19 +28,19 @@ async def learned_zones(client, cluster):
                 what="zones learned")
 
 
-async def test_reads_land_only_on_replicas_in_the_clients_zone(zoned, keys):
+async def test_reads_land_only_on_replicas_in_the_clients_zone(zoned, zoned_keys):
     async with zone_client(zoned) as c:
         await learned_zones(c, zoned)
         with Landing(zoned, "get") as landed:
-            for ks in keys.values():
+            for ks in zoned_keys.values():
                 for k in ks:
                     await c.get(k)
-    local = [replica_in(zoned, p, "az-a") for p in keys]
+    local = [replica_in(zoned, p, "az-a") for p in zoned_keys]
     assert landed.on(local) == {r: PER_SHARD for r in local}
-    assert sum(landed.delta.values()) == PER_SHARD * len(keys)
+    assert sum(landed.delta.values()) == PER_SHARD * len(zoned_keys)
 
 
-async def test_reads_move_to_another_zone_while_the_zone_replica_is_stopped(zoned, keys):
+async def test_reads_move_to_another_zone_while_the_zone_replica_is_stopped(zoned, zoned_keys):
     primary = zoned.primaries()[1]
     local, other = replica_in(zoned, primary, "az-a"), replica_in(zoned, primary, "az-b")
     async with zone_client(zoned, failure_threshold=1, breaker_cooldown=60) as c:
@@ -62,10 +48,10 @@ async def test_reads_move_to_another_zone_while_the_zone_replica_is_stopped(zone
         before = get_calls(zoned, local)
         zoned.pause(local)
         try:
-            await until(lambda: c.node_for(keys[primary][0], read=True).port != local, 20,
+            await until(lambda: c.node_for(zoned_keys[primary][0], read=True).port != local, 20,
                         what="reads off the paused replica")
             with Landing(zoned, "get") as landed:
-                for k in keys[primary]:
+                for k in zoned_keys[primary]:
                     await c.get(k)
         finally:
             zoned.resume(local)
@@ -73,7 +59,7 @@ async def test_reads_move_to_another_zone_while_the_zone_replica_is_stopped(zone
     assert get_calls(zoned, local) == before
 
 
-async def test_a_replica_past_max_replica_lag_bytes_gets_no_reads_until_it_catches_up(zoned, keys):
+async def test_a_replica_past_max_replica_lag_bytes_gets_no_reads_until_it_catches_up(zoned, zoned_keys):
     primary = zoned.primaries()[2]
     local = replica_in(zoned, primary, "az-a")
     name = f"{zoned.host}:{local}"
@@ -84,15 +70,15 @@ async def test_a_replica_past_max_replica_lag_bytes_gets_no_reads_until_it_catch
         before = get_calls(zoned, local)
         zoned.pause(local)
         try:
-            fill(zoned, primary, keys[primary][0], 20)  # 20 kB it cannot acknowledge
+            fill(zoned, primary, zoned_keys[primary][0], 20)  # 20 kB it cannot acknowledge
             await until(lambda: "lagging" in changes, 20, what="the stopped replica to pass the bound")
-            for k in keys[primary]:
+            for k in zoned_keys[primary]:
                 await c.get(k)
         finally:
             zoned.resume(local)
         assert get_calls(zoned, local) == before  # nothing was sent to it while it lagged
         await until(lambda: changes[-1] != "lagging", 20, what="the replica to catch up")
         with Landing(zoned, "get") as landed:
-            for k in keys[primary]:
+            for k in zoned_keys[primary]:
                 await c.get(k)
         assert landed.on([local]) == {local: PER_SHARD}
