@@ -21,8 +21,8 @@ from redis.retry import Retry
 
 from . import errors
 from ._redispy import backoff_of as _backoff_of
-from .connection import CONNECTION_KEYS, default_driver_info
-from .options import IGNORED_COMPAT, node_list, refuse_unsupported
+
+from .options import CONNECTION_KEYS, IGNORED_COMPAT, default_driver_info, node_list, refuse_unsupported
 from .readfrom import PRIMARY, REPLICA, LagBound, StrategyLike, make_strategy
 from .topology import AddressMap
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import socket
 import struct
 import sys
@@ -11,7 +10,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.connection import AbstractConnection, Connection, SSLConnection
-from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -182,23 +180,6 @@ class SSLNodeConnection(_NodeConnectionMixin, SSLConnection):
     """A TLS connection to one cluster node."""
 
 
-# redis.Redis keywords that belong to a connection, passed through untouched.
-CONNECTION_KEYS = frozenset(
-    {
-        "username", "password", "socket_timeout", "socket_connect_timeout",
-        "socket_keepalive", "socket_keepalive_options", "socket_read_size",
-        "encoding", "encoding_errors", "decode_responses", "client_name",
-        "protocol", "legacy_responses", "credential_provider", "driver_info",
-        "lib_name", "lib_version", "health_check_interval", "redis_connect_func",
-        "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
-        "ssl_ca_data", "ssl_check_hostname", "ssl_password", "ssl_min_version",
-        "ssl_ciphers", "ssl_include_verify_flags", "ssl_exclude_verify_flags",
-        "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_ocsp_context",
-        "ssl_ocsp_expected_cert", "parser_class",
-    }
-)
-
-
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is a dependency
@@ -236,15 +217,6 @@ def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:
     conn.send_command("COMMAND", "INFO", name)
     reply = conn.read_response()
     return reply[0] if reply and reply[0] else None
-
-
-@functools.cache
-def default_driver_info() -> DriverInfo:
-    """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
-    metadata, ~0.3 ms) for every connection that is not given one."""
-    from ._version import __version__
-
-    return DriverInfo().add_upstream_driver("clusterpool", __version__)
 
 
 def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,

@@ -23,7 +23,8 @@ from . import errors
 from .bus import EventBus
 from .commands import CommandTable
 from .config import Config
-from .discovery import STARTUP_ERRORS, Discovery, startup_failure
+from .discovery import Discovery
+from .startup import STARTUP_ERRORS, startup_failure
 from .connection import command_info, make_connection
 from .events import RefreshFailed
 from .health import HealthChecker
@@ -141,6 +142,9 @@ class Core(NodeBook):
             c = pool.acquire()
             try:
                 entry = command_info(c, name)
+            except rx.ResponseError:  # refused (an ACL without COMMAND): the connection is fine
+                pool.release(c)
+                raise
             except BaseException:
                 pool.discard(c)
                 raise

@@ -13,8 +13,7 @@ one says the name at connect, so `client_list()` shows it. A mixin of ClusterCli
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.commands.core import BasicKeyCommands
@@ -22,8 +21,9 @@ from redis.driver_info import DriverInfo
 from redis.lock import Lock
 from redis.retry import Retry
 
-from ._redispy import CaseInsensitiveDict, Encoder, cluster_reply_callbacks
+from ._redispy import CaseInsensitiveDict, Encoder
 from . import errors
+from .callbacks import ResponseCallback, cluster_callbacks, compose, composed_callbacks
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
 from .readfrom import ReadStrategy, make_strategy
@@ -34,38 +34,6 @@ if TYPE_CHECKING:
     from .core import Core
     from .topology import Node, Topology
 
-ResponseCallback = Callable[..., Any]
-
-# Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
-STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
-    "client|setname": "_setname",
-    "client|setinfo": "_setinfo",
-    "readonly": "_readonly_command",
-    "readwrite": "_readwrite_command",
-})
-
-
-def _compose(base: ResponseCallback | None, outer: ResponseCallback) -> ResponseCallback:
-    """`outer` applied to what `base` made of the reply: RedisCluster's order for cluster callbacks."""
-    if base is None:
-        return outer
-
-    def both(response: Any, **options: Any) -> Any:
-        return outer(base(response, **options), **options)
-
-    return both
-
-
-def composed_callbacks(base: Mapping[str, ResponseCallback | None], protocol: Any,
-                       legacy_responses: bool) -> dict[str, ResponseCallback]:
-    """RedisCluster's cluster callbacks applied after redis-py's own (`base`), per command."""
-    return {command: _compose(base.get(command), cb)
-            for command, cb in cluster_callbacks(protocol, legacy_responses).items()}
-
-
-def cluster_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, ResponseCallback]:
-    """RedisCluster's own reply parsers for CLUSTER SLOTS / SHARDS / MYSHARDID, per protocol."""
-    return cluster_reply_callbacks(protocol, legacy_responses)
 
 
 class DropInMixin:
@@ -101,7 +69,7 @@ class DropInMixin:
     def set_response_callback(self, command: str, callback: ResponseCallback) -> None:
         """A custom reply parser for `command`, applied after redis-py's own one (as RedisCluster does)."""
         self.cluster_response_callbacks[command] = callback
-        self.response_callbacks[command] = _compose(self._base_callbacks.get(command), callback)
+        self.response_callbacks[command] = compose(self._base_callbacks.get(command), callback)
         self._callbacks.clear()  # the per-command-name cache of parsers
 
     # ---------------------------------------------------------------- helpers redis-py builds on

@@ -54,6 +54,7 @@ class NodeSub:
         self.pool = redis.ConnectionPool(**kwargs)
         self.ps = PubSub(self.pool, ignore_subscribe_messages=owner.ignore_subscribe_messages,
                          push_handler_func=owner.push_handler_func)
+        self.awaited = subscriptions.AwaitedSunsubscribes()  # SUNSUBSCRIBEs sent, not confirmed yet
 
     def sock(self) -> Any:
         conn = self.ps.connection
@@ -286,7 +287,8 @@ class NodeSubs:
         return False
 
     def handle(self, sub: NodeSub, response: Any, ignore: bool) -> Any:
-        ch = subscriptions.server_unsubscribed(response, sub.ps.pending_unsubscribe_shard_channels)
+        """The message for the caller, None when there is none, or subscriptions.HANDLED."""
+        ch = sub.awaited.server_unsubscribed(response)
         if ch is not None:
             # the server unsubscribed us (slot moved away / node demoted): resubscribe elsewhere
             self.orphan_shard_channels(sub, [ch])
@@ -295,11 +297,13 @@ class NodeSubs:
         if sub.sharded and sub.idle() and self.shard.get(sub.name) is sub:
             del self.shard[sub.name]
             quiet_close(sub)
+        if msg is None and subscriptions.is_publish(response):  # redis-py gave it to its handler
+            return subscriptions.HANDLED
         return msg
 
     def poll_once(self, ignore: bool, only: str = "") -> tuple[bool, Any]:
         """Read at most one response from each connection (or node `only`'s) without blocking:
-        (anything read, message)."""
+        (anything read, message or subscriptions.HANDLED)."""
         subs = [s for s in self.subs() if s.name == only] if only else self.subs()
         if not subs:
             return False, None

@@ -27,13 +27,14 @@ from ..bus import EventBus
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
-from ..discovery import STARTUP_ERRORS, startup_failure
+from ..startup import STARTUP_ERRORS, startup_failure
 from ..events import RefreshFailed
 from ..node import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
 from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
 from ..topology import REPLICA, Topology
+from ..viewquery import Queries
 from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
@@ -70,6 +71,7 @@ class ClusterState(NodeBook):
         self.refreshes = 0
         self.refresh_requests = 0
         self.commands = CommandLookup()  # COMMAND INFO for commands the shipped specs lack
+        self.queries = Queries()  # per node: the discovery commands it answers, when not the default
         self.closers: set[Callable[[], None]] = set()  # called at aclose() (event streams end)
         self.last_decision = ""
         self._version = 0
@@ -102,7 +104,7 @@ class ClusterState(NodeBook):
             failures: list[str] = []
             for name in self.startup:
                 try:
-                    view = await read_view(self.config, self.conn_kwargs, name)
+                    view = await read_view(self.config, self.conn_kwargs, name, self.queries)
                 except STARTUP_ERRORS as e:
                     failures.append(startup_failure(name, e))
                     continue
@@ -261,7 +263,7 @@ class ClusterState(NodeBook):
         return outcome.topology
 
     async def _ask(self, names: tuple[str, ...]) -> Answers:
-        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n) for n in names),
+        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n, self.queries) for n in names),
                                        return_exceptions=True)
         for r in results:
             if isinstance(r, asyncio.CancelledError):
@@ -282,8 +284,9 @@ class ClusterState(NodeBook):
         try:
             async with asyncio.timeout(self.config.refresh_timeout):  # the connect too, not only the reply
                 await st.pool.execute("PING")
-        except (rx.RedisError, OSError, TimeoutError):
-            return
+        except (rx.RedisError, OSError, TimeoutError) as e:
+            if not errors.refused(e):  # an ACL without PING: the node answered, so it is up
+                return
         self.node_recovered(name)
 
     # ---- lifecycle -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from redis import exceptions as rx
 
+from ..errors import refused
 from ..resp import text
 
 if TYPE_CHECKING:
@@ -45,8 +46,10 @@ async def probe(state: ClusterState, name: str) -> None:
     try:
         reply = await st.pool.execute(*state.info_probe(st), timeout=min(state.config.refresh_timeout, 1.0))
     except (rx.RedisError, OSError, TimeoutError) as e:
-        if not state.closed:
-            state.node_failed(name, e)
-        return
+        if not refused(e):
+            if not state.closed:
+                state.node_failed(name, e)
+            return
+        reply = ""  # an ACL without INFO: the node answered (zone and lag stay unknown)
     state.node_recovered(name)
     state.node_info(name, text(reply))

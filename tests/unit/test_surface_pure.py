@@ -20,7 +20,7 @@ from clusterpool.asyncio.nodeset import NodeConnectionsStats
 from clusterpool.commands import CommandTable, bundled_entries
 from clusterpool.inspection import client_stats, nodes_with_role, topology_view
 from clusterpool.node import NodeState
-from clusterpool.nodeapi import NodeHandle, known_node_name, node_from_key, node_name_for, pick_default_node
+from clusterpool.handles import NodeHandle, known_node_name, node_from_key, node_name_for, pick_default_node
 from clusterpool.pool import PoolStats
 from clusterpool.slots import slot_of
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard, Topology
