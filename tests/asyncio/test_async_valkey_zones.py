@@ -65,19 +65,21 @@ async def test_a_replica_past_max_replica_lag_bytes_gets_no_reads_until_it_catch
     name = f"{zoned.host}:{local}"
     changes: list = []
     async with zone_client(zoned, max_replica_lag_bytes=5000, failure_threshold=10**6) as c:
-        c.on("node_health_changed", lambda e: changes.append(e.new) if e.node == name else None)
+        c.on("node_health_changed", lambda e: changes.append((e.old, e.new)) if e.node == name else None)
         await learned_zones(c, zoned)
         before = get_calls(zoned, local)
         zoned.pause(local)
         try:
             fill(zoned, primary, zoned_keys[primary][0], 20)  # 20 kB it cannot acknowledge
-            await until(lambda: "lagging" in changes, 20, what="the stopped replica to pass the bound")
+            await until(lambda: any(new == "lagging" for _, new in changes), 20, what="the stopped replica to pass the bound")
+            (lag,) = [n.lag for n in c.topology().nodes if n.name == name]
+            assert lag.linked and lag.bytes > 5000  # topology() shows how far behind it is
             for k in zoned_keys[primary]:
                 await c.get(k)
         finally:
             zoned.resume(local)
         assert get_calls(zoned, local) == before  # nothing was sent to it while it lagged
-        await until(lambda: changes[-1] != "lagging", 20, what="the replica to catch up")
+        await until(lambda: any(old == "lagging" for old, _ in changes), 20, what="the replica to catch up")
         with Landing(zoned, "get") as landed:
             for k in zoned_keys[primary]:
                 await c.get(k)
