@@ -23,9 +23,7 @@ from clusterpool.replication import UNLINKED, Lag, info_fields, link_down, repli
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard
 
 P = Node("h", 1, PRIMARY, "p")
-A1 = Node("h", 2, REPLICA, "a1")
-A2 = Node("h", 3, REPLICA, "a2")
-B1 = Node("h", 4, REPLICA, "b1")
+A1, A2, B1 = (Node("h", port, REPLICA, nid) for port, nid in ((2, "a1"), (3, "a2"), (4, "b1")))
 SHARD = Shard(((0, 16383),), P, (A1, A2, B1), "s1")
 ZONES = {A1.name: "az-a", A2.name: "az-a", B1.name: "az-b", P.name: "az-b"}
 
