@@ -139,7 +139,7 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
     def execute_command(self, *args: Any, **options: Any) -> Any:
         core = self.core
         topo = core.topology
-        if topo is None or core._pid != current_pid():
+        if topo is None or core.pid != current_pid():
             topo = core.ensure()
         cached = core.table.resolved.get(args[0])  # type: ignore[union-attr]
         if cached is not None and not cached[1] and "target_nodes" not in options:
