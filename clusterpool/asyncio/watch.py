@@ -12,20 +12,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from redis import exceptions as rx
 
+from ..config import Config
 from ..errors import refused
+from ..node import NodeState
 from ..resp import text
-
-if TYPE_CHECKING:
-    from .state import ClusterState
+from ..topology import Topology
+from .nodeset import NodeConnections
 
 log = logging.getLogger("clusterpool.asyncio")
 
 
-async def watch(state: ClusterState) -> None:
+class Watched(Protocol):
+    """What the pass needs of the client's shared state (asyncio.state.ClusterState)."""
+
+    config: Config
+    topology: Topology | None
+
+    @property
+    def closed(self) -> bool: ...
+    def state(self, name: str) -> NodeState[NodeConnections]: ...
+    def info_probe(self, st: NodeState[Any]) -> tuple[str, ...]: ...
+    def node_info(self, name: str, reply: str) -> None: ...
+    def node_failed(self, name: str, error: BaseException | None = None) -> None: ...
+    def node_recovered(self, name: str) -> None: ...
+
+
+async def watch(state: Watched) -> None:
     """Probe every node each `health_interval` until the client closes."""
     while not state.closed:
         await asyncio.sleep(state.config.health_interval)
@@ -38,7 +54,7 @@ async def watch(state: ClusterState) -> None:
             log.debug("maintenance pass failed: %s", e)
 
 
-async def probe(state: ClusterState, name: str) -> None:
+async def probe(state: Watched, name: str) -> None:
     """One INFO probe of one node, unless its breaker is open."""
     st = state.state(name)
     if not st.available():
