@@ -5,6 +5,7 @@ ClusterNode, the "host:port" names every node form comes down to, and RedisClust
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -100,3 +101,13 @@ def pick_default_node(topo: Topology, current: str | None, down: Collection[str]
     if not primaries:
         raise errors.SlotNotCoveredError("the cluster's map has no primary")
     return next((p for p in primaries if p.name not in down), primaries[0])
+
+
+def another_default(topo: Topology, current: str) -> Node | None:
+    """RedisCluster's replace_default_node() without a target: another primary at random, else
+    another replica; None (no change) when the map has no other node."""
+    for group in (topo.primaries, topo.replicas):
+        others = [n for n in group if n.name != current]
+        if others:
+            return random.choice(others)
+    return None

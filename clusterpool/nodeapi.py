@@ -22,7 +22,7 @@ from redis.connection import ConnectionPool
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
 from ._redispy import READ_COMMANDS
-from .handles import NodeHandle, known_node_name, node_from_key, node_name_for, node_name_of, pick_default_node
+from .handles import NodeHandle, another_default, known_node_name, node_from_key, node_name_for, node_name_of, pick_default_node
 from .connection import NodeConnection, SSLNodeConnection
 from .topology import Node, Topology
 
@@ -123,10 +123,10 @@ class NodeAPIMixin:
         if target_node is not None:
             self.set_default_node(target_node)
             return
-        current = self.get_default_node()
-        others = [n for n in self.get_primaries() if n != current] or [n for n in self.get_replicas() if n != current]
-        if others:
-            self._shared.default = random.choice(others).name
+        topo = self.core.ensure()
+        node = another_default(topo, self.default_node(topo).name)
+        if node is not None:
+            self._shared.default = node.name
 
     def set_default_node(self, node: Any) -> bool:
         """Send keyless commands to `node` from now on; False (and no change) if the map has no such node."""

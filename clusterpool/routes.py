@@ -41,12 +41,13 @@ SLOT = SLOT_ID
 NODE_FLAGS = frozenset(RedisCluster.NODE_FLAGS)
 
 # Cluster-wide where RedisCluster asks one node: the cluster's total / union / every node's
-# setting, which is what the caller means on a cluster. Same reply shape as RedisCluster's.
+# setting, which is what the caller means on a cluster. Same reply shape as RedisCluster's, so
+# INFO is not here: code reads `info()["redis_version"]` or waits on `info("persistence")`
+# (redis-py's own BGSAVE test) from the default node's one dict; `target_nodes="all"` asks all.
 OURS: Mapping[str, str] = MappingProxyType({
     "DBSIZE": PRIMARIES,           # RedisCluster: the default node's count only
     "KEYS": PRIMARIES,             # RedisCluster: the default node's keys only
     "PING": PRIMARIES,             # True only when every primary answers
-    "INFO": ALL_NODES,             # {node: info}: the one shape difference (README table)
     "CONFIG SET": ALL_NODES,       # a setting applied to one node only is rarely meant
     "CONFIG RESETSTAT": ALL_NODES,
     "CONFIG REWRITE": ALL_NODES,
@@ -88,8 +89,8 @@ def shape(name: str, replies: Mapping[str, Any], **options: Any) -> Any:
 
 # Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
 STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
-    "client|setname": "_setname",
-    "client|setinfo": "_setinfo",
+    "client|setname": "_rename_command",
+    "client|setinfo": "_rename_command",
     "readonly": "_readonly_command",
     "readwrite": "_readwrite_command",
 })
@@ -127,7 +128,7 @@ def route(table: CommandTable, args: Sequence[Any], targets: Any, refuses_writes
     pool cannot keep, and writes on a view that refuses them."""
     info, argv = table.resolve(args)
     if info.name in STATE_COMMANDS:
-        return Route(Via.STATE, info, argv, info.name)
+        return Route(Via.STATE, info, argv, info.name, targets=targets)
     if info.name in CONNECTION_STATE:
         raise errors.ConfigurationError(
             f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
