@@ -84,19 +84,18 @@ class HealthChecker:
         t = core.topology
         if t is None:
             return
-        for node in t.nodes:
+        # every node's state first: a primary's answer records the lag of replicas probed after it
+        states = [core.state(node.name) for node in t.nodes if node.usable]
+        for st in states:
             if self._stop.is_set():
                 return
-            if not node.usable:
-                continue
-            st = core.state(node.name)
             self._probe(st)
             st.pool.evict_idle(keep=core.config.min_idle)
             if core.config.min_idle and st.available():
                 try:
                     st.pool.fill(core.config.min_idle)
                 except (rx.RedisError, OSError) as e:
-                    log.debug("could not warm %s: %s", node.name, e)
+                    log.debug("could not warm %s: %s", st.name, e)
         core.publish_states()
 
     def _probe(self, st: NodeState) -> None:

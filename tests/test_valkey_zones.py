@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
+from click.testing import CliRunner
+
 from clusterpool import AZ_AFFINITY, AZ_AFFINITY_REPLICAS_AND_PRIMARY, ClusterClient
+from clusterpool.cli import main as cli
 from landing import Landing
 from valkey import fill, get_calls, replica_in, require_valkey
 from waiting import poll
@@ -40,6 +44,15 @@ def test_topology_and_events_show_each_nodes_zone(zoned):
         assert {n.port: n.zone for n in c.topology().nodes} == {p: zoned.zone(p) for p in zoned.ports}
         poll(lambda: len(told) == len(zoned.ports), 10, what="a node_zone event per node")
     assert told == {f"{zoned.host}:{p}": zoned.zone(p) for p in zoned.ports}
+
+
+def test_cli_topology_shows_zones_and_replica_lag(zoned):
+    result = CliRunner().invoke(cli, ["--url", zoned.url, "--json", "topology"])
+    assert result.exit_code == 0, result.output
+    shards = json.loads(result.output)["shards"]
+    nodes = [n for s in shards for n in [s["primary"], *s["replicas"]]]
+    assert {n["port"]: n["zone"] for n in nodes} == {p: zoned.zone(p) for p in zoned.ports}
+    assert all(n["lag"]["linked"] for s in shards for n in s["replicas"])
 
 
 def test_reads_land_only_on_replicas_in_the_clients_zone(zoned, zoned_keys):
