@@ -8,6 +8,7 @@ were, so a write may have run.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable
 from typing import Any
 
@@ -57,6 +58,9 @@ async def by_deadline(reply: Awaitable[Any], deadline: float, node: str, *, sent
     ends as an unknown outcome)."""
     loop = asyncio.get_running_loop()
     start, timer = loop.time(), asyncio.timeout_at(deadline)
+    if start >= deadline and inspect.iscoroutine(reply):  # too late to start: nothing is written
+        reply.close()
+        raise CommandTimeoutError(0.0, node=node, sent=False)
     try:
         async with timer:
             return await reply
