@@ -10,6 +10,7 @@ client, its core and its background threads read the same frozen value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -19,8 +20,9 @@ from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.retry import Retry
 
 from . import errors
-from .connection import CONNECTION_KEYS, default_driver_info
-from .options import IGNORED_COMPAT, node_list
+from ._redispy import backoff_of as _backoff_of
+
+from .options import CONNECTION_KEYS, IGNORED_COMPAT, default_driver_info, node_list, refuse_unsupported
 from .readfrom import PRIMARY, REPLICA, StrategyLike
 from .topology import AddressMap
 
@@ -32,8 +34,8 @@ def default_retry() -> Retry:
 
 
 def backoff_of(retry: Retry) -> AbstractBackoff:
-    """A Retry's backoff: redis-py has no public accessor, so this is the one place that reads it."""
-    return retry._backoff
+    """A Retry's backoff (redis-py has no public accessor: the seam reads it)."""
+    return _backoff_of(retry)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +60,7 @@ class Config:
     validate_on_return: bool = False
     refresh_interval: float = 30.0
     refresh_timeout: float = 1.0
+    refresh_min_gap: float = 0.2  # RedisCluster's topology_refresh_min_interval (its default: 1.0)
     health_interval: float = 1.0
     failure_threshold: int = 3
     breaker_cooldown: float = 2.0
@@ -105,6 +108,10 @@ class Config:
         for name in ("refresh_interval", "refresh_timeout", "health_interval", "breaker_cooldown"):
             if getattr(self, name) <= 0:
                 raise errors.ConfigurationError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        gap = self.refresh_min_gap
+        if not isinstance(gap, int | float) or not math.isfinite(gap) or gap < 0:
+            raise errors.ConfigurationError(
+                f"refresh_min_gap (topology_refresh_min_interval) must be a finite number of seconds >= 0, got {gap!r}")
         if self.min_idle < 0 or self.min_idle > self.max_connections:
             raise errors.ConfigurationError(f"min_idle must be between 0 and max_connections, got {self.min_idle}")
 
@@ -115,6 +122,10 @@ _NONE_OK = frozenset({"retry_timeout", "pool_timeout", "max_idle_time", "address
 
 def _compat(opts: dict[str, Any]) -> None:
     """RedisCluster's spellings of our options, rewritten in place."""
+    refuse_unsupported(opts)
+    gap = opts.pop("topology_refresh_min_interval", None)
+    if gap is not None and "refresh_min_gap" not in opts:
+        opts["refresh_min_gap"] = gap
     rfr = opts.pop("read_from_replicas", False)
     lbs = opts.pop("load_balancing_strategy", None)
     if opts.get("read_from") is None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from redis import exceptions as rx
 
+from . import errors
 from .events import Event, NodeHealthChanged
 from .resp import text
 
@@ -103,16 +104,18 @@ class HealthChecker:
             conn = None
         if conn is None:
             return  # pool busy (the node is in use; measured another round) or closed
+        start = time.perf_counter()
         try:
-            start = time.perf_counter()
             conn.send_command(*(("INFO", "replication") if st.readonly else ("PING",)), check_health=False)
             reply = conn.read_response(timeout=min(core.config.refresh_timeout, 1.0))
-            elapsed = time.perf_counter() - start
-        except Exception as e:  # any failure of the probe is the node's failure
-            conn.disconnect()
-            st.pool.release(conn)
-            core.node_failed(st.name, e)
-            return
+        except Exception as e:  # any other failure of the probe is the node's failure
+            if not errors.refused(e):
+                conn.disconnect()
+                st.pool.release(conn)
+                core.node_failed(st.name, e)
+                return
+            reply = ""  # an ACL without PING or INFO: the node answered, so it is up (staleness unknown)
+        elapsed = time.perf_counter() - start
         st.pool.release(conn)
         info = text(reply)
         stale = st.readonly and ("master_link_status:down" in info or "master_sync_in_progress:1" in info)

@@ -1,22 +1,59 @@
-"""Constructor input: startup node forms and the RedisCluster keywords we accept but do not need."""
+"""Constructor input of both clients: startup node forms, URLs, the redis-py connection keywords
+passed through, the identity connections announce, and RedisCluster's keywords we accept,
+refuse or do not need."""
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from redis.connection import parse_url
+from redis.driver_info import DriverInfo
 
+from ._redispy import parse_url
 from . import errors
+from ._version import __version__
 
 # RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
 IGNORED_COMPAT = frozenset(
     {"require_full_coverage", "reinitialize_steps", "dynamic_startup_nodes", "cluster_error_retry_attempts",
-     "connection_pool_class", "url", "lib_name", "lib_version", "cache", "cache_config", "event_dispatcher",
-     "policy_resolver", "maint_notifications_config", "oss_cluster_maint_notifications_handler",
-     "retry_on_timeout", "retry_on_error", "single_connection_client", "connection_pool"}
+     "connection_pool_class", "url", "lib_name", "lib_version", "retry_on_timeout", "retry_on_error",
+     "single_connection_client", "connection_pool"}
 )
+
+_NO_CACHE = ("client-side caching (cache=/cache_config=) is not available in clusterpool yet: "
+             "drop the option, or pass None")
+_OWN_ROUTING = ("clusterpool routes by its bundled COMMAND key specs (and COMMAND INFO for commands "
+                "they lack), not by a redis-py resolver: drop the option, or pass None")
+_NO_MAINT = ("maintenance notifications (RESP3 MOVING/MIGRATING pushes) are not handled by "
+             "clusterpool: pass None or MaintNotificationsConfig(enabled=False)")
+# RedisCluster keywords for features clusterpool does not have: accepted when they ask for nothing
+# (None, or a config that turns the feature off), refused otherwise, so that no feature a user
+# asked for is dropped in silence.
+UNSUPPORTED_COMPAT: Mapping[str, str] = MappingProxyType({
+    "cache": _NO_CACHE,
+    "cache_config": _NO_CACHE,
+    "policy_resolver": _OWN_ROUTING,
+    "metadata_resolver": _OWN_ROUTING,
+    "maint_notifications_config": _NO_MAINT,
+    "oss_cluster_maint_notifications_handler": _NO_MAINT,
+    "event_dispatcher": ("redis-py's event dispatcher (re-authentication events) is not wired into "
+                         "clusterpool's connections: drop the option, or pass None"),
+})
+
+
+def refuse_unsupported(opts: dict[str, Any]) -> None:
+    """Drop RedisCluster keywords that ask for nothing; ConfigurationError for one that asks for a
+    feature clusterpool lacks, naming it and what to do."""
+    for name, why in UNSUPPORTED_COMPAT.items():
+        if name not in opts:
+            continue
+        value = opts.pop(name)
+        if value is None or getattr(value, "enabled", None) is False:
+            continue
+        raise errors.ConfigurationError(f"{name}={value!r}: {why}")
 
 
 def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) -> list[tuple[str, int]]:
@@ -66,3 +103,27 @@ def url_arguments(url: str, overrides: dict[str, Any]) -> tuple[str, int, dict[s
     port = parsed.pop("port", 6379)
     parsed.update(overrides)
     return host, port, parsed
+
+
+# redis.Redis keywords that belong to a connection, passed through untouched.
+CONNECTION_KEYS = frozenset(
+    {
+        "username", "password", "socket_timeout", "socket_connect_timeout",
+        "socket_keepalive", "socket_keepalive_options", "socket_read_size",
+        "encoding", "encoding_errors", "decode_responses", "client_name",
+        "protocol", "legacy_responses", "credential_provider", "driver_info",
+        "lib_name", "lib_version", "health_check_interval", "redis_connect_func",
+        "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
+        "ssl_ca_data", "ssl_check_hostname", "ssl_password", "ssl_min_version",
+        "ssl_ciphers", "ssl_include_verify_flags", "ssl_exclude_verify_flags",
+        "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_ocsp_context",
+        "ssl_ocsp_expected_cert", "parser_class",
+    }
+)
+
+
+@functools.cache
+def default_driver_info() -> DriverInfo:
+    """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
+    metadata, ~0.3 ms) for every connection that is not given one."""
+    return DriverInfo().add_upstream_driver("clusterpool", __version__)

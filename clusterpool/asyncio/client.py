@@ -23,29 +23,25 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
-from redis._parsers.encoders import Encoder
-from redis._parsers.helpers import get_response_callbacks
 from redis.asyncio.lock import Lock
-from redis.client import CaseInsensitiveDict
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
-from .. import errors
+from .._redispy import CaseInsensitiveDict, Encoder, EventDispatcher, get_response_callbacks
+from .. import errors, naming
 from ..commands import CommandInfo
 from ..observe import Observer
 from ..config import Config
-from ..dropin import composed_callbacks
-from ..fanout import Via, fanout_nodes, route, target_nodes
+from ..callbacks import composed_callbacks
+from ..routes import Via, fanout_nodes, route, target_nodes
 from ..merge import merge
 from ..options import url_arguments
 from ..quickcommands import QuickCommands
-from ..readfrom import PRIMARY as READ_PRIMARY
-from ..readfrom import REPLICA as READ_REPLICA
-from ..readfrom import ReadStrategy, StrategyLike, make_strategy
-from ..routes import merges, shape
+from ..views import ViewsMixin
+from ..routes import merges, route_name, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node
 from .commandinfo import unknown_name
+from .errors import LostConnectionError
 from .inspection import InspectionMixin
 from .nodes import NodeAPIMixin
 from .pipeline import ClusterPipeline, run_all
@@ -53,9 +49,11 @@ from .placement import PlacementMixin, is_blocking
 from .pubsub import ClusterPubSub
 from .state import ClusterState
 from .transaction import TransactionPipeline, run_transaction
+from .wire import hiredis_pack
 
 # the ignore: redis-py's own async command mixins disagree on command_info's signature
-class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin, AsyncRedisClusterCommands):  # type: ignore[misc]
+class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, PlacementMixin,  # type: ignore[misc]
+                    AsyncRedisClusterCommands):
     """A Redis Cluster client for asyncio with redis-py's async command API.
 
     The plain client sends everything to primaries (read-your-writes, like RedisCluster);
@@ -79,14 +77,11 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
         config = Config.build(host, port, startup_nodes, options)
         self.config = config
         self._state = ClusterState(config)
-        self._strategy: ReadStrategy = make_strategy(config.read_from)
-        self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
-        self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
-        self.refuses_writes = False
+        self._init_views(config.read_from)
         self.retry = config.retry
         kw = config.connection
         protocol, legacy = kw.get("protocol"), kw.get("legacy_responses", True)
-        base: Any = CaseInsensitiveDict(get_response_callbacks(user_protocol=protocol, legacy_responses=legacy))  # type: ignore[arg-type]
+        base: Any = CaseInsensitiveDict(get_response_callbacks(user_protocol=protocol, legacy_responses=legacy))
         self.response_callbacks: Any = CaseInsensitiveDict(dict(base))
         self.response_callbacks.update(composed_callbacks(base, protocol, legacy))
         self._callbacks: dict[Any, Any] = {}
@@ -104,36 +99,6 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
 
     # ---- views -----------------------------------------------------------------------
 
-    def _view(self, strategy: ReadStrategy, refuse_writes: bool) -> ClusterClient:
-        view = object.__new__(type(self))
-        view.__dict__.update(self.__dict__)
-        view.__dict__.pop("_reader_view", None)
-        view._strategy = strategy
-        view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
-        view.refuses_writes = refuse_writes
-        return view
-
-    @property
-    def reader(self) -> ClusterClient:
-        """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
-        view = self.__dict__.get("_reader_view")
-        if view is None:
-            strategy = self._strategy if not self._to_primary else self._reader_strategy
-            view = self._reader_view = self._view(strategy, True)
-        return view
-
-    @property
-    def writer(self) -> ClusterClient:
-        """Everything goes to primaries: reads see the writes just made."""
-        return self._view(make_strategy(READ_PRIMARY), False)
-
-    def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> ClusterClient:
-        """A view with another read strategy, sharing connections and map."""
-        return self._view(make_strategy(read_from), refuse_writes)
-
-    @property
-    def read_from(self) -> str:
-        return str(getattr(self._strategy, "name", type(self._strategy).__name__))
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -239,8 +204,10 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
         info = r.info
         blocking = is_blocking(info, r.argv)
         if r.via is Via.STATE:
-            raise errors.ConfigurationError(
-                f"{r.name} changes connection state, which the asyncio client's shared connections cannot keep")
+            if r.name not in naming.COMMANDS:
+                raise errors.ConfigurationError(
+                    f"{r.name} changes connection state, which the asyncio client's shared connections cannot keep")
+            return await self._rename(route_name(r.name), r.argv, r.targets)
         topo = await state.ensure()
         if r.via is Via.SLOT:
             assert r.slot is not None
@@ -256,6 +223,32 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
                 return await self._run(nodes[0].name, info, None, args, options, blocking=blocking)
             return shape(r.name, await self._on_nodes(nodes, info, args, options))
         return await self._run(self._default_node(topo).name, info, None, args, options, blocking=blocking)
+
+    async def _rename(self, name: str, argv: list[Any], targets: Any) -> Any:
+        """CLIENT SETNAME / SETINFO (naming.plan): checked on the probe node's shared connections
+        first (the server's error if it is bad), then a keyword of every connection of the targeted
+        nodes (all nodes, and nodes to come, when no target is given): their shared connections
+        take it in place, dedicated ones are renewed, and each targeted node (the default node
+        without targets) keeps a shared connection, so CLIENT LIST shows the name as with RedisCluster."""
+        state = self._state
+        topo = await state.ensure()
+        default = self._default_node(topo)
+        nodes = None if targets is None else target_nodes(topo, targets, lambda: default)
+        change = naming.plan(argv, nodes, default, state.conn_kwargs, state.node_kwargs, state.nodes)
+        command = hiredis_pack(tuple(argv))
+        probe = state.state(change.probe.name).pool
+        await probe.shared()
+        replies = await probe.rename(command)
+        if not replies:  # its shared connection broke in between: nothing was sent
+            raise LostConnectionError("no open shared connection", node=change.probe.name, sent=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        await state.rename(change, command)
+        for node in change.send_to:
+            await state.state(node.name).pool.shared()  # opened with the name if none was open
+        parsed = self._parse(name, replies[0], {})
+        return shape(name, {node.name: parsed for node in change.send_to})
 
     async def _command_info(self, name: str) -> Any:
         """COMMAND INFO `name` on the default node (a primary), on its shared connections."""

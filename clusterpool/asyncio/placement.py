@@ -10,11 +10,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.client import NEVER_DECODE
 
+from .._redispy import NEVER_DECODE
 from .. import errors
 from ..commands import CommandInfo
-from ..fanout import Via, route, write_refused
+from ..routes import Via, route, write_refused
 from ..readfrom import choose
 from ..resp import callback_for
 from ..slots import encode_key, key_slot

@@ -27,16 +27,19 @@ from ..bus import EventBus
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
-from ..discovery import STARTUP_ERRORS, startup_failure
+from ..startup import STARTUP_ERRORS, startup_failure
 from ..events import RefreshFailed
+from ..naming import Renaming
 from ..node import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
 from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
 from ..topology import REPLICA, Topology
+from ..viewquery import Queries
 from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
+from .settings import NodeSettings
 
 log = logging.getLogger("clusterpool.asyncio")
 
@@ -47,15 +50,16 @@ class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
-                 min_gap: float = 0.2, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
+                 min_gap: float | None = None, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
         """No I/O: the first command (or `connect()`) discovers the cluster."""
         self.config = config
-        self.conn_kwargs = dict(config.connection)
+        self.conn_kwargs = dict(config.connection)  # replaced whole (CLIENT SETNAME), never changed in place
+        self.node_kwargs: dict[str, dict[str, Any]] = {}  # per-node connection keywords; replaced whole
         self.startup = tuple(f"{h}:{p}" for h, p in config.startup_nodes)
         self.max_shared = max_shared
         self.sample_size = sample_size
         self.max_views = max_views
-        self.min_gap = min_gap
+        self.min_gap = config.refresh_min_gap if min_gap is None else min_gap
         self.fast_interval = fast_interval
         self.fast_window = fast_window
         self.topology: Topology | None = None
@@ -69,6 +73,7 @@ class ClusterState(NodeBook):
         self.refreshes = 0
         self.refresh_requests = 0
         self.commands = CommandLookup()  # COMMAND INFO for commands the shipped specs lack
+        self.queries = Queries()  # per node: the discovery commands it answers, when not the default
         self.closers: set[Callable[[], None]] = set()  # called at aclose() (event streams end)
         self.last_decision = ""
         self._version = 0
@@ -100,7 +105,7 @@ class ClusterState(NodeBook):
             failures: list[str] = []
             for name in self.startup:
                 try:
-                    view = await read_view(self.config, self.conn_kwargs, name)
+                    view = await read_view(self.config, self.conn_kwargs, name, self.queries)
                 except STARTUP_ERRORS as e:
                     failures.append(startup_failure(name, e))
                     continue
@@ -131,10 +136,22 @@ class ClusterState(NodeBook):
         return st
 
     def _connections(self, name: str, readonly: bool) -> NodeConnections:
+        return NodeConnections(self._settings(name, readonly), max_shared=self.max_shared,
+                               max_connections=self.config.max_connections, pool_timeout=self.config.pool_timeout)
+
+    def _settings(self, name: str, readonly: bool) -> NodeSettings:
         host, _, port = name.rpartition(":")
-        settings = node_settings(self.config, self.conn_kwargs, host, int(port), readonly=readonly)
-        return NodeConnections(settings, max_shared=self.max_shared, max_connections=self.config.max_connections,
-                               pool_timeout=self.config.pool_timeout)
+        extra = self.node_kwargs.get(name)  # CLIENT SETNAME / SETINFO made for this node
+        kw = {**self.conn_kwargs, **extra} if extra else self.conn_kwargs
+        return node_settings(self.config, kw, host, int(port), readonly=readonly)
+
+    async def rename(self, change: Renaming, command: bytes) -> None:
+        """Take CLIENT SETNAME / SETINFO's new keywords (naming.plan) and give them to the
+        connections of the nodes it resets: shared ones get `command` in place, new ones
+        open with it."""
+        self.conn_kwargs, self.node_kwargs = change.conn_kwargs, change.node_kwargs
+        nodes = [st for st in (self.nodes.get(n) for n in change.reset) if st is not None]
+        await asyncio.gather(*(st.pool.rename(command, self._settings(st.name, st.readonly)) for st in nodes))
 
     # ---- map changes -----------------------------------------------------------------
 
@@ -256,7 +273,7 @@ class ClusterState(NodeBook):
         return outcome.topology
 
     async def _ask(self, names: tuple[str, ...]) -> Answers:
-        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n) for n in names),
+        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n, self.queries) for n in names),
                                        return_exceptions=True)
         for r in results:
             if isinstance(r, asyncio.CancelledError):
@@ -277,8 +294,9 @@ class ClusterState(NodeBook):
         try:
             async with asyncio.timeout(self.config.refresh_timeout):  # the connect too, not only the reply
                 await st.pool.execute("PING")
-        except (rx.RedisError, OSError, TimeoutError):
-            return
+        except (rx.RedisError, OSError, TimeoutError) as e:
+            if not errors.refused(e):  # an ACL without PING: the node answered, so it is up
+                return
         self.node_recovered(name)
 
     # ---- lifecycle -------------------------------------------------------------------
