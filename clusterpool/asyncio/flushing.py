@@ -35,7 +35,7 @@ class Flusher:
     __slots__ = ("__weakref__", "_loop", "_marked", "_scheduled", "awaited")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)  # a strong one would keep the loop's entry in _FLUSHERS for ever
         self._marked: list[_Flushable] = []
         self._scheduled = 0  # flush callbacks scheduled and not yet run
         self.awaited = 0  # replies awaited on this loop's shared connections
@@ -44,8 +44,7 @@ class Flusher:
         """`conn` has commands queued: flush it with the next flush callback."""
         self._marked.append(conn)
         if not self._scheduled:
-            self._scheduled = 1
-            self._loop.call_soon(self._run)
+            self._schedule()
 
     def sent(self, replies: int) -> None:
         """A write added `replies` replies to await."""
@@ -56,8 +55,13 @@ class Flusher:
         awaited, flush after the callers they woke up."""
         self.awaited -= replies
         if not self.awaited:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = self._loop()
+        if loop is not None:
             self._scheduled += 1
-            self._loop.call_soon(self._run)
+            loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._scheduled -= 1

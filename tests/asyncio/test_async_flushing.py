@@ -4,6 +4,8 @@ event loop the suite runs on: stand-in connections record when they are flushed.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -79,11 +81,15 @@ async def test_a_mark_while_replies_are_awaited_is_flushed_in_the_next_iteration
     assert events == ["caller", "flush conn", "after caller"]
 
 
-async def test_each_loop_has_one_flusher():
+async def test_each_loop_has_one_flusher_which_goes_with_its_loop():
     loop = asyncio.get_running_loop()
     assert flusher_of(loop) is flusher_of(loop)
     other = asyncio.new_event_loop()
     try:
         assert flusher_of(other) is not flusher_of(loop)
+        gone = weakref.ref(flusher_of(other))
     finally:
         other.close()
+    del other
+    gc.collect()
+    assert gone() is None
