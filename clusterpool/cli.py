@@ -25,6 +25,7 @@ from redis import exceptions as rx
 
 from .client import ClusterClient
 from .events import Event
+from .replication import Lag
 from .sizing import recommend_pool_size
 from .slots import SLOT_COUNT, slot_of
 from .topology import Node
@@ -68,6 +69,13 @@ def _probe(client: ClusterClient) -> None:
         client.core.maintain_once()
     except (rx.RedisError, OSError):
         pass  # unreachable nodes show up as unhealthy in the output
+
+
+def _lag(lag: Lag | None) -> str:
+    """A replica's lag as the topology table shows it."""
+    if lag is None:
+        return "-"
+    return f"{lag.bytes} B / {lag.seconds} s" if lag.linked else "not linked"
 
 
 def _ranges(slot_ranges: Any) -> str:
@@ -147,12 +155,13 @@ def topology(opts: _Opts) -> None:
     table = _table(
         f"cluster via {view.source}: {len(view.shards)} shards, {len(view.nodes)} nodes, "
         f"{view.covered_slots}/{SLOT_COUNT} slots covered ({state}), map v{view.version}",
-        ["shard", "slots", "node", "role", "cluster health", "client health", "latency ms", "pool (in use/size)"],
+        ["shard", "slots", "node", "role", "cluster health", "client health", "latency ms", "pool (in use/size)",
+         "zone", "lag"],
     )
     for i, shard in enumerate(view.shards):
         members = ([shard.primary] if shard.primary else []) + list(shard.replicas)
         if not members:
-            table.add_row(str(i), _ranges(shard.slots), "-", "-", "-", "-", "-", "-")
+            table.add_row(str(i), _ranges(shard.slots), "-", "-", "-", "-", "-", "-", "-", "-")
         for j, n in enumerate(members):
             pool = "-" if n.pool is None else f"{n.pool.in_use}/{n.pool.size}"
             table.add_row(
@@ -164,6 +173,8 @@ def topology(opts: _Opts) -> None:
                 n.health,
                 _ms(n.latency_ms),
                 pool,
+                n.zone or "-",
+                _lag(n.lag),
                 end_section=j == len(members) - 1,
             )
     console.print(table)

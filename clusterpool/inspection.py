@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .pool import PoolStats
 from .slots import slot_of
-from .topology import Node, Topology
+from .replication import Lag
+from .topology import REPLICA, Node, Topology
 
 if TYPE_CHECKING:
     from .asyncio.nodeset import NodeConnectionsStats
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
-    """One node: the cluster's view (role, flags) plus the client's (health, latency, pool)."""
+    """One node: the cluster's view (role, flags) plus the client's (health, latency, pool, and
+    from the maintenance probe the node's zone and, for a replica, its lag behind the primary)."""
 
     name: str
     id: str
@@ -37,6 +39,8 @@ class NodeView:
     health: str
     latency_ms: float | None
     pool: PoolStats | None
+    zone: str | None = None
+    lag: Lag | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,8 @@ def topology_view(t: Topology, nodes: Mapping[str, NodeState[Any]],
             st.health.value if st else "healthy",
             None if st is None or st.latency is None else round(st.latency * 1000, 3),
             pool_stats(st) if st else None,
+            st.zone if st else None,
+            st.lag if st and n.role == REPLICA else None,
         )
 
     shards = tuple(

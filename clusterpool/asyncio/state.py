@@ -40,6 +40,7 @@ from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
 from .settings import NodeSettings
+from .watch import watch
 
 log = logging.getLogger("clusterpool.asyncio")
 
@@ -83,6 +84,7 @@ class ClusterState(NodeBook):
         self._connect_lock: asyncio.Lock | None = None
         self._refresh_lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None  # watch.py: INFO probes every health_interval
         self._closing: set[asyncio.Task[Any]] = set()
         self._last = 0.0
         self._urgent_since: float | None = None
@@ -113,7 +115,10 @@ class ClusterState(NodeBook):
                 self.table = self.commands.table()
                 self.adopt(view.topology)
                 self._wake = asyncio.Event()
-                self._task = asyncio.get_running_loop().create_task(self._refresh_loop(), name="clusterpool-async-refresh")
+                loop = asyncio.get_running_loop()
+                self._task = loop.create_task(self._refresh_loop(), name="clusterpool-async-refresh")
+                if self.config.watches_replicas:
+                    self._watch = loop.create_task(watch(self), name="clusterpool-async-maintenance")
                 return view.topology
             raise errors.ClusterUnreachableError("no startup node could be reached: " + "; ".join(failures))
 
@@ -318,10 +323,11 @@ class ClusterState(NodeBook):
         if self._closed:
             return
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [t for t in (self._task, self._watch) if t is not None]
+        self._task = self._watch = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         nodes, self.nodes = self.nodes, {}
         await asyncio.gather(*(st.pool.aclose() for st in nodes.values()), *self._closing, return_exceptions=True)
         self.bus.close()
