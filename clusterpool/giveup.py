@@ -97,6 +97,20 @@ def owner_wait(budget: Budget, topology: Topology | None, now: float,
     return b, wait if left is None else min(wait, left)
 
 
+def owner_step(topology: Topology | None, slot: int, budget: Budget, now: float,
+               backoff: Callable[[int], float]) -> tuple[Shard | None, Budget, float]:
+    """One turn of both drivers' wait for a slot's primary: (its shard, -, -) when `topology`
+    names one; else (None, the budget after this failure, how long to wait for a new map);
+    raises no_owner_error's error when the wait is over."""
+    found = owner_of(topology, slot)
+    if found is not None:
+        return found, budget, 0.0
+    budget, wait = owner_wait(budget, topology, now, backoff)
+    if wait is None:
+        raise no_owner_error(topology, slot, budget)
+    return None, budget, wait
+
+
 def _takeover_possible(topology: Topology | None) -> bool:
     """Whether the map holds replicas whose primary failed (one of them may be promoted)."""
     return topology is None or any(s.primary is None and s.replicas for s in topology.shards)

@@ -26,7 +26,7 @@ from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
 from .pool import ConnectionPool
-from .giveup import deadline_error, give_up_error, no_owner_error, owner_of, owner_wait
+from .giveup import deadline_error, give_up_error, owner_of, owner_step
 from .policy import Action, Budget, Do, Failure, Kind, answered, deadline_after, decide, failure_of
 from .resp import command_name, parse_reply
 from .topology import Node, Shard, Topology
@@ -67,13 +67,9 @@ class RouterMixin:
             core.refresher.request()
             self._wait_for(lambda: owner_of(core.topology, slot), budget.left(time.monotonic()) or 0.0)
         while True:
-            t = core.topology
-            found = owner_of(t, slot)
+            found, budget, wait = owner_step(core.topology, slot, budget, time.monotonic(), self.backoff_delay)
             if found is not None:
                 return found
-            budget, wait = owner_wait(budget, t, time.monotonic(), self.backoff_delay)
-            if wait is None:
-                raise no_owner_error(t, slot, budget)
             core.refresher.request()
             self._wait_for(lambda: owner_of(core.topology, slot), wait)
 

@@ -21,7 +21,7 @@ from ..observe import Observer
 from ..policy import Action, Budget, Do, Failure, Kind, deadline_after, decide, failure_of
 from ..readfrom import ReadStrategy, choose
 from ..resp import parse_reply
-from ..giveup import give_up_error, no_owner_error, owner_of, owner_wait
+from ..giveup import give_up_error, owner_of, owner_step
 from ..topology import Node, Shard, Topology
 from .errors import by_deadline
 from .state import AsyncNode, ClusterState
@@ -182,13 +182,9 @@ class RouterMixin:
             state.request_refresh()
             await self._wait_for_map(slot, budget.left(time.monotonic()) or 0.0)
         while True:
-            t = state.topology
-            found = owner_of(t, slot)
+            found, budget, wait = owner_step(state.topology, slot, budget, time.monotonic(), self._backoff)
             if found is not None:
                 return found
-            budget, wait = owner_wait(budget, t, time.monotonic(), self._backoff)
-            if wait is None:
-                raise no_owner_error(t, slot, budget)
             state.request_refresh()
             await self._wait_for_map(slot, wait)
 

@@ -7,7 +7,7 @@ import pytest
 from redis import exceptions as rx
 
 from clusterpool import errors
-from clusterpool.giveup import give_up_error, no_owner_error, owner_wait
+from clusterpool.giveup import give_up_error, no_owner_error, owner_step, owner_wait
 from clusterpool.policy import MAX_UNSERVED, Action, Budget, Do, Failure, Give, Kind
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard, Topology
 
@@ -76,3 +76,16 @@ def test_with_nobody_to_take_over_the_wait_ends_after_max_unserved_waits():
 
 def test_with_a_deadline_nobody_to_take_over_waits_until_the_deadline():
     assert owner_wait(Budget(failures=MAX_UNSERVED + 3, deadline=NOW + 1), UNASSIGNED, NOW, backoff)[1] is not None
+
+
+
+def test_owner_step_returns_the_shard_when_the_map_names_a_primary():
+    found, budget, wait = owner_step(SERVED, 100, Budget(), NOW, backoff)
+    assert found is SERVED.slot_table[100] and budget.failures == 0
+
+
+def test_owner_step_waits_while_a_replica_may_take_over_then_raises_when_spent():
+    found, budget, wait = owner_step(TAKEOVER, 100, Budget(retries=2), NOW, backoff)
+    assert found is None and budget.failures == 1 and wait == backoff(1)
+    with pytest.raises(errors.SlotNotCoveredError):
+        owner_step(TAKEOVER, 100, Budget(retries=2, failures=2), NOW, backoff)
