@@ -27,7 +27,7 @@ from ..bus import EventBus
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
-from ..startup import STARTUP_ERRORS, startup_failure
+from ..startup import STARTUP_ERRORS, startup_failure, unreachable
 from ..events import RefreshFailed
 from ..naming import Renaming
 from ..node import NodeState
@@ -120,7 +120,7 @@ class ClusterState(NodeBook):
                 if self.config.watches_replicas:
                     self._watch = loop.create_task(watch(self), name="clusterpool-async-maintenance")
                 return view.topology
-            raise errors.ClusterUnreachableError("no startup node could be reached: " + "; ".join(failures))
+            raise unreachable(failures)
 
     # ---- nodes -----------------------------------------------------------------------
 
