@@ -29,12 +29,13 @@ from redis.connection import AbstractConnection
 
 from ._redispy import EMPTY_RESPONSE, EventDispatcher
 from . import batchrules
-from .commands import SPLIT_SUM, CommandInfo
+from .commands import CommandInfo
+from .pipeplan import plan_all
 from .queued import Queued
 from .policy import Do, Failure, Kind, decide, failure_of
 from .topology import Node
 from .connection import pack_many
-from .slots import encode_key, key_slot, slot_of
+from .slots import slot_of
 from .quickcommands import QuickCommands
 from .router import acquire_by
 from .transaction import TransactionMixin
@@ -159,68 +160,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 
     close = reset
 
-    # ---------------------------------------------------------------- planning
-
-    def _plan(self, q: Queued) -> None:
-        client = self._client
-        table = client.core.table
-        assert table is not None
-        cached = table.resolved.get(q.args[0])
-        if cached is not None and not cached[1] and cached[0].single_key and len(q.args) > cached[0].single_key:
-            info = q.info = cached[0]  # one key at a fixed place: the common case, as in execute_command
-            key = q.args[info.single_key]
-            q.slot = key_slot(key if type(key) is bytes else encode_key(key))
-            if client.refuses_writes and not info.readonly:
-                client.refuse_write(q.args)
-            return
-        info, argv = table.resolve(q.args)
-        q.info = info
-        keys = info.keys(argv)
-        if not keys:
-            q.slot = None
-            return
-        slots = {slot_of(k) for k in keys}
-        if client.refuses_writes and not info.readonly:
-            client.refuse_write(q.args)
-        if len(slots) > 1:
-            if info.name not in SPLIT_SUM or len(keys) != len(q.args) - 1:
-                raise batchrules.keys_cross_slot(q.args)  # RedisCluster's words; a CrossSlotError too
-            q.parts = []  # one command per slot, sent as any other; the counts summed (`_fold`)
-            for slot, group in batchrules.by_slot(keys).items():
-                part = Queued((q.args[0], *group), dict(q.options))
-                part.info, part.slot = info, slot
-                q.parts.append(part)
-            return
-        q.slot = slots.pop()
-
-    def _plan_all(self, queue: list[Queued]) -> bool:
-        """`_plan` every command not planned yet, the common case (one key at a fixed place) inline:
-        on a 10k pipeline a method call per command is a measurable part of the client's time.
-        True when a command was split per slot (`q.parts`)."""
-        client = self._client
-        table = client.core.table
-        assert table is not None
-        resolved = table.resolved
-        refuse = client.refuses_writes
-        split = False
-        for q in queue:
-            if q.info is not None:
-                continue
-            args = q.args
-            cached = resolved.get(args[0])
-            if cached is not None and not cached[1]:
-                info = cached[0]
-                idx = info.single_key
-                if idx and len(args) > idx:
-                    key = args[idx]
-                    q.info = info
-                    q.slot = key_slot(key if type(key) is bytes else encode_key(key))
-                    if refuse and not info.readonly:
-                        client.refuse_write(args)
-                    continue
-            self._plan(q)
-            split = split or q.parts is not None
-        return split
+    # ---------------------------------------------------------------- routing
 
     def _group(self, pending: list[Queued], deadline: float | None) -> dict[str, list[Queued]]:
         """The commands per node name, routed on one snapshot of the map; commands answered with
@@ -275,7 +215,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 return []
             self._client.core.ensure()
             deadline = self._client.deadline()
-            if self._plan_all(queue):
+            if plan_all(queue, self._client.core.table, self._client.refuses_writes):
                 self._run_rounds([p for q in queue for p in (q.parts or (q,))], deadline)
                 for q in queue:
                     if q.parts is not None:
