@@ -1,7 +1,7 @@
 """The `clusterpool` console script: runs the CLI, or says how to install it when its extras are missing.
 
 click and rich are the `cli` extra, not dependencies of the library; a plain
-`pip install clusterpool` must still give a `clusterpool` command that explains
+`pip install redis-clusterpool` must still give a `clusterpool` command that explains
 itself in one line instead of a traceback.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-INSTALL_HINT = "pip install 'clusterpool[cli]'"
+INSTALL_HINT = "pip install 'redis-clusterpool[cli]'"
 EXIT_MISSING_EXTRA = 2  # a usage problem, as click's own usage errors
 
 

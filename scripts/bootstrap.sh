@@ -60,5 +60,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >>"$LOG" 2>&
     fi
 fi
 
-# 3. the project with its dev extra
+# 3. the project with its dev extra (a .venv from before the rename to redis-clusterpool
+#    still holds the old 'clusterpool' distribution: remove it so one owns the package)
+.venv/bin/pip uninstall -q -y clusterpool >>"$LOG" 2>&1 || true
 .venv/bin/pip install -q -e '.[dev]' >>"$LOG" 2>&1

@@ -213,7 +213,7 @@ def test_console_script_without_click_says_how_to_install_it():
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [
-        "clusterpool: the command line needs click, which is not installed: pip install 'clusterpool[cli]'"
+        "clusterpool: the command line needs click, which is not installed: pip install 'redis-clusterpool[cli]'"
     ]
 
 
