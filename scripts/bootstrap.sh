@@ -63,4 +63,5 @@ fi
 # 3. the project with its dev extra (a .venv from before the rename to redis-clusterpool
 #    still holds the old 'clusterpool' distribution: remove it so one owns the package)
 .venv/bin/pip uninstall -q -y clusterpool >>"$LOG" 2>&1 || true
+rm -rf clusterpool.egg-info
 .venv/bin/pip install -q -e '.[dev]' >>"$LOG" 2>&1
