@@ -35,7 +35,7 @@ from .readfrom import ANY, NEAREST, PRIMARY, REPLICA, REPLICA_PREFERRED, NodeSta
 from .slots import key_slot, slot_of
 from .topology import Node, Shard, Topology
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "ANY", "NEAREST", "PRIMARY", "REPLICA", "REPLICA_PREFERRED",

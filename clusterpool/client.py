@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from redis.client import CaseInsensitiveDict
 from redis.exceptions import WatchError
 from redis.commands import RedisClusterCommands
-from redis.event import EventDispatcher
 
+from ._redispy import CaseInsensitiveDict, EventDispatcher, get_response_callbacks
 from .commands import CommandInfo
 from .config import Config
 from .core import Core
@@ -37,21 +36,15 @@ from .pipeline import ClusterPipeline
 from .pubsub import ClusterPubSub
 from .quickcommands import QuickCommands
 from .pool import current_pid
-from .readfrom import PRIMARY as READ_PRIMARY
-from .readfrom import REPLICA as READ_REPLICA
-from .readfrom import ReadStrategy, StrategyLike, choose, make_strategy
+from .readfrom import choose
 from .router import RouterMixin
 from .slots import encode_key, key_slot
 from .tracing import LatencyRecorder, combine
+from .views import ViewsMixin
 from .topology import Node, Topology
 
-try:  # redis-py >= 6
-    from redis._parsers.helpers import get_response_callbacks
-except ImportError:  # pragma: no cover
-    get_response_callbacks = None  # type: ignore[assignment]
 
-
-class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin,
+class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin,
                     RedisClusterCommands):
     """A Redis Cluster client with redis-py's command API.
 
@@ -86,19 +79,14 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         self.config = config
         conn_kwargs = config.connection
         self.core = Core(config)
-        self._strategy: ReadStrategy = make_strategy(config.read_from)
-        self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
-        self.refuses_writes = False
-        # one shared replica rotation for every `client.reader` view (a new one per view
-        # would restart the round-robin at the first replica on every call)
-        self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
+        self._init_views(config.read_from)
         self.max_redirections = config.max_redirections
         self.retry = config.retry  # set_retry() replaces it, as on RedisCluster
         self.retry_unknown_outcome = config.retry_unknown_outcome
         self.retry_timeout = config.retry_timeout
         self.replica_fallback = config.replica_fallback
         self.response_callbacks = CaseInsensitiveDict(
-            get_response_callbacks(  # type: ignore[arg-type]
+            get_response_callbacks(
                 user_protocol=conn_kwargs.get("protocol"),
                 legacy_responses=conn_kwargs.get("legacy_responses", True),
             )
@@ -119,38 +107,12 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
 
     # ---------------------------------------------------------------- views
 
-    def _view(self, strategy: ReadStrategy, refuse_writes: bool) -> ClusterClient:
-        view = object.__new__(type(self))
-        view.__dict__.update(self.__dict__)
-        view.__dict__.pop("_reader_view", None)
-        view._strategy = strategy
-        view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
-        view.refuses_writes = refuse_writes
+    def _bind_view(self, view: Any) -> None:
         if "_run" in view.__dict__:
-            view._run = view._run_traced  # type: ignore[method-assign]  # bound to the view, not the parent
-        return view
+            view._run = view._run_traced  # bound to the view, not the parent
 
-    @property
-    def reader(self) -> ClusterClient:
-        """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
-        view = self.__dict__.get("_reader_view")
-        if view is None or view.core is not self.core:
-            strategy = self._strategy if not self._to_primary else self._reader_strategy
-            view = self._reader_view = self._view(strategy, True)
-        return view
-
-    @property
-    def writer(self) -> ClusterClient:
-        """Everything goes to primaries: reads see the writes just made."""
-        return self._view(make_strategy(READ_PRIMARY), False)
-
-    def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> ClusterClient:
-        """A view with another read strategy, sharing pools and topology."""
-        return self._view(make_strategy(read_from), refuse_writes)
-
-    @property
-    def read_from(self) -> str:
-        return str(getattr(self._strategy, "name", type(self._strategy).__name__))
+    def _reader_view_is_current(self, view: Any) -> bool:
+        return bool(view.core is self.core)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -241,6 +203,8 @@ class ClusterClient(QuickCommands, RouterMixin, InspectionMixin, FanoutMixin, No
         """MSET across slots, one MSET per slot (not atomic across slots)."""
         return mset_nonatomic(self, mapping)
 
-    def pubsub(self, **kwargs: Any) -> ClusterPubSub:
-        """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on one node, shard channels on their slot's primary."""
-        return ClusterPubSub(self, **kwargs)
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None,
+               **kwargs: Any) -> ClusterPubSub:
+        """A `ClusterPubSub` (redis-py's PubSub interface): classic channels on `node` (or host, port)
+        if given, else on one node; shard channels on their slot's primary."""
+        return ClusterPubSub(self, node=node, host=host, port=port, **kwargs)

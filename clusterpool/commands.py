@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from .resp import as_map, text
 
 log = logging.getLogger("clusterpool")
@@ -67,6 +69,9 @@ _OVERRIDES: dict[str, tuple[str, str | None]] = {
 
 # Commands that must never be sent through the router (they change connection
 # state that a pooled, shared connection cannot keep).
+# Commands redis-py's RedisCluster splits per slot instead of refusing (non-atomic; summed).
+SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
+
 CONNECTION_STATE = frozenset(
     {"select", "multi", "exec", "discard", "watch", "unwatch", "readonly", "readwrite",
      "asking", "quit", "reset", "hello", "auth", "client|setname", "subscribe",
@@ -326,6 +331,9 @@ class CommandTable:
             return None
         try:
             entry = self._fetch(top)
+        except ResponseError as e:  # the server answered (an ACL without COMMAND ...): do not ask again
+            log.debug("COMMAND INFO %s refused: %s", top, e)
+            entry = None
         except Exception as e:  # no answer: send the command as unknown this time, ask again next time
             log.debug("COMMAND INFO %s failed: %s", top, e)
             return None

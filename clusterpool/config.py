@@ -10,6 +10,7 @@ client, its core and its background threads read the same frozen value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -19,8 +20,17 @@ from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.retry import Retry
 
 from . import errors
-from .connection import CONNECTION_KEYS, default_driver_info
-from .options import COMPAT_SPELLINGS, IGNORED_COMPAT, check_types, node_list, unknown_options
+from ._redispy import backoff_of as _backoff_of
+
+from .optionkinds import COMPAT_SPELLINGS, check_types, unknown_options
+from .options import (
+    CONNECTION_KEYS,
+    IGNORED_COMPAT,
+    UNSUPPORTED_COMPAT,
+    default_driver_info,
+    node_list,
+    refuse_unsupported,
+)
 from .readfrom import PRIMARY, REPLICA, StrategyLike, make_strategy
 from .topology import AddressMap
 
@@ -32,8 +42,8 @@ def default_retry() -> Retry:
 
 
 def backoff_of(retry: Retry) -> AbstractBackoff:
-    """A Retry's backoff: redis-py has no public accessor, so this is the one place that reads it."""
-    return retry._backoff
+    """A Retry's backoff (redis-py has no public accessor: the seam reads it)."""
+    return _backoff_of(retry)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +68,7 @@ class Config:
     validate_on_return: bool = False
     refresh_interval: float = 30.0
     refresh_timeout: float = 1.0
+    refresh_min_gap: float = 0.2  # RedisCluster's topology_refresh_min_interval (its default: 1.0)
     health_interval: float = 1.0
     failure_threshold: int = 3
     breaker_cooldown: float = 2.0
@@ -71,7 +82,7 @@ class Config:
         """A checked Config from ClusterClient's arguments; ConfigurationError names what is wrong."""
         opts = dict(options)
         ours = {f.name for f in fields(cls)} - {"startup_nodes", "connection"}
-        known = ours | CONNECTION_KEYS | IGNORED_COMPAT | COMPAT_SPELLINGS
+        known = ours | CONNECTION_KEYS | IGNORED_COMPAT | COMPAT_SPELLINGS | set(UNSUPPORTED_COMPAT)
         unknown = set(opts) - known
         if unknown:
             raise errors.ConfigurationError(unknown_options(unknown, known))
@@ -104,6 +115,10 @@ class Config:
         for name in ("refresh_interval", "refresh_timeout", "health_interval", "breaker_cooldown"):
             if getattr(self, name) <= 0:
                 raise errors.ConfigurationError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        gap = self.refresh_min_gap
+        if not isinstance(gap, int | float) or not math.isfinite(gap) or gap < 0:
+            raise errors.ConfigurationError(
+                f"refresh_min_gap (topology_refresh_min_interval) must be a finite number of seconds >= 0, got {gap!r}")
         if self.min_idle < 0 or self.min_idle > self.max_connections:
             raise errors.ConfigurationError(f"min_idle must be between 0 and max_connections, got {self.min_idle}")
         for name in ("pool_timeout", "max_idle_time", "validate_after", "degraded_latency"):
@@ -128,6 +143,10 @@ _NONE_OK = frozenset({"retry_timeout", "pool_timeout", "max_idle_time", "address
 
 def _compat(opts: dict[str, Any]) -> None:
     """RedisCluster's spellings of our options, rewritten in place."""
+    refuse_unsupported(opts)
+    gap = opts.pop("topology_refresh_min_interval", None)
+    if gap is not None and "refresh_min_gap" not in opts:
+        opts["refresh_min_gap"] = gap
     rfr = opts.pop("read_from_replicas", False)
     lbs = opts.pop("load_balancing_strategy", None)
     if opts.get("read_from") is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import socket
 import struct
 import sys
@@ -11,10 +10,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.connection import AbstractConnection, Connection, SSLConnection
-from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._redispy import raw_socket, sync_parser
 
 
 if TYPE_CHECKING:  # the mixin's attributes and methods are redis-py Connection's
@@ -79,7 +79,7 @@ class _NodeConnectionMixin(_ConnectionBase):
         Python's timeout mode, which is correct, only slower. TLS sockets, and
         connections without a timeout, keep redis-py's setup.
         """
-        sock, timeout = self._sock, self.socket_timeout
+        sock, timeout = raw_socket(self), self.socket_timeout
         if type(sock) is not socket.socket or not timeout or timeout <= 0 or not sys.platform.startswith("linux"):
             return
         sec = int(timeout)
@@ -114,9 +114,9 @@ class _NodeConnectionMixin(_ConnectionBase):
 
     def send_packed(self, data: bytes) -> None:
         """Write one packed command; errors as send_packed_command raises them."""
-        if self._sock is None:
+        if not self.is_connected:
             self.connect()
-        sock = self._sock
+        sock = raw_socket(self)
         assert sock is not None
         try:
             sock.sendall(data)
@@ -134,7 +134,7 @@ class _NodeConnectionMixin(_ConnectionBase):
     def read_reply(self, disable_decoding: bool = False) -> Any:
         """Read one reply; errors as redis-py's read_response raises them (error replies raised)."""
         try:
-            response = self._parser.read_response(disable_decoding=disable_decoding)
+            response = sync_parser(self).read_response(disable_decoding=disable_decoding)
         except TimeoutError:
             self.disconnect()
             raise RedisTimeoutError(f"Timeout reading from {self.host}:{self.port}") from None
@@ -180,23 +180,6 @@ class SSLNodeConnection(_NodeConnectionMixin, SSLConnection):
     """A TLS connection to one cluster node."""
 
 
-# redis.Redis keywords that belong to a connection, passed through untouched.
-CONNECTION_KEYS = frozenset(
-    {
-        "username", "password", "socket_timeout", "socket_connect_timeout",
-        "socket_keepalive", "socket_keepalive_options", "socket_read_size",
-        "encoding", "encoding_errors", "decode_responses", "client_name",
-        "protocol", "legacy_responses", "credential_provider", "driver_info",
-        "lib_name", "lib_version", "health_check_interval", "redis_connect_func",
-        "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
-        "ssl_ca_data", "ssl_check_hostname", "ssl_password", "ssl_min_version",
-        "ssl_ciphers", "ssl_include_verify_flags", "ssl_exclude_verify_flags",
-        "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_ocsp_context",
-        "ssl_ocsp_expected_cert", "parser_class",
-    }
-)
-
-
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is a dependency
@@ -234,15 +217,6 @@ def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:
     conn.send_command("COMMAND", "INFO", name)
     reply = conn.read_response()
     return reply[0] if reply and reply[0] else None
-
-
-@functools.cache
-def default_driver_info() -> DriverInfo:
-    """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
-    metadata, ~0.3 ms) for every connection that is not given one."""
-    from . import __version__
-
-    return DriverInfo().add_upstream_driver("clusterpool", __version__)
 
 
 def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,

@@ -70,6 +70,7 @@ class Core(NodeBook):
             self.adopt,
             self._refresh_failed,
             interval=config.refresh_interval,
+            min_gap=config.refresh_min_gap,
         )
         self._lock = threading.RLock()
         self._version = 0
@@ -140,6 +141,9 @@ class Core(NodeBook):
             c = pool.acquire()
             try:
                 entry = command_info(c, name)
+            except rx.ResponseError:  # refused (an ACL without COMMAND): the connection is fine
+                pool.release(c)
+                raise
             except BaseException:
                 pool.discard(c)
                 raise

@@ -2,23 +2,28 @@
 
 Probe connections are the client's own (never pooled), with `refresh_timeout` for
 connect and reply, RESP2 (no HELLO round trip) and no CLIENT SETINFO, so a slow or
-dead node costs one short timeout. A view is CLUSTER SHARDS and CLUSTER NODES (for the
-config epochs `agreement` orders owners by) in one round trip.
+dead node costs one short timeout. What to ask a node (CLUSTER SHARDS or SLOTS, and
+CLUSTER NODES for the config epochs `agreement` orders owners by), and what a refusal
+means, is `viewquery`'s, shared with the asyncio client; `Discovery.queries` remembers
+per node what it answered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis import exceptions as rx
 from redis.connection import AbstractConnection
 
 from . import errors
-from .agreement import View, make_view, parse_epochs
+from .agreement import View
 from .config import Config
 from .connection import make_connection
-from .topology import Topology, parse_shards, parse_slots
+from .topology import Topology
+from .refreshsteps import drive
+from .viewquery import Queries, view_steps
 
 # What a startup node may fail with: startup_failure says which of these stop discovery.
 STARTUP_ERRORS = (rx.AuthenticationError, errors.NotAClusterError, rx.ConnectionError, rx.TimeoutError, OSError,
@@ -43,6 +48,7 @@ class Discovery:
     def __init__(self, config: Config, conn_kwargs: Callable[[], Mapping[str, Any]]) -> None:
         self._config = config
         self._conn_kwargs = conn_kwargs
+        self.queries = Queries()  # per node: the discovery commands it answers, when not the default
 
     def probe(self, host: str, port: int) -> AbstractConnection:
         """A connection of its own (not pooled) with the refresh timeout, RESP2, no client name."""
@@ -56,53 +62,31 @@ class Discovery:
 
     def first_map(self, host: str, port: int) -> Topology:
         """The map as one startup node sees it (errors say what is wrong with that node)."""
-        conn = self.probe(host, port)
-        try:
-            conn.connect()
-            return self.read_topology(conn, host, port)
-        finally:
-            conn.disconnect()
-
-    def read_topology(self, conn: AbstractConnection, host: str, port: int) -> Topology:
-        """CLUSTER SHARDS (CLUSTER SLOTS before 7.0) on `conn`; NotAClusterError for a standalone server."""
-        source = f"{host}:{port}"
-        try:
-            conn.send_command("CLUSTER", "SHARDS")
-            reply = conn.read_response()
-            return parse_shards(reply, host, tls=self._config.ssl, address_map=self._config.address_map, source=source)
-        except rx.ResponseError as e:
-            msg = str(e).lower()
-            if "cluster support disabled" in msg or "cluster mode is not enabled" in msg:
-                raise errors.NotAClusterError(
-                    f"{source} is not a cluster node (cluster-enabled is off); "
-                    "use redis.Redis for a standalone server"
-                ) from e
-            if "unknown" not in msg:
-                raise
-        conn.send_command("CLUSTER", "SLOTS")  # server before 7.0
-        return parse_slots(conn.read_response(), host, address_map=self._config.address_map, source=source)
+        return self.view(f"{host}:{port}").topology
 
     def view(self, name: str) -> View:
-        """One node's view for the refresher: its map and the config epochs it knows, in one round trip."""
+        """One node's view for the refresher: its map and the config epochs it knows, in one round
+        trip (two when the node refuses a command it did not refuse before; see viewquery)."""
         host, _, port_s = name.rpartition(":")
-        port = int(port_s)
-        conn = self.probe(host, port)
+        asked = self.queries.for_node(name, time.monotonic())
+        conn = self.probe(host, int(port_s))
         try:
             conn.connect()
-            conn.send_packed_command(conn.pack_commands([("CLUSTER", "SHARDS"), ("CLUSTER", "NODES")]))
-            try:
-                shards: Any = conn.read_response()
-            except rx.ResponseError as e:
-                shards = e
-            try:
-                epochs, excluded = parse_epochs(conn.read_response())
-            except rx.ResponseError:  # no CLUSTER NODES (a proxy, a restricted ACL): votes only
-                epochs, excluded = {}, frozenset()
-            if isinstance(shards, rx.ResponseError):  # before 7.0, or not a cluster: the slow path says which
-                topo = self.read_topology(conn, host, port)
-            else:
-                topo = parse_shards(shards, host, tls=self._config.ssl, address_map=self._config.address_map, source=name)
-            return make_view(name, topo, epochs, excluded)
+            view, worked = drive(view_steps(name, asked, tls=self._config.ssl, address_map=self._config.address_map),
+                                 lambda commands: _exchange(conn, commands))
         finally:
             conn.disconnect()
+        self.queries.learn(name, asked, worked, time.monotonic())
+        return view
 
+
+def _exchange(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send `commands` in one write and read one reply each; an error reply is returned, not raised."""
+    conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(conn.read_response())
+        except rx.ResponseError as e:
+            replies.append(e)
+    return replies

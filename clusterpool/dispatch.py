@@ -7,7 +7,7 @@ state. Everything here is the client's decision-making surface: where a command 
 (`pick_node`, `default_node`, `resolve_targets`), whether it may go at all
 (`refuses_writes`, `refuse_write`), how a reply is parsed (`parse_reply`), and the
 failure policy's budgets and effects (`new_budget`, `backoff_delay`, `note_failure`,
-`give_up`).
+`give_up`), and RedisCluster's node objects (`get_node`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .core import Core
     from .node import NodeState
+    from .nodeapi import ClusterNode
     from .policy import Action, Budget, Failure
     from .topology import Node, Topology
 
@@ -36,5 +37,7 @@ class Dispatcher(Protocol):
     def new_budget(self) -> Budget: ...
     def backoff_delay(self, n: int) -> float: ...
     def note_failure(self, action: Action, failure: Failure, st: NodeState, error: BaseException | None) -> None: ...
+    def get_node(self, host: str | None = None, port: int | None = None,
+                 node_name: str | None = None) -> ClusterNode | None: ...
     def give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
                 error: BaseException | None) -> BaseException: ...

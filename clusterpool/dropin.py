@@ -13,19 +13,18 @@ one says the name at connect, so `client_list()` shows it. A mixin of ClusterCli
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from redis._parsers.encoders import Encoder
-from redis.client import CaseInsensitiveDict
-from redis.cluster import RedisCluster
 from redis.commands.core import BasicKeyCommands
 from redis.driver_info import DriverInfo
 from redis.lock import Lock
 from redis.retry import Retry
 
+from ._redispy import CaseInsensitiveDict, Encoder
 from . import errors
+from .callbacks import ResponseCallback, cluster_callbacks, compose, composed_callbacks
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
 from .readfrom import ReadStrategy, make_strategy
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from .core import Core
     from .topology import Node, Topology
 
-ResponseCallback = Callable[..., Any]
-
 # Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
 STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
     "client|setname": "_setname",
@@ -45,36 +42,6 @@ STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
     "readonly": "_readonly_command",
     "readwrite": "_readwrite_command",
 })
-
-
-def _compose(base: ResponseCallback | None, outer: ResponseCallback) -> ResponseCallback:
-    """`outer` applied to what `base` made of the reply: RedisCluster's order for cluster callbacks."""
-    if base is None:
-        return outer
-
-    def both(response: Any, **options: Any) -> Any:
-        return outer(base(response, **options), **options)
-
-    return both
-
-
-def composed_callbacks(base: Mapping[str, ResponseCallback | None], protocol: Any,
-                       legacy_responses: bool) -> dict[str, ResponseCallback]:
-    """RedisCluster's cluster callbacks applied after redis-py's own (`base`), per command."""
-    return {command: _compose(base.get(command), cb)
-            for command, cb in cluster_callbacks(protocol, legacy_responses).items()}
-
-
-def cluster_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, ResponseCallback]:
-    """RedisCluster's own reply parsers for CLUSTER SLOTS / SHARDS / MYSHARDID, per protocol."""
-    from redis import cluster as rc
-
-    out: dict[str, ResponseCallback] = dict(RedisCluster.CLUSTER_COMMANDS_RESPONSE_CALLBACKS)
-    if not legacy_responses:
-        out["CLUSTER SHARDS"] = rc.parse_cluster_shards_unified
-    elif protocol is None:
-        out["CLUSTER SHARDS"] = rc.parse_cluster_shards_with_str_keys
-    return out
 
 
 class DropInMixin:
@@ -103,14 +70,14 @@ class DropInMixin:
     def _install_callbacks(self, protocol: Any, legacy_responses: bool) -> None:
         self._base_callbacks = CaseInsensitiveDict(dict(self.response_callbacks))
         self.cluster_response_callbacks = CaseInsensitiveDict(
-            cluster_callbacks(protocol, legacy_responses))  # type: ignore[arg-type]
+            cluster_callbacks(protocol, legacy_responses))
         self.encoder = self.get_encoder()
         self.response_callbacks.update(composed_callbacks(self._base_callbacks, protocol, legacy_responses))
 
     def set_response_callback(self, command: str, callback: ResponseCallback) -> None:
         """A custom reply parser for `command`, applied after redis-py's own one (as RedisCluster does)."""
         self.cluster_response_callbacks[command] = callback
-        self.response_callbacks[command] = _compose(self._base_callbacks.get(command), callback)
+        self.response_callbacks[command] = compose(self._base_callbacks.get(command), callback)
         self._callbacks.clear()  # the per-command-name cache of parsers
 
     # ---------------------------------------------------------------- helpers redis-py builds on

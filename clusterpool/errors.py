@@ -66,3 +66,12 @@ class NodeUnavailableError(ClusterPoolError, _rx.ConnectionError):
 
 class UnknownOutcomeError(ClusterPoolError, _rx.ConnectionError):
     """A write was sent but the connection broke before its reply: it may or may not have applied."""
+
+
+def refused(error: BaseException) -> bool:
+    """Whether an error reply means the node will not run that command for us: denied by the
+    user's ACL (NOPERM) or unknown to the server (an older version, a proxy). The node is up and
+    answering; the caller asks for something else (discovery) or takes the answer as a sign of life
+    (health probes), rather than counting it as the node's failure."""
+    return isinstance(error, _rx.NoPermissionError) or (
+        isinstance(error, _rx.ResponseError) and "unknown" in str(error).lower())

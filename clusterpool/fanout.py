@@ -17,7 +17,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from . import errors, routes
-from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, CommandInfo, CommandTable
+from .batchrules import missing_key_message
+from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, SPLIT_SUM, CommandInfo, CommandTable
 from .dropin import STATE_COMMANDS
 from .merge import merge
 from .nodeapi import node_name_of
@@ -28,8 +29,6 @@ from .resp import command_name
 if TYPE_CHECKING:
     from .core import Core
 
-# Commands redis-py's RedisCluster splits per slot instead of refusing (non-atomic; summed).
-SPLIT_SUM = frozenset({"del", "unlink", "exists", "touch"})
 
 
 class FanoutMixin:
@@ -269,7 +268,4 @@ def write_refused(args: Sequence[Any]) -> errors.WriteOnReaderError:
 
 def _missing_key(args: Sequence[Any]) -> errors.MissingKeyError:
     """RedisCluster's error (and wording) for a keyed command without its key."""
-    return errors.MissingKeyError(
-        "No way to dispatch this command to Redis Cluster. Missing key.\n"
-        f"You can execute the command by specifying target nodes.\nCommand: {tuple(args)}"
-    )
+    return errors.MissingKeyError(missing_key_message(args))

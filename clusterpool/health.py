@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from redis import exceptions as rx
 
+from . import errors
 from .changewatch import Watch, observe, watch_target
 from .events import Event, NodeHealthChanged
 from .resp import text
@@ -123,16 +124,18 @@ class HealthChecker:
             conn = None
         if conn is None:
             return None
+        start = time.perf_counter()
         try:
-            start = time.perf_counter()
             conn.send_command(*command, check_health=False)
             reply = conn.read_response(timeout=min(self.core.config.refresh_timeout, 1.0))
-            elapsed = time.perf_counter() - start
-        except Exception as e:  # any failure of the probe is the node's failure
-            conn.disconnect()
-            st.pool.release(conn)
-            self.core.node_failed(st.name, e)
-            return None
+        except Exception as e:  # any other failure of the probe is the node's failure
+            if not errors.refused(e):
+                conn.disconnect()
+                st.pool.release(conn)
+                self.core.node_failed(st.name, e)
+                return None
+            reply = ""  # an ACL refusing the command: the node answered, so it is up (the rest unknown)
+        elapsed = time.perf_counter() - start
         st.pool.release(conn)
         return text(reply), elapsed
 

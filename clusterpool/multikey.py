@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from redis.commands.helpers import list_or_args
-from redis.connection import Encoder
 
+from ._redispy import Encoder, list_or_args
 from . import errors
 from .commands import CommandInfo
 from .pipeline import ClusterPipeline

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.connection import ConnectionPool
-from redis.commands import READ_COMMANDS
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
+from ._redispy import READ_COMMANDS
 from . import errors
 from .connection import NodeConnection, SSLNodeConnection
 from .slots import slot_of
@@ -184,11 +184,16 @@ class NodeAPIMixin:
     def get_random_primary_node(self) -> ClusterNode:
         return random.choice(self.get_primaries())
 
-    def get_random_primary_or_all_nodes(self, command_name: str) -> ClusterNode:
-        """RedisCluster's pick for a keyless read: any node while reads go to replicas, else a primary."""
+    def get_keyless_target_node(self, command_name: str) -> ClusterNode:
+        """RedisCluster's pick for a keyless command: any node while reads go to replicas and the
+        command is read-only, else a random primary."""
         if self.read_from_replicas and command_name.upper() in READ_COMMANDS:
             return self.get_random_node()
         return self.get_random_primary_node()
+
+    def get_random_primary_or_all_nodes(self, command_name: str) -> ClusterNode:
+        """RedisCluster 8.1's name for get_keyless_target_node (8.2 deprecates it)."""
+        return self.get_keyless_target_node(command_name)
 
     def get_nodes_from_slot(self, command: str, *args: Any) -> list[ClusterNode]:
         """[the node a command with these arguments goes to now] (RedisCluster's helper)."""

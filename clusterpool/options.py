@@ -1,103 +1,60 @@
-"""Constructor input: startup node forms, each option's type, and the RedisCluster keywords we
-accept but do not need.
-
-How this works: `check_types(options)` looks at each keyword's value before any is used,
-so `pool_timeout="x"` or `port="abc"` is a ConfigurationError naming the option in the
-constructor (both clients build their Config through here), not a TypeError deep in a
-pool later; `unknown_options()` words the error for misspelt names, with the near match.
-Ranges (> 0, >= 1) are Config.check's job; this module only checks kinds.
-"""
+"""Constructor input of both clients: startup node forms, URLs, the redis-py connection keywords
+passed through, the identity connections announce, and RedisCluster's keywords we accept,
+refuse or do not need."""
 
 from __future__ import annotations
 
-import difflib
+import functools
 import re
 from collections.abc import Iterable, Mapping
-from numbers import Real
+from types import MappingProxyType
 from typing import Any
 
-from redis.connection import parse_url
+from redis.driver_info import DriverInfo
 
+from ._redispy import parse_url
 from . import errors
+from .optionkinds import port_number
+from ._version import __version__
 
 # RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
 IGNORED_COMPAT = frozenset(
     {"require_full_coverage", "reinitialize_steps", "dynamic_startup_nodes", "cluster_error_retry_attempts",
-     "connection_pool_class", "url", "lib_name", "lib_version", "cache", "cache_config", "event_dispatcher",
-     "policy_resolver", "maint_notifications_config", "oss_cluster_maint_notifications_handler",
-     "retry_on_timeout", "retry_on_error", "single_connection_client", "connection_pool"}
+     "connection_pool_class", "url", "lib_name", "lib_version", "retry_on_timeout", "retry_on_error",
+     "single_connection_client", "connection_pool"}
 )
 
-
-# Option names by the kind of value they take (None is always allowed: a default or "no limit").
-SECONDS = frozenset(
-    {"pool_timeout", "retry_timeout", "max_idle_time", "validate_after", "refresh_interval",
-     "refresh_timeout", "health_interval", "breaker_cooldown", "degraded_latency",
-     "socket_timeout", "socket_connect_timeout", "health_check_interval"}
-)
-COUNTS = frozenset({"max_redirections", "max_connections", "min_idle", "failure_threshold", "socket_read_size"})
-FLAGS = frozenset({"ssl", "retry_unknown_outcome", "replica_fallback", "validate_on_return", "track_latency",
-                   "read_from_replicas"})
-CALLABLES = frozenset({"address_map", "address_remap", "command_hook", "redis_connect_func"})
-# RedisCluster keywords rewritten into ours (config._compat), and db (only 0 is allowed)
-COMPAT_SPELLINGS = frozenset({"read_from_replicas", "load_balancing_strategy", "address_remap", "db"})
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool)
-
-
-def _kind_error(name: str, value: Any) -> str | None:
-    """What is wrong with `value` for option `name`, or None when its kind is right."""
-    if value is None:
-        return None
-    if name in SECONDS and not _is_number(value):
-        return "a number of seconds"
-    if name in COUNTS and not (isinstance(value, int) and not isinstance(value, bool)):
-        return "an integer"
-    if name in FLAGS and not isinstance(value, bool | int):
-        return "True or False"
-    if name in CALLABLES and not callable(value):
-        return "a callable"
-    if name == "retry" and not _is_retry(value):
-        return "a redis.retry.Retry"
-    return None
+_NO_CACHE = ("client-side caching (cache=/cache_config=) is not available in clusterpool yet: "
+             "drop the option, or pass None")
+_OWN_ROUTING = ("clusterpool routes by its bundled COMMAND key specs (and COMMAND INFO for commands "
+                "they lack), not by a redis-py resolver: drop the option, or pass None")
+_NO_MAINT = ("maintenance notifications (RESP3 MOVING/MIGRATING pushes) are not handled by "
+             "clusterpool: pass None or MaintNotificationsConfig(enabled=False)")
+# RedisCluster keywords for features clusterpool does not have: accepted when they ask for nothing
+# (None, or a config that turns the feature off), refused otherwise, so that no feature a user
+# asked for is dropped in silence.
+UNSUPPORTED_COMPAT: Mapping[str, str] = MappingProxyType({
+    "cache": _NO_CACHE,
+    "cache_config": _NO_CACHE,
+    "policy_resolver": _OWN_ROUTING,
+    "metadata_resolver": _OWN_ROUTING,
+    "maint_notifications_config": _NO_MAINT,
+    "oss_cluster_maint_notifications_handler": _NO_MAINT,
+    "event_dispatcher": ("redis-py's event dispatcher (re-authentication events) is not wired into "
+                         "clusterpool's connections: drop the option, or pass None"),
+})
 
 
-def _is_retry(value: Any) -> bool:
-    from redis.retry import Retry
-
-    return isinstance(value, Retry)
-
-
-def check_types(options: Mapping[str, Any]) -> None:
-    """ConfigurationError for the first option whose value is of the wrong kind (in name order)."""
-    for name in sorted(options):
-        want = _kind_error(name, options[name])
-        if want is not None:
-            raise errors.ConfigurationError(f"{name} must be {want}, got {options[name]!r}")
-
-
-def unknown_options(unknown: Iterable[str], known: Iterable[str], client: str = "ClusterClient") -> str:
-    """The error message for misspelt option names, suggesting the nearest known name for each."""
-    known = sorted(set(known))
-    parts = []
-    for name in sorted(unknown):
-        near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-        parts.append(f"{name} (did you mean {near[0]}?)" if near else name)
-    return (f"unknown option(s) {', '.join(parts)} for {client}; "
-            "see clusterpool.Config and the README's option table")
-
-
-def port_number(value: Any, what: str) -> int:
-    """A TCP port from an int or a string of digits; ConfigurationError naming `what` otherwise."""
-    digits = isinstance(value, str) and value.strip().isdigit()
-    if not digits and (isinstance(value, bool) or not isinstance(value, int)):
-        raise errors.ConfigurationError(f"{what} must be an integer 1-65535, got {value!r}")
-    port = int(value)
-    if not 0 < port < 65536:
-        raise errors.ConfigurationError(f"{what} must be 1-65535, got {port}")
-    return port
+def refuse_unsupported(opts: dict[str, Any]) -> None:
+    """Drop RedisCluster keywords that ask for nothing; ConfigurationError for one that asks for a
+    feature clusterpool lacks, naming it and what to do."""
+    for name, why in UNSUPPORTED_COMPAT.items():
+        if name not in opts:
+            continue
+        value = opts.pop(name)
+        if value is None or getattr(value, "enabled", None) is False:
+            continue
+        raise errors.ConfigurationError(f"{name}={value!r}: {why}")
 
 
 def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: Any) -> list[tuple[str, int]]:
@@ -147,3 +104,27 @@ def url_arguments(url: str, overrides: dict[str, Any]) -> tuple[str, int, dict[s
     port = parsed.pop("port", 6379)
     parsed.update(overrides)
     return host, port, parsed
+
+
+# redis.Redis keywords that belong to a connection, passed through untouched.
+CONNECTION_KEYS = frozenset(
+    {
+        "username", "password", "socket_timeout", "socket_connect_timeout",
+        "socket_keepalive", "socket_keepalive_options", "socket_read_size",
+        "encoding", "encoding_errors", "decode_responses", "client_name",
+        "protocol", "legacy_responses", "credential_provider", "driver_info",
+        "lib_name", "lib_version", "health_check_interval", "redis_connect_func",
+        "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
+        "ssl_ca_data", "ssl_check_hostname", "ssl_password", "ssl_min_version",
+        "ssl_ciphers", "ssl_include_verify_flags", "ssl_exclude_verify_flags",
+        "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_ocsp_context",
+        "ssl_ocsp_expected_cert", "parser_class",
+    }
+)
+
+
+@functools.cache
+def default_driver_info() -> DriverInfo:
+    """CLIENT SETINFO identity, built once: redis-py rebuilds it (reading package
+    metadata, ~0.3 ms) for every connection that is not given one."""
+    return DriverInfo().add_upstream_driver("clusterpool", __version__)

@@ -29,7 +29,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
-from . import __version__
+from ._version import __version__
 from .asyncio.client import ClusterClient as AsyncClusterClient
 from .client import ClusterClient
 from .errors import ConfigurationError

@@ -10,6 +10,9 @@ re-planned against the updated map; at most `max_redirections` rounds.
 Queue-time refusals follow RedisCluster (batchrules.py): the methods it
 blocks in cluster pipelines raise its RedisClusterException, unless every key
 of the command is in one slot (then the command runs: it can, on one node).
+A DEL/UNLINK/EXISTS/TOUCH whose keys span slots (`pipe.touch(a, b)`, as
+redis-py 8.2's pipelines run TOUCH and EXISTS) is sent as one command per slot
+and answers one reply, the counts summed, as on the plain client (`commands.SPLIT_SUM`).
 
 Transactions (MULTI/EXEC, WATCH) are in transaction.py.
 """
@@ -21,13 +24,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
-from redis.client import EMPTY_RESPONSE
 from redis.commands import CoreCommands
 from redis.connection import AbstractConnection
-from redis.event import EventDispatcher
 
+from ._redispy import EMPTY_RESPONSE, EventDispatcher
 from . import batchrules
-from .commands import CommandInfo
+from .commands import SPLIT_SUM, CommandInfo
 from .queued import Queued
 from .policy import Do, Failure, Kind, decide, failure_kind, reply_failure
 from .topology import Node
@@ -57,13 +59,10 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         self._watch_node = ""
         self._slots: set[int] = set()  # slots of a transaction's commands and WATCHes so far
         self._explicit_multi = False
-        self._blocked_method = ""  # set while a blocked method (see batchrules) queues its command
 
     # ---------------------------------------------------------------- queueing
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        if self._blocked_method:
-            self._check_blocked(args)
         if self._transaction:
             return self._queue_transactional(args, options)
         q = Queued(args, options)
@@ -81,15 +80,6 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         q.target = nodes[0].name
 
     pipeline_execute_command = execute_command
-
-    def _check_blocked(self, args: tuple[Any, ...]) -> None:
-        """A method RedisCluster blocks in pipelines: allowed only when its keys are in one slot."""
-        method, self._blocked_method = self._blocked_method, ""
-        keys = self._keys(args)
-        if not keys:
-            raise batchrules.blocked(method)
-        if len({slot_of(k) for k in keys}) != 1:
-            raise batchrules.blocked_cross_slot(method)
 
     def _keys(self, args: tuple[Any, ...]) -> list[Any]:
         table = self._client.core.table
@@ -189,20 +179,29 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             q.slot = None
             return
         slots = {slot_of(k) for k in keys}
-        if len(slots) > 1:
-            raise batchrules.keys_cross_slot(q.args)  # RedisCluster's words; a CrossSlotError too
-        q.slot = slots.pop()
         if client.refuses_writes and not info.readonly:
             client.refuse_write(q.args)
+        if len(slots) > 1:
+            if info.name not in SPLIT_SUM or len(keys) != len(q.args) - 1:
+                raise batchrules.keys_cross_slot(q.args)  # RedisCluster's words; a CrossSlotError too
+            q.parts = []  # one command per slot, sent as any other; the counts summed (`_fold`)
+            for slot, group in batchrules.by_slot(keys).items():
+                part = Queued((q.args[0], *group), dict(q.options))
+                part.info, part.slot = info, slot
+                q.parts.append(part)
+            return
+        q.slot = slots.pop()
 
-    def _plan_all(self, queue: list[Queued]) -> None:
+    def _plan_all(self, queue: list[Queued]) -> bool:
         """`_plan` every command not planned yet, the common case (one key at a fixed place) inline:
-        on a 10k pipeline a method call per command is a measurable part of the client's time."""
+        on a 10k pipeline a method call per command is a measurable part of the client's time.
+        True when a command was split per slot (`q.parts`)."""
         client = self._client
         table = client.core.table
         assert table is not None
         resolved = table.resolved
         refuse = client.refuses_writes
+        split = False
         for q in queue:
             if q.info is not None:
                 continue
@@ -219,6 +218,8 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                         client.refuse_write(args)
                     continue
             self._plan(q)
+            split = split or q.parts is not None
+        return split
 
     def _group(self, pending: list[Queued]) -> dict[str, list[Queued]]:
         """The commands per node name, routed on one snapshot of the map; commands answered with
@@ -272,8 +273,13 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             if not queue:
                 return []
             self._client.core.ensure()
-            self._plan_all(queue)
-            self._run_rounds(queue)
+            if self._plan_all(queue):
+                self._run_rounds([p for q in queue for p in (q.parts or (q,))])
+                for q in queue:
+                    if q.parts is not None:
+                        q.result = batchrules.summed([p.result for p in q.parts])
+            else:
+                self._run_rounds(queue)
         finally:
             self.reset()
         results = [q.result for q in queue]
@@ -320,10 +326,10 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             return None
         pool = st.pool
         conn = pool.acquire()
-        fresh = conn._sock is None
+        fresh = not conn.is_connected
         if not fresh and not client.retry_unknown_outcome and any(not q.info.readonly for q in group):  # type: ignore[union-attr]
             pool.validate(conn)  # writes cannot be resent once sent: no dead pooled socket for them
-            fresh = conn._sock is None
+            fresh = not conn.is_connected
         connected = False
         try:
             if fresh:
@@ -426,23 +432,4 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 _Failed = tuple[Queued, Failure, BaseException | None]
 
 
-def _blocking(method: str, command: Any) -> Any:
-    """A pipeline method RedisCluster blocks: refused unless the command's keys are in one slot."""
-
-    def call(self: ClusterPipeline, *args: Any, **kwargs: Any) -> Any:
-        if command is None:  # no such command method: always refused, as in RedisCluster
-            raise batchrules.blocked(method)
-        self._blocked_method = method
-        try:
-            return command(self, *args, **kwargs)
-        finally:
-            self._blocked_method = ""
-
-    call.__name__ = method
-    call.__doc__ = getattr(command, "__doc__", None)
-    return call
-
-
-for _method in batchrules.BLOCKED_METHODS:
-    if _method not in ClusterPipeline.__dict__:
-        setattr(ClusterPipeline, _method, _blocking(_method, getattr(CoreCommands, _method, None)))
+batchrules.block_methods(ClusterPipeline, CoreCommands)

@@ -21,6 +21,7 @@ from typing import Any
 
 from redis.connection import AbstractConnection
 
+from ._redispy import raw_socket
 from .errors import PoolClosedError, PoolTimeoutError
 
 # The process id, kept current by a fork hook: cheaper than os.getpid() (a system
@@ -193,14 +194,14 @@ class ConnectionPool:
         """Give a connection back. A disconnected one is dropped, freeing its slot."""
         if self._pid != _pid:
             return
-        if self.validate_on_return and conn._sock is not None:
+        if self.validate_on_return and conn.is_connected:
             self.validate(conn)  # a connection left with unread data or closed is dropped, not reused
         with self._lock:
             in_use = self._in_use
             if conn not in in_use:
                 return  # not ours (pool reset or closed meanwhile)
             in_use.remove(conn)
-            if self._closed or conn._sock is None or getattr(conn, "_cp_generation", 0) != self._generation:
+            if self._closed or not conn.is_connected or getattr(conn, "_cp_generation", 0) != self._generation:
                 self._size -= 1
                 self.closed_count += 1
                 drop = True
@@ -219,7 +220,7 @@ class ConnectionPool:
 
     def validate(self, conn: AbstractConnection) -> None:
         """Reopen an idle connection whose socket is readable (closed by the server)."""
-        sock = getattr(conn, "_sock", None)
+        sock = raw_socket(conn)
         if sock is None:
             return
         # a poll object per socket, kept on the connection: half the cost of select.select([sock], ...),

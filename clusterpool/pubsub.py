@@ -55,17 +55,17 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from redis import exceptions as rx
+import redis
 from redis.client import PubSub, PubSubWorkerThread
-from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 
+from ._redispy import list_or_args, parse_pubsub_subscriptions
 from . import errors, subscriptions
 from .pubsub_nodes import CONN_ERRORS, NodeSubs, quiet_close
 from .slots import slot_of
-from .topology import Node
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
+    from .nodeapi import ClusterNode
 
 _MAX_WAIT = 0.5  # longest single select(), so recovery and newly added connections are noticed
 
@@ -120,6 +120,21 @@ class ClusterPubSub:
         return out
 
     @property
+    def pending_unsubscribe_channels(self) -> set[Any]:
+        """Channels whose UNSUBSCRIBE is sent but not confirmed yet (redis-py's PubSub attribute)."""
+        return set(self._n.classic.ps.pending_unsubscribe_channels) if self._n.classic is not None else set()
+
+    @property
+    def pending_unsubscribe_patterns(self) -> set[Any]:
+        """Patterns whose PUNSUBSCRIBE is sent but not confirmed yet."""
+        return set(self._n.classic.ps.pending_unsubscribe_patterns) if self._n.classic is not None else set()
+
+    @property
+    def pending_unsubscribe_shard_channels(self) -> set[Any]:
+        """Shard channels whose SUNSUBSCRIBE is sent but not confirmed yet, on any node."""
+        return {ch for sub in self._n.shard.values() for ch in sub.ps.pending_unsubscribe_shard_channels}
+
+    @property
     def subscribed(self) -> bool:
         """True while any channel, pattern or shard channel is subscribed (or being moved)."""
         return self._n.orphans() or any(s.ps.subscribed for s in self._n.subs())
@@ -132,18 +147,27 @@ class ClusterPubSub:
                         port: int | None = None) -> None:
         """Pin classic subscriptions to a node (RedisCluster's errors for a missing or unknown one)."""
         name = subscriptions.pinned_name(node, host, port)
-        if not name:
-            self._n.pinned = ""
-            return
-        if name not in self._client.core.ensure().by_name:
-            raise rx.RedisClusterException(f"Node {name} doesn't exist in the cluster")
+        if name:
+            subscriptions.check_pinned(self._client.core.ensure(), name)
         self._n.pinned = name
 
-    def get_pubsub_node(self) -> Node | None:
-        """The node holding the classic subscriptions (None before the first one, unless pinned)."""
+    @property
+    def node(self) -> ClusterNode | None:
+        """RedisCluster's `node` attribute: `get_pubsub_node()`."""
+        return self.get_pubsub_node()
+
+    def get_pubsub_node(self) -> ClusterNode | None:
+        """The node holding the classic subscriptions, as RedisCluster's node object (None before
+        the first subscribe, unless pinned)."""
         name = self._n.classic.name if self._n.classic is not None else self._n.pinned
-        topo = self._client.core.topology
-        return topo.by_name.get(name) if name and topo is not None else None
+        return self._client.get_node(node_name=name) if name else None
+
+    def get_redis_connection(self) -> redis.Redis | None:
+        """RedisCluster's: the client's redis.Redis for the classic node (`get_pubsub_node()`'s
+        `redis_connection`), None before there is one. It runs ordinary commands on that node;
+        the subscribed connection is this pubsub's own and is never handed out."""
+        node = self.get_pubsub_node()
+        return None if node is None else node.redis_connection
 
     def _check_open(self) -> None:
         if self._closed:
@@ -217,14 +241,15 @@ class ClusterPubSub:
             self._n.forget(self._n.lost_shard, args)
             names = list_or_args(args[0], args[1:]) if args else None
             held = {name: list(sub.ps.shard_channels) for name, sub in self._n.shard.items()}
-            pending = [ch for sub in self._n.shard.values() for ch in sub.ps.pending_unsubscribe_shard_channels]
-            per_node = subscriptions.plan_sunsubscribe(names, held, pending, self._n.owner_of, self._n.norm)
+            per_node = subscriptions.plan_sunsubscribe(names, held, self.pending_unsubscribe_shard_channels,
+                                                       self._n.owner_of, self._n.norm)
             for name, mine in per_node.items():
                 sub = self._n.shard[name]
                 if not mine:
                     continue
                 try:
                     for ch in mine:
+                        sub.awaited.sent(self._n.norm(ch))
                         sub.ps.sunsubscribe(ch)
                 except CONN_ERRORS as e:
                     self._n.drop_shard(sub, e)
@@ -242,7 +267,8 @@ class ClusterPubSub:
     on_slots_changed = reinitialize_shard_subscriptions
 
     def get_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
-        """The next message from any node, or None after `timeout` seconds (None: wait forever)."""
+        """The next message from any node, or None after `timeout` seconds (None: wait forever);
+        None at once after a message its handler took, as redis-py's."""
         return self._next_message(ignore_subscribe_messages, timeout, "")
 
     def get_sharded_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0,
@@ -260,6 +286,8 @@ class ClusterPubSub:
             with self._lock:
                 self._n.recover()
                 got, msg = self._n.poll_once(ignore_subscribe_messages, only)
+                if msg is subscriptions.HANDLED:
+                    return None
                 if msg is not None:
                     return msg
                 socks = [s for s in (sub.sock() for sub in self._n.subs() if not only or sub.name == only)
@@ -333,6 +361,7 @@ class ClusterPubSub:
             for sub in self._n.subs():
                 if sub.ps.connection is not None:
                     sub.ps.connection.disconnect()
+                sub.awaited.clear()  # the reconnect resubscribes: no confirmation comes for these
 
     def close(self) -> None:
         """Close every connection of this pubsub; it cannot be used afterwards."""

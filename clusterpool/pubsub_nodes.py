@@ -20,9 +20,9 @@ import redis
 from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.client import PubSub
-from redis.commands.helpers import list_or_args, pubsub_subscription_args
 from redis.retry import Retry
 
+from ._redispy import Encoder, list_or_args, pubsub_subscription_args, raw_socket
 from . import errors, subscriptions
 from .connection import NodeConnection, SSLNodeConnection
 from .policy import Budget, Failure, Kind, decide, failure_kind
@@ -54,10 +54,11 @@ class NodeSub:
         self.pool = redis.ConnectionPool(**kwargs)
         self.ps = PubSub(self.pool, ignore_subscribe_messages=owner.ignore_subscribe_messages,
                          push_handler_func=owner.push_handler_func)
+        self.awaited = subscriptions.AwaitedSunsubscribes()  # SUNSUBSCRIBEs sent, not confirmed yet
 
     def sock(self) -> Any:
         conn = self.ps.connection
-        return None if conn is None else conn._sock
+        return None if conn is None else raw_socket(conn)
 
     def idle(self) -> bool:
         """Nothing subscribed and no unsubscribe confirmation still to come."""
@@ -140,7 +141,7 @@ class NodeSubs:
 
     def encoder(self) -> Any:
         kw = self.client.core.conn_kwargs
-        return redis.connection.Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
+        return Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
                                         kw.get("decode_responses", False))
 
     def ssubscribe_slot(self, slot: int, group: dict[Any, Any]) -> None:
@@ -286,7 +287,8 @@ class NodeSubs:
         return False
 
     def handle(self, sub: NodeSub, response: Any, ignore: bool) -> Any:
-        ch = subscriptions.server_unsubscribed(response, sub.ps.pending_unsubscribe_shard_channels)
+        """The message for the caller, None when there is none, or subscriptions.HANDLED."""
+        ch = sub.awaited.server_unsubscribed(response)
         if ch is not None:
             # the server unsubscribed us (slot moved away / node demoted): resubscribe elsewhere
             self.orphan_shard_channels(sub, [ch])
@@ -295,11 +297,13 @@ class NodeSubs:
         if sub.sharded and sub.idle() and self.shard.get(sub.name) is sub:
             del self.shard[sub.name]
             quiet_close(sub)
+        if msg is None and subscriptions.is_publish(response):  # redis-py gave it to its handler
+            return subscriptions.HANDLED
         return msg
 
     def poll_once(self, ignore: bool, only: str = "") -> tuple[bool, Any]:
         """Read at most one response from each connection (or node `only`'s) without blocking:
-        (anything read, message)."""
+        (anything read, message or subscriptions.HANDLED)."""
         subs = [s for s in self.subs() if s.name == only] if only else self.subs()
         if not subs:
             return False, None

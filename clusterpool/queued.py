@@ -13,7 +13,7 @@ PENDING = object()  # the result of a command not run yet
 class Queued:
     """A command's arguments, its slot and route once planned, its reply or error once run."""
 
-    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node", "target", "budget")
+    __slots__ = ("args", "options", "info", "slot", "result", "asking", "node", "target", "budget", "parts")
 
     def __init__(self, args: tuple[Any, ...], options: dict[str, Any]) -> None:
         self.args, self.options = args, options
@@ -24,3 +24,4 @@ class Queued:
         self.node = ""
         self.target = ""  # send to this node in the next round only (target_nodes=, MOVED), then by slot
         self.budget: Budget | None = None  # made on the command's first failure only
+        self.parts: list[Queued] | None = None  # a command split per slot: its per-slot commands

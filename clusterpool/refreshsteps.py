@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .agreement import Decision, View, decide
 from .slots import SLOT_COUNT
@@ -121,21 +122,26 @@ def refresh_steps(current: Topology | None, cand: Candidates, sample_size: int, 
     return Outcome(decision, got)
 
 
-def drive(steps: Steps, ask: Callable[[tuple[str, ...]], Answers]) -> Outcome:
-    """Run `steps` to the end with a blocking `ask`."""
+Y = TypeVar("Y")  # what a step generator yields (whom or what to ask)
+S = TypeVar("S")  # what the driver sends back (the answers)
+R = TypeVar("R")  # what the generator returns
+
+
+def drive(steps: Generator[Y, S, R], ask: Callable[[Y], S]) -> R:
+    """Run `steps` (these refresh steps, or viewquery's) to the end with a blocking `ask`."""
     try:
-        names = next(steps)
+        question = next(steps)
         while True:
-            names = steps.send(ask(names))
+            question = steps.send(ask(question))
     except StopIteration as done:
         return done.value
 
 
-async def adrive(steps: Steps, ask: Callable[[tuple[str, ...]], Awaitable[Answers]]) -> Outcome:
+async def adrive(steps: Generator[Y, S, R], ask: Callable[[Y], Awaitable[S]]) -> R:
     """Run `steps` to the end with an awaitable `ask`."""
     try:
-        names = next(steps)
+        question = next(steps)
         while True:
-            names = steps.send(await ask(names))
+            question = steps.send(await ask(question))
     except StopIteration as done:
         return done.value

@@ -1,11 +1,11 @@
 """Small helpers for raw RESP replies and command arguments (pure)."""
 
 from __future__ import annotations
+from ._redispy import EMPTY_RESPONSE, NEVER_DECODE
 
 from collections.abc import Sequence
 from typing import Any
 
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 
 
 def text(v: Any) -> str:

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import exceptions as rx
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.retry import Retry
 
+from ._redispy import EMPTY_RESPONSE, NEVER_DECODE
 from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
@@ -119,12 +119,12 @@ class RouterMixin:
                 pool = st.pool
                 conn = pool.acquire()
                 sent = False
-                fresh = conn._sock is None
+                fresh = not conn.is_connected
                 if not fresh and not info.readonly and not self.retry_unknown_outcome:
                     # a write cannot be retried once sent: check first, without a round trip, that
                     # the server has not closed this pooled connection (CLIENT KILL, restart)
                     pool.validate(conn)
-                    fresh = conn._sock is None
+                    fresh = not conn.is_connected
                 try:
                     if fresh:
                         conn.connect()

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from redis.cluster import SLOT_ID, RedisCluster
+from redis.cluster import RedisCluster
+from ._redispy import SLOT_ID
 
 DEFAULT_NODE = RedisCluster.DEFAULT_NODE
 PRIMARIES = RedisCluster.PRIMARIES

@@ -16,20 +16,21 @@ The rules:
   * After a new map, shard channels whose slot's owner is another node move
     (`moved_shard_channels`); a `sunsubscribe` the client did not ask for means the
     server dropped the channel (its node lost the slot) and it moves too
-    (`server_unsubscribed`).
+    (`AwaitedSunsubscribes` counts the confirmations the client asked for).
   * Messages have redis-py's dict shape (`message_of`); publish messages go to the
-    subscription's handler if it has one (`handler_for`), subscribe/unsubscribe
-    confirmations are hidden with `ignore_subscribe_messages` (`hidden`), pongs never.
+    subscription's handler if it has one (`handler_for`), and then the read returns
+    None (`HANDLED`); subscribe/unsubscribe confirmations are hidden with
+    `ignore_subscribe_messages` (`hidden`), pongs never.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
-from redis.exceptions import DataError, PubSubError
-from redis.utils import str_if_bytes
+from redis.exceptions import DataError, PubSubError, RedisClusterException
 
+from ._redispy import str_if_bytes
 from .slots import slot_of
 from .topology import Topology
 
@@ -68,16 +69,26 @@ def by_slot(subs: Mapping[Any, Any]) -> dict[int, dict[Any, Any]]:
     return out
 
 
-def pinned_name(node: Any = None, host: str | None = None, port: int | None = None) -> str:
+HALF_ADDRESS = "Passing a host requires passing a port, and vice versa"  # redis.cluster's DataError text
+
+
+def pinned_name(node: Any = None, host: str | None = None, port: int | None = None,
+                half_address: str = HALF_ADDRESS) -> str:
     """The node name ("host:port") classic subscriptions are pinned to, "" for none; redis-py's
-    DataError when only one of host and port is given."""
+    DataError (`half_address` its text) when only one of host and port is given."""
     if node is not None:
         return f"{node.host}:{node.port}"
     if host is None and port is None:
         return ""
     if host is None or port is None:
-        raise DataError("Passing a host requires passing a port, and vice versa")
+        raise DataError(half_address)
     return f"{host}:{port}"
+
+
+def check_pinned(topology: Topology, name: str) -> None:
+    """RedisCluster's RedisClusterException when the pinned node `name` is not in the map."""
+    if name and name not in topology.by_name:
+        raise RedisClusterException(f"Node {name} doesn't exist in the cluster")
 
 
 def classic_node(pinned: str, avoid: str, key_owner: str, live: Sequence[str], pick: Callable[[Sequence[str]], str]) -> str:
@@ -129,14 +140,45 @@ def plan_sunsubscribe(names: Sequence[Any] | None, held: Mapping[str, Iterable[A
     return out
 
 
-def server_unsubscribed(response: Any, pending: Iterable[Any]) -> Any:
-    """The shard channel of a `sunsubscribe` the client did not ask for (None otherwise):
-    Redis sends one when the node loses the channel's slot (migration, demotion)."""
-    if isinstance(response, list) and len(response) > 1 and str_if_bytes(response[0]) == "sunsubscribe":
+class AwaitedSunsubscribes:
+    """The SUNSUBSCRIBE confirmations one connection still waits for (a count per channel).
+
+    A `sunsubscribe` reply either confirms one the client sent or is the server dropping
+    the channel (its node lost the slot). redis-py's pending set cannot tell them apart:
+    SSUBSCRIBE, SUNSUBSCRIBE, SSUBSCRIBE of one channel empties it before the middle
+    confirmation arrives, and that confirmation would then look server-sent. Counting
+    what was sent can. Channels are given as the server's replies spell them.
+    """
+
+    __slots__ = ("_count",)
+
+    def __init__(self) -> None:
+        self._count: dict[Any, int] = {}
+
+    def sent(self, channel: Any) -> None:
+        self._count[channel] = self._count.get(channel, 0) + 1
+
+    def clear(self) -> None:
+        """Forget every confirmation still to come (the connection was remade: none will)."""
+        self._count.clear()
+
+    def server_unsubscribed(self, response: Any) -> Any:
+        """The shard channel of a `sunsubscribe` the client did not ask for (None otherwise);
+        a confirmation of one it did ask for is counted off."""
+        if not (isinstance(response, list) and len(response) > 1 and str_if_bytes(response[0]) == "sunsubscribe"):
+            return None
         ch = response[1]
-        if ch not in set(pending):
+        n = self._count.get(ch, 0)
+        if not n:
             return ch
-    return None
+        if n == 1:
+            del self._count[ch]
+        else:
+            self._count[ch] = n - 1
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self._count)
 
 
 def forget(lost: Mapping[Any, Any], names: Sequence[Any] | None, norm: Callable[[Any], Any]) -> dict[Any, Any]:
@@ -172,6 +214,16 @@ def message_of(response: Any) -> dict[str, Any]:
     if kind == "pong":
         return {"type": kind, "pattern": None, "channel": None, "data": response[1]}
     return {"type": kind, "pattern": None, "channel": response[1], "data": response[2]}
+
+
+# A message its handler took: the get_message() that read it returns None at once, as redis-py's
+# does (one message per call), so a handler's own ssubscribe() confirmation goes to the next call.
+HANDLED: Final = object()
+
+
+def is_publish(response: Any) -> bool:
+    """Whether a raw reply is a published message (the only kind a handler is given)."""
+    return isinstance(response, list | tuple) and len(response) > 0 and str_if_bytes(response[0]) in PUBLISH_MESSAGE_TYPES
 
 
 def kind_of(message_type: str) -> str:

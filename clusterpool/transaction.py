@@ -174,10 +174,10 @@ class TransactionMixin:
                 conn = None
                 if not (st.open_until and not st.available()):
                     conn = st.pool.acquire()
-                    fresh = conn._sock is None
+                    fresh = not conn.is_connected
                     if not fresh:
                         st.pool.validate(conn)  # a transaction writes: never send it on a dead socket
-                        fresh = conn._sock is None
+                        fresh = not conn.is_connected
             if core.observer is not None:
                 core.observer.used(name)
             if conn is None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (Python 3.11):
-#   redis-server (apt), .venv, editable install with the dev extra.
+#   redis-server (apt), .venv (VENV=dir picks another), editable install with the dev extra.
 # Quiet on success; loud and non-zero on failure.
 set -Eeuo pipefail
 
@@ -47,21 +47,26 @@ fi
 
 # 2. virtualenv
 PY="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
 command -v "$PY" >/dev/null 2>&1 || die "$PY not found"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >>"$LOG" 2>&1; then
-    rm -rf .venv
-    if ! "$PY" -m venv .venv >>"$LOG" 2>&1; then
+if [ ! -x "$VENV"/bin/python ] || ! "$VENV"/bin/python -m pip --version >>"$LOG" 2>&1; then
+    rm -rf "$VENV"
+    if ! "$PY" -m venv "$VENV" >>"$LOG" 2>&1; then
         # Debian ships ensurepip separately
-        rm -rf .venv
+        rm -rf "$VENV"
         pyver="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
         apt_install python3-venv "python${pyver}-venv" \
             || apt_install python3-venv
-        "$PY" -m venv .venv >>"$LOG" 2>&1 || die "python3 -m venv failed"
+        "$PY" -m venv "$VENV" >>"$LOG" 2>&1 || die "python3 -m venv failed"
     fi
 fi
 
-# 3. the project with its dev extra (a .venv from before the rename to redis-clusterpool
-#    still holds the old 'clusterpool' distribution: remove it so one owns the package)
-.venv/bin/pip uninstall -q -y clusterpool >>"$LOG" 2>&1 || true
+# 3. the project with its dev extra, resolved afresh: the newest releases pyproject.toml's ranges
+#    allow, not whatever an older run left in the venv (EXTRA_PIP_ARGS pins a matrix leg's versions).
+#    A venv from before the rename to redis-clusterpool still holds the old 'clusterpool'
+#    distribution: remove it (and its egg-info) so one distribution owns the package.
+"$VENV"/bin/pip uninstall -q -y clusterpool >>"$LOG" 2>&1 || true
 rm -rf clusterpool.egg-info
-.venv/bin/pip install -q -e '.[dev]' >>"$LOG" 2>&1
+"$VENV"/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]' ${EXTRA_PIP_ARGS:-} >>"$LOG" 2>&1
+"$VENV"/bin/python -c 'import redis, clusterpool.asyncio; print("bootstrap: redis-py", redis.__version__, "in", __import__("sys").prefix)' \
+    || die "import clusterpool failed in .venv"

@@ -16,10 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
 
 from clusterpool import ClusterClient
 from waiting import poll
+
+# The installed redis-py's (major, minor): a reference behaviour new in a version is compared from it on.
+REDIS_PY = tuple(int(x) for x in redis.__version__.split(".")[:2])
 
 REDIS_CLUSTER = "RedisCluster"
 CLUSTER_CLIENT = "ClusterClient"

@@ -24,8 +24,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "chaos: kills / pauses / fails over cluster nodes")
 
 
-def _new_cluster() -> LocalCluster:
-    return LocalCluster(primaries=3, replicas=1).start(timeout=START_TIMEOUT)
+# No test fails a node of the shared cluster, so its failure detection can only fire spuriously: on
+# a loaded 2-core machine a node that misses the 2 s default for a moment gets failed over, and the
+# next test meets CLUSTERDOWN. Its nodes wait longer before calling a peer dead.
+SHARED_NODE_TIMEOUT_MS = 15000
+
+
+def _new_cluster(node_timeout_ms: int = 2000) -> LocalCluster:
+    return LocalCluster(primaries=3, replicas=1, node_timeout_ms=node_timeout_ms).start(timeout=START_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +42,7 @@ def cluster():
         c.wait_ok(timeout=30)
         yield c
         return
-    c = _new_cluster()
+    c = _new_cluster(SHARED_NODE_TIMEOUT_MS)
     try:
         yield c
     finally:

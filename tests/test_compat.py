@@ -11,6 +11,7 @@ through their error paths).
 from __future__ import annotations
 
 import threading
+import warnings
 
 import pytest
 import redis
@@ -219,7 +220,22 @@ def test_keyspace_notifications_object_over_the_primaries(client):
 
 
 def test_get_random_primary_or_all_nodes_is_a_primary_without_replica_reads(client):
-    assert client.get_random_primary_or_all_nodes("GET") in client.get_primaries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # redis-py 8.2 deprecates the name
+        assert client.get_random_primary_or_all_nodes("GET") in client.get_primaries()
+
+
+def test_keyless_target_node_is_a_primary_without_replica_reads_and_any_node_with_them(client):
+    if not hasattr(client, "get_keyless_target_node"):
+        pytest.skip("RedisCluster has get_keyless_target_node from redis-py 8.2 on")
+    assert client.get_keyless_target_node("GET") in client.get_primaries()
+    client.read_from_replicas = True
+    try:
+        picks = {client.get_keyless_target_node("GET").name for _ in range(200)}
+        assert picks == {n.name for n in client.get_nodes()}
+        assert client.get_keyless_target_node("SET") in client.get_primaries()
+    finally:
+        client.read_from_replicas = False
 
 
 def test_from_url_and_context_manager(client_kind, cluster):

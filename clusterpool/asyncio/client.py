@@ -23,25 +23,20 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
-from redis._parsers.encoders import Encoder
-from redis._parsers.helpers import get_response_callbacks
 from redis.asyncio.lock import Lock
-from redis.client import CaseInsensitiveDict
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
+from .._redispy import CaseInsensitiveDict, Encoder, EventDispatcher, get_response_callbacks
 from .. import errors
 from ..commands import CommandInfo
 from ..observe import Observer
 from ..config import Config
-from ..dropin import composed_callbacks
+from ..callbacks import composed_callbacks
 from ..fanout import Via, fanout_nodes, route, target_nodes
 from ..merge import merge
 from ..options import url_arguments
 from ..quickcommands import QuickCommands
-from ..readfrom import PRIMARY as READ_PRIMARY
-from ..readfrom import REPLICA as READ_REPLICA
-from ..readfrom import ReadStrategy, StrategyLike, make_strategy
+from ..views import ViewsMixin
 from ..routes import merges, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node
@@ -55,7 +50,8 @@ from .state import ClusterState
 from .transaction import TransactionPipeline, run_transaction
 
 # the ignore: redis-py's own async command mixins disagree on command_info's signature
-class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin, AsyncRedisClusterCommands):  # type: ignore[misc]
+class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, PlacementMixin,  # type: ignore[misc]
+                    AsyncRedisClusterCommands):
     """A Redis Cluster client for asyncio with redis-py's async command API.
 
     The plain client sends everything to primaries (read-your-writes, like RedisCluster);
@@ -82,14 +78,11 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
         config = Config.build(host, port, startup_nodes, options)
         self.config = config
         self._state = ClusterState(config)
-        self._strategy: ReadStrategy = make_strategy(config.read_from)
-        self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
-        self._reader_strategy: ReadStrategy = make_strategy(READ_REPLICA)
-        self.refuses_writes = False
+        self._init_views(config.read_from)
         self.retry = config.retry
         kw = config.connection
         protocol, legacy = kw.get("protocol"), kw.get("legacy_responses", True)
-        base: Any = CaseInsensitiveDict(get_response_callbacks(user_protocol=protocol, legacy_responses=legacy))  # type: ignore[arg-type]
+        base: Any = CaseInsensitiveDict(get_response_callbacks(user_protocol=protocol, legacy_responses=legacy))
         self.response_callbacks: Any = CaseInsensitiveDict(dict(base))
         self.response_callbacks.update(composed_callbacks(base, protocol, legacy))
         self._callbacks: dict[Any, Any] = {}
@@ -107,36 +100,6 @@ class ClusterClient(QuickCommands, InspectionMixin, NodeAPIMixin, PlacementMixin
 
     # ---- views -----------------------------------------------------------------------
 
-    def _view(self, strategy: ReadStrategy, refuse_writes: bool) -> ClusterClient:
-        view = object.__new__(type(self))
-        view.__dict__.update(self.__dict__)
-        view.__dict__.pop("_reader_view", None)
-        view._strategy = strategy
-        view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
-        view.refuses_writes = refuse_writes
-        return view
-
-    @property
-    def reader(self) -> ClusterClient:
-        """Reads go to replicas round-robin (or this client's non-primary strategy); writes are refused."""
-        view = self.__dict__.get("_reader_view")
-        if view is None:
-            strategy = self._strategy if not self._to_primary else self._reader_strategy
-            view = self._reader_view = self._view(strategy, True)
-        return view
-
-    @property
-    def writer(self) -> ClusterClient:
-        """Everything goes to primaries: reads see the writes just made."""
-        return self._view(make_strategy(READ_PRIMARY), False)
-
-    def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> ClusterClient:
-        """A view with another read strategy, sharing connections and map."""
-        return self._view(make_strategy(read_from), refuse_writes)
-
-    @property
-    def read_from(self) -> str:
-        return str(getattr(self._strategy, "name", type(self._strategy).__name__))
 
     # ---- lifecycle -------------------------------------------------------------------
 

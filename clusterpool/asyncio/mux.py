@@ -50,6 +50,7 @@ from redis.exceptions import RedisError
 
 from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
 from .settings import DEFAULT, NodeSettings, close_connection, open_connection
+from .._redispy import stream_writer
 from .wire import NOT_ENOUGH_DATA, PUSH, hiredis_of, hiredis_pack, pack, refuse_stateful
 
 __all__ = ["MuxConnection", "MuxStats", "State", "pack", "refuse_stateful"]
@@ -111,7 +112,7 @@ class MuxConnection:
         self._queue: list[_Unit] = []
         self._fifo: deque[_Unit | None] = deque()  # None: the ASKING of an ASKING + command unit
         # redis-py keeps its StreamWriter private; the flush writes to it without a coroutine
-        self._stream: asyncio.StreamWriter = conn._writer  # type: ignore[assignment]
+        self._stream: asyncio.StreamWriter = stream_writer(conn)
         self._high = self._stream.transport.get_write_buffer_limits()[1]
         self._ready: Any = getattr(self._loop, "_ready", None)  # asyncio's ready queue (None: uvloop)
         self._flush_handle: asyncio.Handle | None = None

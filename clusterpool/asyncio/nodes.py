@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import DataError
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
+from .._redispy import READ_COMMANDS
 from ..nodeapi import NodeHandle, known_node_name, node_from_key, node_name_for, pick_default_node
 from ..slots import slot_of
 from ..topology import Node, Topology
@@ -38,6 +39,7 @@ class NodeAPIMixin:
 
     _state: ClusterState
     _default: list[str]  # the default node's name (empty until chosen), one list for every view
+    _to_primary: bool
 
     def _map(self) -> Topology | None:
         return self._state.topology
@@ -60,6 +62,13 @@ class NodeAPIMixin:
 
     def get_random_primary_node(self) -> ClusterNode:
         return random.choice(self.get_primaries())
+
+    async def get_keyless_target_node(self, command_name: str) -> ClusterNode:
+        """redis.asyncio RedisCluster 8.2's pick for a keyless command: any node while this client
+        reads from replicas and the command is read-only, else a random primary."""
+        if not self._to_primary and command_name.upper() in READ_COMMANDS:
+            return self.get_random_node()
+        return self.get_random_primary_node()
 
     def get_node(self, host: str | None = None, port: int | None = None,
                  node_name: str | None = None) -> ClusterNode | None:

@@ -17,18 +17,25 @@ retries each failed command individually. Like redis-py's cluster pipeline it is
 With an observer installed (clusterpool.otel) every command runs through `execute_command`
 instead, so that each gets its own span inside the pipeline's.
 Transactions (`client.pipeline(transaction=True)`, MULTI/EXEC, WATCH) are in transaction.py.
+
+Queueing is redis.asyncio's: every queued call returns the pipeline at once (chainable, not
+awaitable), `delete`/`exists`/`touch`/`unlink` and `mset_nonatomic` queue one command per slot
+of their keys (each with its own reply), and the methods RedisCluster blocks in pipelines
+raise its RedisClusterException when called (batchrules.py: unless every key is in one slot).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Generator, Mapping, Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
-from ..commands import CommandInfo
+from .. import batchrules
+from .._redispy import EventDispatcher
+from ..commands import CommandInfo, CommandTable
 from ..errors import ConfigurationError
 from ..observe import Observer
 from ..quickcommands import QuickCommands
@@ -57,6 +64,10 @@ class Executor(Protocol):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any: ...
 
+    async def initialize(self) -> Any: ...
+
+    def command_table(self) -> CommandTable: ...
+
     @property
     def observer(self) -> Observer | None: ...
 
@@ -82,7 +93,7 @@ class ClusterPipeline(QuickCommands, AsyncRedisClusterCommands):  # type: ignore
             raise ConfigurationError(
                 "this pipeline is not transactional: use client.pipeline(transaction=True) for MULTI/EXEC and WATCH"
             )
-        self.client = client
+        self.cluster_client = client
         self._queue: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
     def execute_command(self, *args: Any, **kwargs: Any) -> ClusterPipeline:
@@ -91,36 +102,50 @@ class ClusterPipeline(QuickCommands, AsyncRedisClusterCommands):  # type: ignore
         return self
 
     def _split_command_across_slots(self, command: str, *keys: Any) -> ClusterPipeline:  # type: ignore[override]
-        """DEL / EXISTS / TOUCH / UNLINK of many keys: one queued command (the client splits it per slot)."""
-        return self.execute_command(command, *keys)
+        """DEL / EXISTS / TOUCH / UNLINK of many keys: one queued command per slot, each with its own
+        reply, as redis.asyncio's pipeline queues them."""
+        for group in batchrules.by_slot(keys).values():
+            self.execute_command(command, *group)
+        return self
+
+    def mset_nonatomic(self, mapping: Mapping[Any, Any]) -> ClusterPipeline:  # type: ignore[override]
+        """One MSET queued per slot of the keys (each atomic on its own, each with its own reply),
+        as redis.asyncio's pipeline queues it."""
+        for group in batchrules.by_slot(mapping).values():
+            self.execute_command("MSET", *chain.from_iterable((k, mapping[k]) for k in group))
+        return self
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
         """Send every queued command at once; replies (or errors, with raise_on_error=False) in order."""
         queue, self._queue = self._queue, []
         if not queue:
             return []
-        observer = self.client.observer
+        observer = self.cluster_client.observer
         if observer is None:
-            replies = await run_all(self.client, queue)
+            replies = await run_all(self.cluster_client, queue)
         else:
             scope = observer.batch("PIPELINE", [a for a, _ in queue])  # each command gets its own scope inside
             try:
-                replies = await _each_observed(self.client, queue)
+                replies = await _each_observed(self.cluster_client, queue)
             except BaseException as e:
                 scope.end(e)
                 raise
             scope.end(None)
         if raise_on_error:
-            for i, r in enumerate(replies):
-                if isinstance(r, Exception):
-                    r.args = (f"Command # {i + 1} ({_describe(queue[i][0])}) of pipeline caused error: {r}",
-                              *r.args[1:])
-                    raise r
+            batchrules.raise_first_error(zip((a for a, _ in queue), replies))
         return list(replies)
 
     async def reset(self) -> None:  # type: ignore[override]  # the pipeline's reset, as redis-py's
         """Drop the queued commands."""
         self._queue = []
+
+    async def initialize(self) -> ClusterPipeline:
+        """Discover the cluster if not done yet (`await pipe` does the same), as redis.asyncio's."""
+        await self.cluster_client.initialize()
+        return self
+
+    def __await__(self) -> Generator[Any, None, ClusterPipeline]:
+        return self.initialize().__await__()
 
     async def __aenter__(self) -> ClusterPipeline:
         return self
@@ -133,6 +158,10 @@ class ClusterPipeline(QuickCommands, AsyncRedisClusterCommands):  # type: ignore
 
     def __bool__(self) -> bool:
         return True
+
+    def _keys(self, args: Sequence[Any]) -> list[Any]:
+        """The command's keys (for `batchrules.check_blocked`), from the command table: no I/O."""
+        return self.cluster_client.command_table().keys(args)
 
 
 async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str, Any]]],
@@ -206,10 +235,6 @@ async def run_all(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str,
 _UNSEEN = object()
 
 
-def _describe(args: tuple[Any, ...]) -> str:
-    return " ".join(a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in args)[:200]
-
-
 async def _each_observed(client: Executor, queue: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
     """Every command through `execute_command` at once (each inside its own observer scope)."""
     replies = await asyncio.gather(*(client.execute_command(*a, **kw) for a, kw in queue), return_exceptions=True)
@@ -217,3 +242,6 @@ async def _each_observed(client: Executor, queue: list[tuple[tuple[Any, ...], di
         if isinstance(r, asyncio.CancelledError):
             raise r
     return list(replies)
+
+
+batchrules.block_methods(ClusterPipeline, AsyncRedisClusterCommands)

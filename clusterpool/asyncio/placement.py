@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.client import NEVER_DECODE
 
+from .._redispy import NEVER_DECODE
 from .. import errors
 from ..commands import CommandInfo
 from ..fanout import Via, route, write_refused

@@ -2,22 +2,24 @@
 
 A probe is a connection of its own (never shared), with `refresh_timeout` for connect and
 reply, RESP2 and no client name, closed after one round trip of CLUSTER SHARDS + CLUSTER
-NODES. Parsing and the view are the sync client's (topology.parse_shards, agreement.make_view).
+NODES (or what the node answers instead). What to ask and what the answers mean is
+`viewquery.view_steps`, shared with the sync client; this module only sends and reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis import exceptions as rx
 from redis.asyncio.connection import Connection
 
-from .. import errors
-from ..agreement import View, make_view, parse_epochs
+from ..agreement import View
 from ..config import Config
-from ..topology import parse_shards, parse_slots
+from ..refreshsteps import adrive
+from ..viewquery import Queries, view_steps
 from .settings import NodeSettings, close_connection, open_connection
 
 # keywords a probe does not take from the client's connection keywords
@@ -42,44 +44,31 @@ def probe_settings(config: Config, conn_kwargs: Mapping[str, Any], host: str, po
     return NodeSettings.make(host, port, socket_timeout=t, socket_connect_timeout=t, protocol=2, **kw)
 
 
-async def read_view(config: Config, conn_kwargs: Mapping[str, Any], name: str) -> View:
-    """One node's view: its map and the config epochs it knows, in one round trip."""
+async def read_view(config: Config, conn_kwargs: Mapping[str, Any], name: str, queries: Queries) -> View:
+    """One node's view: its map and the config epochs it knows, in one round trip (two when the
+    node refuses a command it did not refuse before); `queries` remembers what it answers."""
     host, _, port_s = name.rpartition(":")
-    port = int(port_s)
-    settings = probe_settings(config, conn_kwargs, host, port)
-    conn = await open_connection(settings)
+    asked = queries.for_node(name, time.monotonic())
+    steps = view_steps(name, asked, tls=config.ssl, address_map=config.address_map)
+    conn = await open_connection(probe_settings(config, conn_kwargs, host, int(port_s)))
     try:
         async with asyncio.timeout(config.refresh_timeout):
-            await conn.send_packed_command(
-                conn.pack_commands([("CLUSTER", "SHARDS"), ("CLUSTER", "NODES")]), check_health=False)
-            try:
-                shards: Any = await conn.read_response()
-            except rx.ResponseError as e:
-                shards = e
-            try:
-                epochs, excluded = parse_epochs(await conn.read_response())
-            except rx.ResponseError:  # no CLUSTER NODES (a proxy, a restricted ACL): votes only
-                epochs, excluded = {}, frozenset()
-            if isinstance(shards, rx.ResponseError):
-                topo = await _old_map(conn, config, shards, host, port)
-            else:
-                topo = parse_shards(shards, host, tls=config.ssl, address_map=config.address_map, source=name)
-        return make_view(name, topo, epochs, excluded)
+            view, worked = await adrive(steps, lambda commands: _exchange(conn, commands))
     except TimeoutError:
-        raise rx.TimeoutError(f"{name} did not answer CLUSTER SHARDS within {config.refresh_timeout}s") from None
+        raise rx.TimeoutError(f"{name} did not answer CLUSTER {asked.map[1]} within {config.refresh_timeout}s") from None
     finally:
         await close_connection(conn)
+    queries.learn(name, asked, worked, time.monotonic())
+    return view
 
 
-async def _old_map(conn: Connection, config: Config, error: rx.ResponseError, host: str, port: int) -> Any:
-    """CLUSTER SLOTS for a server before 7.0; NotAClusterError for a standalone server."""
-    msg = str(error).lower()
-    source = f"{host}:{port}"
-    if "cluster support disabled" in msg or "cluster mode is not enabled" in msg:
-        raise errors.NotAClusterError(
-            f"{source} is not a cluster node (cluster-enabled is off); use redis.asyncio.Redis for a standalone server"
-        ) from error
-    if "unknown" not in msg:
-        raise error
-    await conn.send_command("CLUSTER", "SLOTS", check_health=False)
-    return parse_slots(await conn.read_response(), host, address_map=config.address_map, source=source)
+async def _exchange(conn: Connection, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send `commands` in one write and read one reply each; an error reply is returned, not raised."""
+    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await conn.read_response())
+        except rx.ResponseError as e:
+            replies.append(e)
+    return replies

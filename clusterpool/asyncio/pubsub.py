@@ -26,17 +26,20 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from redis._parsers.encoders import Encoder
-from redis.commands.helpers import list_or_args, parse_pubsub_subscriptions
 
+from .._redispy import Encoder, list_or_args, parse_pubsub_subscriptions
 from .. import errors
 from .. import subscriptions as rules
-from ..topology import Node
+from .nodes import ClusterNode, handle
 from .resubscribe import Keeper
 from .sublinks import CONN_ERRORS, Link, Links
 
 if TYPE_CHECKING:
+    from redis.asyncio.connection import Connection
+
     from .state import ClusterState
+
+HALF_ADDRESS = "Specify both host and port"  # redis.asyncio.cluster's DataError text
 
 
 class ClusterPubSub:
@@ -82,6 +85,21 @@ class ClusterPubSub:
         return self._links.subs(rules.SHARD)
 
     @property
+    def pending_unsubscribe_channels(self) -> set[Any]:
+        """Channels whose UNSUBSCRIBE is sent but not confirmed yet (redis-py's PubSub attribute)."""
+        return self._links.pending(rules.CHANNEL)
+
+    @property
+    def pending_unsubscribe_patterns(self) -> set[Any]:
+        """Patterns whose PUNSUBSCRIBE is sent but not confirmed yet."""
+        return self._links.pending(rules.PATTERN)
+
+    @property
+    def pending_unsubscribe_shard_channels(self) -> set[Any]:
+        """Shard channels whose SUNSUBSCRIBE is sent but not confirmed yet, on any node."""
+        return self._links.pending(rules.SHARD)
+
+    @property
     def subscribed(self) -> bool:
         """True while any channel, pattern or shard channel is subscribed (or being moved)."""
         return self._links.subscribed
@@ -93,15 +111,34 @@ class ClusterPubSub:
 
     def set_pubsub_node(self, cluster: Any = None, node: Any = None, host: str | None = None,
                         port: int | None = None) -> None:
-        """Pin classic subscriptions to a node (checked against the map at the first subscribe)."""
-        self._links.pinned = rules.pinned_name(node, host, port)
+        """Pin classic subscriptions to a node: RedisClusterException now when the client's map has
+        no such node, or at the first subscribe when the client has no map yet (no I/O here)."""
+        name = rules.pinned_name(node, host, port, half_address=HALF_ADDRESS)
+        topo = self._links.state.topology
+        if topo is not None:
+            rules.check_pinned(topo, name)
+        self._links.pinned = name
 
-    def get_pubsub_node(self) -> Node | None:
-        """The node holding the classic subscriptions (None before the first one, unless pinned)."""
+    @property
+    def node(self) -> ClusterNode | None:
+        """RedisCluster's `node` attribute: `get_pubsub_node()`."""
+        return self.get_pubsub_node()
+
+    def get_pubsub_node(self) -> ClusterNode | None:
+        """The node holding the classic subscriptions, as RedisCluster's node object (None before
+        the first subscribe, unless pinned)."""
         links = self._links
         name = links.classic.name if links.classic is not None else links.pinned
         topo = links.state.topology
-        return topo.by_name.get(name) if name and topo is not None else None
+        node = topo.by_name.get(name) if name and topo is not None else None
+        return handle(node) if node is not None else None
+
+    def get_redis_connection(self) -> Connection | None:
+        """redis.asyncio's: the classic subscriptions' own connection (to `get_pubsub_node()`), None
+        before the first subscribe. Its reader task reads every reply: inspect it (host, port),
+        never read from or write to it."""
+        link = self._links.classic
+        return link.conn.connection if link is not None else None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -110,7 +147,8 @@ class ClusterPubSub:
     # ---- reading ---------------------------------------------------------------------
 
     async def get_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0) -> Any:
-        """The next message from any node, or None after `timeout` seconds (None: wait for ever)."""
+        """The next message from any node, or None after `timeout` seconds (None: wait for ever);
+        None at once after a message its handler took, as redis.asyncio's."""
         return await self._next(ignore_subscribe_messages, timeout, "")
 
     async def get_sharded_message(self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0,
@@ -127,6 +165,8 @@ class ClusterPubSub:
             item = inbox.take(only)
             if item is not None:
                 msg = await self._handle(item, ignore)
+                if msg is rules.HANDLED:
+                    return None
                 if msg is not None:
                     return msg
                 continue
@@ -138,6 +178,7 @@ class ClusterPubSub:
             await inbox.wait(remaining)
 
     async def _handle(self, item: tuple[Link, Any], ignore: bool) -> Any:
+        """The message for the caller, None for a hidden one, or rules.HANDLED."""
         link, response = item
         if isinstance(response, BaseException):
             raise response
@@ -148,7 +189,7 @@ class ClusterPubSub:
             res = handler(msg)
             if inspect.isawaitable(res):
                 await res
-            return None
+            return rules.HANDLED
         if rules.hidden(msg["type"], ignore or self.ignore_subscribe_messages):
             return None
         return msg
@@ -160,7 +201,8 @@ class ClusterPubSub:
         link = self._links.classic or next(iter(self._links.shard.values()), None)
         if link is None:
             return rules.message_of(response)
-        return await self._handle((link, response), ignore_subscribe_messages)
+        msg = await self._handle((link, response), ignore_subscribe_messages)
+        return None if msg is rules.HANDLED else msg
 
     async def listen(self) -> AsyncIterator[Any]:
         """Messages as they arrive, while anything is subscribed."""
@@ -288,9 +330,9 @@ class ClusterPubSub:
         async with self._lock:
             links.forget(rules.SHARD, names)
             held = {name: list(link.subs[rules.SHARD]) for name, link in links.shard.items()}
-            pending = [ch for link in links.shard.values() for ch in link.pending[rules.SHARD]]
             topo = links.state.topology
-            plan = rules.plan_sunsubscribe(names, held, pending, lambda ch: rules.shard_owner(topo, ch), links.norm)
+            plan = rules.plan_sunsubscribe(names, held, links.pending(rules.SHARD),
+                                           lambda ch: rules.shard_owner(topo, ch), links.norm)
             for name, mine in plan.items():
                 link = links.shard.get(name)
                 if link is None or not mine:
@@ -298,6 +340,7 @@ class ClusterPubSub:
                 link.pending[rules.SHARD].update(links.norm(ch) for ch in mine)
                 try:
                     for ch in mine:
+                        link.awaited.sent(links.norm(ch))
                         await links.send(link, "SUNSUBSCRIBE", ch)
                 except CONN_ERRORS:
                     links.forget(rules.SHARD, mine)

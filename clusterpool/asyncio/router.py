@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis import exceptions as rx
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 
+from .._redispy import EMPTY_RESPONSE, NEVER_DECODE
 from .. import errors
 from ..commands import CommandInfo, CommandTable
 from ..config import Config, backoff_of

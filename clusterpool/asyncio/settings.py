@@ -19,9 +19,9 @@ from redis.asyncio.connection import Connection, SSLConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
-from ..connection import CONNECTION_KEYS
+from ..options import CONNECTION_KEYS
 from ..errors import ConfigurationError
 
 # Keywords that NodeSettings holds itself rather than passing through.

@@ -37,6 +37,7 @@ from ..readfrom import NodeStates
 from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
 from ..resp import text
 from ..topology import REPLICA, Topology
+from ..viewquery import Queries
 from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
@@ -50,7 +51,7 @@ class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
-                 min_gap: float = 0.2, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
+                 min_gap: float | None = None, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
         """No I/O: the first command (or `connect()`) discovers the cluster."""
         self.config = config
         self.conn_kwargs = dict(config.connection)
@@ -58,7 +59,7 @@ class ClusterState(NodeBook):
         self.max_shared = max_shared
         self.sample_size = sample_size
         self.max_views = max_views
-        self.min_gap = min_gap
+        self.min_gap = config.refresh_min_gap if min_gap is None else min_gap
         self.fast_interval = fast_interval
         self.fast_window = fast_window
         self.topology: Topology | None = None
@@ -72,6 +73,7 @@ class ClusterState(NodeBook):
         self.refreshes = 0
         self.refresh_requests = 0
         self.commands = CommandLookup()  # COMMAND INFO for commands the shipped specs lack
+        self.queries = Queries()  # per node: the discovery commands it answers, when not the default
         self.closers: set[Callable[[], None]] = set()  # called at aclose() (event streams end)
         self.last_decision = ""
         self._version = 0
@@ -104,7 +106,7 @@ class ClusterState(NodeBook):
             failures: list[str] = []
             for name in self.startup:
                 try:
-                    view = await read_view(self.config, self.conn_kwargs, name)
+                    view = await read_view(self.config, self.conn_kwargs, name, self.queries)
                 except STARTUP_ERRORS as e:
                     failures.append(startup_failure(name, e))
                     continue
@@ -249,7 +251,8 @@ class ClusterState(NodeBook):
             async with asyncio.timeout(self.config.refresh_timeout):
                 reply = await self.state(name).pool.execute("CLUSTER", "INFO")
         except (rx.RedisError, OSError, TimeoutError) as e:  # the node's failure, as a command's
-            self.node_failed(name, e)
+            if not errors.refused(e):  # an ACL refusing CLUSTER INFO: up, but no digest to watch
+                self.node_failed(name, e)
             return False
         self._watch, moved = observe(self._watch, name, text(reply))
         return moved
@@ -282,7 +285,7 @@ class ClusterState(NodeBook):
         return outcome.topology
 
     async def _ask(self, names: tuple[str, ...]) -> Answers:
-        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n) for n in names),
+        results = await asyncio.gather(*(read_view(self.config, self.conn_kwargs, n, self.queries) for n in names),
                                        return_exceptions=True)
         for r in results:
             if isinstance(r, asyncio.CancelledError):
@@ -303,8 +306,9 @@ class ClusterState(NodeBook):
         try:
             async with asyncio.timeout(self.config.refresh_timeout):  # the connect too, not only the reply
                 await st.pool.execute("PING")
-        except (rx.RedisError, OSError, TimeoutError):
-            return
+        except (rx.RedisError, OSError, TimeoutError) as e:
+            if not errors.refused(e):  # an ACL without PING: the node answered, so it is up
+                return
         self.node_recovered(name)
 
     # ---- lifecycle -------------------------------------------------------------------

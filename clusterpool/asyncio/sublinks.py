@@ -21,9 +21,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rx
-from redis._parsers.encoders import Encoder
-from redis.utils import str_if_bytes
 
+from .._redispy import Encoder, str_if_bytes
 from .. import errors
 from .. import subscriptions as rules
 from ..policy import Budget, Failure, Kind, decide, failure_kind
@@ -52,6 +51,7 @@ class Link:
         self.conn = conn
         self.subs: dict[str, dict[Any, Any]] = {k: {} for k in KINDS}
         self.pending: dict[str, set[Any]] = {k: set() for k in KINDS}  # unsubscribes not confirmed yet
+        self.awaited = rules.AwaitedSunsubscribes()  # SUNSUBSCRIBEs sent, not confirmed yet
         self.reader: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -102,6 +102,10 @@ class Links:
     def orphans(self) -> bool:
         return any(self.lost.values())
 
+    def pending(self, kind: str) -> set[Any]:
+        """Subscriptions of `kind` whose unsubscribe is sent but not confirmed yet."""
+        return {name for link in self.all() for name in link.pending[kind]}
+
     @property
     def subscribed(self) -> bool:
         return self.orphans() or any(any(link.subs.values()) for link in self.all())
@@ -128,8 +132,7 @@ class Links:
         if self.classic is not None:
             return self.classic
         topo = await self.state.ensure()
-        if self.pinned and self.pinned not in topo.by_name:
-            raise rx.RedisClusterException(f"Node {self.pinned} doesn't exist in the cluster")
+        rules.check_pinned(topo, self.pinned)
         if key is not None and self.classic_key is None:
             self.classic_key = key
         key_owner = "" if self.pinned and self.pinned != avoid else await self.owner(self.classic_key, avoid)
@@ -304,7 +307,7 @@ class Links:
             self.lose(link, e)
 
     def _received(self, link: Link, response: Any) -> None:
-        ch = rules.server_unsubscribed(response, link.pending[rules.SHARD])
+        ch = link.awaited.server_unsubscribed(response)
         if ch is not None:  # the node lost the slot (migration, demotion): resubscribe elsewhere
             self.orphan_shard(link, [ch])
             return

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from redis import exceptions as rx
 from redis.commands import AsyncRedisClusterCommands
-from redis.event import EventDispatcher
 
-from .. import txplan
+from .. import batchrules, txplan
+from .._redispy import EventDispatcher
 from ..commands import CommandTable
 from ..errors import PoolClosedError, PoolTimeoutError
 from ..fanout import write_refused
@@ -74,7 +74,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
         """No I/O: `watch()` or `execute()` does the first."""
         if shard_hint:
             raise rx.RedisClusterException("shard_hint is deprecated in cluster mode")
-        self.client = client
+        self.cluster_client = client
         self._queue: list[_Command] = []
         self._slots: set[int] = set()  # slots of the commands and WATCHes so far (more than one: refused)
         self._explicit_multi = False
@@ -89,7 +89,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Queue the command (returns the pipeline), or while WATCHing before `multi()` return an
         awaitable that runs it at once, as redis.asyncio's transactional pipeline does."""
-        slot = txplan.command_slot(self.client.command_table(), args)
+        slot = txplan.command_slot(self.cluster_client.command_table(), args)
         how = txplan.mode(args, self._watch is not None, self._explicit_multi)
         if how is txplan.Mode.UNWATCH:
             return self._unwatch_now()
@@ -120,14 +120,14 @@ class TransactionPipeline(AsyncRedisClusterCommands):
     async def watch(self, *names: Any) -> None:  # type: ignore[override]
         """WATCH keys (one slot) on a connection held until EXEC or reset; commands then run at once."""
         txplan.check_watch(self._explicit_multi)
-        await self.client.initialize()
+        await self.cluster_client.initialize()
         args = ("WATCH", *names)
-        slot = txplan.command_slot(self.client.command_table(), args)
+        slot = txplan.command_slot(self.cluster_client.command_table(), args)
         if self._watch is None:
             txplan.check_slot(self._slots, slot)
             assert slot is not None  # WATCH always has a key
-            name = await self.client.primary_for(slot)
-            pool = self.client.node_state(name).pool.dedicated
+            name = await self.cluster_client.primary_for(slot)
+            pool = self.cluster_client.node_state(name).pool.dedicated
             self._watch = await pool.acquire()
             self._watch_pool, self._watch_node = pool, name
         await self._immediate(args, {}, slot)
@@ -166,7 +166,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                 await self.reset()
                 raise rx.WatchError(txplan.WATCH_LOST) from None
             raise
-        return self.client.parse_reply(args[0], reply, options)
+        return self.cluster_client.parse_reply(args[0], reply, options)
 
     # ---- execute -----------------------------------------------------------------------
 
@@ -179,15 +179,15 @@ class TransactionPipeline(AsyncRedisClusterCommands):
             if txplan.nothing_to_run(len(queue), self._watch is not None, self._slots):
                 return []
             slot = txplan.exec_slot(self._slots, random.randrange)
-            await self.client.initialize()
+            await self.cluster_client.initialize()
             commands = [args for args, _ in queue]
-            if self.client.refuses_writes:
-                write = txplan.first_write(self.client.command_table(), commands)
+            if self.cluster_client.refuses_writes:
+                write = txplan.first_write(self.cluster_client.command_table(), commands)
                 if write is not None:
                     raise write_refused(write)
             response = await self._exec_with_policy(slot, txplan.body(commands))
             replies = txplan.results(response, commands, raise_on_error)
-            parse = self.client.parse_reply
+            parse = self.cluster_client.parse_reply
             return [r if isinstance(r, Exception) else parse(args[0], r, options)
                     for (args, options), r in zip(queue, replies)]
         finally:
@@ -195,7 +195,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
 
     async def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]]) -> Any:
         """Send MULTI..EXEC for `slot` until it runs; every failure goes through `policy.decide`."""
-        client = self.client
+        client = self.cluster_client
         budget: Budget | None = None
         target, asking = "", False  # the next node and ASKING, from the last action
         while True:
@@ -302,7 +302,7 @@ class TransactionPipeline(AsyncRedisClusterCommands):
             pool.release(d)
 
     async def initialize(self) -> TransactionPipeline:
-        await self.client.initialize()
+        await self.cluster_client.initialize()
         return self
 
     async def __aenter__(self) -> TransactionPipeline:
@@ -320,6 +320,10 @@ class TransactionPipeline(AsyncRedisClusterCommands):
     def __bool__(self) -> bool:
         return True
 
+    def _keys(self, args: Sequence[Any]) -> list[Any]:
+        """The command's keys (for `batchrules.check_blocked`), from the command table: no I/O."""
+        return self.cluster_client.command_table().keys(args)
+
     def __repr__(self) -> str:
         watching = f", watching on {self._watch_node}" if self._watch is not None else ""
         return f"<TransactionPipeline {len(self._queue)} queued{watching}>"
@@ -330,6 +334,9 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                 self._drop_watch()
         except Exception:  # noqa: BLE001 - no loop any more; the pool's aclose() closes it
             pass
+
+
+batchrules.block_methods(TransactionPipeline, AsyncRedisClusterCommands)
 
 
 async def run_transaction(client: TxClient, func: Callable[[TransactionPipeline], Awaitable[Any]],

@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio.connection import Connection
 
+from .._redispy import NOT_ENOUGH_DATA, hiredis_reader
 from ..commands import CONNECTION_STATE
 from ..errors import ConfigurationError
 
@@ -25,12 +26,6 @@ try:
     PUSH = PushNotification
 except ImportError:  # pragma: no cover - hiredis < 3.2
     pass
-NOT_ENOUGH_DATA: Any = None  # what redis-py's hiredis reader returns until a reply is complete
-try:
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA
-    from redis._parsers.hiredis import _AsyncHiredisParser
-except ImportError:  # pragma: no cover - another redis-py layout: its own read path is used
-    _AsyncHiredisParser = None  # type: ignore[assignment,misc]
 
 
 def pack(conn: Connection, args: Sequence[Any]) -> bytes:
@@ -89,12 +84,6 @@ def refuse_stateful(args: Sequence[Any]) -> None:
 
 
 def hiredis_of(conn: Connection) -> tuple[Any, asyncio.StreamReader, int] | None:
-    """redis-py's hiredis reader, stream and read size of `conn` (its private parts, read once),
+    """redis-py's hiredis reader, stream and read size of `conn` (read once, through the seam),
     or None when it parses in Python."""
-    parser = getattr(conn, "_parser", None)
-    if _AsyncHiredisParser is None or not isinstance(parser, _AsyncHiredisParser):
-        return None
-    reader, stream = getattr(parser, "_reader", None), getattr(conn, "_reader", None)
-    if reader is None or stream is None:
-        return None
-    return reader, stream, getattr(parser, "_read_size", 65536)
+    return hiredis_reader(conn)

@@ -5,11 +5,31 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from clusterpool.slots import key_slot
 
 
 TAG_PREFIX = "cpasync"
+
+# The two asyncio clients the drop-in tests compare: redis.asyncio's RedisCluster and ours.
+REDIS_ASYNCIO, CLUSTERPOOL = "redis.asyncio", "clusterpool"
+KINDS = (REDIS_ASYNCIO, CLUSTERPOOL)
+
+
+async def compared_client(kind: str, cluster) -> Any:
+    """An initialized client of `kind` (KINDS) on `cluster`, decode_responses=True."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from clusterpool.asyncio import ClusterClient
+
+    host, port = cluster.startup_nodes[0]
+    if kind == REDIS_ASYNCIO:
+        client: Any = RedisCluster(host=host, port=port, decode_responses=True)
+    else:
+        client = ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True)
+    await client.initialize()
+    return client
 
 
 def tag_on(cluster, port: int, start: int = 0) -> str:

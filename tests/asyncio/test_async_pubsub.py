@@ -1,14 +1,19 @@
 """clusterpool.asyncio ClusterPubSub against real clusters: classic and sharded delivery, handlers,
-resubscription after a slot migration and a failover, cancellation, clean shutdown."""
+resubscription after a slot migration and a failover, cancellation, clean shutdown; and, at the
+end, the drop-in scenarios run on redis.asyncio's RedisCluster and on ours alike."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import uuid
+from typing import Any
 
 import pytest
-from async_helpers import other_tasks, sockets_to, until
+import pytest_asyncio
+from async_helpers import KINDS, compared_client, other_tasks, sockets_to, until
+from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import DataError, RedisClusterException
 
 from clusterpool import key_slot
 from clusterpool.asyncio import ClusterClient
@@ -249,13 +254,18 @@ async def test_pinned_node_holds_the_classic_subscriptions(cluster):
         assert ps.get_pubsub_node().port == port
 
 
-async def test_a_pinned_node_not_in_the_cluster_is_refused_before_sending(cluster):
+async def test_a_pinned_node_not_in_the_cluster_is_refused_at_the_first_subscribe_before_discovery(cluster):
+    """pubsub() does no I/O: with no map yet, the pinned node is checked when the map is first needed."""
     import redis
 
-    async with _client(cluster) as client, client.pubsub(host="127.0.0.1", port=1) as ps:
-        with pytest.raises(redis.RedisClusterException, match="doesn't exist in the cluster"):
-            await ps.subscribe("nowhere")
-        assert ps.nodes() == {"classic": [], "sharded": []}
+    client = _client(cluster)
+    try:
+        async with client.pubsub(host="127.0.0.1", port=1) as ps:
+            with pytest.raises(redis.RedisClusterException, match="doesn't exist in the cluster"):
+                await ps.subscribe("nowhere")
+            assert ps.nodes() == {"classic": [], "sharded": []}
+    finally:
+        await client.aclose()
 
 
 async def test_unknown_or_unsupported_options_are_refused_at_once(cluster):
@@ -502,3 +512,114 @@ async def test_a_pubsub_dropped_without_aclose_is_closed_with_its_client(cluster
     gc.collect()
     await client.aclose()
     assert other_tasks() == before
+
+
+# ---------------------------------------------------------------- drop-in: as redis.asyncio's RedisCluster
+
+
+@pytest_asyncio.fixture(params=KINDS)
+async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
+    """Each drop-in test runs twice: on redis.asyncio's RedisCluster and on ours."""
+    client = await compared_client(request.param, cluster)
+    yield client
+    await client.aclose()
+
+def msg(kind: str, channel: Any, data: Any) -> dict[str, Any]:
+    return {"type": kind, "pattern": None, "channel": channel, "data": data}
+
+
+async def collect(get: Any, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The next `n` messages from `get` (get_message or get_sharded_message)."""
+    out: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            m = await get(timeout=0.2)
+            if m is not None:
+                out.append(m)
+    return out
+
+
+async def test_pubsub_takes_the_node_positionally(r, cluster):
+    ch = f"pos:{uid()}"
+    port = cluster.primaries()[1]
+    # as RedisCluster's pubsub(node=None, host=None, port=None)
+    async with r.pubsub(r.get_node(cluster.host, port)) as ps:
+        node = ps.get_pubsub_node()
+        assert (node.host, node.port) == (cluster.host, port)
+        assert node == r.get_node(cluster.host, port) == ps.node  # the client's node object for it
+        await ps.subscribe(ch)
+        assert await collect(ps.get_message, 1) == [msg("subscribe", ch, 1)]
+        assert await r.publish(ch, "x", target_nodes=node) == 1
+
+
+async def test_pubsub_refuses_a_node_not_in_the_map_at_once(r, cluster):
+    with pytest.raises(RedisClusterException) as e:
+        r.pubsub(node=ClusterNode(cluster.host, 2))
+    assert f"{cluster.host}:2" in str(e.value)
+    with pytest.raises(RedisClusterException):
+        r.pubsub(host=cluster.host, port=2)
+    with pytest.raises(DataError):
+        r.pubsub(host=cluster.host)
+
+
+async def test_get_redis_connection_is_the_pubsubs_own_connection_once_subscribed(r, cluster):
+    node = r.get_node(cluster.host, cluster.primaries()[2])
+    async with r.pubsub(node=node) as ps:
+        assert ps.get_redis_connection() is None  # nothing connected before the first subscribe
+        await ps.subscribe(f"conn:{uid()}")
+        conn = ps.get_redis_connection()
+        assert (conn.host, conn.port) == (node.host, node.port)
+
+
+@pytest.mark.parametrize("unsubscribe", ["channel", "all"])
+async def test_shard_subscribe_unsubscribe_and_subscribe_again_confirm_in_order(r, unsubscribe):
+    ch = f"again:{uid()}"
+    async with r.pubsub() as ps:
+        await ps.ssubscribe(ch)
+        await (ps.sunsubscribe() if unsubscribe == "all" else ps.sunsubscribe(ch))
+        await ps.ssubscribe(ch)
+        assert ps.subscribed
+        assert await collect(ps.get_sharded_message, 3) == [
+            msg("ssubscribe", ch, 1), msg("sunsubscribe", ch, 0), msg("ssubscribe", ch, 1)]
+        assert ps.subscribed and list(ps.shard_channels) == [ch]
+        assert await r.spublish(ch, "x") == 1
+        assert await collect(ps.get_sharded_message, 1) == [msg("smessage", ch, "x")]  # no confirmation more
+
+
+async def test_pending_unsubscribe_shard_channels_until_the_confirmation_is_read(r):
+    ch = f"pend:{uid()}"
+    async with r.pubsub() as ps:
+        assert ps.pending_unsubscribe_shard_channels == set()
+        await ps.ssubscribe(ch)
+        assert await collect(ps.get_sharded_message, 1) == [msg("ssubscribe", ch, 1)]
+        await ps.sunsubscribe(ch)
+        assert ps.pending_unsubscribe_shard_channels == {ch}
+        assert await collect(ps.get_sharded_message, 1) == [msg("sunsubscribe", ch, 0)]
+        assert ps.pending_unsubscribe_shard_channels == set()
+
+
+async def test_a_shard_channel_handler_may_ssubscribe_from_inside_it(r):
+    tag = uid()
+    first, second = f"{{{tag}}}:a", f"{{{tag}}}:b"  # one slot, so one connection and counts 1, 2
+    ps = r.pubsub()
+    calls: list[Any] = []
+
+    async def handler(message: dict[str, Any]) -> None:
+        calls.append(message["data"])
+        if len(calls) == 1:
+            await ps.ssubscribe(second)
+
+    try:
+        await ps.ssubscribe(**{first: handler})
+        assert await collect(ps.get_sharded_message, 1) == [msg("ssubscribe", first, 1)]
+        assert await r.spublish(first, "go") == 1
+        returned = []
+        async with asyncio.timeout(10):
+            while not calls:
+                returned.append(await ps.get_sharded_message(timeout=0.2))
+        assert calls == ["go"] and set(returned) == {None}  # the call that ran the handler returns None
+        assert await collect(ps.get_sharded_message, 1) == [msg("ssubscribe", second, 2)]  # to the next call
+        assert await r.spublish(second, "hi") == 1
+        assert await collect(ps.get_sharded_message, 1) == [msg("smessage", second, "hi")]
+    finally:
+        await ps.aclose()

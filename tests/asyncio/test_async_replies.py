@@ -17,8 +17,12 @@ from clusterpool.asyncio import MuxConnection, NodeConnections, NodeSettings
 
 pytestmark = pytest.mark.asyncio
 
+# HELLO gets what a Redis 7 server answers (a RESP3 map with proto and version): redis-py 8.2
+# reads the handshake as that map and fails on anything else
+_HELLO = (b"%3\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
+          b"$5\r\nproto\r\n:3\r\n")
 _REPLIES = {b"GET": b"-LOADING Redis is loading the dataset in memory\r\n", b"PING": b"+PONG\r\n",
-            b"SET": b"-NOAUTH Authentication required.\r\n"}
+            b"SET": b"-NOAUTH Authentication required.\r\n", b"HELLO": _HELLO}
 
 
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

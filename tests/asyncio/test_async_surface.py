@@ -93,6 +93,20 @@ async def test_get_node_by_address_and_by_name_match_redis_pys(cluster):
             c.get_node()
 
 
+async def test_keyless_target_node_is_a_primary_unless_reads_go_to_replicas(cluster):
+    async with _client(cluster) as c, _redis_py(cluster) as rc:
+        await c.initialize()
+        await rc.initialize()
+        for client in (c, rc):
+            if not hasattr(client, "get_keyless_target_node"):
+                continue  # redis.asyncio's RedisCluster has it from redis-py 8.2 on
+            assert await client.get_keyless_target_node("GET") in client.get_primaries()
+        reader = c.reader
+        picks = {(await reader.get_keyless_target_node("GET")).name for _ in range(200)}
+        assert picks == {n.name for n in c.get_nodes()}
+        assert await reader.get_keyless_target_node("SET") in c.get_primaries()
+
+
 async def test_node_from_key_and_keyslot_match_redis_pys(cluster):
     await _replicas_visible(cluster)
     async with _client(cluster) as c, _redis_py(cluster) as rc:

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from async_helpers import TAG_PREFIX, tag_on, until
+from async_helpers import KINDS, TAG_PREFIX, compared_client, tag_on, until
 from redis import exceptions as rx
-from redis.asyncio.cluster import RedisCluster
 
 from clusterpool import ClusterClient as SyncClient
 from clusterpool.asyncio import ClusterClient
@@ -26,18 +25,12 @@ from clusterpool.slots import key_slot
 
 pytestmark = pytest.mark.asyncio
 
-KINDS = ("redis.asyncio", "clusterpool")
 
 
 @pytest_asyncio.fixture(params=KINDS)
 async def r(request: pytest.FixtureRequest, cluster: Any) -> Any:
     """The same scenario on both clients (decode_responses=True)."""
-    host, port = cluster.startup_nodes[0]
-    if request.param == "redis.asyncio":
-        client: Any = RedisCluster(host=host, port=port, decode_responses=True)
-    else:
-        client = ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True)
-    await client.initialize()
+    client = await compared_client(request.param, cluster)
     yield client
     await client.aclose()
 

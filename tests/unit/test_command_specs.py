@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from redis.exceptions import NoPermissionError
 
 from clusterpool.commands import (
     ALL_NODES,
@@ -117,6 +118,14 @@ def test_failed_lookup_is_tried_again_next_time():
     assert table.get("newcmd") is None
     assert table.get("newcmd") is None
     assert fetch.asked == ["newcmd", "newcmd"]
+
+
+def test_lookup_refused_by_the_server_is_not_asked_again():
+    fetch = CountingFetch(error=NoPermissionError("this user has no permissions to run the 'command|info' command"))
+    table = CommandTable(bundled={}, fetch=fetch)
+    assert table.resolve(("NEWCMD", "x"))[0] is UNKNOWN
+    assert table.resolve(("NEWCMD", "y"))[0] is UNKNOWN
+    assert fetch.asked == ["newcmd"]
 
 
 def test_subcommand_newer_than_the_bundle_asks_for_its_container_once():

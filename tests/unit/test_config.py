@@ -82,3 +82,48 @@ def test_the_config_is_frozen():
     c = build()
     with pytest.raises(AttributeError):
         c.max_connections = 3  # type: ignore[misc]
+
+
+# ---- RedisCluster keywords for features clusterpool lacks: never dropped in silence
+
+
+@pytest.mark.parametrize("name", ["cache", "cache_config", "policy_resolver", "metadata_resolver",
+                                  "maint_notifications_config", "event_dispatcher"])
+def test_a_keyword_asking_for_a_missing_feature_is_refused_naming_it(name):
+    with pytest.raises(ConfigurationError, match=f"^{name}=.*(drop the option|pass None)"):
+        build(**{name: object()})
+
+
+@pytest.mark.parametrize("name", ["cache", "cache_config", "policy_resolver", "metadata_resolver",
+                                  "maint_notifications_config", "event_dispatcher"])
+def test_a_keyword_asking_for_nothing_is_accepted(name):
+    assert build(**{name: None}).refresh_min_gap == 0.2
+
+
+def test_cache_config_from_redis_py_is_refused_by_both_clients():
+    from redis.cache import CacheConfig
+
+    from clusterpool.asyncio import ClusterClient as AsyncClusterClient
+
+    for cls in (ClusterClient, AsyncClusterClient):
+        with pytest.raises(ConfigurationError, match="client-side caching"):
+            cls("127.0.0.1", 7000, protocol=3, cache_config=CacheConfig())
+
+
+def test_disabled_maintenance_notifications_are_accepted():
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    build(maint_notifications_config=MaintNotificationsConfig(enabled=False))
+    with pytest.raises(ConfigurationError, match="maintenance notifications"):
+        build(maint_notifications_config=MaintNotificationsConfig(enabled=True))
+
+
+def test_topology_refresh_min_interval_sets_the_refresh_gap():
+    assert build(topology_refresh_min_interval=1.5).refresh_min_gap == 1.5
+    assert build(topology_refresh_min_interval=0).refresh_min_gap == 0
+
+
+@pytest.mark.parametrize("bad", [-1, float("inf"), float("nan"), "1"])
+def test_a_refresh_gap_that_is_not_a_finite_non_negative_number_is_refused(bad):
+    with pytest.raises(ConfigurationError, match="refresh_min_gap"):
+        build(topology_refresh_min_interval=bad)

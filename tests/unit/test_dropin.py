@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import cluster as rc
 
-from clusterpool.dropin import _compose, cluster_callbacks
+from clusterpool.callbacks import compose, cluster_callbacks
 from clusterpool.nodeapi import ClusterNode, node_name_of
 
 
@@ -45,7 +45,7 @@ def test_node_name_of_something_else_is_a_type_error():
 
 
 def test_compose_applies_the_custom_callback_after_the_standard_one():
-    both = _compose(lambda r, **kw: r + 1, lambda r, **kw: r * 10)
+    both = compose(lambda r, **kw: r + 1, lambda r, **kw: r * 10)
     assert both(1) == 20
 
 
@@ -53,7 +53,7 @@ def test_compose_without_a_standard_callback_is_the_custom_one():
     def outer(r, **kw):
         return r
 
-    assert _compose(None, outer) is outer
+    assert compose(None, outer) is outer
 
 
 def test_cluster_callbacks_per_protocol():

@@ -13,12 +13,17 @@ from clusterpool.pool import ConnectionPool
 
 
 class FakeConnection:
-    """Just what the pool touches: `_sock`, `connect()`, `disconnect()`."""
+    """Just what the pool touches: `is_connected`, the socket (`_sock`, as redis-py keeps it),
+    `connect()`, `disconnect()`."""
 
     def __init__(self) -> None:
         self._sock, self.peer = socket.socketpair()
         self.connects = 0
         self.disconnects = 0
+
+    @property
+    def is_connected(self) -> bool:
+        return self._sock is not None
 
     def connect(self) -> None:
         self.connects += 1

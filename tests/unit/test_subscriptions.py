@@ -115,11 +115,36 @@ def test_plan_sunsubscribe_matches_normalised_names():
     assert s.plan_sunsubscribe([b"ch"], held, [], lambda ch: "", lambda c: c.decode()) == {"n:1": [b"ch"]}
 
 
-def test_server_unsubscribed_is_a_sunsubscribe_nobody_asked_for():
-    assert s.server_unsubscribed([b"sunsubscribe", b"x", 0], set()) == b"x"
-    assert s.server_unsubscribed([b"sunsubscribe", b"x", 0], {b"x"}) is None
-    assert s.server_unsubscribed([b"unsubscribe", b"x", 0], set()) is None
-    assert s.server_unsubscribed(b"PONG", set()) is None
+def test_a_sunsubscribe_nobody_asked_for_is_the_server_dropping_the_channel():
+    awaited = s.AwaitedSunsubscribes()
+    assert awaited.server_unsubscribed([b"sunsubscribe", b"x", 0]) == b"x"
+    assert awaited.server_unsubscribed([b"unsubscribe", b"x", 0]) is None
+    assert awaited.server_unsubscribed([b"ssubscribe", b"x", 1]) is None
+    assert awaited.server_unsubscribed(b"PONG") is None
+
+
+def test_each_sunsubscribe_sent_is_confirmed_once():
+    awaited = s.AwaitedSunsubscribes()
+    awaited.sent(b"x")
+    awaited.sent(b"x")
+    got = [awaited.server_unsubscribed([b"sunsubscribe", b"x", 0]) for _ in range(3)]
+    assert got == [None, None, b"x"]  # two confirmations of ours, then one from the server
+    assert not awaited
+
+
+def test_a_resubscribe_does_not_turn_the_awaited_confirmation_into_a_server_drop():
+    """SSUBSCRIBE x, SUNSUBSCRIBE x, SSUBSCRIBE x: the middle confirmation is still ours
+    (redis-py's pending set forgot it at the second SSUBSCRIBE)."""
+    awaited = s.AwaitedSunsubscribes()
+    awaited.sent("x")
+    assert awaited.server_unsubscribed(["sunsubscribe", "x", 0]) is None
+
+
+def test_clearing_forgets_every_awaited_confirmation():
+    awaited = s.AwaitedSunsubscribes()
+    awaited.sent(b"x")
+    awaited.clear()
+    assert awaited.server_unsubscribed([b"sunsubscribe", b"x", 0]) == b"x"
 
 
 def test_forget_drops_names_as_written_or_normalised():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rx
 
+from clusterpool._redispy import command_text
 from clusterpool import policy, txplan
 from clusterpool.commands import CommandTable
 from clusterpool.errors import CrossSlotCommandError, CrossSlotTransactionError
@@ -50,7 +51,8 @@ def test_command_slot_refuses_a_keyless_command_with_redis_clusters_message():
     with pytest.raises(rx.RedisClusterException) as e:
         txplan.command_slot(TABLE, ("DBSIZE",))
     assert str(e.value) == ("No way to dispatch this command to Redis Cluster. Missing key.\n"
-                            "You can execute the command by specifying target nodes.\nCommand: ('DBSIZE',)")
+                            "You can execute the command by specifying target nodes.\n"
+                            f"Command: {command_text(('DBSIZE',))}")
 
 
 def test_command_slot_refuses_keys_of_two_slots():
