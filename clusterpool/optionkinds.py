@@ -22,7 +22,7 @@ from . import errors
 # Option names by the kind of value they take (None is always allowed: a default or "no limit").
 SECONDS = frozenset(
     {"pool_timeout", "retry_timeout", "max_idle_time", "validate_after", "refresh_interval",
-     "refresh_timeout", "refresh_min_gap", "topology_refresh_min_interval", "health_interval",
+     "refresh_timeout", "refresh_min_gap", "health_interval",
      "breaker_cooldown", "degraded_latency",
      "socket_timeout", "socket_connect_timeout", "health_check_interval"}
 )

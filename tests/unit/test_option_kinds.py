@@ -1,5 +1,5 @@
 """A value of the wrong kind fails in either client's constructor with a ConfigurationError naming
-the option (clusterpool.options.check_types), and a misspelt name suggests the near one. No server:
+the option (clusterpool.optionkinds.check_types), and a misspelt name suggests the near one. No server:
 the constructors never touch the network."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from clusterpool import ClusterClient, ConfigurationError
 from clusterpool.asyncio import ClusterClient as AsyncClusterClient
-from clusterpool.options import check_types, port_number, unknown_options
+from clusterpool.optionkinds import check_types, port_number, unknown_options
 
 CLIENTS = [pytest.param(ClusterClient, id="sync"), pytest.param(AsyncClusterClient, id="asyncio")]
 
