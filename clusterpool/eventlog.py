@@ -24,16 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .events import (
-    Event,
-    NodeAdded,
-    NodeHealthChanged,
-    NodeRemoved,
-    RefreshFailed,
-    RoleChanged,
-    SlotsMoved,
-    TopologyRefreshed,
-)
+from . import events as ev
 from .slots import SLOT_COUNT
 
 HEALTH_LOGGER = "clusterpool.health"  # node failures, breakers, recoveries
@@ -48,26 +39,26 @@ class LogLine:
     message: str
 
 
-def log_line(e: Event) -> LogLine | None:
+def log_line(e: ev.Event) -> LogLine | None:
     """The log line for event `e`, or None when it is not worth one."""
-    if isinstance(e, NodeHealthChanged):
+    if isinstance(e, ev.NodeHealthChanged):
         return _health(e)
-    if isinstance(e, RefreshFailed):
+    if isinstance(e, ev.RefreshFailed):
         tried = f" (tried {', '.join(e.tried)})" if e.tried else ""
         return LogLine(TOPOLOGY_LOGGER, logging.WARNING, f"topology refresh failed: {e.error}{tried}")
-    if isinstance(e, RoleChanged):
+    if isinstance(e, ev.RoleChanged):
         took = f", replacing {e.old_primary}" if e.old_primary else ""
         return LogLine(TOPOLOGY_LOGGER, logging.INFO,
                        f"node {e.node.name} is now {e.new_role} (was {e.old_role}{took})")
-    if isinstance(e, NodeAdded):
+    if isinstance(e, ev.NodeAdded):
         return LogLine(TOPOLOGY_LOGGER, logging.INFO, f"node {e.node.name} ({e.node.role}) joined the map")
-    if isinstance(e, NodeRemoved):
+    if isinstance(e, ev.NodeRemoved):
         return LogLine(TOPOLOGY_LOGGER, logging.INFO, f"node {e.node.name} ({e.node.role}) left the map")
-    if isinstance(e, SlotsMoved):
+    if isinstance(e, ev.SlotsMoved):
         count = sum(b - a + 1 for a, b in e.ranges)
         return LogLine(TOPOLOGY_LOGGER, logging.INFO,
                        f"{count}/{SLOT_COUNT} slots moved from {e.source or 'nobody'} to {e.target or 'nobody'}")
-    if isinstance(e, TopologyRefreshed):
+    if isinstance(e, ev.TopologyRefreshed):
         level = logging.INFO if e.changes else logging.DEBUG
         return LogLine(TOPOLOGY_LOGGER, level, f"slot map v{e.version} from {e.source}: {e.changes} change(s)")
     return None
@@ -79,12 +70,12 @@ class EventLog:
     def __init__(self) -> None:
         self._down: set[str] = set()
 
-    def line(self, e: Event) -> LogLine | None:
+    def line(self, e: ev.Event) -> LogLine | None:
         """The log line for `e`, demoted to DEBUG when it repeats an outage already reported."""
         line = log_line(e)
-        if isinstance(e, NodeAdded):
+        if isinstance(e, ev.NodeAdded):
             self._down.discard(e.node.name)
-        elif isinstance(e, NodeHealthChanged) and line is not None:
+        elif isinstance(e, ev.NodeHealthChanged) and line is not None:
             if e.node in self._down and e.new != "healthy":
                 return LogLine(line.logger, logging.DEBUG, line.message + " (still down)")
             if e.new == "unhealthy":
@@ -94,7 +85,7 @@ class EventLog:
         return line
 
 
-def _health(e: NodeHealthChanged) -> LogLine:
+def _health(e: ev.NodeHealthChanged) -> LogLine:
     why = f": {e.reason}" if e.reason else ""
     if e.new == "unhealthy":
         return LogLine(HEALTH_LOGGER, logging.WARNING,
