@@ -52,7 +52,8 @@ class EventBus:
             self._streams += (q,)
         return EventStream(self, q)
 
-    def _drop_stream(self, q: queue.Queue[Event]) -> None:
+    def drop_stream(self, q: queue.Queue[Event]) -> None:
+        """Stop feeding one stream (what EventStream.close() asks for)."""
         with self._lock:
             self._streams = tuple(s for s in self._streams if s is not q)
 
@@ -155,7 +156,7 @@ class EventStream:
             yield e
 
     def close(self) -> None:
-        self._bus._drop_stream(self._q)
+        self._bus.drop_stream(self._q)
 
     def __enter__(self) -> EventStream:
         return self

@@ -27,7 +27,8 @@ from .commands import CommandInfo
 from .config import Config
 from .core import Core
 from .dropin import DropInMixin
-from .fanout import FanoutMixin, write_refused
+from .fanout import FanoutMixin
+from .routes import write_refused
 from .inspection import InspectionMixin
 from .multikey import mget_nonatomic, mset_nonatomic
 from .nodeapi import NodeAPIMixin, NodeAPIState
@@ -141,7 +142,7 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
     def execute_command(self, *args: Any, **options: Any) -> Any:
         core = self.core
         topo = core.topology
-        if topo is None or core._pid != current_pid():
+        if topo is None or core.pid != current_pid():
             topo = core.ensure()
         cached = core.table.resolved.get(args[0])  # type: ignore[union-attr]
         if cached is not None and not cached[1] and "target_nodes" not in options:

@@ -23,7 +23,8 @@ from . import errors
 from .bus import EventBus
 from .commands import CommandTable
 from .config import Config
-from .discovery import STARTUP_ERRORS, Discovery, startup_failure
+from .discovery import Discovery
+from .startup import STARTUP_ERRORS, startup_failure
 from .connection import command_info, make_connection
 from .events import RefreshFailed
 from .health import HealthChecker
@@ -75,7 +76,7 @@ class Core(NodeBook):
         self._lock = threading.RLock()
         self._version = 0
         self._closed = False
-        self._pid = os.getpid()
+        self.pid = os.getpid()  # the process that discovered; another one (a fork) starts over
         # objects holding their own connections (pubsubs), closed with the client
         self.closables: weakref.WeakSet[Any] = weakref.WeakSet()
         self._changed = threading.Condition(threading.Lock())  # notified when a new map is in use
@@ -86,12 +87,12 @@ class Core(NodeBook):
     def ensure(self) -> Topology:
         """The current topology, discovering the cluster on first use (and after fork)."""
         t = self.topology
-        if t is not None and self._pid == current_pid():
+        if t is not None and self.pid == current_pid():
             return t
         return self.connect()
 
     def connect(self) -> Topology:
-        if self._pid != current_pid():
+        if self.pid != current_pid():
             self._after_fork()  # before taking a lock another parent thread may have held at fork
         with self._lock:
             if self._closed:
@@ -267,7 +268,7 @@ class Core(NodeBook):
 
     def _after_fork(self) -> None:
         """In a forked child: new threads, new pools; the parent's sockets are left alone."""
-        self._pid = os.getpid()
+        self.pid = os.getpid()  # the process that discovered; another one (a fork) starts over
         self.nodes = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())

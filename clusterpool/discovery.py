@@ -17,30 +17,12 @@ from typing import Any
 from redis import exceptions as rx
 from redis.connection import AbstractConnection
 
-from . import errors
 from .agreement import View
 from .config import Config
 from .connection import make_connection
 from .topology import Topology
 from .refreshsteps import drive
 from .viewquery import Queries, view_steps
-
-# What a startup node may fail with: startup_failure says which of these stop discovery.
-STARTUP_ERRORS = (rx.AuthenticationError, errors.NotAClusterError, rx.ConnectionError, rx.TimeoutError, OSError,
-                  rx.InvalidResponse)
-
-
-def startup_failure(name: str, error: BaseException) -> str:
-    """Why startup node `name` could not be used, for ClusterUnreachableError's list; raises what
-    must stop discovery at once (bad credentials, a node that is not a cluster). Both clients."""
-    if isinstance(error, rx.AuthenticationError):
-        raise rx.AuthenticationError(f"authentication to {name} failed: {error} (check username/password)") from error
-    if isinstance(error, errors.NotAClusterError):
-        raise error
-    if isinstance(error, rx.InvalidResponse):
-        return f"{name}: does not speak the Redis protocol ({error}); is it a Redis port?"
-    return f"{name}: {error}"
-
 
 class Discovery:
     """Reads maps from nodes; `conn_kwargs` gives the client's current connection keywords."""

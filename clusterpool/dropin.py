@@ -6,42 +6,33 @@ those. READONLY/READWRITE switch the client's reads to replicas and back, as
 RedisCluster's `read_from_replicas` flag does (our replica connections send
 READONLY when they connect, so nothing needs sending). CLIENT SETNAME and
 CLIENT SETINFO are checked once on a real connection, then become connection
-options of the targeted nodes: pooled connections are replaced and every new
-one says the name at connect, so `client_list()` shows it. A mixin of ClusterClient.
+options of the targeted nodes (naming.py): pooled connections are replaced,
+every new one says the name at connect, and each targeted node keeps one, so
+`client_list()` shows it. A mixin of ClusterClient.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.commands.core import BasicKeyCommands
-from redis.driver_info import DriverInfo
 from redis.lock import Lock
 from redis.retry import Retry
 
 from ._redispy import CaseInsensitiveDict, Encoder
-from . import errors
+from . import naming
 from .callbacks import ResponseCallback, cluster_callbacks, compose, composed_callbacks
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import REPLICA as READ_REPLICA
 from .readfrom import ReadStrategy, make_strategy
-from .routes import shape
+from .routes import route_name, shape
 
 if TYPE_CHECKING:
     from .commands import CommandInfo
     from .core import Core
     from .topology import Node, Topology
 
-# Connection-state commands carried out instead of refused: command-table name -> method(argv, options).
-STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
-    "client|setname": "_setname",
-    "client|setinfo": "_setinfo",
-    "readonly": "_readonly_command",
-    "readwrite": "_readwrite_command",
-})
 
 
 class DropInMixin:
@@ -150,46 +141,26 @@ class DropInMixin:
     def _readwrite_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
         return self.readwrite(options.pop("target_nodes", None))
 
-    def _setname(self, argv: list[Any], options: dict[str, Any]) -> bool:
-        if len(argv) != 3:
-            raise errors.ConfigurationError("CLIENT SETNAME takes exactly one name")
-        return self._connection_option(argv, options.pop("target_nodes", None), {"client_name": argv[2]})
+    def _rename_command(self, argv: list[Any], options: dict[str, Any]) -> Any:
+        return self._rename(argv, options.pop("target_nodes", None))
 
-    def _setinfo(self, argv: list[Any], options: dict[str, Any]) -> bool:
-        if len(argv) != 4:
-            raise errors.ConfigurationError("CLIENT SETINFO takes an attribute (LIB-NAME or LIB-VER) and a value")
-        attr = str(argv[2].decode() if isinstance(argv[2], bytes) else argv[2]).upper()
-        value = argv[3].decode() if isinstance(argv[3], bytes) else str(argv[3])
-        current = self.core.conn_kwargs.get("driver_info") or DriverInfo()
-        if attr == "LIB-NAME":
-            info = DriverInfo(name=value, lib_version=current.lib_version)
-        elif attr == "LIB-VER":
-            info = dataclasses.replace(current, lib_version=value)
-        else:
-            info = current  # the server's error for an unknown attribute comes from the check below
-        return self._connection_option(argv, options.pop("target_nodes", None), {"driver_info": info})
-
-    def _connection_option(self, argv: list[Any], targets: Any, option: dict[str, Any]) -> bool:
-        """Check the command once on a real connection (the server's error if it is bad), then make
-        `option` part of every connection of the targeted nodes (all nodes, and nodes to come, by default)."""
+    def _rename(self, argv: list[Any], targets: Any) -> Any:
+        """CLIENT SETNAME / SETINFO (naming.plan): checked on one connection first (the server's
+        error if it is bad), then a keyword of every connection of the targeted nodes (all nodes,
+        and nodes to come, when no target is given): pooled ones are replaced, and the command is
+        sent to each targeted node (the default node without targets) so a named connection stays
+        in its CLIENT LIST, as with RedisCluster. Replies shaped as RedisCluster shapes them."""
         core = self.core
         table = core.table
         assert table is not None
         info, _ = table.resolve(argv)
         topo = core.ensure()
         nodes = self.resolve_targets(targets) if targets is not None else None
-        probe = nodes[0] if nodes else self.default_node(topo)
-        self._run(probe, info, None, argv, {})
-        key = next(iter(option))
-        if nodes is None:
-            core.conn_kwargs = {**core.conn_kwargs, **option}
-            core.node_kwargs = {n: {k: v for k, v in kw.items() if k != key} for n, kw in core.node_kwargs.items()}
-            names = list(core.nodes)
-        else:
-            names = [n.name for n in nodes]
-            core.node_kwargs = {**core.node_kwargs, **{n: {**core.node_kwargs.get(n, {}), **option} for n in names}}
-        for n in names:
-            st = core.nodes.get(n)
+        p = naming.plan(argv, nodes, self.default_node(topo), core.conn_kwargs, core.node_kwargs, core.nodes)
+        self._run(p.probe, info, None, argv, {})
+        core.conn_kwargs, core.node_kwargs = p.conn_kwargs, p.node_kwargs
+        for name in p.reset:
+            st = core.nodes.get(name)
             if st is not None:
                 st.pool.disconnect_all()  # idle ones now, in-use ones when returned: new ones carry the option
-        return True
+        return shape(route_name(info.name), {n.name: self._run(n, info, None, argv, {}) for n in p.send_to})

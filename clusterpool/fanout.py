@@ -11,17 +11,13 @@ A mixin of ClusterClient, kept apart from the single-key hot path in client.py.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import errors, routes
-from .batchrules import missing_key_message
-from .commands import ALL_NODES, ALL_SHARDS, CONNECTION_STATE, SPLIT_SUM, CommandInfo, CommandTable
-from .dropin import STATE_COMMANDS
+from .commands import CommandInfo
+from .routes import STATE_COMMANDS, Via, fanout_nodes, missing_key_error, route, target_nodes
 from .merge import merge
-from .nodeapi import node_name_of
 from .slots import SLOT_COUNT, slot_of
 from .topology import Node, Topology
 from .resp import command_name
@@ -82,7 +78,7 @@ class FanoutMixin:
         if not keys:
             if info.name in routes.ZERO_KEYS_OK:
                 return random.randrange(SLOT_COUNT)
-            raise _missing_key(args)
+            raise missing_key_error(args)
         slots = {slot_of(k) for k in keys}
         if len(slots) != 1:
             raise errors.CrossSlotError(f"{name} - all keys must map to the same key slot")
@@ -153,119 +149,3 @@ class FanoutMixin:
         return slot_of(key)
 
     keyslot = slot  # RedisCluster's name
-
-
-class Via(str, Enum):
-    """How a command that is not on the single-key fast path is carried out."""
-
-    STATE = "state"  # a connection-state command the client carries out itself (dropin.py)
-    TARGETS = "targets"  # to the nodes `targets` names (a node flag or nodes), replies shaped by `name`
-    SLOT = "slot"  # to the node serving `slot`
-    NODES = "nodes"  # to every primary or every node (request policy), merged by the response policy
-    SPLIT = "split"  # split per slot, replies summed (DEL, EXISTS ... across slots)
-    DEFAULT = "default"  # to the default node
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a command goes (pure), decided by `route`; the sync and asyncio drivers carry it out."""
-
-    via: Via
-    info: CommandInfo
-    argv: list[Any]
-    name: str
-    targets: Any = None
-    slot: int | None = None
-    readonly: bool = False
-    keys: tuple[Any, ...] = ()
-
-
-def route(table: CommandTable, args: Sequence[Any], targets: Any, refuses_writes: bool) -> Route:
-    """Route a command as RedisCluster would: connection-state commands, explicit `targets`,
-    RedisCluster's routing table, the keys' slot, request-policy tips, else the default node.
-    Raises before anything is sent for cross-slot keys, a missing key, state commands a shared
-    pool cannot keep, and writes on a view that refuses them."""
-    info, argv = table.resolve(args)
-    if info.name in STATE_COMMANDS:
-        return Route(Via.STATE, info, argv, info.name)
-    if info.name in CONNECTION_STATE:
-        raise errors.ConfigurationError(
-            f"{command_name(args)} changes connection state, which a shared cluster pool cannot keep: "
-            "use client.pipeline(transaction=True) for MULTI/EXEC/WATCH, client.pubsub() for SUBSCRIBE"
-        )
-    name = routes.route_name(info.name) if info.name else command_name(args)
-    if targets is not None:
-        return Route(Via.TARGETS, info, argv, name, targets=targets)
-    flag = routes.target_of(name)
-    if flag is not None:  # RedisCluster's table decides before keys are looked at, as it does
-        if flag == routes.SLOT:
-            return Route(Via.SLOT, info, argv, name, slot=int(argv[2]))
-        if refuses_writes and info.write:
-            raise write_refused(args)
-        return Route(Via.TARGETS, info, argv, name, targets=flag)
-    keys = info.keys(argv)
-    if keys:
-        slots = {slot_of(k) for k in keys}
-        if refuses_writes and not info.readonly:
-            raise write_refused(args)
-        if len(slots) == 1:
-            return Route(Via.SLOT, info, argv, name, slot=slots.pop(), readonly=info.readonly)
-        if info.name in SPLIT_SUM:
-            return Route(Via.SPLIT, info, argv, name, keys=tuple(keys))
-        raise errors.CrossSlotError(
-            f"{name} - all keys must map to the same key slot: they hash to {len(slots)} slots "
-            f"({sorted(slots)[:8]}...). Use a {{hash tag}} in the key names, "
-            "or the non-atomic helpers (mget_nonatomic, mset_nonatomic)."
-        )
-    if info.key_specs and info.name not in routes.ZERO_KEYS_OK:
-        raise _missing_key(args)
-    if info.request_policy in (ALL_SHARDS, ALL_NODES):
-        return Route(Via.NODES, info, argv, name)
-    if refuses_writes and info.write:
-        raise write_refused(args)
-    return Route(Via.DEFAULT, info, argv, name)
-
-
-def fanout_nodes(topo: Topology, info: CommandInfo) -> list[Node]:
-    """The nodes a Via.NODES command goes to: every primary (all_shards) or every usable node."""
-    if info.request_policy == ALL_SHARDS:
-        return list(topo.primaries)
-    return [n for n in topo.nodes if n.usable]
-
-
-def target_nodes(topo: Topology, targets: Any, default: Callable[[], Node]) -> list[Node]:
-    """The nodes of a `target_nodes=` value in `topo`: a node flag, a node (handle, ClusterNode,
-    "host:port"), or a list/tuple/dict of nodes; `default()` gives the default node."""
-    if isinstance(targets, str) and targets.lower() in routes.NODE_FLAGS:
-        flag = targets.lower()
-        if flag == routes.PRIMARIES:
-            return list(topo.primaries)
-        if flag == routes.REPLICAS:
-            return list(topo.replicas)
-        if flag == routes.ALL_NODES:
-            return [n for n in topo.nodes if n.usable]
-        if flag == routes.RANDOM:
-            return [random.choice([n for n in topo.nodes if n.usable] or list(topo.nodes))]
-        return [default()]
-    items = targets.values() if isinstance(targets, dict) else (
-        targets if isinstance(targets, list | tuple) else [targets])
-    out: list[Node] = []
-    for t in items:
-        name = node_name_of(t)
-        node = topo.by_name.get(name)
-        if node is None:
-            raise errors.ConfigurationError(f"target node {name!r} is not in the cluster's map: see client.nodes()")
-        out.append(node)
-    return out
-
-
-def write_refused(args: Sequence[Any]) -> errors.WriteOnReaderError:
-    """The error a view that refuses writes raises, before anything is sent."""
-    return errors.WriteOnReaderError(
-        f"{command_name(args)} may write: client.reader only sends read-only commands; use client.writer or the client"
-    )
-
-
-def _missing_key(args: Sequence[Any]) -> errors.MissingKeyError:
-    """RedisCluster's error (and wording) for a keyed command without its key."""
-    return errors.MissingKeyError(missing_key_message(args))

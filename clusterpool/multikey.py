@@ -52,7 +52,7 @@ def mget_nonatomic(client: Dispatcher, keys: Any, *args: Any) -> list[Any]:
     pipe = ClusterPipeline(client)
     info = _info(client, "mget")
     for slot, positions in groups.items():
-        pipe._queue_planned(("MGET", *[keys[i] for i in positions]), info, slot)
+        pipe.queue_planned(("MGET", *[keys[i] for i in positions]), info, slot)
     out: list[Any] = [None] * len(keys)
     for positions, values in zip(groups.values(), pipe.execute()):
         for i, v in zip(positions, values):
@@ -72,7 +72,7 @@ def mset_nonatomic(client: Dispatcher, mapping: Mapping[Any, Any]) -> list[bool]
         flat: list[Any] = []
         for i in positions:
             flat.extend(items[i])
-        pipe._queue_planned(("MSET", *flat), info, slot)
+        pipe.queue_planned(("MSET", *flat), info, slot)
     return pipe.execute()
 
 
@@ -81,5 +81,5 @@ def split_sum(client: Dispatcher, command: str, keys: list[Any]) -> int:
     pipe = ClusterPipeline(client)
     info = _info(client, str(command))
     for slot, positions in _by_slot(keys).items():
-        pipe._queue_planned((command, *[keys[i] for i in positions]), info, slot)
+        pipe.queue_planned((command, *[keys[i] for i in positions]), info, slot)
     return sum(int(r) for r in pipe.execute())

@@ -63,7 +63,7 @@ def instrument(client: AnyClient, tracer_provider: TracerProvider | None = None,
     tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
     meter = metrics.get_meter(SCOPE, __version__, meter_provider)
     inst = Instrumentation(client, tracer, instruments_for(meter), capture_statement, statement_max_length)
-    inst._start()
+    inst.start()
     return inst
 
 
@@ -79,7 +79,8 @@ class Instrumentation:
         self._instruments = instruments
         self._active = False
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Install the observer and the event hooks (instrument() calls it)."""
         self.client.set_observer(self._observer)
         self.client.on("topology_refreshed", self._on_refreshed)
         self.client.on("role_changed", self._on_role_changed)

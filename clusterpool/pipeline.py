@@ -121,7 +121,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         """Blocked in pipelines, as in RedisCluster: use the client's."""
         raise batchrules.blocked("mset_nonatomic")
 
-    def _queue_planned(self, args: tuple[Any, ...], info: CommandInfo, slot: int) -> None:
+    def queue_planned(self, args: tuple[Any, ...], info: CommandInfo, slot: int) -> None:
         """Queue a command whose slot the caller already knows (multi-key helpers)."""
         q = Queued(args, {})
         q.info, q.slot = info, slot

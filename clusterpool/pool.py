@@ -160,7 +160,7 @@ class ConnectionPool:
             raise
         with self._lock:
             self.created += 1
-            conn._cp_generation = self._generation  # type: ignore[attr-defined]
+            conn.pool_generation = self._generation  # type: ignore[attr-defined]
             self._in_use.add(conn)
         return conn
 
@@ -201,7 +201,7 @@ class ConnectionPool:
             if conn not in in_use:
                 return  # not ours (pool reset or closed meanwhile)
             in_use.remove(conn)
-            if self._closed or not conn.is_connected or getattr(conn, "_cp_generation", 0) != self._generation:
+            if self._closed or not conn.is_connected or getattr(conn, "pool_generation", 0) != self._generation:
                 self._size -= 1
                 self.closed_count += 1
                 drop = True
@@ -225,12 +225,12 @@ class ConnectionPool:
             return
         # a poll object per socket, kept on the connection: half the cost of select.select([sock], ...),
         # and the router checks before every write on a pooled connection
-        watch = getattr(conn, "_cp_poll", None)
+        watch = getattr(conn, "pool_poll", None)
         try:
             if watch is None or watch[0] is not sock:
                 poller = select.poll()
                 poller.register(sock, select.POLLIN)
-                watch = conn._cp_poll = (sock, poller)  # type: ignore[attr-defined]
+                watch = conn.pool_poll = (sock, poller)  # type: ignore[attr-defined]
             readable = bool(watch[1].poll(0))
         except (OSError, ValueError):
             readable = True

@@ -350,8 +350,12 @@ def test_ping_is_true(client):
     assert client.ping() is True
 
 
-def test_info_returns_a_dict_per_node(cluster, client):
-    info = client.info()
+def test_info_without_targets_is_the_default_nodes(client):
+    assert client.info("server")["tcp_port"] == client.get_default_node().port
+
+
+def test_info_on_all_nodes_returns_a_dict_per_node(cluster, client):
+    info = client.info(target_nodes="all")
     names = {n.name for n in client.nodes()}
     assert set(info) == names
     assert len(names) == len(cluster.primaries()) + len(cluster.replicas())
@@ -449,7 +453,7 @@ def test_protocol_2_and_3_work(cluster, protocol):
     ):
         same((c, r, tag), ops)
         assert c.dbsize() >= 4
-        assert len(c.info()) == len(c.nodes())
+        assert len(c.info(target_nodes="all")) == len(c.nodes())
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ through their error paths).
 from __future__ import annotations
 
 import threading
+import uuid
 import warnings
 
 import pytest
@@ -22,6 +23,7 @@ from redis.backoff import NoBackoff
 
 import compat
 from compat import CLUSTER_CLIENT, make_client, same_outcome, spread
+from waiting import poll
 
 client_kind, client, both, key = compat.client_kind, compat.client, compat.both, compat.key  # the fixtures
 
@@ -91,6 +93,16 @@ def test_replace_default_node_with_a_given_node(client):
     node = client.get_primaries()[1]
     client.replace_default_node(node)
     assert client.get_default_node() == node
+
+
+def test_replace_default_node_without_a_target_picks_another_primary(client):
+    """redis-py's test_replace_cluster_node: another node, then back to the first one."""
+    before = client.get_default_node()
+    client.replace_default_node()
+    assert client.get_default_node() != before
+    assert client.get_default_node() in client.get_primaries()
+    client.replace_default_node(before)
+    assert client.get_default_node() == before
 
 
 def test_get_random_primary_node_is_a_primary(client):
@@ -661,6 +673,79 @@ def test_client_setinfo_lib_name(client_kind, cluster):
         assert c.client_info()["lib-name"] == "compatlib"
     finally:
         c.close()
+
+
+def _clients_of(cluster, port: int) -> list[dict]:
+    """Node `port`'s CLIENT LIST, read by a plain redis.Redis (not a client under test)."""
+    r = cluster.client(port)
+    try:
+        return r.client_list()
+    finally:
+        r.close()
+
+
+def _named(cluster, port: int, *names: str) -> list[str]:
+    return [c["name"] for c in _clients_of(cluster, port) if c.get("name") in names]
+
+
+def test_client_setname_on_all_nodes_leaves_a_named_connection_another_client_can_kill(client_kind, cluster):
+    """redis-py's test_client_kill: two clients name themselves on every node before using it;
+    a primary lists both once, and killing one by its address leaves the other."""
+    one, two = f"cp-one-{uuid.uuid4().hex[:8]}", f"cp-two-{uuid.uuid4().hex[:8]}"
+    with make_client(client_kind, cluster) as a, make_client(client_kind, cluster) as b:
+        node = a.get_primaries()[0]
+        assert a.client_setname(one, target_nodes="all") is True
+        assert b.client_setname(two, target_nodes="all") is True
+        listed = [c for c in a.client_list(target_nodes=node) if c.get("name") in (one, two)]
+        assert sorted(c["name"] for c in listed) == [one, two]
+        addr = next(c["addr"] for c in listed if c["name"] == two)
+        assert a.client_kill(addr, target_nodes=node) is True
+        assert [c["name"] for c in a.client_list(target_nodes=node) if c.get("name") in (one, two)] == [one]
+
+
+def test_client_setname_on_all_nodes_is_in_every_nodes_client_list(client_kind, cluster):
+    name = f"cp-all-{uuid.uuid4().hex[:8]}"
+    with make_client(client_kind, cluster) as c:
+        assert c.client_setname(name, target_nodes="all") is True
+        for port in cluster.ports:
+            assert _named(cluster, port, name), port
+
+
+def test_client_setname_without_targets_is_in_the_default_nodes_client_list(client_kind, cluster):
+    name = f"cp-default-{uuid.uuid4().hex[:8]}"
+    with make_client(client_kind, cluster) as c:
+        assert c.client_setname(name) is True
+        assert _named(cluster, c.get_default_node().port, name)
+
+
+def test_client_setinfo_on_all_nodes_is_in_every_nodes_client_list(client_kind, cluster):
+    lib = f"cplib{uuid.uuid4().hex[:8]}"
+    with make_client(client_kind, cluster) as c:
+        if _server_version(cluster) < (7, 2):  # no CLIENT SETINFO before 7.2: the server's error
+            with pytest.raises(ResponseError):
+                c.client_setinfo("LIB-NAME", lib, target_nodes="all")
+            return
+        assert c.client_setinfo("LIB-NAME", lib, target_nodes="all")
+        for port in cluster.ports:
+            assert any(e.get("lib-name") == lib for e in _clients_of(cluster, port)), port
+
+
+def _no_bgsave(c) -> bool:
+    return int(c.info("persistence").get("rdb_bgsave_in_progress", 0)) == 0
+
+
+def test_info_without_targets_is_the_default_nodes_one_dict(client):
+    assert client.info("server")["tcp_port"] == client.get_default_node().port
+
+
+def test_bgsave_then_bgsave_schedule_on_the_default_node(client):
+    """redis-py's test_bgsave (test_commands.py): each BGSAVE (BGSAVE SCHEDULE both times, on the
+    default node) waits on info("persistence") until the previous one has finished."""
+    poll(lambda: _no_bgsave(client), what="no BGSAVE in progress")
+    assert client.bgsave()
+    poll(lambda: _no_bgsave(client), what="the first BGSAVE to finish")
+    assert client.bgsave(True)
+    poll(lambda: _no_bgsave(client), what="the second BGSAVE to finish")
 
 
 # ---------------------------------------------------------------- ClusterClient only: names on every node

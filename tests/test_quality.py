@@ -70,3 +70,35 @@ def test_the_package_has_no_import_cycles():
 
     cyclic = sorted(m for m in graph if reaches(m, m, set()))
     assert cyclic == [], f"modules in import cycles: {cyclic}"
+
+
+def _private_reach_ins() -> list[str]:
+    """Reads of another object's `_private` attribute (not self's, cls's or super()'s)."""
+    import ast
+
+    hits = []
+    for path in sorted((ROOT / "clusterpool").rglob("*.py")):
+        if path.name == "_redispy.py":  # the seam to redis-py's internals (tests/unit/test_redispy_seam.py)
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name, receiver = None, None
+            if isinstance(node, ast.Attribute):
+                name, receiver = node.attr, node.value
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) >= 2
+                  and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+                name, receiver = node.args[1].value, node.args[0]
+            if not name or not name.startswith("_") or name.startswith("__"):
+                continue
+            if isinstance(receiver, ast.Name) and receiver.id in ("self", "cls"):
+                continue
+            if isinstance(receiver, ast.Call) and getattr(receiver.func, "id", None) == "super":
+                continue
+            hits.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    return hits
+
+
+def test_objects_rarely_read_each_others_private_state():
+    """At most 10 places, and those on an object of the reader's own class (a view's copy)."""
+    hits = _private_reach_ins()
+    assert len(hits) <= 10, "reads of another object's private state:\n" + "\n".join(hits)

@@ -27,20 +27,21 @@ from redis.asyncio.lock import Lock
 from redis.commands import AsyncRedisClusterCommands
 
 from .._redispy import CaseInsensitiveDict, Encoder, EventDispatcher, get_response_callbacks
-from .. import errors
+from .. import errors, naming
 from ..commands import CommandInfo
 from ..observe import Observer
 from ..config import Config
 from ..callbacks import composed_callbacks
-from ..fanout import Via, fanout_nodes, route, target_nodes
+from ..routes import Via, fanout_nodes, route, target_nodes
 from ..merge import merge
 from ..options import url_arguments
 from ..quickcommands import QuickCommands
 from ..views import ViewsMixin
-from ..routes import merges, shape
+from ..routes import merges, route_name, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node
 from .commandinfo import unknown_name
+from .errors import LostConnectionError
 from .inspection import InspectionMixin
 from .nodes import NodeAPIMixin
 from .pipeline import ClusterPipeline, run_all
@@ -48,6 +49,7 @@ from .placement import PlacementMixin, is_blocking
 from .pubsub import ClusterPubSub
 from .state import ClusterState
 from .transaction import TransactionPipeline, run_transaction
+from .wire import hiredis_pack
 
 # the ignore: redis-py's own async command mixins disagree on command_info's signature
 class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, PlacementMixin,  # type: ignore[misc]
@@ -205,8 +207,10 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
         info = r.info
         blocking = is_blocking(info, r.argv)
         if r.via is Via.STATE:
-            raise errors.ConfigurationError(
-                f"{r.name} changes connection state, which the asyncio client's shared connections cannot keep")
+            if r.name not in naming.COMMANDS:
+                raise errors.ConfigurationError(
+                    f"{r.name} changes connection state, which the asyncio client's shared connections cannot keep")
+            return await self._rename(route_name(r.name), r.argv, r.targets)
         topo = await state.ensure()
         if r.via is Via.SLOT:
             assert r.slot is not None
@@ -222,6 +226,32 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
                 return await self._run(nodes[0].name, info, None, args, options, blocking=blocking)
             return shape(r.name, await self._on_nodes(nodes, info, args, options))
         return await self._run(self._default_node(topo).name, info, None, args, options, blocking=blocking)
+
+    async def _rename(self, name: str, argv: list[Any], targets: Any) -> Any:
+        """CLIENT SETNAME / SETINFO (naming.plan): checked on the probe node's shared connections
+        first (the server's error if it is bad), then a keyword of every connection of the targeted
+        nodes (all nodes, and nodes to come, when no target is given): their shared connections
+        take it in place, dedicated ones are renewed, and each targeted node (the default node
+        without targets) keeps a shared connection, so CLIENT LIST shows the name as with RedisCluster."""
+        state = self._state
+        topo = await state.ensure()
+        default = self._default_node(topo)
+        nodes = None if targets is None else target_nodes(topo, targets, lambda: default)
+        change = naming.plan(argv, nodes, default, state.conn_kwargs, state.node_kwargs, state.nodes)
+        command = hiredis_pack(tuple(argv))
+        probe = state.state(change.probe.name).pool
+        await probe.shared()
+        replies = await probe.rename(command)
+        if not replies:  # its shared connection broke in between: nothing was sent
+            raise LostConnectionError("no open shared connection", node=change.probe.name, sent=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        await state.rename(change, command)
+        for node in change.send_to:
+            await state.state(node.name).pool.shared()  # opened with the name if none was open
+        parsed = self._parse(name, replies[0], {})
+        return shape(name, {node.name: parsed for node in change.send_to})
 
     async def _command_info(self, name: str) -> Any:
         """COMMAND INFO `name` on the default node (a primary), on its shared connections."""

@@ -10,7 +10,8 @@ never fails at once because the pool is momentarily full.
 
 A leased connection that saw any error, cancellation or timeout (a BLPOP cancelled while
 blocked, a transaction interrupted between MULTI and EXEC) is discarded on release, never
-reused: its server-side state is unknown. `aclose()` fails the waiters with
+reused: its server-side state is unknown. So is one made before `renew()` gave the pool
+new settings (CLIENT SETNAME). `aclose()` fails the waiters with
 PoolClosedError and closes every connection, leased ones included.
 """
 
@@ -185,8 +186,9 @@ class DedicatedPool:
             return grant
         opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._openers.add(opened)  # aclose() waits for this open to finish
+        settings = self.settings  # renew() may replace them while this one opens
         try:
-            conn = await open_connection(self.settings)
+            conn = await open_connection(settings)
         except BaseException:
             self._total -= 1
             self._assign()
@@ -195,7 +197,7 @@ class DedicatedPool:
             self._openers.discard(opened)
             opened.set_result(None)
         self._opened += 1
-        d = Dedicated(conn, self.settings)
+        d = Dedicated(conn, settings)
         if self._closed:
             self._total -= 1
             self._close_later(d)
@@ -208,7 +210,7 @@ class DedicatedPool:
         if d not in self._leased:
             return
         self._leased.discard(d)
-        if d.broken or self._closed or not d.connection.is_connected:
+        if d.broken or self._closed or not d.connection.is_connected or d.settings is not self.settings:
             self._total -= 1
             self._discarded += 1
             self._close_later(d)
@@ -252,6 +254,12 @@ class DedicatedPool:
         task = asyncio.ensure_future(close_connection(d.connection))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def renew(self, settings: NodeSettings) -> None:
+        """Connections opened from now on use `settings` (a new client name, say); idle ones are
+        closed now, leased ones when returned, so no lessee gets one made with the old settings."""
+        self.settings = settings
+        self.drop_idle()
 
     def drop_idle(self) -> int:
         """Close the idle connections (policy's drop_idle: they are likely closed server-side too)."""

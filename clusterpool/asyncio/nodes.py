@@ -19,7 +19,7 @@ from redis.exceptions import DataError
 from redis.exceptions import SlotNotCoveredError as _RedisSlotNotCovered
 
 from .._redispy import READ_COMMANDS
-from ..nodeapi import NodeHandle, known_node_name, node_from_key, node_name_for, pick_default_node
+from ..handles import NodeHandle, another_default, known_node_name, node_from_key, node_name_for, pick_default_node
 from ..slots import slot_of
 from ..topology import Node, Topology
 
@@ -102,6 +102,17 @@ class NodeAPIMixin:
         if name is None:
             raise DataError("The requested node does not exist in the cluster.")
         self._default[:] = [name]
+
+    def replace_default_node(self, target_node: Any = None) -> None:
+        """Make `target_node` (default: another primary at random, else another replica) the
+        default node, as redis.asyncio's RedisCluster 8.2."""
+        if target_node is not None:
+            self.set_default_node(target_node)
+            return
+        t = self._map()
+        node = None if t is None else another_default(t, self._default_node(t).name)
+        if node is not None:
+            self._default[:] = [node.name]
 
     def _default_node(self, topo: Topology) -> Node:
         """As RedisCluster: the first primary, replaced when it fails."""

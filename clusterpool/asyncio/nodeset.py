@@ -145,6 +145,24 @@ class NodeConnections:
             assert task is not None
         return await asyncio.shield(task)
 
+    async def rename(self, command: bytes, settings: NodeSettings | None = None) -> list[Any]:
+        """Send `command` (a packed CLIENT SETNAME / SETINFO) on every open shared connection, after
+        making `settings` those of every connection opened from now on when given (dedicated ones
+        made before are closed once idle); the raw replies, errors in place.
+
+        A shared connection carries the name in place: the command joins its FIFO like any
+        other, so commands in flight are not disturbed (the mux refuses state commands from
+        callers; this one is meant for every connection of the node)."""
+        if settings is not None:
+            self.settings = settings
+            self.dedicated.renew(settings)
+        opening = self._opening
+        if opening is not None:  # may have opened with the old settings: renamed with the rest
+            await asyncio.gather(asyncio.shield(opening), return_exceptions=True)
+        live = [m for m in self._shared if m.state is State.OPEN]
+        replies = await asyncio.gather(*(m.submit_packed([command]) for m in live), return_exceptions=True)
+        return [r[0] if isinstance(r, list) else r for r in replies]
+
     # ---- dedicated connections -------------------------------------------------------
 
     @asynccontextmanager

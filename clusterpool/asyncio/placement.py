@@ -14,7 +14,7 @@ from typing import Any
 from .._redispy import NEVER_DECODE
 from .. import errors
 from ..commands import CommandInfo
-from ..fanout import Via, route, write_refused
+from ..routes import Via, route, write_refused
 from ..readfrom import choose
 from ..resp import callback_for
 from ..slots import encode_key, key_slot

@@ -29,8 +29,9 @@ from ..changewatch import Watch, observe, watch_target
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
-from ..discovery import STARTUP_ERRORS, startup_failure
+from ..startup import STARTUP_ERRORS, startup_failure
 from ..events import RefreshFailed
+from ..naming import Renaming
 from ..node import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
@@ -41,6 +42,7 @@ from ..viewquery import Queries
 from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
+from .settings import NodeSettings
 
 log = logging.getLogger("clusterpool.asyncio")
 
@@ -54,7 +56,8 @@ class ClusterState(NodeBook):
                  min_gap: float | None = None, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
         """No I/O: the first command (or `connect()`) discovers the cluster."""
         self.config = config
-        self.conn_kwargs = dict(config.connection)
+        self.conn_kwargs = dict(config.connection)  # replaced whole (CLIENT SETNAME), never changed in place
+        self.node_kwargs: dict[str, dict[str, Any]] = {}  # per-node connection keywords; replaced whole
         self.startup = tuple(f"{h}:{p}" for h, p in config.startup_nodes)
         self.max_shared = max_shared
         self.sample_size = sample_size
@@ -137,10 +140,22 @@ class ClusterState(NodeBook):
         return st
 
     def _connections(self, name: str, readonly: bool) -> NodeConnections:
+        return NodeConnections(self._settings(name, readonly), max_shared=self.max_shared,
+                               max_connections=self.config.max_connections, pool_timeout=self.config.pool_timeout)
+
+    def _settings(self, name: str, readonly: bool) -> NodeSettings:
         host, _, port = name.rpartition(":")
-        settings = node_settings(self.config, self.conn_kwargs, host, int(port), readonly=readonly)
-        return NodeConnections(settings, max_shared=self.max_shared, max_connections=self.config.max_connections,
-                               pool_timeout=self.config.pool_timeout)
+        extra = self.node_kwargs.get(name)  # CLIENT SETNAME / SETINFO made for this node
+        kw = {**self.conn_kwargs, **extra} if extra else self.conn_kwargs
+        return node_settings(self.config, kw, host, int(port), readonly=readonly)
+
+    async def rename(self, change: Renaming, command: bytes) -> None:
+        """Take CLIENT SETNAME / SETINFO's new keywords (naming.plan) and give them to the
+        connections of the nodes it resets: shared ones get `command` in place, new ones
+        open with it."""
+        self.conn_kwargs, self.node_kwargs = change.conn_kwargs, change.node_kwargs
+        nodes = [st for st in (self.nodes.get(n) for n in change.reset) if st is not None]
+        await asyncio.gather(*(st.pool.rename(command, self._settings(st.name, st.readonly)) for st in nodes))
 
     # ---- map changes -----------------------------------------------------------------
 

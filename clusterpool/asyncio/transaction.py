@@ -33,7 +33,7 @@ from .. import batchrules, txplan
 from .._redispy import EventDispatcher
 from ..commands import CommandTable
 from ..errors import PoolClosedError, PoolTimeoutError
-from ..fanout import write_refused
+from ..routes import write_refused
 from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
 from ..slots import slot_of
 from .dedicated import Dedicated, DedicatedPool

@@ -6,7 +6,8 @@ import pytest
 from redis import cluster as rc
 
 from clusterpool.callbacks import compose, cluster_callbacks
-from clusterpool.nodeapi import ClusterNode, node_name_of
+from clusterpool.handles import node_name_of
+from clusterpool.nodeapi import ClusterNode
 
 
 def test_node_handle_shows_host_port_name_server_type():

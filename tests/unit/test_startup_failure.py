@@ -6,7 +6,7 @@ import pytest
 from redis import exceptions as rx
 
 from clusterpool import errors
-from clusterpool.discovery import STARTUP_ERRORS, startup_failure
+from clusterpool.startup import STARTUP_ERRORS, startup_failure
 
 
 def test_an_unreachable_node_is_listed_with_its_error():

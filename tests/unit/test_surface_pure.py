@@ -20,7 +20,7 @@ from clusterpool.asyncio.nodeset import NodeConnectionsStats
 from clusterpool.commands import CommandTable, bundled_entries
 from clusterpool.inspection import client_stats, nodes_with_role, topology_view
 from clusterpool.node import NodeState
-from clusterpool.nodeapi import NodeHandle, known_node_name, node_from_key, node_name_for, pick_default_node
+from clusterpool.handles import NodeHandle, another_default, known_node_name, node_from_key, node_name_for, pick_default_node
 from clusterpool.pool import PoolStats
 from clusterpool.slots import slot_of
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard, Topology
@@ -92,6 +92,18 @@ def test_default_node_moves_off_a_node_that_is_down():
 
 def test_default_node_moves_off_a_node_no_longer_in_the_map():
     assert pick_default_node(TOPO, "gone:1", frozenset()) == A
+
+
+def test_another_default_is_another_primary():
+    assert another_default(TOPO, A.name) == B
+
+
+def test_another_default_is_a_replica_when_no_other_primary():
+    assert another_default(Topology((Shard(((0, 16383),), A, (A2,), "a"),)), A.name) == A2
+
+
+def test_another_default_is_none_when_the_map_has_no_other_node():
+    assert another_default(Topology((Shard(((0, 16383),), A, (), "a"),)), A.name) is None
 
 
 def test_default_node_without_primaries_raises():
