@@ -23,6 +23,7 @@ from .events import (
     NodeAdded,
     NodeHealthChanged,
     NodeRemoved,
+    NodeZoneLearned,
     RefreshFailed,
     RoleChanged,
     SlotsMoved,
@@ -31,14 +32,28 @@ from .events import (
 from .node import Health
 from .nodeapi import ClusterNode
 from .pool import PoolStats
-from .readfrom import ANY, NEAREST, PRIMARY, REPLICA, REPLICA_PREFERRED, NodeStates, ReadStrategy
+from .readfrom import (
+    ANY,
+    AZ_AFFINITY,
+    AZ_AFFINITY_REPLICAS_AND_PRIMARY,
+    NEAREST,
+    PRIMARY,
+    REPLICA,
+    REPLICA_PREFERRED,
+    AZAffinity,
+    LagBound,
+    NodeStates,
+    ReadStrategy,
+)
+from .replication import Lag
 from .slots import key_slot, slot_of
 from .topology import Node, Shard, Topology
 
 from ._version import __version__ as __version__
 
 __all__ = [
-    "ANY", "NEAREST", "PRIMARY", "REPLICA", "REPLICA_PREFERRED",
+    "ANY", "AZ_AFFINITY", "AZ_AFFINITY_REPLICAS_AND_PRIMARY", "NEAREST", "PRIMARY", "REPLICA", "REPLICA_PREFERRED",
+    "AZAffinity", "Lag", "LagBound", "NodeZoneLearned",
     "ClusterClient", "ClusterNode", "ClusterPoolError", "Config", "CrossSlotTransactionError", "MissingKeyError", "ClusterUnreachableError", "ConfigurationError",
     "CrossSlotError", "Event", "Health", "Node", "NodeAdded", "NodeHealthChanged", "NodeRemoved",
     "NodeStates", "NodeUnavailableError", "NotAClusterError", "PoolClosedError", "PoolStats",

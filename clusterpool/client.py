@@ -80,7 +80,7 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
         self.config = config
         conn_kwargs = config.connection
         self.core = Core(config)
-        self._init_views(config.read_from)
+        self._init_views(config.read_from, config.client_az)
         self.max_redirections = config.max_redirections
         self.retry = config.retry  # set_retry() replaces it, as on RedisCluster
         self.retry_unknown_outcome = config.retry_unknown_outcome

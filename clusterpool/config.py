@@ -31,7 +31,7 @@ from .options import (
     node_list,
     refuse_unsupported,
 )
-from .readfrom import PRIMARY, REPLICA, StrategyLike, make_strategy
+from .readfrom import PRIMARY, REPLICA, LagBound, StrategyLike, make_strategy
 from .topology import AddressMap
 
 
@@ -55,6 +55,9 @@ class Config:
     ssl: bool = False
     address_map: AddressMap | None = None
     read_from: StrategyLike = PRIMARY
+    client_az: str | None = None  # this client's availability zone, for the az_affinity strategies
+    max_replica_lag: float | None = None  # seconds; replicas further behind get no reads
+    max_replica_lag_bytes: int | None = None  # replication offset; likewise
     max_redirections: int = 16
     retry: Retry = field(default_factory=default_retry)
     retry_unknown_outcome: bool = False
@@ -131,10 +134,35 @@ class Config:
             value = self.connection.get(name)
             if value is not None and value <= 0:
                 raise errors.ConfigurationError(f"{name} must be > 0 seconds or None, got {value}")
+        self._check_reads()
+
+    def _check_reads(self) -> None:
+        """client_az, the lag bounds, and a read_from that needs the zone."""
+        if self.client_az is not None and (not isinstance(self.client_az, str) or not self.client_az):
+            raise errors.ConfigurationError(f"client_az must be a non-empty zone name, got {self.client_az!r}")
+        lag = self.max_replica_lag
+        if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int | float)
+                                or not math.isfinite(lag) or lag < 0):
+            raise errors.ConfigurationError(f"max_replica_lag must be a number of seconds >= 0, got {lag!r}")
+        lag_b = self.max_replica_lag_bytes
+        if lag_b is not None and (isinstance(lag_b, bool) or not isinstance(lag_b, int) or lag_b < 0):
+            raise errors.ConfigurationError(f"max_replica_lag_bytes must be an int >= 0, got {lag_b!r}")
         try:
-            make_strategy(self.read_from)
-        except (TypeError, ValueError) as e:
+            make_strategy(self.read_from, self.client_az)
+        except (ValueError, TypeError) as e:
             raise errors.ConfigurationError(str(e)) from None
+
+    @property
+    def watches_replicas(self) -> bool:
+        """Whether the asyncio client runs its INFO probe (asyncio/watch.py): only when this
+        client reads from replicas, or is given a zone or a lag bound (the sync client's health
+        thread always probes)."""
+        return bool(self.client_az) or self.lag_bound.active or self.read_from != PRIMARY
+
+    @property
+    def lag_bound(self) -> LagBound:
+        """max_replica_lag and max_replica_lag_bytes as the value `readfrom.lagging` takes."""
+        return LagBound(self.max_replica_lag, self.max_replica_lag_bytes)
 
 
 # options whose None means something (no limit, no budget, none) rather than "the default"

@@ -66,6 +66,15 @@ class NodeHealthChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class NodeZoneLearned(Event):
+    """A node's availability zone (Valkey 8+ `INFO server`), told once per node when first learned."""
+
+    name: ClassVar[str] = "node_zone"
+    node: str
+    zone: str
+
+
+@dataclass(frozen=True, slots=True)
 class TopologyRefreshed(Event):
     """A new slot map is in use (fired after it was swapped in)."""
 
@@ -90,6 +99,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RoleChanged,
         SlotsMoved,
         NodeHealthChanged,
+        NodeZoneLearned,
         TopologyRefreshed,
         RefreshFailed,
     )

@@ -2,10 +2,11 @@
 
 Every `health_interval` seconds each node the cluster does not mark failed
 gets one probe on a connection its pool can spare (never waiting for one):
-PING for primaries, INFO replication for replicas, which also says whether
-the replica's link to its primary is up or it is still syncing. The round
-trip feeds the node's latency (for NEAREST and DEGRADED health); a failure
-counts towards its breaker; an answer clears a "keep reads off" mark.
+INFO replication (with INFO server the first time, for the node's zone),
+which says whether a replica's link to its primary is up, and, from a
+primary, how far each of its replicas is behind (nodebook.node_info). The
+round trip feeds the node's latency (for NEAREST and DEGRADED health); a
+failure counts towards its breaker; an answer clears a "keep reads off" mark.
 Then idle connections older than `max_idle_time` are closed and `min_idle`
 are kept open, and one primary is asked CLUSTER INFO: when its digest moved
 since the last pass (a failover, a join), a full refresh is requested at once
@@ -50,6 +51,8 @@ class Maintained(Protocol):
     def node_failed(self, name: str, error: BaseException | None = None) -> None: ...
     def publish_states(self) -> None: ...
     def request_refresh(self) -> None: ...
+    def info_probe(self, st: NodeState) -> tuple[str, ...]: ...
+    def node_info(self, name: str, reply: str) -> None: ...
 
 log = logging.getLogger("clusterpool")
 
@@ -86,19 +89,18 @@ class HealthChecker:
         t = core.topology
         if t is None:
             return
-        for node in t.nodes:
+        # every node's state first: a primary's answer records the lag of replicas probed after it
+        states = [core.state(node.name) for node in t.nodes if node.usable]
+        for st in states:
             if self._stop.is_set():
                 return
-            if not node.usable:
-                continue
-            st = core.state(node.name)
             self._probe(st)
             st.pool.evict_idle(keep=core.config.min_idle)
             if core.config.min_idle and st.available():
                 try:
                     st.pool.fill(core.config.min_idle)
                 except (rx.RedisError, OSError) as e:
-                    log.debug("could not warm %s: %s", node.name, e)
+                    log.debug("could not warm %s: %s", st.name, e)
         core.publish_states()
         self._watch_once(t)
 
@@ -141,20 +143,13 @@ class HealthChecker:
 
     def _probe(self, st: NodeState) -> None:
         core = self.core
-        answer = self._ask(st, *(("INFO", "replication") if st.readonly else ("PING",)))
+        answer = self._ask(st, *core.info_probe(st))
         if answer is None:
             return
         info, elapsed = answer
-        stale = st.readonly and ("master_link_status:down" in info or "master_sync_in_progress:1" in info)
         if st.loading:  # it answered; a node still loading says so again on the next read
             st.loading = False
-            core.publish_states()
-        if stale != st.stale:
-            st.stale = stale
-            core.publish_states()
-            core.bus.publish([NodeHealthChanged(
-                st.name, "stale" if not stale else st.health.value,
-                "stale" if stale else st.health.value, "replica link to primary down" if stale else "link up")])
+        core.node_info(st.name, info)  # zone, replica link, its replicas' lag (nodebook)
         old = st.health
         changed = st.record_latency(elapsed) if not st.failures else st.record_success()
         if changed is not None:

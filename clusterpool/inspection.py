@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .pool import PoolStats
+from .replication import Lag
 from .slots import SLOT_COUNT, slot_of
 from .texttable import Table, ms, plain, slot_ranges, table
-from .topology import Node, Topology
+from .topology import REPLICA, Node, Topology
 
 if TYPE_CHECKING:
     from .asyncio.nodeset import NodeConnectionsStats
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
-    """One node: the cluster's view (role, flags) plus the client's (health, latency, pool)."""
+    """One node: the cluster's view (role, flags) plus the client's (health, latency, pool, and
+    from the maintenance probe the node's zone and, for a replica, its lag behind the primary)."""
 
     name: str
     id: str
@@ -38,6 +40,8 @@ class NodeView:
     health: str
     latency_ms: float | None
     pool: PoolStats | None
+    zone: str | None = None
+    lag: Lag | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +68,13 @@ class TopologyView:
         return asdict(self)
 
     def table(self) -> Table:
-        """One row per node, grouped by shard: slots, role, both health views, latency, pool use."""
+        """One row per node, grouped by shard: slots, role, both health views, latency, pool use,
+        zone and (for a replica) its lag behind the primary."""
         state = "ok" if self.covered_slots == SLOT_COUNT else "NOT FULLY COVERED"
         title = (f"cluster via {self.source or '-'}: {len(self.shards)} shards, {len(self.nodes)} nodes, "
                  f"{self.covered_slots}/{SLOT_COUNT} slots covered ({state}), map v{self.version}")
         columns = ("shard", "slots", "node", "role", "cluster health", "client health", "latency ms",
-                   "pool (in use/size)")
+                   "pool (in use/size)", "zone", "lag")
         return table(title, columns, (_shard_rows(i, s) for i, s in enumerate(self.shards)))
 
     def __str__(self) -> str:
@@ -80,12 +85,20 @@ class TopologyView:
 def _shard_rows(i: int, shard: ShardView) -> list[tuple[str, ...]]:
     members = ([shard.primary] if shard.primary else []) + list(shard.replicas)
     if not members:
-        return [(str(i), slot_ranges(shard.slots), "-", "-", "-", "-", "-", "-")]
+        return [(str(i), slot_ranges(shard.slots), "-", "-", "-", "-", "-", "-", "-", "-")]
     return [
         (str(i) if j == 0 else "", slot_ranges(shard.slots) if j == 0 else "", n.name, n.role,
-         n.cluster_health, n.health, ms(n.latency_ms), "-" if n.pool is None else f"{n.pool.in_use}/{n.pool.size}")
+         n.cluster_health, n.health, ms(n.latency_ms), "-" if n.pool is None else f"{n.pool.in_use}/{n.pool.size}",
+         n.zone or "-", _lag_text(n.lag))
         for j, n in enumerate(members)
     ]
+
+
+def _lag_text(lag: Lag | None) -> str:
+    """A replica's lag as the topology table shows it."""
+    if lag is None:
+        return "-"
+    return f"{lag.bytes} B / {lag.seconds} s" if lag.linked else "not linked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +162,8 @@ def topology_view(t: Topology, nodes: Mapping[str, NodeState[Any]],
             st.health.value if st else "healthy",
             None if st is None or st.latency is None else round(st.latency * 1000, 3),
             pool_stats(st) if st else None,
+            st.zone if st else None,
+            st.lag if st and n.role == REPLICA else None,
         )
 
     shards = tuple(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .replication import Lag
 
 P = TypeVar("P")  # the node's connections: the sync ConnectionPool, or the asyncio NodeConnections
 
@@ -43,6 +46,9 @@ class NodeState(Generic[P]):
         self.health = Health.HEALTHY
         self.readonly = False  # replica connections send READONLY
         self.stale = False  # replica whose link to its primary is down
+        self.zone: str | None = None  # availability zone (Valkey 8+), once `zone_known`
+        self.zone_known = False  # asked INFO server once: the zone does not change while it runs
+        self.lag: Lag | None = None  # a replica's lag, from its primary's INFO replication
 
     def record_success(self) -> Health | None:
         """Returns the new health when it changed."""

@@ -1,20 +1,30 @@
 """Health bookkeeping over a client's node states, written once for both drivers.
 
 `Core` (sync) and `asyncio.state.ClusterState` keep a map of NodeState per node, replaced
-whole; this mixin turns what a command saw (a failure, a recovery, LOADING) into the
-node's breaker state, the read strategies' view of it (`node_states`) and events.
+whole; this mixin turns what a command saw (a failure, a recovery, LOADING) and what the
+maintenance probe's INFO said (zone, replica link, each replica's lag) into the node's
+state, the read strategies' view of it (`node_states`) and events.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .bus import EventBus
-from .events import NodeHealthChanged
+from .events import Event, NodeHealthChanged, NodeZoneLearned
 from .node import NodeState
-from .readfrom import NodeStates
+from .readfrom import NodeStates, lagging
+from .replication import Lag, info_fields, link_down, replica_lags, zone_of
+from .topology import REPLICA
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .topology import Topology
+
+INFO_FIRST = ("INFO", "server", "replication")  # a node's first probe: its zone too
+INFO_AGAIN = ("INFO", "replication")
 
 
 class NodeBook:
@@ -23,6 +33,8 @@ class NodeBook:
     nodes: Mapping[str, NodeState[Any]]
     node_states: NodeStates
     bus: EventBus
+    config: Config
+    topology: Topology | None
 
     def request_refresh(self) -> None:
         raise NotImplementedError
@@ -56,8 +68,66 @@ class NodeBook:
             st.loading = True
             self.publish_states()
 
+    @staticmethod
+    def info_probe(st: NodeState[Any]) -> tuple[str, ...]:
+        """The maintenance probe for a node: INFO replication, with INFO server the first time."""
+        return INFO_AGAIN if st.zone_known else INFO_FIRST
+
+    def node_info(self, name: str, reply: str) -> None:
+        """Take in a node's answer to `info_probe`: its zone, whether a replica's link is down,
+        and, from a primary, the lag of each of its replicas."""
+        st = self.nodes.get(name)
+        if st is None:
+            return
+        fields = info_fields(reply)
+        events: list[Event] = []
+        if not st.zone_known and "redis_version" in fields:  # the server section came
+            st.zone, st.zone_known = zone_of(fields), True
+            if st.zone is not None:
+                events.append(NodeZoneLearned(name, st.zone))
+        stale = st.readonly and link_down(fields)
+        if stale != st.stale:
+            st.stale = stale
+            events.append(NodeHealthChanged(
+                name, "stale" if not stale else st.health.value,
+                "stale" if stale else st.health.value, "replica link to primary down" if stale else "link up"))
+        t = self.topology
+        led = [s for s in t.shards if s.primary is not None and s.primary.name == name] if t is not None else []
+        if led:
+            events += self._take_lags(replica_lags(fields, led[0].replicas))
+        self.publish_states()
+        if events:
+            self.bus.publish(events)
+
+    def _take_lags(self, lags: Mapping[str, Lag]) -> list[Event]:
+        """Record each replica's lag; an event when one crosses the `max_replica_lag` bound."""
+        bound = self.config.lag_bound
+        events: list[Event] = []
+        for name, lag in lags.items():
+            st = self.nodes.get(name)
+            if st is None:
+                continue
+            was = st.lag is not None and bound.active and bound.exceeded(st.lag)
+            st.lag = lag
+            now = bound.active and bound.exceeded(lag)
+            if now != was:
+                why = (f"{lag.bytes} bytes / {lag.seconds} s behind its primary" if lag.linked
+                       else "not online at its primary") if now else "caught up"
+                events.append(NodeHealthChanged(name, st.health.value if now else "lagging",
+                                                "lagging" if now else st.health.value, why))
+        return events
+
     def publish_states(self) -> None:
         now = time.monotonic()
         nodes = self.nodes
         down = frozenset(n for n, st in nodes.items() if st.loading or st.stale or not st.available(now))
-        self.node_states = NodeStates(down, {n: st.latency for n, st in nodes.items() if st.latency is not None})
+        t = self.topology
+        if t is not None and self.config.lag_bound.active:
+            lags = {n: st.lag for n, st in nodes.items() if st.lag is not None
+                    and (node := t.by_name.get(n)) is not None and node.role == REPLICA}
+            down |= lagging(lags, self.config.lag_bound)
+        self.node_states = NodeStates(
+            down,
+            {n: st.latency for n, st in nodes.items() if st.latency is not None},
+            {n: st.zone for n, st in nodes.items() if st.zone is not None},
+        )

@@ -2,7 +2,8 @@
 
 A strategy is any object with `pick(shard, states) -> Node | None` (or a plain
 callable with that signature). `states` says which nodes are unusable right
-now (breaker open, loading, lost their slot) and each node's measured latency.
+now (breaker open, loading, lost their slot, link to the primary down or lagging past
+`max_replica_lag`), each node's measured latency and each node's availability zone.
 Returning None means "no choice": the router uses the primary.
 Round-robin counters are `itertools.count` objects, whose `next()` is atomic
 under the GIL, so the rotation stays fair across threads without a lock.
@@ -15,15 +16,44 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from .replication import Lag
 from .topology import Node, Shard
 
 
 @dataclass(frozen=True, slots=True)
 class NodeStates:
-    """What strategies may know about nodes: who is unusable, and latency (seconds, EWMA)."""
+    """What strategies may know about nodes: who is unusable, latency (seconds, EWMA) and zone."""
 
     down: frozenset[str] = frozenset()
     latency: Mapping[str, float] = field(default_factory=dict)
+    zones: Mapping[str, str] = field(default_factory=dict)  # availability zone, when the node reports one
+
+
+@dataclass(frozen=True, slots=True)
+class LagBound:
+    """`max_replica_lag` (seconds since the replica's last acknowledgement while it is behind) and
+    `max_replica_lag_bytes` (replication offset not acknowledged yet); None: no bound."""
+
+    seconds: float | None = None
+    bytes: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.seconds is not None or self.bytes is not None
+
+    def exceeded(self, lag: Lag) -> bool:
+        """The replica gets no reads: its link is down, or it is past either bound."""
+        if not lag.linked:
+            return True
+        return (self.seconds is not None and lag.seconds > self.seconds) or (
+            self.bytes is not None and lag.bytes > self.bytes)
+
+
+def lagging(lags: Mapping[str, Lag], bound: LagBound) -> frozenset[str]:
+    """The replicas (by name) that `bound` keeps reads off; nothing when no bound is set."""
+    if not bound.active:
+        return frozenset()
+    return frozenset(name for name, lag in lags.items() if bound.exceeded(lag))
 
 
 @runtime_checkable
@@ -130,6 +160,31 @@ class Nearest:
         return self._rr.rotate(shard.id, near, frozenset())
 
 
+class AZAffinity:
+    """Replicas in the client's zone (round-robin); with `include_primary`, then the primary if it
+    is in that zone; then any usable replica; then the primary (glide's AZ_AFFINITY and
+    AZ_AFFINITY_REPLICAS_AND_PRIMARY). A node that reports no zone is in no zone."""
+
+    def __init__(self, zone: str, include_primary: bool = False) -> None:
+        if not isinstance(zone, str) or not zone:
+            raise ValueError(f"zone affinity needs the client's zone (client_az=), got {zone!r}")
+        self.zone = zone
+        self.include_primary = include_primary
+        self.name = AZ_AFFINITY_REPLICAS_AND_PRIMARY if include_primary else AZ_AFFINITY
+        self._rr = _RoundRobin()
+
+    def pick(self, shard: Shard, states: NodeStates) -> Node | None:
+        zones, down = states.zones, states.down
+        usable = tuple(n for n in shard.readable if n.name not in down)
+        local = tuple(n for n in usable if zones.get(n.name) == self.zone)
+        if local:
+            return self._rr.rotate(shard.id + "@" + self.zone, local, frozenset())
+        p = shard.primary
+        if self.include_primary and p is not None and p.name not in down and zones.get(p.name) == self.zone:
+            return p
+        return self._rr.rotate(shard.id, usable, frozenset()) or p
+
+
 class _Callable:
     """Adapts a plain function `fn(shard, states) -> Node | None` to a strategy."""
 
@@ -146,6 +201,8 @@ REPLICA = "replica"
 REPLICA_PREFERRED = "replica_preferred"
 ANY = "any"
 NEAREST = "nearest"
+AZ_AFFINITY = "az_affinity"
+AZ_AFFINITY_REPLICAS_AND_PRIMARY = "az_affinity_replicas_and_primary"
 
 _NAMED: dict[str, Callable[[], ReadStrategy]] = {
     PRIMARY: Primary,
@@ -154,6 +211,7 @@ _NAMED: dict[str, Callable[[], ReadStrategy]] = {
     ANY: Any_,
     NEAREST: Nearest,
 }
+_ZONED = (AZ_AFFINITY, AZ_AFFINITY_REPLICAS_AND_PRIMARY)
 
 StrategyLike = str | ReadStrategy | Callable[[Shard, NodeStates], "Node | None"]
 
@@ -172,14 +230,26 @@ def choose(shard: Shard, states: NodeStates, strategy: ReadStrategy, to_primary:
     return primary
 
 
-def make_strategy(spec: StrategyLike) -> ReadStrategy:
-    """A strategy from a name ("replica", ...), a strategy object, or a callable."""
+def reader_strategy(client_az: str | None) -> ReadStrategy:
+    """What `client.reader` uses when the client's own strategy is the primary: replicas
+    round-robin, in the client's zone first when it has one."""
+    return AZAffinity(client_az) if client_az else Replica()
+
+
+def make_strategy(spec: StrategyLike, client_az: str | None = None) -> ReadStrategy:
+    """A strategy from a name ("replica", "az_affinity", ...), a strategy object, or a callable;
+    the zone-affinity names read the client's zone from `client_az`."""
     if isinstance(spec, str):
+        name = spec.lower()
+        if name in _ZONED:
+            if not client_az:
+                raise ValueError(f"read_from={spec!r} needs client_az= (the zone this client runs in)")
+            return AZAffinity(client_az, include_primary=name == AZ_AFFINITY_REPLICAS_AND_PRIMARY)
         try:
-            return _NAMED[spec.lower()]()
+            return _NAMED[name]()
         except KeyError:
             raise ValueError(
-                f"unknown read_from {spec!r}: use one of {', '.join(_NAMED)} "
+                f"unknown read_from {spec!r}: use one of {', '.join((*_NAMED, *_ZONED))} "
                 "or an object with pick(shard, states)"
             ) from None
     if isinstance(spec, ReadStrategy):

@@ -227,7 +227,7 @@ def parse_shards(
         sh = as_map(raw_shard)
         flat = [int(x) for x in sh.get("slots", [])]
         slot_ranges = _merge(zip(flat[0::2], flat[1::2]))
-        primary: Node | None = None
+        primaries: list[Node] = []
         replicas: list[Node] = []
         for raw_node in sh.get("nodes", []):
             nd = as_map(raw_node)
@@ -244,10 +244,12 @@ def parse_shards(
                 text(nd.get("health", "online")),
                 int(nd.get("replication-offset", 0) or 0),
             )
-            if role == PRIMARY and primary is None:
-                primary = node
-            else:
-                replicas.append(node if node.role == REPLICA else Node(host, port, REPLICA, node.id, node.health))
+            (primaries if role == PRIMARY else replicas).append(node)
+        # Valkey 8.0 keeps listing a failed primary as "master" next to the replica promoted in
+        # its place: the primary is the first usable one; any other is shown as a replica
+        primaries.sort(key=lambda n: not n.usable)
+        primary = primaries[0] if primaries else None
+        replicas += [Node(n.host, n.port, REPLICA, n.id, n.health) for n in primaries[1:]]
         if primary is None and not slot_ranges and not replicas:
             continue
         if primary is not None and not primary.usable:

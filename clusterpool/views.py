@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 from .readfrom import PRIMARY as READ_PRIMARY
-from .readfrom import REPLICA as READ_REPLICA
-from .readfrom import ReadStrategy, StrategyLike, make_strategy
+from .readfrom import ReadStrategy, StrategyLike, make_strategy, reader_strategy
 
 __all__ = ["ViewsMixin"]
 
@@ -26,14 +25,17 @@ class ViewsMixin:
     _to_primary: bool
     _reader_strategy: ReadStrategy
     refuses_writes: bool
+    _client_az: str | None
 
-    def _init_views(self, read_from: StrategyLike) -> None:
-        """The client's own strategy (`read_from=`); the reader's when that one is the primary."""
-        self._strategy = make_strategy(read_from)
+    def _init_views(self, read_from: StrategyLike, client_az: str | None = None) -> None:
+        """The client's own strategy (`read_from=`); the reader's when that one is the primary
+        (in `client_az`'s zone first, when the client has one)."""
+        self._client_az = client_az
+        self._strategy = make_strategy(read_from, client_az)
         self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
         # one replica strategy for every `reader` of this client: a new one per view
         # would restart the round-robin at the first replica on every call
-        self._reader_strategy = make_strategy(READ_REPLICA)
+        self._reader_strategy = reader_strategy(client_az)
         self.refuses_writes = False
 
     def _view(self, strategy: ReadStrategy, refuse_writes: bool) -> Self:
@@ -69,7 +71,7 @@ class ViewsMixin:
 
     def with_read_from(self, read_from: StrategyLike, refuse_writes: bool = False) -> Self:
         """A view with another read strategy, sharing connections and map."""
-        return self._view(make_strategy(read_from), refuse_writes)
+        return self._view(make_strategy(read_from, self._client_az), refuse_writes)
 
     @property
     def read_from(self) -> str:

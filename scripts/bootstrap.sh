@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (Python 3.11):
-#   redis-server (apt), .venv (VENV=dir picks another), editable install with the dev extra.
+#   redis-server and valkey-server (apt), .venv (VENV=dir picks another), editable install with the dev extra.
 # Quiet on success; loud and non-zero on failure.
 set -Eeuo pipefail
 
@@ -42,6 +42,30 @@ if [ -z "${REDIS_SERVER:-}" ] && ! command -v redis-server >/dev/null 2>&1 \
         "${SUDO[@]}" systemctl disable --now redis-server >>"$LOG" 2>&1 || true
     elif command -v service >/dev/null 2>&1; then
         "${SUDO[@]}" service redis-server stop >>"$LOG" 2>&1 || true
+    fi
+fi
+
+# 1b. valkey-server (Valkey 8.0 from bookworm-backports): the second server the tests run against,
+#     and the one that reports each node's availability zone (VALKEY_SERVER=path skips this)
+BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
+if [ -z "${VALKEY_SERVER:-}" ] && ! command -v valkey-server >/dev/null 2>&1 \
+        && [ ! -x /usr/bin/valkey-server ]; then
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        if [ "$(id -u)" -ne 0 ] && [ ${#SUDO[@]} -eq 0 ]; then
+            die "need root or sudo to add bookworm-backports for valkey-server"
+        fi
+        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
+            'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+            | "${SUDO[@]}" tee "$BACKPORTS" >>"$LOG"
+        APT_UPDATED=0
+    fi
+    apt_install -t bookworm-backports valkey-server
+    command -v valkey-server >/dev/null 2>&1 || die "valkey-server not on PATH after apt-get install"
+    # like redis-server, the package may start a system instance on 6379
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        "${SUDO[@]}" systemctl disable --now valkey-server >>"$LOG" 2>&1 || true
+    elif command -v service >/dev/null 2>&1; then
+        "${SUDO[@]}" service valkey-server stop >>"$LOG" 2>&1 || true
     fi
 fi
 

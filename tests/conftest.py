@@ -5,6 +5,8 @@
 * ``fresh_cluster``  a private 3x1 cluster per test, for destructive tests
                      (kill / failover / migrations / add & remove nodes).
 * ``startup_nodes``, ``cluster_url``  addresses of the session cluster.
+* ``zoned``, ``zoned_keys``  a Valkey cluster with an availability zone per node, one per
+                     test module (tests/valkey.py), and keys of each of its shards.
 """
 
 from __future__ import annotations
@@ -66,3 +68,22 @@ def startup_nodes(cluster):
 @pytest.fixture
 def cluster_url(cluster):
     return cluster.url
+
+
+@pytest.fixture(scope="module")
+def zoned():
+    from valkey import zoned_cluster
+
+    c = zoned_cluster()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def zoned_keys(zoned):
+    """{primary port: 10 keys it owns}."""
+    from landing import keys_by_shard
+
+    return keys_by_shard(zoned, 10)

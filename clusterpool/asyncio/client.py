@@ -80,7 +80,7 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
         config = Config.build(host, port, startup_nodes, options)
         self.config = config
         self._state = ClusterState(config)
-        self._init_views(config.read_from)
+        self._init_views(config.read_from, config.client_az)
         self.retry = config.retry
         kw = config.connection
         protocol, legacy = kw.get("protocol"), kw.get("legacy_responses", True)

@@ -43,6 +43,7 @@ from .commandinfo import CommandLookup
 from .nodeset import NodeConnections
 from .probe import node_settings, read_view
 from .settings import NodeSettings
+from .watch import watch
 
 log = logging.getLogger("clusterpool.asyncio")
 
@@ -86,10 +87,11 @@ class ClusterState(NodeBook):
         self._connect_lock: asyncio.Lock | None = None
         self._refresh_lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None  # watch.py: INFO probes every health_interval
         self._closing: set[asyncio.Task[Any]] = set()
         self._last = 0.0
         self._urgent_since: float | None = None
-        self._watch = Watch()
+        self._digest = Watch()  # changewatch: the last CLUSTER INFO digest
 
     # ---- discovery -------------------------------------------------------------------
 
@@ -117,7 +119,10 @@ class ClusterState(NodeBook):
                 self.table = self.commands.table()
                 self.adopt(view.topology)
                 self._wake = asyncio.Event()
-                self._task = asyncio.get_running_loop().create_task(self._refresh_loop(), name="clusterpool-async-refresh")
+                loop = asyncio.get_running_loop()
+                self._task = loop.create_task(self._refresh_loop(), name="clusterpool-async-refresh")
+                if self.config.watches_replicas:
+                    self._watch = loop.create_task(watch(self), name="clusterpool-async-maintenance")
                 return view.topology
             raise errors.ClusterUnreachableError("no startup node could be reached: " + "; ".join(failures))
 
@@ -259,7 +264,7 @@ class ClusterState(NodeBook):
     async def _cluster_moved(self) -> bool:
         """CLUSTER INFO from one primary: has its digest moved since the last time (changewatch)?"""
         skip = {n for n, st in self.nodes.items() if not st.available()}
-        name = watch_target(self.topology, skip, self._watch.node)
+        name = watch_target(self.topology, skip, self._digest.node)
         if name is None or self._closed:
             return False
         try:
@@ -269,7 +274,7 @@ class ClusterState(NodeBook):
             if not errors.refused(e):  # an ACL refusing CLUSTER INFO: up, but no digest to watch
                 self.node_failed(name, e)
             return False
-        self._watch, moved = observe(self._watch, name, text(reply))
+        self._digest, moved = observe(self._digest, name, text(reply))
         return moved
 
     async def refresh_now(self) -> Topology | None:
@@ -345,10 +350,11 @@ class ClusterState(NodeBook):
         if self._closed:
             return
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [t for t in (self._task, self._watch) if t is not None]
+        self._task = self._watch = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         nodes, self.nodes = self.nodes, {}
         await asyncio.gather(*(st.pool.aclose() for st in nodes.values()), *self._closing, return_exceptions=True)
         self.bus.close()

@@ -38,6 +38,8 @@ from .processes import (
     STATE_FILE,
     die_with_parent,
     find_redis_server,
+    find_server,
+    find_valkey_server,
     free_port_run,
     node_ports_free,
     parse_addr,
@@ -47,10 +49,18 @@ from .processes import (
     pid_stopped,
     poll,
     port_range_problem,
+    server_kind,
     server_version,
 )
 
-__all__ = ["NUM_SLOTS", "LocalCluster", "find_redis_server", "free_port_run", "main"]
+__all__ = [
+    "NUM_SLOTS",
+    "LocalCluster",
+    "find_redis_server",
+    "find_valkey_server",
+    "free_port_run",
+    "main",
+]
 
 # --------------------------------------------------------------------------
 # LocalCluster
@@ -58,10 +68,13 @@ __all__ = ["NUM_SLOTS", "LocalCluster", "find_redis_server", "free_port_run", "m
 
 
 class LocalCluster:
-    """A throw-away Redis Cluster made of local redis-server processes.
+    """A throw-away Redis Cluster made of local redis-server (or valkey-server) processes.
 
     ``ports`` lists every managed node (added ones included, removed ones not),
-    whether running or killed.  Query methods talk to live nodes.
+    whether running or killed.  Query methods talk to live nodes.  ``server`` picks
+    ``"redis"`` or ``"valkey"`` (default: ``CLUSTERPOOL_TEST_SERVER``, else redis);
+    ``zones`` gives each node, in start order (primaries, then each primary's
+    replicas in turn), a Valkey ``availability-zone`` (None: none set).
     """
 
     def __init__(
@@ -76,6 +89,8 @@ class LocalCluster:
         keep: bool = False,
         require_full_coverage: bool = True,
         die_with_parent: bool = True,
+        server: str | None = None,
+        zones: Iterable[str | None] | None = None,
     ):
         if primaries < 1:
             raise ValueError("need at least one primary")
@@ -89,7 +104,12 @@ class LocalCluster:
         self.keep = keep
         self.require_full_coverage = require_full_coverage
         self.die_with_parent = die_with_parent
+        self.server = server_kind(server)
         self._redis_server = redis_server
+        self._zone_list = list(zones) if zones is not None else []
+        if len(self._zone_list) > primaries * (1 + replicas):
+            raise ValueError(f"{len(self._zone_list)} zones for {primaries * (1 + replicas)} nodes")
+        self._zones: dict[int, str] = {}
         self._owns_dir = data_dir is None
         self._made_dir = False  # start() created data_dir (it did not exist)
         self.data_dir = data_dir
@@ -137,6 +157,7 @@ class LocalCluster:
             node_timeout_ms=st["node_timeout_ms"],
             redis_server=st["redis_server"],
             keep=True,
+            server=st.get("server", "redis"),
             die_with_parent=False,
         )
         self._owns_dir = st.get("owns_dir", False)
@@ -149,6 +170,7 @@ class LocalCluster:
             node.pid = pid if (pid and pid_alive(pid) and pid_is_redis(pid, port)) else None
             self._nodes[port] = node
         self._ids = {int(k): v for k, v in st.get("ids", {}).items()}
+        self._zones = {int(k): v for k, v in st.get("zones", {}).items()}
         self._paused = {
             p for p in st.get("paused", []) if self._nodes.get(p) and self._nodes[p].alive()
         }
@@ -163,6 +185,8 @@ class LocalCluster:
             "data_dir": self.data_dir,
             "node_timeout_ms": self.node_timeout_ms,
             "redis_server": self._redis_server,
+            "server": self.server,
+            "zones": {str(p): z for p, z in self._zones.items()},
             "owns_dir": self._owns_dir,
             "made_dir": self._made_dir,
             "version": list(self._version),
@@ -251,6 +275,8 @@ class LocalCluster:
         if v >= (7, 0, 0):
             # don't wait for replicas to catch up on SIGTERM
             lines.append("shutdown-timeout 0")
+        if port in self._zones:
+            lines.append(f"availability-zone {self._zones[port]}")
         return "\n".join(lines) + "\n"
 
     def _spawn(self, port: int) -> NodeProcess:
@@ -265,7 +291,7 @@ class LocalCluster:
         node.close_log()
         node.log = open(os.path.join(node.dir, "stdout.log"), "ab")  # noqa: SIM115
         node.proc = subprocess.Popen(
-            [find_redis_server(self._redis_server), conf],
+            [find_server(self.server, self._redis_server), conf],
             cwd=node.dir,
             stdin=subprocess.DEVNULL,
             stdout=node.log,
@@ -308,7 +334,7 @@ class LocalCluster:
         self._require_managed("start")
         if self._started:
             raise RuntimeError("cluster already started")
-        server = find_redis_server(self._redis_server)
+        server = find_server(self.server, self._redis_server)
         self._redis_server = server
         self._version = server_version(server)
         total = self.n_primaries * (1 + self.n_replicas)
@@ -337,6 +363,7 @@ class LocalCluster:
         left = lambda: max(deadline - time.monotonic(), 0.1)
         try:
             ports = list(range(self.base_port, self.base_port + total))
+            self._zones = {p: z for p, z in zip(ports, self._zone_list) if z is not None}
             for p in ports:
                 self._spawn(p)
             for p in ports:
@@ -486,6 +513,15 @@ class LocalCluster:
 
     def is_paused(self, port: int) -> bool:
         return port in self._paused
+
+    def zone(self, port: int) -> str | None:
+        """The availability zone given to this node (None: none)."""
+        return self._zones.get(port)
+
+    def set_zone(self, port: int, zone: str) -> None:
+        """CONFIG SET the node's availability-zone (Valkey 8+); kept across restart()."""
+        self._cmd(port, "CONFIG", "SET", "availability-zone", zone)
+        self._zones[port] = zone
 
     def restart(self, port: int, timeout: float = 30) -> None:
         """Start a stopped/killed node again from its own dir and nodes.conf; wait_ok()."""

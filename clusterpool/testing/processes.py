@@ -1,4 +1,4 @@
-"""Local redis-server processes for the test harness: finding the binary, free loopback ports,
+"""Local redis-server / valkey-server processes for the test harness: finding the binary, free loopback ports,
 starting, signalling and reaping one node, reading CLUSTER NODES (standard library + redis-py).
 """
 
@@ -31,22 +31,47 @@ BAD_FLAGS = {"fail", "fail?", "handshake", "noaddr"}
 # --------------------------------------------------------------------------
 
 
-def find_redis_server(explicit: str | None = None) -> str:
-    """Return the path of a redis-server binary (``REDIS_SERVER`` env wins)."""
+SERVERS = ("redis", "valkey")
+SERVER_ENV = "CLUSTERPOOL_TEST_SERVER"
+
+
+def server_kind(kind: str | None = None) -> str:
+    """Which server a cluster runs: ``kind``, else ``CLUSTERPOOL_TEST_SERVER``, else redis."""
+    k = (kind or os.environ.get(SERVER_ENV) or "redis").strip().lower()
+    if k not in SERVERS:
+        raise ValueError(f"server must be one of {SERVERS}, not {k!r} (from {SERVER_ENV}?)")
+    return k
+
+
+def find_server(kind: str = "redis", explicit: str | None = None) -> str:
+    """Return the path of a ``<kind>-server`` binary (``REDIS_SERVER``/``VALKEY_SERVER`` env wins)."""
+    kind = server_kind(kind)
+    binary = f"{kind}-server"
     candidates = [
         explicit,
-        os.environ.get("REDIS_SERVER"),
-        shutil.which("redis-server"),
-        "/usr/bin/redis-server",
-        "/usr/local/bin/redis-server",
+        os.environ.get(f"{kind.upper()}_SERVER"),
+        shutil.which(binary),
+        f"/usr/bin/{binary}",
+        f"/usr/local/bin/{binary}",
     ]
     for c in candidates:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return c
-    raise RuntimeError(
-        "redis-server not found: run `sudo apt-get install -y redis-server` "
-        "(or set REDIS_SERVER=/path)"
-    )
+    hint = {
+        "redis": "sudo apt-get install -y redis-server",
+        "valkey": "sudo apt-get install -y -t bookworm-backports valkey-server (or scripts/bootstrap.sh)",
+    }[kind]
+    raise RuntimeError(f"{binary} not found: run `{hint}` (or set {kind.upper()}_SERVER=/path)")
+
+
+def find_redis_server(explicit: str | None = None) -> str:
+    """Return the path of a redis-server binary (``REDIS_SERVER`` env wins)."""
+    return find_server("redis", explicit)
+
+
+def find_valkey_server(explicit: str | None = None) -> str:
+    """Return the path of a valkey-server binary (``VALKEY_SERVER`` env wins)."""
+    return find_server("valkey", explicit)
 
 
 def server_version(path: str) -> tuple[int, ...]:
@@ -234,7 +259,7 @@ def pid_is_redis(pid: int, port: int) -> bool:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    return "redis" in cmd and (f":{port}" in cmd or f"node-{port}" in cmd)
+    return ("redis" in cmd or "valkey" in cmd) and (f":{port}" in cmd or f"node-{port}" in cmd)
 
 
 def die_with_parent():  # pragma: no cover - runs in the child after fork

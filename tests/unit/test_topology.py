@@ -146,6 +146,15 @@ def test_parse_shards_failed_primary_gives_shard_without_primary(shape, health):
     assert [r.port for r in s.replicas] == [7003]
 
 
+def test_parse_shards_promoted_replica_wins_over_the_failed_primary_still_listed_as_master(shape):
+    # Valkey 8.0 after a failover: the dead primary stays in the shard as "master", health fail
+    t = parse_shards(shape({7000: {"health": "fail"}, 7003: {"role": "master"}}))
+    s = t.shard_for_slot(0)
+    assert s.primary is not None and s.primary.port == 7003
+    assert [(r.port, r.role) for r in s.replicas] == [(7000, "replica")]
+    assert s.readable == ()
+
+
 def test_parse_shards_failed_primary_slots_are_not_covered(shape):
     t = parse_shards(shape({7000: {"health": "failed"}}))
     assert t.covered == SLOT_COUNT - 5461
