@@ -13,6 +13,7 @@ from .errors import (
     NotAClusterError,
     PoolClosedError,
     PoolTimeoutError,
+    RetryTimeoutError,
     SlotNotCoveredError,
     TooManyRedirectionsError,
     UnknownOutcomeError,
@@ -57,7 +58,7 @@ __all__ = [
     "ClusterClient", "ClusterNode", "ClusterPoolError", "Config", "CrossSlotTransactionError", "MissingKeyError", "ClusterUnreachableError", "ConfigurationError",
     "CrossSlotError", "Event", "Health", "Node", "NodeAdded", "NodeHealthChanged", "NodeRemoved",
     "NodeStates", "NodeUnavailableError", "NotAClusterError", "PoolClosedError", "PoolStats",
-    "PoolTimeoutError", "ReadStrategy", "RefreshFailed", "RoleChanged", "Shard", "SlotNotCoveredError",
+    "PoolTimeoutError", "ReadStrategy", "RefreshFailed", "RetryTimeoutError", "RoleChanged", "Shard", "SlotNotCoveredError",
     "SlotsMoved", "TooManyRedirectionsError", "Topology", "TopologyRefreshed", "UnknownOutcomeError",
     "WriteOnReaderError", "key_slot", "slot_of",
 ]

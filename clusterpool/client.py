@@ -158,13 +158,17 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
                topo: Topology) -> Any:
         if self.refuses_writes and not info.readonly:
             self.refuse_write(args)
-        node = self.pick_node(topo, slot, info.readonly)
-        return self._run(node, info, slot, args, options)
+        if self.retry_timeout is None:
+            return self._run(self.pick_node(topo, slot, info.readonly), info, slot, args, options)
+        deadline = time.monotonic() + self.retry_timeout  # a wait for the slot's owner counts too
+        return self._run(self.pick_node(topo, slot, info.readonly, deadline), info, slot, args, options,
+                         deadline=deadline)
 
-    def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node:
+    def pick_node(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node:
+        """The node for `slot` (waiting, until `deadline` at most, for a primary when it has none)."""
         shard = topo.slot_table[slot]
         if shard is None or shard.primary is None:
-            shard = self._wait_for_owner(slot)
+            shard = self._wait_for_owner(slot, deadline)
         if not readonly:
             return shard.primary  # type: ignore[return-value]
         return choose(shard, self.core.node_states, self._strategy, self._to_primary, self.replica_fallback)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import sys
@@ -81,6 +82,8 @@ class _NodeConnectionMixin(_ConnectionBase):
         """
         sock, timeout = raw_socket(self), self.socket_timeout
         if type(sock) is not socket.socket or not timeout or timeout <= 0 or not sys.platform.startswith("linux"):
+            if sock is not None:
+                sock.settimeout(timeout)  # as redis-py sets it at connect (also after limit/unlimit)
             return
         sec = int(timeout)
         tv = struct.pack("ll", sec, int((timeout - sec) * 1_000_000))
@@ -90,6 +93,43 @@ class _NodeConnectionMixin(_ConnectionBase):
         except OSError:
             return
         sock.settimeout(None)
+
+    _unlimited: tuple[float | None, float | None] | None = None
+
+    def limit(self, seconds: float) -> None:
+        """Cap connect, read and write timeouts at `seconds` until `unlimit()`: the attempt a
+        call's deadline leaves less time for than this connection's own timeouts."""
+        saved = self._unlimited or (self.socket_timeout, self.socket_connect_timeout)
+        seconds = max(seconds, 0.001)  # 0 would mean "no timeout" to the kernel
+        read, connect = min(saved[0] or seconds, seconds), min(saved[1] or seconds, seconds)
+        if (read, connect) == (self.socket_timeout, self.socket_connect_timeout):
+            return  # more time left than the connection's own timeouts: nothing to change (no syscall)
+        self._unlimited = saved
+        changed = read != self.socket_timeout
+        self.socket_timeout, self.socket_connect_timeout = read, connect
+        if changed:
+            self._apply_timeouts()
+
+    def unlimit(self) -> None:
+        """This connection's own timeouts again (after `limit`)."""
+        saved, self._unlimited = self._unlimited, None
+        if saved is not None:
+            self.socket_timeout, self.socket_connect_timeout = saved
+            self._apply_timeouts()
+
+    def _apply_timeouts(self) -> None:
+        """socket_timeout onto an open socket, the way it was set at connect."""
+        sock = raw_socket(self)
+        if sock is None:
+            return
+        if not self.kernel_timeouts:
+            sock.settimeout(self.socket_timeout)
+            return
+        if not self.socket_timeout and type(sock) is socket.socket and sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):  # back to no timeout: drop the kernel's from a limit
+                for opt in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, struct.pack("ll", 0, 0))
+        self._use_kernel_timeouts()
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         """redis-py's read_response, with a kernel timeout (EAGAIN) raised as the TimeoutError it is."""

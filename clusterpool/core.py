@@ -24,7 +24,7 @@ from .bus import EventBus
 from .commands import CommandTable
 from .config import Config
 from .discovery import Discovery
-from .startup import STARTUP_ERRORS, startup_failure
+from .startup import STARTUP_ERRORS, startup_failure, unreachable
 from .connection import command_info, make_connection
 from .events import RefreshFailed
 from .health import HealthChecker
@@ -113,9 +113,7 @@ class Core(NodeBook):
                 self.refresher.start()
                 self.checker.start()
                 return topo
-            raise errors.ClusterUnreachableError(
-                "no startup node could be reached: " + "; ".join(failures)
-            )
+            raise unreachable(failures)
 
     def _warm(self) -> None:
         """Open `min_idle` connections to every node before the first command runs."""
@@ -257,6 +255,9 @@ class Core(NodeBook):
 
     def request_refresh(self) -> None:
         self.refresher.request()
+
+    def drop_idle(self, st: NodeState[ConnectionPool]) -> None:
+        st.pool.disconnect_all()
 
     # ---------------------------------------------------------------- maintenance
 

@@ -48,8 +48,14 @@ class TooManyRedirectionsError(ClusterPoolError, _rx.ClusterError):
     """MOVED/ASK/TRYAGAIN/CLUSTERDOWN hops exceeded `max_redirections` for one command."""
 
 
-class SlotNotCoveredError(ClusterPoolError, _rx.SlotNotCoveredError):
-    """No primary serves the slot in the current map (cluster not fully covered)."""
+class SlotNotCoveredError(ClusterPoolError, _rx.SlotNotCoveredError, _rx.ClusterDownError):
+    """Nobody serves the slot (cluster not fully covered): RedisCluster raises ClusterDownError
+    there, so this is one too, as well as redis-py's SlotNotCoveredError."""
+
+
+class RetryTimeoutError(ClusterPoolError, _rx.TimeoutError):
+    """The call's deadline (`retry_timeout` from its start) passed before it could be carried out;
+    chained to the last failure. Every path (command, pipeline, transaction) raises this one."""
 
 
 class PoolTimeoutError(ClusterPoolError, _rx.ConnectionError):
@@ -66,6 +72,15 @@ class NodeUnavailableError(ClusterPoolError, _rx.ConnectionError):
 
 class UnknownOutcomeError(ClusterPoolError, _rx.ConnectionError):
     """A write was sent but the connection broke before its reply: it may or may not have applied."""
+
+
+class AttemptError(ClusterPoolError):
+    """A connection failure that says how far its command got (the asyncio connection layer's):
+    `sent`, the bytes were written so a write may have run; `reused`, the connection had
+    answered before, so it may just have been closed while idle."""
+
+    sent: bool = False
+    reused: bool = False
 
 
 def refused(error: BaseException) -> bool:

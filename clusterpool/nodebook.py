@@ -3,7 +3,9 @@
 `Core` (sync) and `asyncio.state.ClusterState` keep a map of NodeState per node, replaced
 whole; this mixin turns what a command saw (a failure, a recovery, LOADING) and what the
 maintenance probe's INFO said (zone, replica link, each replica's lag) into the node's
-state, the read strategies' view of it (`node_states`) and events.
+state, the read strategies' view of it (`node_states`) and events, and applies what a
+`policy.Action` says about the cluster (`note_failure`); the drivers supply only the I/O
+(`drop_idle`, `on_moved`, `request_refresh`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from redis import exceptions as rx
 
 from .bus import EventBus
 from .events import Event, NodeHealthChanged, NodeZoneLearned
@@ -21,6 +25,8 @@ from .topology import REPLICA
 
 if TYPE_CHECKING:
     from .config import Config
+    from .observe import Observer
+    from .policy import Action, Failure
     from .topology import Topology
 
 INFO_FIRST = ("INFO", "server", "replication")  # a node's first probe: its zone too
@@ -33,11 +39,36 @@ class NodeBook:
     nodes: Mapping[str, NodeState[Any]]
     node_states: NodeStates
     bus: EventBus
+    observer: Observer | None
     config: Config
     topology: Topology | None
 
     def request_refresh(self) -> None:
         raise NotImplementedError
+
+    def on_moved(self, slot: int, host: str, port: int) -> Any:
+        """Point one slot at its new owner at once (the driver's map swap)."""
+        raise NotImplementedError
+
+    def drop_idle(self, st: NodeState[Any]) -> None:
+        """Close the node's idle connections (the driver's I/O)."""
+        raise NotImplementedError
+
+    def note_failure(self, action: Action, failure: Failure, st: NodeState[Any], error: BaseException | None) -> None:
+        """What a policy action says about the cluster, applied whatever the command does next:
+        the node's breaker and idle connections, the map, a refresh."""
+        if self.observer is not None:
+            self.observer.failure(action, failure, error)
+        if action.drop_idle:
+            self.drop_idle(st)
+        if action.mark_failed:
+            self.node_failed(failure.node, error)
+        if action.keep_reads_off:
+            self.node_loading(failure.node)
+        if action.repoint and isinstance(error, rx.MovedError):
+            self.on_moved(error.slot_id, error.host, error.port)
+        if action.refresh:
+            self.request_refresh()
 
     def node_failed(self, name: str, error: BaseException | None = None) -> None:
         st = self.nodes.get(name)

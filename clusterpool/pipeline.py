@@ -31,11 +31,12 @@ from ._redispy import EMPTY_RESPONSE, EventDispatcher
 from . import batchrules
 from .commands import SPLIT_SUM, CommandInfo
 from .queued import Queued
-from .policy import Do, Failure, Kind, decide, failure_kind, reply_failure
+from .policy import Do, Failure, Kind, decide, failure_of
 from .topology import Node
 from .connection import pack_many
 from .slots import encode_key, key_slot, slot_of
 from .quickcommands import QuickCommands
+from .router import acquire_by
 from .transaction import TransactionMixin
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             split = split or q.parts is not None
         return split
 
-    def _group(self, pending: list[Queued]) -> dict[str, list[Queued]]:
+    def _group(self, pending: list[Queued], deadline: float | None) -> dict[str, list[Queued]]:
         """The commands per node name, routed on one snapshot of the map; commands answered with
         ASK keep the node they were sent to."""
         client = self._client
@@ -237,7 +238,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 if slot is None:
                     q.node = client.default_node(topo).name
                 else:
-                    node = pick(topo, slot, q.info.readonly)  # type: ignore[union-attr]
+                    node = pick(topo, slot, q.info.readonly, deadline)  # type: ignore[union-attr]
                     known = names.get(id(node))
                     if known is None:
                         known = names[id(node)] = (node, node.name)
@@ -273,13 +274,14 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             if not queue:
                 return []
             self._client.core.ensure()
+            deadline = self._client.deadline()
             if self._plan_all(queue):
-                self._run_rounds([p for q in queue for p in (q.parts or (q,))])
+                self._run_rounds([p for q in queue for p in (q.parts or (q,))], deadline)
                 for q in queue:
                     if q.parts is not None:
                         q.result = batchrules.summed([p.result for p in q.parts])
             else:
-                self._run_rounds(queue)
+                self._run_rounds(queue, deadline)
         finally:
             self.reset()
         results = [q.result for q in queue]
@@ -287,20 +289,21 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             batchrules.raise_first_error((q.args, q.result) for q in queue)
         return results
 
-    def _run_rounds(self, queue: list[Queued]) -> None:
+    def _run_rounds(self, queue: list[Queued], deadline: float | None) -> None:
         """Send every pending command in rounds: each round writes every node's batch before
         reading any reply; what failed goes through `policy.decide`, command by command, as on
-        the plain path (breaker, retry budget, MOVED from a replica, stale connections...)."""
+        the plain path (breaker, retry budget, MOVED from a replica, stale connections...).
+        `deadline`: when the whole batch gives up (retry_timeout from its start)."""
         core = self._client.core
         pending = queue
         while pending:
-            groups = self._group(pending)
+            groups = self._group(pending, deadline)
             failed: list[_Failed] = []
             conns: dict[str, tuple[AbstractConnection, bool]] = {}
             try:
                 # write every node's batch first ...
                 for name, group in list(groups.items()):
-                    sent = self._send_group(name, group, failed)
+                    sent = self._send_group(name, group, failed, deadline)
                     if sent is None:
                         del groups[name]
                     else:
@@ -308,14 +311,15 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 # ... then read them
                 for name, group in groups.items():
                     conn, fresh = conns.pop(name)
-                    self._read_group(name, conn, fresh, group, failed)
+                    self._read_group(name, conn, fresh, group, failed, deadline)
             finally:
                 for name, (conn, _) in conns.items():  # only after an unexpected exception
+                    _unlimit(conn, deadline)
                     core.state(name).pool.discard(conn)
-            pending = self._after_failures(failed)
+            pending = self._after_failures(failed, deadline)
 
-    def _send_group(self, name: str, group: list[Queued],
-                    failed: list[_Failed]) -> tuple[AbstractConnection, bool] | None:
+    def _send_group(self, name: str, group: list[Queued], failed: list[_Failed],
+                    deadline: float | None) -> tuple[AbstractConnection, bool] | None:
         """Write one node's batch; None (and the batch in `failed`) when it could not be written."""
         client = self._client
         st = client.core.state(name)
@@ -325,12 +329,14 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
             failed.extend((q, Failure(Kind.BREAKER_OPEN, name), None) for q in group)
             return None
         pool = st.pool
-        conn = pool.acquire()
+        conn = pool.acquire() if deadline is None else acquire_by(pool, deadline)
         fresh = not conn.is_connected
         if not fresh and not client.retry_unknown_outcome and any(not q.info.readonly for q in group):  # type: ignore[union-attr]
             pool.validate(conn)  # writes cannot be resent once sent: no dead pooled socket for them
             fresh = not conn.is_connected
         connected = False
+        if deadline is not None:  # for the connect, the write and this round's reads
+            conn.limit(deadline - time.monotonic())  # type: ignore[attr-defined]
         try:
             if fresh:
                 conn.connect()
@@ -341,15 +347,18 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                     cmds.append(("ASKING",))
                 cmds.append(q.args)
             conn.send_packed_command(pack_many(conn, cmds), False)
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+        except BaseException as e:
+            _unlimit(conn, deadline)
             pool.discard(conn)
-            kind = failure_kind(e)
-            failed.extend((q, Failure(kind, name, sent=connected, fresh=fresh), e) for q in group)
+            failure = failure_of(e, name, sent=connected, fresh=fresh)
+            if failure is None:
+                raise
+            failed.extend((q, failure, e) for q in group)
             return None
         return conn, fresh
 
     def _read_group(self, name: str, conn: AbstractConnection, fresh: bool, group: list[Queued],
-                    failed: list[_Failed]) -> None:
+                    failed: list[_Failed], deadline: float | None) -> None:
         """Read one node's replies: results in place, redirections and failures into `failed`."""
         client = self._client
         core = client.core
@@ -360,20 +369,19 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 if q.asking:
                     read()
                 resp = read()
-            except rx.ResponseError as e:
-                found = reply_failure(e, name)
-                if found is None:
+            except BaseException as e:
+                found = failure_of(e, name, sent=True, fresh=fresh)
+                if found is None and isinstance(e, rx.ResponseError):  # the user's: in place
                     q.result = q.options.get(EMPTY_RESPONSE, e) if EMPTY_RESPONSE in q.options else e
-                else:
+                    continue
+                if found is not None and found.replied:
                     failed.append((q, found, e))
-                continue
-            except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
-                failed.append((q, Failure(Kind.LOADING, name, sent=True), e))
-                continue
-            except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+                    continue
+                _unlimit(conn, deadline)
                 st.pool.discard(conn)
-                kind = failure_kind(e)
-                failed.extend((rest, Failure(kind, name, sent=True, fresh=fresh), e) for rest in group[i:])
+                if found is None:
+                    raise
+                failed.extend((rest, found, e) for rest in group[i:])
                 return
             q.asking = False
             try:
@@ -381,11 +389,12 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
                 q.result = parse(q.args[0], resp, q.options)
             except Exception as e:  # a callback that cannot parse: report in place
                 q.result = e
+        _unlimit(conn, deadline)
         st.pool.release(conn)
         if st.failures or st.loading:
             core.node_recovered(name)
 
-    def _after_failures(self, failed: list[_Failed]) -> list[Queued]:
+    def _after_failures(self, failed: list[_Failed], deadline: float | None) -> list[Queued]:
         """Apply `policy.decide` to every failed command; returns those to send again, after
         waiting for what the actions ask (the longest backoff, or a new map)."""
         if not failed:
@@ -399,7 +408,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
         version = core.topology.version if core.topology is not None else 0
         for q, failure, error in failed:
             st = core.state(failure.node)
-            action = decide(failure, q.budget or client.new_budget(), now=now, backoff=client.backoff_delay,
+            action = decide(failure, q.budget or client.new_budget(deadline), now=now, backoff=client.backoff_delay,
                             readonly=q.info.readonly, retry_unknown=client.retry_unknown_outcome,  # type: ignore[union-attr]
                             on_replica=st.readonly, asking=q.asking, keyed=q.slot is not None)
             q.budget = action.budget
@@ -430,6 +439,12 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
 
 
 _Failed = tuple[Queued, Failure, BaseException | None]
+
+
+def _unlimit(conn: AbstractConnection, deadline: float | None) -> None:
+    """The connection's own timeouts again, before it goes back to its pool (see connection.limit)."""
+    if deadline is not None:
+        conn.unlimit()  # type: ignore[attr-defined]
 
 
 batchrules.block_methods(ClusterPipeline, CoreCommands)

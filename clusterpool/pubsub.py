@@ -224,14 +224,17 @@ class ClusterPubSub:
         """SSUBSCRIBE each channel on its slot's primary (one SSUBSCRIBE per slot)."""
         self._check_open()
         subs = parse_pubsub_subscriptions(args, kwargs)
+        deadline = self._client.deadline()  # retry_timeout bounds the whole call
         with self._lock:
             for ch, handler in subs.items():
                 try:
-                    self._n.ssubscribe_slot(slot_of(ch), {ch: handler})
-                except CONN_ERRORS:
+                    self._n.ssubscribe_slot(slot_of(ch), {ch: handler}, deadline)
+                except CONN_ERRORS as e:
+                    if isinstance(e, errors.RetryTimeoutError):
+                        raise
                     # owner unreachable: refresh once and try the (maybe new) owner, else raise
                     self._client.core.refresher.refresh_now()
-                    self._n.ssubscribe_slot(slot_of(ch), {ch: handler})
+                    self._n.ssubscribe_slot(slot_of(ch), {ch: handler}, deadline)
             self._mark_subscribed()
 
     def sunsubscribe(self, *args: Any, target_node: Any = None) -> None:

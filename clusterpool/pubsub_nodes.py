@@ -144,11 +144,12 @@ class NodeSubs:
         return Encoder(kw.get("encoding", "utf-8"), kw.get("encoding_errors", "strict"),
                                         kw.get("decode_responses", False))
 
-    def ssubscribe_slot(self, slot: int, group: dict[Any, Any]) -> None:
-        """SSUBSCRIBE channels of one slot on its owner; on a broken connection they are not subscribed."""
+    def ssubscribe_slot(self, slot: int, group: dict[Any, Any], deadline: float | None = None) -> None:
+        """SSUBSCRIBE channels of one slot on its owner (waiting for one until `deadline` at most);
+        on a broken connection they are not subscribed."""
         client = self.client
         topo = client.core.ensure()
-        owner = client.pick_node(topo, slot, False).name
+        owner = client.pick_node(topo, slot, False, deadline).name
         sub = self.shard.get(owner)
         if sub is None:
             sub = self.shard[owner] = NodeSub(self, owner, sharded=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import exceptions as rx
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from ._redispy import EMPTY_RESPONSE, NEVER_DECODE
@@ -24,7 +25,9 @@ from . import errors
 from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
-from .policy import Action, Budget, Do, Failure, Give, Kind, decide, failure_kind, reply_failure
+from .pool import ConnectionPool
+from .giveup import deadline_error, give_up_error, owner_of, owner_step
+from .policy import Action, Budget, Do, Failure, Kind, answered, deadline_after, decide, failure_of
 from .resp import command_name, parse_reply
 from .topology import Node, Shard, Topology
 
@@ -50,42 +53,25 @@ class RouterMixin:
     _hook: CommandHook | None
 
     if TYPE_CHECKING:
-        def pick_node(self, topo: Topology, slot: int, readonly: bool) -> Node: ...
+        def pick_node(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node: ...
 
-    def _wait_for_owner(self, slot: int) -> Shard:
+    def _wait_for_owner(self, slot: int, deadline: float | None = None) -> Shard:
         """The slot has no primary in our map (a primary failed and no replica was promoted yet,
-        or the slot is unassigned): refresh and wait within the retry budget, then give up."""
+        or the slot is unassigned): refresh and wait within the retry budget or the call's
+        deadline (giveup.owner_wait decides how long), then give up (giveup.no_owner_error)."""
         core = self.core
-
-        def owner() -> Shard | None:
-            t = core.topology
-            shard = t.slot_table[slot] if t is not None else None
-            return shard if shard is not None and shard.primary is not None else None
-
-        core.refresher.refresh_now()
-        budget = self.new_budget()
-        first = time.monotonic()
+        budget = self.new_budget(deadline)
+        if deadline is None:
+            core.refresher.refresh_now()
+        else:  # the refresher's probes run on its thread: this call waits only as long as it may
+            core.refresher.request()
+            self._wait_for(lambda: owner_of(core.topology, slot), budget.left(time.monotonic()) or 0.0)
         while True:
-            budget = budget.failed(first)
-            if not budget.may_retry(time.monotonic()):
-                break
-            found = owner()
+            found, budget, wait = owner_step(core.topology, slot, budget, time.monotonic(), self.backoff_delay)
             if found is not None:
                 return found
             core.refresher.request()
-            found = self._wait_for(owner, self.backoff_delay(budget.failures))
-            if found is not None:
-                return found
-        t = core.topology
-        if t is not None and t.slot_table[slot] is not None:  # the shard is known, its primary failed
-            raise errors.NodeUnavailableError(
-                f"the primary serving slot {slot} failed and no replica was promoted within the retry "
-                "budget; retry later, or give ClusterClient a larger retry= for long failovers"
-            )
-        raise errors.SlotNotCoveredError(
-            f"slot {slot} is not served by any primary in the cluster's map "
-            "(cluster not fully covered, or its primary failed and no replica took over in time)"
-        )
+            self._wait_for(lambda: owner_of(core.topology, slot), wait)
 
     def _wait_for(self, ready: Callable[[], T | None], seconds: float) -> T | None:
         """Up to `seconds` for `ready()` to give a value, checked again whenever a new map arrives."""
@@ -102,11 +88,17 @@ class RouterMixin:
             core.wait_for_change(t.version if t is not None else 0, remaining)
 
     def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-             options: dict[str, Any], asking: bool = False, observed: bool = False) -> Any:
-        """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out."""
+             options: dict[str, Any], asking: bool = False, observed: bool = False,
+             deadline: float | None = None) -> Any:
+        """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out.
+        `deadline`: when the call gives up (retry_timeout from its start; from now when not given)."""
         core = self.core
         if core.observer is not None and not observed:
-            return self._run_observed(core.observer, node, info, slot, args, options, asking)
+            return self._run_observed(core.observer, node, info, slot, args, options, asking, deadline)
+        if deadline is None and self.retry_timeout is not None:
+            deadline = time.monotonic() + self.retry_timeout
+        # a blocking command's wait is the server's (and socket_timeout's): the deadline bounds the rest
+        limit = deadline if deadline is not None and "blocking" not in info.flags else None
         budget: Budget | None = None  # built on the first failure only: the hot path never pays for it
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
@@ -117,7 +109,7 @@ class RouterMixin:
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 pool = st.pool
-                conn = pool.acquire()
+                conn = pool.acquire() if deadline is None else acquire_by(pool, deadline)
                 sent = False
                 fresh = not conn.is_connected
                 if not fresh and not info.readonly and not self.retry_unknown_outcome:
@@ -125,6 +117,8 @@ class RouterMixin:
                     # the server has not closed this pooled connection (CLIENT KILL, restart)
                     pool.validate(conn)
                     fresh = not conn.is_connected
+                if limit is not None:
+                    conn.limit(limit - time.monotonic())  # type: ignore[attr-defined]
                 try:
                     if fresh:
                         conn.connect()
@@ -136,34 +130,25 @@ class RouterMixin:
                         conn.send_packed(pack_one(conn, args))  # type: ignore[attr-defined]
                         sent = True
                     response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
-                except rx.ResponseError as e:
-                    pool.release(conn)
-                    last_error = e
-                    found = reply_failure(e, name)
+                except BaseException as e:
+                    if limit is not None:
+                        conn.unlimit()  # type: ignore[attr-defined]
+                    (pool.release if answered(e) else pool.discard)(conn)
+                    found = failure_of(e, name, sent=sent, fresh=fresh)
                     if found is None:
-                        if EMPTY_RESPONSE in options:
+                        if EMPTY_RESPONSE in options and isinstance(e, rx.ResponseError):
                             return options[EMPTY_RESPONSE]
                         raise
-                    failure = found
-                except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
-                    pool.release(conn)
-                    last_error = e
-                    failure = Failure(Kind.LOADING, name, sent=True)
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                    pool.discard(conn)
-                    last_error = e
-                    kind = failure_kind(e)
-                    failure = Failure(kind, name, sent=sent, fresh=fresh)
-                except BaseException:
-                    pool.discard(conn)
-                    raise
+                    last_error, failure = e, found
                 else:
+                    if limit is not None:
+                        conn.unlimit()  # type: ignore[attr-defined]
                     pool.release(conn)
                     if budget is not None or st.loading:
                         core.node_recovered(name)
                     return self.parse_reply(args[0], response, options)
             if budget is None:
-                budget = self.new_budget()
+                budget = self.new_budget(deadline)
             action = decide(failure, budget, now=time.monotonic(), backoff=self.backoff_delay,
                             readonly=info.readonly, retry_unknown=self.retry_unknown_outcome,
                             on_replica=st.readonly, asking=asking, keyed=slot is not None)
@@ -183,29 +168,17 @@ class RouterMixin:
             return action.node, action.asking
         if action.do is Do.BACKOFF:
             time.sleep(action.delay)
-            return self._reroute(name, info, slot), False
+            return self._reroute(name, info, slot, action.budget.deadline), False
         # WAIT_FOR_MAP: at once if a map moves the slot elsewhere during the wait, else the same node
         def elsewhere() -> str | None:
-            nxt = self._reroute(name, info, slot)
+            nxt = self._reroute(name, info, slot, action.budget.deadline)
             return nxt if nxt != name else None
 
         return self._wait_for(elsewhere, action.delay) or name, False
 
     def note_failure(self, action: Action, failure: Failure, st: NodeState, error: BaseException | None) -> None:
-        """An action's effects on shared state: the node's breaker and pool, the map, a refresh."""
-        core = self.core
-        if core.observer is not None:
-            core.observer.failure(action, failure, error)
-        if action.drop_idle:
-            st.pool.disconnect_all()
-        if action.mark_failed:
-            core.node_failed(failure.node, error)
-        if action.keep_reads_off:
-            core.node_loading(failure.node)
-        if action.repoint and isinstance(error, rx.MovedError):
-            core.on_moved(error.slot_id, error.host, error.port)
-        if action.refresh:
-            core.refresher.request()
+        """An action's effects on shared state (NodeBook.note_failure)."""
+        self.core.note_failure(action, failure, st, error)
 
     def give_up(self, action: Action, failure: Failure, st: NodeState, slot: int | None, args: Sequence[Any],
                  error: BaseException | None) -> BaseException:
@@ -213,11 +186,11 @@ class RouterMixin:
         return give_up_error(action, failure, st.failures, slot, args, error)
 
     def _run_observed(self, observer: Observer, node: Node | str, info: CommandInfo, slot: int | None,
-                      args: Sequence[Any], options: dict[str, Any], asking: bool) -> Any:
+                      args: Sequence[Any], options: dict[str, Any], asking: bool, deadline: float | None) -> Any:
         """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
         scope = observer.command(node if isinstance(node, str) else node.name, args)
         try:
-            result = RouterMixin._run(self, node, info, slot, args, options, asking, True)
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, True, deadline)
         except BaseException as e:
             scope.end(e)
             raise
@@ -235,34 +208,43 @@ class RouterMixin:
         return self.core.observer
 
     def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
-                    options: dict[str, Any], asking: bool = False, observed: bool = False) -> Any:
+                    options: dict[str, Any], asking: bool = False, observed: bool = False,
+                    deadline: float | None = None) -> Any:
         """`_run` with the command hook called once per command (installed only when a hook is set)."""
         hook = self._hook
         assert hook is not None
         name = node if isinstance(node, str) else node.name
         start = time.perf_counter()
         try:
-            result = RouterMixin._run(self, node, info, slot, args, options, asking, observed)
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, observed, deadline)
         except BaseException as e:
             hook(name, command_name(args), time.perf_counter() - start, e)
             raise
         hook(name, command_name(args), time.perf_counter() - start, None)
         return result
 
-    def new_budget(self) -> Budget:
-        """A fresh redirection and retry budget from this client's options."""
-        return Budget(self.max_redirections, self.retry.get_retries(), self.retry_timeout)
+    def new_budget(self, deadline: float | None = None) -> Budget:
+        """A fresh redirection and retry budget from this client's options, for a call that
+        gives up at `deadline` (None: from now, when retry_timeout is set)."""
+        if deadline is None:
+            deadline = deadline_after(self.retry_timeout, time.monotonic())
+        return Budget(self.max_redirections, self.retry.get_retries(), deadline)
+
+    def deadline(self) -> float | None:
+        """When a call starting now gives up (None without retry_timeout)."""
+        return deadline_after(self.retry_timeout, time.monotonic())
 
     def backoff_delay(self, n: int) -> float:
         return float(backoff_of(self.retry).compute(n))
 
-    def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
-        """Where to try next after a failure: the slot's owner in the (maybe refreshed) map."""
+    def _reroute(self, name: str, info: CommandInfo, slot: int | None, deadline: float | None) -> str:
+        """Where to try next after a failure: the slot's owner in the (maybe refreshed) map
+        (waiting for one until the call's deadline at most, when it has none)."""
         topo = self.core.topology
         if slot is None or topo is None:
             return name
         try:
-            return self.pick_node(topo, slot, info.readonly).name
+            return self.pick_node(topo, slot, info.readonly, deadline).name
         except errors.SlotNotCoveredError:
             return name
 
@@ -270,35 +252,12 @@ class RouterMixin:
         return parse_reply(self._callbacks, self.response_callbacks, head, response, options)
 
 
-
-
-def give_up_error(action: Action, failure: Failure, node_failures: int, slot: int | None, args: Sequence[Any],
-                  error: BaseException | None) -> BaseException:
-    """The error a RAISE action stands for (pure), chained to the reply or failure that caused it;
-    `node_failures`: the node's consecutive failures, for the breaker's message."""
-    name = failure.node
-    if action.give is Give.TOO_MANY_REDIRECTIONS:
-        err: BaseException = errors.TooManyRedirectionsError(
-            f"{command_name(args)} for slot {slot} gave up after {action.budget.hops} redirections/retries; "
-            f"last node {name}, last reply: {error}"
-        )
-    elif action.give is Give.UNKNOWN_OUTCOME:
-        err = _unknown_outcome(args, name, error)
-    elif action.give is Give.UNAVAILABLE:
-        err = errors.NodeUnavailableError(
-            f"{command_name(args)}: node {name} is unavailable (circuit breaker open after "
-            f"{node_failures} consecutive failures: {error}); retry later"
-        )
-    else:
-        assert error is not None
-        return error
-    err.__cause__ = error
-    return err
-
-
-def _unknown_outcome(args: Sequence[Any], node: str, e: BaseException | None) -> errors.UnknownOutcomeError:
-    return errors.UnknownOutcomeError(
-        f"{command_name(args)} was sent to {node} but the connection failed before the reply ({e}); "
-        "it may or may not have been applied. Not retried because it can write; "
-        "pass retry_unknown_outcome=True to retry such commands."
-    )
+def acquire_by(pool: ConnectionPool, deadline: float) -> AbstractConnection:
+    """A pooled connection, waiting no longer than the call's deadline allows."""
+    left = deadline - time.monotonic()
+    if pool.timeout is not None and pool.timeout <= left:
+        return pool.acquire()
+    try:
+        return pool.acquire(max(left, 0.001))
+    except errors.PoolTimeoutError as e:
+        raise deadline_error("waiting for a pooled connection", str(e)) from e

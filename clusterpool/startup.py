@@ -9,7 +9,7 @@ from redis import exceptions as rx
 
 from . import errors
 
-__all__ = ["STARTUP_ERRORS", "startup_failure"]
+__all__ = ["STARTUP_ERRORS", "startup_failure", "unreachable"]
 
 # What a startup node may fail with: startup_failure says which of these stop discovery.
 STARTUP_ERRORS = (rx.AuthenticationError, errors.NotAClusterError, rx.ConnectionError, rx.TimeoutError, OSError,
@@ -26,3 +26,8 @@ def startup_failure(name: str, error: BaseException) -> str:
     if isinstance(error, rx.InvalidResponse):
         return f"{name}: does not speak the Redis protocol ({error}); is it a Redis port?"
     return f"{name}: {error}"
+
+
+def unreachable(failures: list[str]) -> errors.ClusterUnreachableError:
+    """The error when no startup node gave a map: every address, and why (startup_failure's words)."""
+    return errors.ClusterUnreachableError("no startup node could be reached: " + "; ".join(failures))

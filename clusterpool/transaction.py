@@ -27,7 +27,8 @@ from redis.connection import AbstractConnection
 from . import batchrules, txplan
 from .connection import pack_many
 from .queued import Queued
-from .policy import Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
+from .router import acquire_by
+from .policy import Budget, Do, Failure, Kind, answered, decide, failure_of
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -138,7 +139,9 @@ class TransactionMixin:
 
     def _send_transaction(self, conn: AbstractConnection, cmds: list[tuple[Any, ...]], first: int) -> Any:
         """MULTI, the commands, EXEC on one connection; EXEC's reply (None when a WATCH fired).
-        `first` is the index in `cmds` of the first queued command (after ASKING and MULTI)."""
+        `first` is the index in `cmds` of the first queued command (after ASKING and MULTI).
+        A LOADING reply ends the read with BusyLoadingError: redis-py closes the connection on it,
+        and a queued command refused with LOADING makes the EXEC abort, so nothing ran."""
         replies: list[Any] = []
         try:
             conn.send_packed_command(pack_many(conn, cmds), False)
@@ -152,10 +155,10 @@ class TransactionMixin:
             raise
         return txplan.exec_reply(cmds, replies, first)
 
-    def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]]) -> Any:
-        """Send MULTI..EXEC for `slot` until it runs; every failure goes through `policy.decide`,
-        as single commands' do. Under WATCH the held connection cannot follow a redirection or a
-        failover: those raise WatchError, so `transaction()` starts over."""
+    def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]], deadline: float | None) -> Any:
+        """Send MULTI..EXEC for `slot` until it runs, or `deadline`; every failure goes through
+        `policy.decide`, as single commands' do. Under WATCH the held connection cannot follow a
+        redirection or a failover: those raise WatchError, so `transaction()` starts over."""
         client = self._client
         core = client.core
         budget: Budget | None = None
@@ -169,11 +172,11 @@ class TransactionMixin:
                 st = core.state(name)
                 conn: AbstractConnection | None = self._watch_conn
             else:
-                name = target or client.pick_node(core.ensure(), slot, False).name
+                name = target or client.pick_node(core.ensure(), slot, False, deadline).name
                 st = core.state(name)
                 conn = None
                 if not (st.open_until and not st.available()):
-                    conn = st.pool.acquire()
+                    conn = st.pool.acquire() if deadline is None else acquire_by(st.pool, deadline)
                     fresh = not conn.is_connected
                     if not fresh:
                         st.pool.validate(conn)  # a transaction writes: never send it on a dead socket
@@ -184,6 +187,8 @@ class TransactionMixin:
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 broken, connected = True, False
+                if deadline is not None:
+                    conn.limit(deadline - time.monotonic())  # type: ignore[attr-defined]
                 try:
                     if fresh:
                         conn.connect()
@@ -193,21 +198,20 @@ class TransactionMixin:
                     if fresh or st.failures:
                         core.node_recovered(name)
                     return response
-                except rx.ResponseError as e:
-                    broken = False  # the server answered: the connection is still in step
-                    replied = reply_failure(e, name)
-                    if replied is None:
+                except BaseException as e:
+                    broken = not answered(e)
+                    found = failure_of(e, name, sent=connected, fresh=fresh)
+                    if found is None:
                         raise
-                    error, failure = e, replied
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-                    error = e
-                    failure = Failure(failure_kind(e), name, sent=connected, fresh=fresh)
+                    error, failure = e, found
                 finally:
+                    if deadline is not None:
+                        conn.unlimit()  # type: ignore[attr-defined]
                     if not watching:  # released on every path (EXECABORT, WatchError, ...), not only on success
                         if broken:
                             conn.disconnect()
                         st.pool.release(conn)
-            action = decide(failure, budget or client.new_budget(), now=time.monotonic(), backoff=client.backoff_delay,
+            action = decide(failure, budget or client.new_budget(deadline), now=time.monotonic(), backoff=client.backoff_delay,
                             readonly=False, retry_unknown=client.retry_unknown_outcome, asking=asking)
             budget = action.budget
             client.note_failure(action, failure, st, error)
@@ -226,6 +230,7 @@ class TransactionMixin:
         if txplan.nothing_to_run(len(queue), self._watch_conn is not None, self._slots):
             return []
         slot = txplan.exec_slot(self._slots, random.randrange)
+        deadline = client.deadline()
         core.ensure()
         commands = [q.args for q in queue]
         if client.refuses_writes:
@@ -233,7 +238,7 @@ class TransactionMixin:
             write = txplan.first_write(core.table, commands)
             if write is not None:
                 client.refuse_write(write)
-        response = self._exec_with_policy(slot, txplan.body(commands))
+        response = self._exec_with_policy(slot, txplan.body(commands), deadline)
         # RedisCluster's cluster transaction returns EXEC's replies unparsed (b"OK" for SET, 1 for
         # EXPIRE): its only callbacks there are for CLUSTER commands, which have no key and so
         # cannot be queued in a transaction. Errors stay in place.

@@ -11,6 +11,10 @@ only: the floor; a plain pipeline, and one MGET of keys in one slot), valkey-gli
 coredis (each skipped when not importable; `pip install -e '.[bench]'`). Each scenario
 runs every client in turn, `--rounds` times (so all see the same machine load), and
 keeps each client's best. Then it prints the ratios and issue 16's targets, met or not.
+
+Event loops (`--loops`, default: asyncio and uvloop when installed): all the rounds on one
+loop, then all on the next (glide's asyncio client hangs when it has clients on two live
+loops, so the loops cannot take turns within a round); one run prints them side by side.
 """
 
 from __future__ import annotations
@@ -35,6 +39,25 @@ OURS, RC, FLOOR, GLIDE, COREDIS = (
 )
 PIPELINE, MGET = "pipeline 10k SET", "mget_nonatomic 100"
 UNITS = {PIPELINE: "cmds/s", MGET: "calls/s"}
+Best = dict[tuple[str, str], float]  # (scenario, client) -> best rate of the rounds
+
+
+def loop_factories(names: list[str]) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loops to run on, by name; uvloop is left out (said so) when not installed."""
+    out: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {}
+    for name in names:
+        if name == "asyncio":
+            out[name] = asyncio.new_event_loop
+        elif name == "uvloop":
+            try:
+                import uvloop
+            except ImportError:
+                print("skipped uvloop: not installed (pip install uvloop)")
+                continue
+            out[name] = uvloop.new_event_loop
+        else:
+            raise SystemExit(f"unknown loop {name!r}: asyncio or uvloop")
+    return out
 
 
 @dataclass
@@ -156,7 +179,8 @@ async def coredis_client(host: str, port: int, keys: list[str]) -> Subject | Non
 # ---- the run -------------------------------------------------------------------------
 
 
-async def bench(host: str, port: int, one_node: int, ops: int, counts: list[int], rounds: int) -> None:
+async def start(host: str, port: int, one_node: int) -> list[Subject]:
+    """Every client, connected on the running loop (optional ones left out, said so)."""
     keys = [f"bench:{i}" for i in range(4096)]
     node_slots = set(LocalCluster.existing(f"{host}:{port}").slots_of(one_node))
     node_keys = [k for k in keys if key_slot(k.encode()) in node_slots]
@@ -170,38 +194,71 @@ async def bench(host: str, port: int, one_node: int, ops: int, counts: list[int]
             continue
         if s is not None:
             subjects.append(s)
-    names = [s.name for s in subjects]
-    best: dict[tuple[str, str], float] = {}
+    return subjects
 
-    async def measure(scenario: str, s: Subject, work: Callable[[], Awaitable[float]]) -> None:
+
+async def measure(best: Best, scenario: str, subjects: list[Subject],
+                  work: Callable[[Subject], Awaitable[float]]) -> None:
+    """Run `work` for each client in turn, keeping each one's best rate."""
+    for s in subjects:
         try:
-            rate = await work()
+            rate = await work(s)
         except Exception as e:  # one client failing a scenario leaves its cell empty
             print(f"{s.name} failed {scenario}: {e!r}")
-            return
+            continue
         best[(scenario, s.name)] = max(best.get((scenario, s.name), 0.0), rate)
 
-    scenarios = [f"{n} tasks" for n in counts] + [PIPELINE, MGET]
+
+Work = list[tuple[str, Callable[[Subject], Awaitable[float]]]]  # (scenario, one client's run)
+
+
+async def leg(host: str, port: int, one_node: int, best: Best, work: Work, rounds: int) -> list[str]:
+    """Every client started on the running loop, warmed, run through `work` `rounds` times,
+    closed; returns the clients' names."""
+    subjects = await start(host, port, one_node)
+    warm: Work = [("warm", lambda s: tasks_rate(s, 16, 2000)), ("warm", lambda s: pipeline_rate(s, 1000)),
+                  ("warm", lambda s: mget_rate(s, 10, 100))]  # connections opened, callbacks cached
     try:
-        for s in subjects:  # warm: connections opened, callbacks cached
-            await tasks_rate(s, 16, 2000)
-            await measure("warm", s, lambda s=s: pipeline_rate(s, 1000))
-            await measure("warm", s, lambda s=s: mget_rate(s, 10, 100))
-        for _ in range(rounds):
-            for n in counts:
-                for s in subjects:
-                    await measure(f"{n} tasks", s, lambda s=s, n=n: tasks_rate(s, n, ops if n > 1 else ops // 4))
-            for s in subjects:
-                await measure(PIPELINE, s, lambda s=s: pipeline_rate(s, 10_000))
-            for s in subjects:
-                await measure(MGET, s, lambda s=s: mget_rate(s, 200, 100))
+        for scenario, each in warm + work * rounds:
+            await measure(best, scenario, subjects, each)
     finally:
         for s in subjects:
             await s.close()
-    report(scenarios, names, best)
+    return [s.name for s in subjects]
 
 
-def report(scenarios: list[str], names: list[str], best: dict[tuple[str, str], float]) -> None:
+def bench(host: str, port: int, one_node: int, ops: int, counts: list[int], rounds: int,
+          loops: dict[str, Callable[[], asyncio.AbstractEventLoop]]) -> None:
+    best: dict[str, Best] = {name: {} for name in loops}
+    names: dict[str, list[str]] = {}
+    scenarios = [f"{n} tasks" for n in counts] + [PIPELINE, MGET]
+    work: Work = [(f"{n} tasks", lambda s, n=n: tasks_rate(s, n, ops if n > 1 else ops // 4)) for n in counts]
+    work += [(PIPELINE, lambda s: pipeline_rate(s, 10_000)), (MGET, lambda s: mget_rate(s, 200, 100))]
+    for name, factory in loops.items():
+        with asyncio.Runner(loop_factory=factory) as runner:
+            names[name] = runner.run(leg(host, port, one_node, best[name], work, rounds))
+    for name in loops:
+        print(f"\n==== on {name}'s event loop")
+        report(scenarios, names[name], best[name])
+    if len(loops) > 1:
+        side_by_side(scenarios, list(loops), best)
+
+
+def side_by_side(scenarios: list[str], loops: list[str], best: dict[str, Best]) -> None:
+    """clusterpool.asyncio on each loop, and its ratio over glide on the same loop."""
+    print(f"\n==== {OURS} on each loop (ratio over {GLIDE} on the same loop)")
+    print(f"{'':<20}" + "".join(f"{name:>28}" for name in loops))
+    for sc in scenarios:
+        cells = []
+        for name in loops:
+            b = best[name]
+            rate = f"{b[(sc, OURS)]:,.0f} {UNITS.get(sc, 'ops/s')}" if (sc, OURS) in b else "-"
+            ratio = f"({b[(sc, OURS)] / b[(sc, GLIDE)]:.2f}x)" if (sc, OURS) in b and (sc, GLIDE) in b else ""
+            cells.append(f"{rate + ' ' + ratio:>28}")
+        print(f"{sc:<20}" + "".join(cells))
+
+
+def report(scenarios: list[str], names: list[str], best: Best) -> None:
     load = os.getloadavg()[0]
     print(f"best of the rounds; {os.cpu_count()} cores, load average {load:.1f} at the end (other work shares them)")
     print(f"{'':<20}" + "".join(f"{n:>28}" for n in names))
@@ -237,6 +294,7 @@ def main() -> None:
     ap.add_argument("--ops", type=int, default=20000, help="commands per task-count measurement (a quarter for 1 task)")
     ap.add_argument("--tasks", default="1,16,256")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--loops", default="asyncio,uvloop", help="event loops to run on, in turn (asyncio, uvloop)")
     args = ap.parse_args()
     counts = [int(x) for x in args.tasks.split(",")]
     local = None
@@ -249,7 +307,7 @@ def main() -> None:
     try:
         existing = LocalCluster.existing(f"{host}:{port}")
         one_node = existing.primaries()[0]
-        asyncio.run(bench(host, port, one_node, args.ops, counts, args.rounds))
+        bench(host, port, one_node, args.ops, counts, args.rounds, loop_factories(args.loops.split(",")))
     finally:
         if local is not None:
             local.stop()

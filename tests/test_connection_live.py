@@ -67,3 +67,36 @@ def test_socket_with_a_timeout_is_blocking_with_the_kernel_enforcing_it(conn):
     assert conn._sock.gettimeout() is None
     conn.send_packed(pack_one(conn, ("PING",)))
     assert conn.read_reply() in (b"PONG", True)
+
+
+# ---- limit / unlimit: a call's deadline cuts one attempt's timeouts, then they are back ----
+
+
+def _blpop_takes(conn, seconds):
+    """BLPOP on an empty key that the server answers with nil after `seconds`."""
+    conn.send_packed(pack_one(conn, ("BLPOP", "{" + conn.test_key + "}:empty", seconds)))
+    return conn.read_reply()
+
+
+def test_a_limit_cuts_the_read_timeout_and_unlimit_gives_it_back(conn):
+    conn.limit(0.05)
+    with pytest.raises(rx.TimeoutError):
+        _blpop_takes(conn, 0.15)  # its own 0.2 s would have been enough
+    conn.unlimit()
+    conn.connect()
+    assert _blpop_takes(conn, 0.1) is None  # 0.2 s again
+
+
+@pytest.mark.parametrize("own", [None, 0.5])
+def test_a_limit_longer_than_the_own_timeouts_changes_nothing_and_unlimit_restores_no_timeout(cluster, own):
+    port = cluster.primaries()[0]
+    c = make_connection(cluster.host, port, {"socket_timeout": own}, ssl=False, readonly=False)
+    c.test_key = key_on(cluster, port)
+    c.connect()
+    try:
+        c.limit(0.05)
+        c.unlimit()
+        assert c.socket_timeout == own
+        assert _blpop_takes(c, 0.2) is None  # neither the limit's 0.05 s nor a stale kernel timeout
+    finally:
+        c.disconnect()

@@ -19,6 +19,7 @@ shard channels (pubsub.py).
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, overload
@@ -193,9 +194,14 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
         if hit is None:
             return await self._dispatch(args, options)
         info, slot, node = hit
+        if self.config.retry_timeout is None:
+            if node is None:
+                node = await self._pick(topo, slot, info.readonly)
+            return await self._run(node.name, info, slot, args, options)
+        deadline = time.monotonic() + self.config.retry_timeout  # a wait for the slot's owner counts too
         if node is None:
-            node = await self._pick(topo, slot, info.readonly)
-        return await self._run(node.name, info, slot, args, options)
+            node = await self._pick(topo, slot, info.readonly, deadline)
+        return await self._run(node.name, info, slot, args, options, deadline=deadline)
 
     async def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         state = self._state
@@ -214,8 +220,9 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
         topo = await state.ensure()
         if r.via is Via.SLOT:
             assert r.slot is not None
-            node = await self._pick(topo, r.slot, r.readonly)
-            return await self._run(node.name, info, r.slot, args, options, blocking=blocking)
+            deadline = self.deadline()
+            node = await self._pick(topo, r.slot, r.readonly, deadline)
+            return await self._run(node.name, info, r.slot, args, options, blocking=blocking, deadline=deadline)
         if r.via is Via.SPLIT:
             return await self._split_sum(args[0], r.keys)
         if r.via is Via.NODES:

@@ -7,12 +7,17 @@ were, so a write may have run.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Awaitable
+from typing import Any
+
 from redis import exceptions as _rx
 
-from ..errors import ClusterPoolError
+from ..errors import AttemptError
 
 
-class LostConnectionError(ClusterPoolError, _rx.ConnectionError):
+class LostConnectionError(AttemptError, _rx.ConnectionError):
     """The connection broke (or was closed) before this command's reply arrived."""
 
     def __init__(self, message: str, *, node: str, sent: bool, reused: bool = True) -> None:
@@ -23,7 +28,7 @@ class LostConnectionError(ClusterPoolError, _rx.ConnectionError):
         self.reused = reused  # the connection had answered before: it may just be stale (policy's fresh=False)
 
 
-class CommandTimeoutError(ClusterPoolError, _rx.TimeoutError):
+class CommandTimeoutError(AttemptError, _rx.TimeoutError):
     """No reply within the command's timeout; the connection stays up and drops the late reply."""
 
     def __init__(self, timeout: float, *, node: str, sent: bool) -> None:
@@ -41,3 +46,25 @@ def is_error_reply(e: BaseException) -> bool:
     `status_code`, which socket errors never have.
     """
     return isinstance(e, _rx.ResponseError) or (isinstance(e, _rx.RedisError) and e.status_code is not None)
+
+
+async def by_deadline(reply: Awaitable[Any], deadline: float, node: str, *, sent: bool = True) -> Any:
+    """`await reply`, cancelled at `deadline` (loop time: monotonic) as CommandTimeoutError.
+
+    Cancelling is safe where it is used: a shared connection's caller abandons its reply slot
+    (the connection drops the late reply, never hands it to another caller), and a dedicated
+    lease cancelled mid-command is discarded on release. `sent`: what the error says; where
+    the caller cannot tell whether the command was written, it counts as sent (a write then
+    ends as an unknown outcome)."""
+    loop = asyncio.get_running_loop()
+    start, timer = loop.time(), asyncio.timeout_at(deadline)
+    if start >= deadline and inspect.iscoroutine(reply):  # too late to start: nothing is written
+        reply.close()
+        raise CommandTimeoutError(0.0, node=node, sent=False)
+    try:
+        async with timer:
+            return await reply
+    except TimeoutError:
+        if not timer.expired():
+            raise
+        raise CommandTimeoutError(round(loop.time() - start, 3), node=node, sent=sent) from None

@@ -2,13 +2,12 @@
 
 How this works: a caller's command is packed at once (bad arguments fail in the caller,
 before anything is queued) and appended to a write queue with a fresh future. A flush
-scheduled for the next loop iteration (call_soon) takes the whole queue, so every command
-issued in the same event-loop iteration leaves in ONE socket write; it does not wait for
-earlier replies before writing more. When the caller of `execute()` is the last thing the
-loop runs in this iteration (no other callback is ready, so nobody else can add to this
-write) and no write waits for the socket to drain, it flushes at once itself, saving the
-loop iteration. Just before writing, the flush moves each command (its unit) to the FIFO
-of reply slots. ONE reader task reads replies continuously and resolves the FIFO head.
+callback takes the whole queue, so every command issued before it runs leaves in ONE socket
+write; it does not wait for earlier replies before writing more. When it runs is the loop's
+flush rule (flushing.py: the next loop iteration, or this one once no reply is awaited any
+more, so a lone caller's command leaves at once). Just before writing, the flush moves each
+command (its unit) to the FIFO of reply slots. ONE reader task reads replies continuously
+and resolves the FIFO head.
 
   * Cancelled or timed-out callers abandon their future. A command still queued is then
     dropped before the write; one already written keeps its FIFO slot, and its reply is
@@ -49,6 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
+from .flushing import flusher_of
 from .settings import DEFAULT, NodeSettings, close_connection, open_connection
 from .._redispy import stream_writer
 from .wire import NOT_ENOUGH_DATA, PUSH, hiredis_of, hiredis_pack, pack, refuse_stateful
@@ -114,8 +114,7 @@ class MuxConnection:
         # redis-py keeps its StreamWriter private; the flush writes to it without a coroutine
         self._stream: asyncio.StreamWriter = stream_writer(conn)
         self._high = self._stream.transport.get_write_buffer_limits()[1]
-        self._ready: Any = getattr(self._loop, "_ready", None)  # asyncio's ready queue (None: uvloop)
-        self._flush_handle: asyncio.Handle | None = None
+        self._flusher = flusher_of(self._loop)
         self._sweeper: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._state = State.OPEN
@@ -173,7 +172,7 @@ class MuxConnection:
         CommandTimeoutError; None (the default here) waits for ever.
         """
         swept = timeout is DEFAULT or timeout == self._timeout
-        unit = self._enqueue(args, asking, False, swept)
+        unit = self._enqueue(args, asking, swept)
         if not swept and timeout is not None:
             timer = self._loop.call_later(timeout, _expire, unit, timeout, self.name)
             unit.future.add_done_callback(lambda _: timer.cancel())
@@ -207,13 +206,13 @@ class MuxConnection:
         (a pipeline's share of this node without a future per command)."""
         if self._state is not State.OPEN:
             raise self._lost_error(sent=False)
-        return self._queue_unit(b"".join(commands), len(commands), False, True, []).future
+        return self._queue_unit(b"".join(commands), len(commands), True, []).future
 
-    def _enqueue(self, args: Sequence[Any], asking: bool, now: bool, swept: bool) -> _Unit:
+    def _enqueue(self, args: Sequence[Any], asking: bool, swept: bool) -> _Unit:
         data = self.pack(args)
-        return self._queue_unit(_ASKING + data if asking else data, 2 if asking else 1, now, swept, None)
+        return self._queue_unit(_ASKING + data if asking else data, 2 if asking else 1, swept, None)
 
-    def _queue_unit(self, data: bytes, replies: int, now: bool, swept: bool, results: list[Any] | None) -> _Unit:
+    def _queue_unit(self, data: bytes, replies: int, swept: bool, results: list[Any] | None) -> _Unit:
         loop = self._loop
         fut = loop.create_future()
         deadline = math.inf
@@ -224,17 +223,10 @@ class MuxConnection:
         unit = _Unit(data, fut, replies, deadline, results)
         queue = self._queue
         queue.append(unit)
-        if self._drainer is not None:
-            return unit  # the drain task flushes when the socket has taken the last write
-        handle = self._flush_handle
-        if now:
-            ready = self._ready
-            # nothing else runs in this loop iteration (our own scheduled flush aside): write now
-            if ready is not None and len(ready) == (0 if handle is None else 1):
-                self._flush()
-                return unit
-        if handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+        # the first command since the last flush asks for one; while a drain task runs, it
+        # flushes when the socket has taken the last write
+        if len(queue) == 1 and self._drainer is None:
+            self._flusher.mark(self)
         return unit
 
     async def execute(self, *args: Any, asking: bool = False, timeout: float | None = DEFAULT) -> Any:
@@ -244,7 +236,7 @@ class MuxConnection:
         CommandTimeoutError; error replies raise redis-py's ResponseError family.
         """
         swept = timeout is DEFAULT or timeout == self._timeout
-        unit = self._enqueue(args, asking, True, swept)
+        unit = self._enqueue(args, asking, swept)
         fut = unit.future
         if swept or timeout is None:
             return await fut
@@ -270,15 +262,14 @@ class MuxConnection:
 
     # ---- writing and reading ---------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Write the whole queue in one write (the scheduled callback, or a caller at once)."""
-        handle, self._flush_handle = self._flush_handle, None
-        if handle is not None:
-            handle.cancel()  # a no-op when it is this very callback
-        if self._state is not State.OPEN:
+    def flush(self) -> None:
+        """Write the whole queue in one write now (the loop's flush callback calls it); while a
+        drain task waits for the socket, the drain task writes the queue when it is done."""
+        if self._state is not State.OPEN or self._drainer is not None:
             return
         batch, self._queue = self._queue, []
         fifo = self._fifo
+        awaited = len(fifo)
         chunks = []
         commands = 0
         for unit in batch:
@@ -299,6 +290,7 @@ class MuxConnection:
             return
         self._writes += 1
         self._commands += commands
+        self._flusher.sent(len(fifo) - awaited)
         try:
             stream = self._stream
             stream.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
@@ -311,7 +303,7 @@ class MuxConnection:
         await self._stream.drain()
         self._drainer = None
         if self._queue:
-            self._flush()
+            self.flush()
 
     async def _read_loop(self) -> None:
         direct = hiredis_of(self._conn)
@@ -352,27 +344,27 @@ class MuxConnection:
                 resolve(reply, None)
 
     def _resolve(self, reply: Any, error: RedisError | None) -> None:
-        """Hand one reply (or error reply) to the FIFO head."""
+        """Hand one reply (or error reply) to the FIFO head, then tell the flush rule (after
+        the caller is woken up, so a flush it schedules comes after the caller's next command)."""
         fifo = self._fifo
         if not fifo:
             raise LostConnectionError(f"reply with no pending command: {reply or error!r}", node=self.name, sent=True)
         unit = fifo.popleft()
         self._replies += 1
         if unit is None:  # the ASKING of an ASKING + command unit
-            return
-        fut = unit.future
-        if fut.done():
+            pass
+        elif unit.future.done():
             self._dropped += 1
-            return
-        results = unit.results
-        if results is not None:
+        elif unit.results is not None:
+            results = unit.results
             results.append(reply if error is None else error)
             if len(results) == unit.replies:
-                fut.set_result(results)
+                unit.future.set_result(results)
         elif error is not None:
-            fut.set_exception(error)
+            unit.future.set_exception(error)
         else:
-            fut.set_result(reply)
+            unit.future.set_result(reply)
+        self._flusher.answered()
 
     async def _guard(self, loop: Any) -> None:
         try:
@@ -409,13 +401,12 @@ class MuxConnection:
         for unit in queue:
             if not unit.future.done():
                 unit.future.set_exception(self._lost_error(sent=False))
+        if fifo:
+            self._flusher.answered(len(fifo))
         self._teardown = asyncio.ensure_future(self._shutdown())
 
     async def _shutdown(self) -> None:
         current = asyncio.current_task()
-        handle, self._flush_handle = self._flush_handle, None
-        if handle is not None:
-            handle.cancel()
         tasks = [t for t in (self._reader, self._drainer) if t is not None]
         for task in tasks:
             if task is not current:

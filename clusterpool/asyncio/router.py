@@ -15,16 +15,15 @@ from typing import Any
 from redis import exceptions as rx
 
 from .._redispy import EMPTY_RESPONSE, NEVER_DECODE
-from .. import errors
 from ..commands import CommandInfo, CommandTable
 from ..config import Config, backoff_of
 from ..observe import Observer
-from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
+from ..policy import Action, Budget, Do, Failure, Kind, deadline_after, decide, failure_of
 from ..readfrom import ReadStrategy, choose
 from ..resp import parse_reply
-from ..router import give_up_error
+from ..giveup import give_up_error, owner_of, owner_step
 from ..topology import Node, Shard, Topology
-from .errors import CommandTimeoutError, LostConnectionError
+from .errors import by_deadline
 from .state import AsyncNode, ClusterState
 
 
@@ -40,10 +39,11 @@ class RouterMixin:
     _to_primary: bool
     _decodes: bool
 
-    async def _pick(self, topo: Topology, slot: int, readonly: bool) -> Node:
+    async def _pick(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node:
+        """The node for `slot` (waiting, until `deadline` at most, for a primary when it has none)."""
         shard = topo.slot_table[slot]
         if shard is None or shard.primary is None:
-            shard = await self._wait_for_owner(slot)
+            shard = await self._wait_for_owner(slot, deadline)
         if not readonly:
             return shard.primary  # type: ignore[return-value]
         return choose(shard, self._state.node_states, self._strategy, self._to_primary,
@@ -54,13 +54,19 @@ class RouterMixin:
 
     async def _run(self, name: str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                    options: dict[str, Any], asking: bool = False, blocking: bool = False,
-                   observed: bool = False, first: asyncio.Future[Any] | None = None) -> Any:
+                   observed: bool = False, first: asyncio.Future[Any] | None = None,
+                   deadline: float | None = None) -> Any:
         """Run one command on node `name`; every failure is handed to `policy.decide`.
         `observed`: inside the observer's scope already; `first`: the reply of the first try,
-        already written (`start`)."""
+        already written (`start`); `deadline`: when the call gives up (retry_timeout from its
+        start; from now when not given). A blocking command's wait is the server's, not bounded."""
         state = self._state
         if state.observer is not None and not observed:
-            return await self._run_observed(state.observer, name, info, slot, args, options, asking, blocking, first)
+            return await self._run_observed(state.observer, name, info, slot, args, options, asking, blocking, first,
+                                            deadline)
+        if deadline is None and self.config.retry_timeout is not None:
+            deadline = time.monotonic() + self.config.retry_timeout
+        bound = None if blocking else deadline  # what the wait for a reply is cut at
         budget: Budget | None = None  # built on the first failure only
         error: BaseException | None = None
         raw = bool(options) and NEVER_DECODE in options and self._decodes
@@ -75,37 +81,26 @@ class RouterMixin:
                 try:
                     if first is not None:
                         pending, first = first, None
-                        reply = await pending
+                        reply = await (pending if bound is None else by_deadline(pending, bound, name))
                     elif blocking:
                         reply = await self._leased(st, args, asking, raw)
+                    elif bound is not None:
+                        reply = await by_deadline(st.pool.execute(*args, asking=asking), bound, name)
                     else:
                         reply = await st.pool.execute(*args, asking=asking)
-                except rx.ResponseError as e:
-                    error = e
-                    found = reply_failure(e, name)
+                except BaseException as e:
+                    found = failure_of(e, name, sent=False)  # the connection layer's errors say if sent
                     if found is None:
-                        if EMPTY_RESPONSE in options:
+                        if EMPTY_RESPONSE in options and isinstance(e, rx.ResponseError):
                             return options[EMPTY_RESPONSE]
                         raise
-                    failure = found
-                except rx.BusyLoadingError as e:  # a ConnectionError in redis-py, but a reply
-                    error = e
-                    failure = Failure(Kind.LOADING, name, sent=True)
-                except LostConnectionError as e:
-                    error = e
-                    failure = Failure(Kind.CONNECTION, name, sent=e.sent, fresh=not e.reused)
-                except CommandTimeoutError as e:
-                    error = e
-                    failure = Failure(Kind.TIMEOUT, name, sent=e.sent)
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # opening failed: nothing sent
-                    error = e
-                    failure = Failure(failure_kind(e), name, sent=False)
+                    error, failure = e, found
                 else:
                     if budget is not None or st.loading:
                         state.node_recovered(name)
                     return self._parse(args[0], reply, options)
             if budget is None:
-                budget = Budget(self.config.max_redirections, self.retry.get_retries(), self.config.retry_timeout)
+                budget = self.new_budget(deadline)
             action = decide(failure, budget, now=time.monotonic(), backoff=self._backoff, readonly=info.readonly,
                             retry_unknown=self.config.retry_unknown_outcome, on_replica=st.readonly,
                             asking=asking, keyed=slot is not None)
@@ -116,11 +111,11 @@ class RouterMixin:
 
     async def _run_observed(self, observer: Observer, name: str, info: CommandInfo, slot: int | None,
                             args: Sequence[Any], options: dict[str, Any], asking: bool, blocking: bool,
-                            first: asyncio.Future[Any] | None) -> Any:
+                            first: asyncio.Future[Any] | None, deadline: float | None) -> Any:
         """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
         scope = observer.command(name, args)
         try:
-            result = await self._run(name, info, slot, args, options, asking, blocking, True, first)
+            result = await self._run(name, info, slot, args, options, asking, blocking, True, first, deadline)
         except BaseException as e:
             scope.end(e)
             raise
@@ -160,20 +155,8 @@ class RouterMixin:
             await state.wait_for_change(t.version if t is not None else 0, remaining)
 
     def note_failure(self, action: Action, failure: Failure, st: AsyncNode, error: BaseException | None) -> None:
-        """What a policy action says about the cluster, applied whatever the command does next."""
-        state = self._state
-        if state.observer is not None:
-            state.observer.failure(action, failure, error)
-        if action.drop_idle:
-            st.pool.dedicated.drop_idle()
-        if action.mark_failed:
-            state.node_failed(failure.node, error)
-        if action.keep_reads_off:
-            state.node_loading(failure.node)
-        if action.repoint and isinstance(error, rx.MovedError):
-            state.on_moved(error.slot_id, error.host, error.port)
-        if action.refresh:
-            state.request_refresh()
+        """What a policy action says about the cluster (NodeBook.note_failure)."""
+        self._state.note_failure(action, failure, st, error)
 
     def _reroute(self, name: str, info: CommandInfo, slot: int | None) -> str:
         """Where to try next: the slot's owner in the (maybe refreshed) map."""
@@ -188,34 +171,30 @@ class RouterMixin:
         return choose(shard, self._state.node_states, self._strategy, self._to_primary,
                       self.config.replica_fallback).name
 
-    async def _wait_for_owner(self, slot: int) -> Shard:
-        """The slot has no primary in our map: refresh and wait within the retry budget, then give up."""
+    async def _wait_for_owner(self, slot: int, deadline: float | None = None) -> Shard:
+        """The slot has no primary in our map: refresh and wait within the retry budget or the
+        call's deadline (giveup.owner_wait decides how long), then give up (giveup.no_owner_error)."""
         state = self._state
-
-        def owner() -> Shard | None:
-            t = state.topology
-            shard = t.slot_table[slot] if t is not None else None
-            return shard if shard is not None and shard.primary is not None else None
-
-        await state.refresh_now()
-        budget = Budget(self.config.max_redirections, self.retry.get_retries(), self.config.retry_timeout)
-        first = time.monotonic()
+        budget = self.new_budget(deadline)
+        if deadline is None:
+            await state.refresh_now()
+        else:  # the refresh task probes: this call waits only as long as it may
+            state.request_refresh()
+            await self._wait_for_map(slot, budget.left(time.monotonic()) or 0.0)
         while True:
-            budget = budget.failed(first)
-            if not budget.may_retry(time.monotonic()):
-                break
-            found = owner()
+            found, budget, wait = owner_step(state.topology, slot, budget, time.monotonic(), self._backoff)
             if found is not None:
                 return found
             state.request_refresh()
+            await self._wait_for_map(slot, wait)
+
+    async def _wait_for_map(self, slot: int, seconds: float) -> None:
+        """Up to `seconds` for a map that names a primary for `slot`."""
+        state = self._state
+        end = time.monotonic() + seconds
+        while owner_of(state.topology, slot) is None and (left := end - time.monotonic()) > 0:
             t = state.topology
-            await state.wait_for_change(t.version if t is not None else 0, self._backoff(budget.failures))
-        t = state.topology
-        if t is not None and t.slot_table[slot] is not None:
-            raise errors.NodeUnavailableError(
-                f"the primary serving slot {slot} failed and no replica was promoted within the retry budget"
-            )
-        raise errors.SlotNotCoveredError(f"slot {slot} is not served by any primary in the cluster's map")
+            await state.wait_for_change(t.version if t is not None else 0, left)
 
     # ---- what transactions ask of the client (transaction.py) ---------------------------
 
@@ -224,10 +203,11 @@ class RouterMixin:
         table = self._state.table
         return table if table is not None else CommandTable.bundled_with(None)
 
-    async def primary_for(self, slot: int) -> str:
-        """The name of the slot's primary in the current map (waiting for one within the retry budget)."""
+    async def primary_for(self, slot: int, deadline: float | None = None) -> str:
+        """The name of the slot's primary in the current map (waiting for one within the retry
+        budget, or until `deadline`)."""
         topo = await self._state.ensure()
-        return (await self._pick(topo, slot, False)).name
+        return (await self._pick(topo, slot, False, deadline)).name
 
     def node_state(self, name: str) -> AsyncNode:
         """Node `name`'s state: its breaker and its connections (made on first use)."""
@@ -237,9 +217,16 @@ class RouterMixin:
         """A command succeeded on `name` after failures: its breaker closes."""
         self._state.node_recovered(name)
 
-    def new_budget(self) -> Budget:
-        """A fresh redirection and retry allowance for one command."""
-        return Budget(self.config.max_redirections, self.retry.get_retries(), self.config.retry_timeout)
+    def new_budget(self, deadline: float | None = None) -> Budget:
+        """A fresh redirection and retry allowance for a call that gives up at `deadline`
+        (None: from now, when retry_timeout is set)."""
+        if deadline is None:
+            deadline = deadline_after(self.config.retry_timeout, time.monotonic())
+        return Budget(self.config.max_redirections, self.retry.get_retries(), deadline)
+
+    def deadline(self) -> float | None:
+        """When a call starting now gives up (None without retry_timeout)."""
+        return deadline_after(self.config.retry_timeout, time.monotonic())
 
     def backoff_delay(self, n: int) -> float:
         """The backoff before retry number `n`."""

@@ -29,7 +29,7 @@ from ..changewatch import Watch, observe, watch_target
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
-from ..startup import STARTUP_ERRORS, startup_failure
+from ..startup import STARTUP_ERRORS, startup_failure, unreachable
 from ..events import RefreshFailed
 from ..naming import Renaming
 from ..node import NodeState
@@ -124,7 +124,7 @@ class ClusterState(NodeBook):
                 if self.config.watches_replicas:
                     self._watch = loop.create_task(watch(self), name="clusterpool-async-maintenance")
                 return view.topology
-            raise errors.ClusterUnreachableError("no startup node could be reached: " + "; ".join(failures))
+            raise unreachable(failures)
 
     # ---- nodes -----------------------------------------------------------------------
 
@@ -219,6 +219,9 @@ class ClusterState(NodeBook):
         self.refresh_requests += 1
         if self._wake is not None:
             self._wake.set()
+
+    def drop_idle(self, st: AsyncNode) -> None:
+        st.pool.dedicated.drop_idle()
 
     def _candidates(self) -> Candidates:
         suspects = frozenset(n for n, st in self.nodes.items() if st.failures or not st.available())

@@ -32,12 +32,11 @@ from redis.commands import AsyncRedisClusterCommands
 from .. import batchrules, txplan
 from .._redispy import EventDispatcher
 from ..commands import CommandTable
-from ..errors import PoolClosedError, PoolTimeoutError
 from ..routes import write_refused
-from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_kind, reply_failure
+from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_of
 from ..slots import slot_of
 from .dedicated import Dedicated, DedicatedPool
-from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
+from .errors import LostConnectionError, by_deadline, is_error_reply
 from .state import AsyncNode
 
 _Command = tuple[tuple[Any, ...], dict[str, Any]]  # args, options
@@ -52,10 +51,11 @@ class TxClient(Protocol):
     def retry_unknown_outcome(self) -> bool: ...
     async def initialize(self) -> Any: ...
     def command_table(self) -> CommandTable: ...
-    async def primary_for(self, slot: int) -> str: ...
+    async def primary_for(self, slot: int, deadline: float | None = None) -> str: ...
     def node_state(self, name: str) -> AsyncNode: ...
     def node_recovered(self, name: str) -> None: ...
-    def new_budget(self) -> Budget: ...
+    def new_budget(self, deadline: float | None = None) -> Budget: ...
+    def deadline(self) -> float | None: ...
     def backoff_delay(self, n: int) -> float: ...
     def parse_reply(self, head: Any, response: Any, options: dict[str, Any]) -> Any: ...
     def note_failure(self, action: Action, failure: Failure, st: AsyncNode, error: BaseException | None) -> None: ...
@@ -179,13 +179,14 @@ class TransactionPipeline(AsyncRedisClusterCommands):
             if txplan.nothing_to_run(len(queue), self._watch is not None, self._slots):
                 return []
             slot = txplan.exec_slot(self._slots, random.randrange)
+            deadline = self.cluster_client.deadline()
             await self.cluster_client.initialize()
             commands = [args for args, _ in queue]
             if self.cluster_client.refuses_writes:
                 write = txplan.first_write(self.cluster_client.command_table(), commands)
                 if write is not None:
                     raise write_refused(write)
-            response = await self._exec_with_policy(slot, txplan.body(commands))
+            response = await self._exec_with_policy(slot, txplan.body(commands), deadline)
             replies = txplan.results(response, commands, raise_on_error)
             parse = self.cluster_client.parse_reply
             return [r if isinstance(r, Exception) else parse(args[0], r, options)
@@ -193,14 +194,15 @@ class TransactionPipeline(AsyncRedisClusterCommands):
         finally:
             await self.reset()
 
-    async def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]]) -> Any:
-        """Send MULTI..EXEC for `slot` until it runs; every failure goes through `policy.decide`."""
+    async def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]], deadline: float | None) -> Any:
+        """Send MULTI..EXEC for `slot` until it runs, or `deadline`; every failure goes through
+        `policy.decide`. At the deadline an attempt is cancelled: its lease is discarded."""
         client = self.cluster_client
         budget: Budget | None = None
         target, asking = "", False  # the next node and ASKING, from the last action
         while True:
             watching = self._watch is not None
-            name = self._watch_node if watching else (target or await client.primary_for(slot))
+            name = self._watch_node if watching else (target or await client.primary_for(slot, deadline))
             st = client.node_state(name)
             error: BaseException | None = None
             failure: Failure
@@ -208,24 +210,16 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                 failure = Failure(Kind.BREAKER_OPEN, name)
             else:
                 try:
-                    response = await self._attempt(st, *txplan.frame(body, asking))
+                    response = await self._attempt(st, *txplan.frame(body, asking), deadline=deadline)
                     if budget is not None or st.failures:
                         client.node_recovered(name)
                     return response
-                except (rx.ResponseError, rx.BusyLoadingError) as e:
-                    replied = reply_failure(e, name)
-                    if replied is None:
+                except BaseException as e:
+                    found = failure_of(e, name, sent=False)  # the connection layer's errors say if sent
+                    if found is None:
                         raise
-                    error, failure = e, replied
-                except (PoolTimeoutError, PoolClosedError):
-                    raise  # the pool, not the node: nothing to retry elsewhere
-                except LostConnectionError as e:
-                    error, failure = e, Failure(Kind.CONNECTION, name, sent=e.sent, fresh=not e.reused)
-                except CommandTimeoutError as e:
-                    error, failure = e, Failure(Kind.TIMEOUT, name, sent=e.sent)
-                except (rx.ConnectionError, rx.TimeoutError, OSError) as e:  # opening failed: nothing sent
-                    error, failure = e, Failure(failure_kind(e), name, sent=False)
-            action = decide(failure, budget or client.new_budget(), now=time.monotonic(),
+                    error, failure = e, found
+            action = decide(failure, budget or client.new_budget(deadline), now=time.monotonic(),
                             backoff=client.backoff_delay, readonly=False,
                             retry_unknown=client.retry_unknown_outcome, asking=asking)
             budget = action.budget
@@ -237,15 +231,19 @@ class TransactionPipeline(AsyncRedisClusterCommands):
                 raise client.give_up(action, failure, st, slot, _shown(body), error)
             txplan.resend_to(action, failure, error, watching)  # raises WatchError
 
-    async def _attempt(self, st: AsyncNode, cmds: list[tuple[Any, ...]], first: int) -> Any:
+    async def _attempt(self, st: AsyncNode, cmds: list[tuple[Any, ...]], first: int, *,
+                       deadline: float | None = None) -> Any:
         """One try: write `cmds` on the held WATCH connection, or on a dedicated lease released
-        (discarded if anything went wrong, cancellation included) before returning."""
+        (discarded if anything went wrong, cancellation included) before returning. At `deadline`
+        the try is cancelled: while waiting for the lease nothing was sent, after that it may have."""
         if self._watch is not None:
-            return await self._on(self._watch, cmds, first)
+            on = self._on(self._watch, cmds, first)
+            return await (on if deadline is None else by_deadline(on, deadline, st.name))
         pool = st.pool.dedicated
-        d = await pool.acquire()
+        d = await (pool.acquire() if deadline is None else by_deadline(pool.acquire(), deadline, st.name, sent=False))
         try:
-            return await self._on(d, cmds, first)
+            on = self._on(d, cmds, first)
+            return await (on if deadline is None else by_deadline(on, deadline, st.name))
         except BaseException as e:
             if not is_error_reply(e):
                 d.broken = True

@@ -275,6 +275,8 @@ class LocalCluster:
         if v >= (7, 0, 0):
             # don't wait for replicas to catch up on SIGTERM
             lines.append("shutdown-timeout 0")
+            # DEBUG (RELOAD, SLEEP ...) from loopback: tests make a node answer LOADING with it
+            lines.append("enable-debug-command local")
         if port in self._zones:
             lines.append(f"availability-zone {self._zones[port]}")
         return "\n".join(lines) + "\n"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from async_helpers import other_tasks, tag_on
+from async_helpers import other_tasks, tag_on, until
 
 from clusterpool.asyncio import ClusterClient
-from clusterpool.errors import UnknownOutcomeError
+from clusterpool.errors import RetryTimeoutError, UnknownOutcomeError
 from clusterpool.slots import key_slot
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.chaos]
@@ -110,3 +110,32 @@ async def test_a_moved_reply_repoints_the_slot_and_the_command_succeeds(fresh_cl
         assert c.node_for(f"{tag}:m").port == src
         assert await c.get(f"{tag}:m") == "before"  # MOVED, then the new owner
         assert c.node_for(f"{tag}:m").port == dst
+
+
+async def test_replies_cut_off_by_the_deadline_never_reach_another_caller(fresh_cluster):
+    c = fresh_cluster
+    tag = "{deadline-mux}"
+    owner = c.slot_owner(key_slot(tag.encode()))
+    keys = [f"{tag}:{i}" for i in range(50)]
+    client = ClusterClient(startup_nodes=c.startup_nodes, retry_timeout=0.5)
+    try:
+        for i, k in enumerate(keys):
+            await client.set(k, i)
+        c.pause(owner)
+        try:
+            cut = await asyncio.gather(*(client.get(k) for k in keys), return_exceptions=True)
+            assert all(isinstance(r, RetryTimeoutError) for r in cut), cut
+        finally:
+            c.resume(owner)  # the server now answers the abandoned GETs on the same connections
+
+        async def own_replies() -> bool:
+            try:
+                got = await asyncio.gather(*(client.get(k) for k in reversed(keys)))
+            except Exception:  # noqa: BLE001 - the breaker may still be cooling down
+                return False
+            assert got == [str(i).encode() for i in reversed(range(len(keys)))], got
+            return True
+
+        await until(own_replies, timeout=30, what="every GET to get its own reply after the pause")
+    finally:
+        await client.aclose()

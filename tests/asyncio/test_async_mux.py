@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import selectors  # noqa: F401  (the selector event loop's transports are patched below)
-from asyncio import selector_events
 
 import pytest
 from async_helpers import fd_count, other_tasks, sockets_to, tag_on, until
 from redis.exceptions import AuthenticationError, DataError, MovedError
 
 from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, MuxConnection, NodeSettings
+from clusterpool.asyncio.flushing import flusher_of
 from clusterpool.errors import ConfigurationError
 from clusterpool.slots import key_slot
 
@@ -30,17 +29,21 @@ async def _open(cluster, port: int | None = None, **kw) -> MuxConnection:
 
 @pytest.fixture
 def write_counter(monkeypatch):
-    """Counts socket writes per peer port by wrapping the selector transport's write."""
+    """Counts writes handed to the transport per peer port (asyncio.StreamWriter's write and
+    writelines, each one transport write), on any event loop (asyncio's own, uvloop)."""
     counts: dict[int, int] = {}
-    original = selector_events._SelectorSocketTransport.write
 
-    def write(self, data):
-        peer = self.get_extra_info("peername")
-        if peer:
-            counts[peer[1]] = counts.get(peer[1], 0) + 1
-        return original(self, data)
+    def counted(original):
+        def write(self, data):
+            peer = self.get_extra_info("peername")
+            if peer:
+                counts[peer[1]] = counts.get(peer[1], 0) + 1
+            return original(self, data)
 
-    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", write)
+        return write
+
+    for name in ("write", "writelines"):
+        monkeypatch.setattr(asyncio.StreamWriter, name, counted(getattr(asyncio.StreamWriter, name)))
     return counts
 
 
@@ -275,6 +278,22 @@ async def test_aclose_fails_pending_commands_and_leaves_no_task_or_socket(cluste
     assert sent.value.sent is True and unsent.value.sent is False
     assert other_tasks() == set()
     assert fd_count() == fds
+
+
+async def test_the_loops_count_of_awaited_replies_returns_to_none_after_replies_and_a_close(cluster):
+    awaited = flusher_of(asyncio.get_running_loop())
+    port = _primary(cluster)
+    mux = await _open(cluster, port)
+    tag = tag_on(cluster, port)
+    await asyncio.gather(*(mux.execute("SET", f"{tag}:aw:{i}", i, asking=i % 2 == 0) for i in range(100)))
+    assert await mux.submit_packed([mux.pack(("GET", f"{tag}:aw:{i}")) for i in range(10)]) == [str(i) for i in range(10)]
+    assert awaited.awaited == 0
+    blocked = asyncio.ensure_future(mux.execute("BLPOP", f"{tag}:none", 0, timeout=None))
+    await until(lambda: awaited.awaited == 1, what="BLPOP written")
+    await mux.aclose()
+    with pytest.raises(LostConnectionError):
+        await blocked
+    assert awaited.awaited == 0
 
 
 @pytest.mark.parametrize("args", [("MULTI",), ("watch", "k"), ("SUBSCRIBE", "ch"), ("CLIENT", "REPLY", "OFF"),

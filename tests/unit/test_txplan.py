@@ -179,17 +179,17 @@ def test_execabort_without_a_queued_error_is_raised():
 # ---------------------------------------------------------------- failures and what follows
 
 
-def test_reply_failure_names_the_redirect():
-    f = policy.reply_failure(rx.MovedError("3999 127.0.0.1:7001"), "n:1")
+def test_failure_of_a_redirect_names_its_target():
+    f = policy.failure_of(rx.MovedError("3999 127.0.0.1:7001"), "n:1", sent=True)
     assert f == Failure(Kind.MOVED, "n:1", sent=True, target="127.0.0.1:7001")
-    f = policy.reply_failure(rx.AskError("3999 127.0.0.1:7002"), "n:1")
+    f = policy.failure_of(rx.AskError("3999 127.0.0.1:7002"), "n:1", sent=True)
     assert f == Failure(Kind.ASK, "n:1", sent=True, target="127.0.0.1:7002")
-    f = policy.reply_failure(rx.BusyLoadingError("LOADING"), "n:1")
+    f = policy.failure_of(rx.BusyLoadingError("LOADING"), "n:1", sent=True)
     assert f is not None and f.kind is Kind.LOADING
 
 
-def test_reply_failure_of_a_users_error_is_none():
-    assert policy.reply_failure(rx.ResponseError("WRONGTYPE"), "n:1") is None
+def test_failure_of_a_users_error_reply_is_none():
+    assert policy.failure_of(rx.ResponseError("WRONGTYPE"), "n:1", sent=True) is None
 
 
 def test_resend_to_follows_redirect_and_fresh_retry():
