@@ -1,4 +1,8 @@
-"""Delivers events to subscribers off the command path, in order, on one thread."""
+"""Delivers events to subscribers off the command path, in order, on one thread.
+
+The same thread writes the log lines `eventlog.log_line` chooses for them, so logging
+I/O never runs on a command's path or under a client's lock.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
+from .eventlog import EventLog, log_line
 from .events import EVENT_TYPES, Event
 
 log = logging.getLogger("clusterpool.events")
@@ -25,6 +30,7 @@ class EventBus:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._log = EventLog()  # used on the delivery thread only
 
     def on(self, name: str, fn: Callback) -> Callback:
         if name != "*" and name not in EVENT_TYPES:
@@ -60,7 +66,7 @@ class EventBus:
                     s.put_nowait(e)
                 except queue.Full:
                     log.warning("event stream full; dropped %s", e.name)
-        if not self._subs:
+        if not self._subs and not any(_loggable(e) for e in events):
             return
         for e in events:
             self._queue.put(e)
@@ -86,6 +92,9 @@ class EventBus:
                 e.done.set()
                 continue
             assert isinstance(e, Event)
+            line = self._log.line(e)
+            if line is not None:
+                logging.getLogger(line.logger).log(line.level, "%s", line.message)
             for fn in self._subs.get(e.name, ()) + self._subs.get("*", ()):
                 try:
                     fn(e)
@@ -111,6 +120,12 @@ class EventBus:
                 s.put_nowait(_STOP)  # type: ignore[arg-type]
             except queue.Full:
                 pass
+
+
+def _loggable(e: Event) -> bool:
+    """Whether `e` has a log line that a logger would write at its current level."""
+    line = log_line(e)
+    return line is not None and logging.getLogger(line.logger).isEnabledFor(line.level)
 
 
 class _Marker:

@@ -1,63 +1,61 @@
 """`clusterpool` command line: look into a cluster the way the client sees it.
 
     clusterpool [--url redis://host:port] [--json] topology
-    clusterpool route KEY...
+    clusterpool route KEY... [--json]
     clusterpool watch [--seconds N]
     clusterpool stats
     clusterpool size --rate R --latency-ms L [--headroom 1.2] [--nodes 3]
 
-`--url` defaults to $CLUSTERPOOL_URL, then redis://127.0.0.1:7000. Errors
-(cluster unreachable, bad URL, ...) print one line to stderr and exit 1.
+It needs nothing beyond the library (argparse): a plain install has a working command.
+`--url` and `--json` go before or after the subcommand. Tables use rich's boxes when rich
+is installed (the `cli` extra) and plain aligned text otherwise. `--url` defaults to
+$CLUSTERPOOL_URL, then redis://127.0.0.1:7000. Errors (cluster unreachable, bad URL, ...)
+print one line to stderr and exit 1; usage errors exit 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import click
 from redis import exceptions as rx
 
 from .client import ClusterClient
 from .events import Event
-from .replication import Lag
 from .sizing import recommend_pool_size
-from .slots import SLOT_COUNT, slot_of
+from .slots import slot_of
+from .texttable import Table, plain, slot_ranges, table
 from .topology import Node
 
 DEFAULT_URL = "redis://127.0.0.1:7000"
+EXIT_FAILED = 1
 
 
-class _Opts:
-    def __init__(self, url: str, as_json: bool) -> None:
-        self.url = url
-        self.json = as_json
+class CommandFailed(Exception):
+    """A failure to report in one line on stderr (exit status 1)."""
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def _fail(message: str) -> None:
-    """One line on stderr, exit status 1 (click prints 'Error: ...')."""
-    raise click.ClickException(" ".join(str(message).split()) or "failed")
+# ---------------------------------------------------------------- output
 
 
 @contextmanager
-def _connected(opts: _Opts, **kwargs: Any) -> Iterator[ClusterClient]:
+def _connected(url: str, **kwargs: Any) -> Iterator[ClusterClient]:
     """A connected client for one command; any Redis/OS error becomes a one-line failure."""
     client: ClusterClient | None = None
     try:
         kwargs.setdefault("socket_connect_timeout", 2.0)
-        client = ClusterClient.from_url(opts.url, **kwargs)
+        client = ClusterClient.from_url(url, **kwargs)
         client.connect()
         yield client
     except (rx.RedisError, OSError) as e:
-        _fail(f"{opts.url}: {e}")
+        raise CommandFailed(f"{url}: {e}") from None
     finally:
         if client is not None:
             client.close()
@@ -71,19 +69,12 @@ def _probe(client: ClusterClient) -> None:
         pass  # unreachable nodes show up as unhealthy in the output
 
 
-def _lag(lag: Lag | None) -> str:
-    """A replica's lag as the topology table shows it."""
-    if lag is None:
-        return "-"
-    return f"{lag.bytes} B / {lag.seconds} s" if lag.linked else "not linked"
-
-
-def _ranges(slot_ranges: Any) -> str:
-    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in slot_ranges) or "-"
+def _echo(text: str) -> None:
+    print(text, flush=True)
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=_jsonable))
+    _echo(json.dumps(data, indent=2, default=_jsonable))
 
 
 def _jsonable(v: Any) -> Any:
@@ -100,131 +91,64 @@ def _node_dict(n: Node) -> dict[str, Any]:
     return {"name": n.name, "host": n.host, "port": n.port, "role": n.role, "id": n.id, "health": n.health}
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    out = sys.stdout
-    tty = out.isatty()
+def _show(t: Table) -> None:
+    """rich's boxed table when rich is installed, plain aligned text otherwise."""
+    try:
+        from rich.console import Console
+        from rich.table import Table as RichTable
+    except ImportError:
+        _echo(plain(t))
+        return
+    rt = RichTable(title=t.title, title_justify="left")
+    for c in t.columns:
+        rt.add_column(c, overflow="fold")
+    for i, row in enumerate(t.rows):
+        rt.add_row(*row, end_section=i in t.ends)
+    tty = sys.stdout.isatty()
     # not a terminal (pipe, file, test runner): wide enough that no address or range is cut
-    return Console(file=out, width=None if tty else 200, no_color=not tty, highlight=False)
-
-
-def _table(title: str, columns: list[str]) -> Any:
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    return t
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3f}"
+    Console(file=sys.stdout, width=None if tty else 200, no_color=not tty, highlight=False).print(rt)
 
 
 # ---------------------------------------------------------------- commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--url",
-    envvar="CLUSTERPOOL_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="Any cluster node: redis://[user:pass@]host:port or rediss:// (env CLUSTERPOOL_URL).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-@click.pass_context
-def main(ctx: click.Context, url: str, as_json: bool) -> None:
-    """Inspect a Redis Cluster through clusterpool's client."""
-    ctx.obj = _Opts(url, as_json)
-
-
-@main.command()
-@click.pass_obj
-def topology(opts: _Opts) -> None:
+def topology(args: argparse.Namespace) -> None:
     """Shards: slot ranges, primary and replicas, health as the cluster and the client see it."""
-    with _connected(opts, health_interval=3600.0) as client:
+    with _connected(args.url, health_interval=3600.0) as client:
         _probe(client)
         view = client.topology()
-    if opts.json:
+    if args.json:
         _echo_json(view.as_dict())
-        return
-    console = _console()
-    state = "ok" if view.covered_slots == SLOT_COUNT else "NOT FULLY COVERED"
-    table = _table(
-        f"cluster via {view.source}: {len(view.shards)} shards, {len(view.nodes)} nodes, "
-        f"{view.covered_slots}/{SLOT_COUNT} slots covered ({state}), map v{view.version}",
-        ["shard", "slots", "node", "role", "cluster health", "client health", "latency ms", "pool (in use/size)",
-         "zone", "lag"],
-    )
-    for i, shard in enumerate(view.shards):
-        members = ([shard.primary] if shard.primary else []) + list(shard.replicas)
-        if not members:
-            table.add_row(str(i), _ranges(shard.slots), "-", "-", "-", "-", "-", "-", "-", "-")
-        for j, n in enumerate(members):
-            pool = "-" if n.pool is None else f"{n.pool.in_use}/{n.pool.size}"
-            table.add_row(
-                str(i) if j == 0 else "",
-                _ranges(shard.slots) if j == 0 else "",
-                n.name,
-                n.role,
-                n.cluster_health,
-                n.health,
-                _ms(n.latency_ms),
-                pool,
-                n.zone or "-",
-                _lag(n.lag),
-                end_section=j == len(members) - 1,
-            )
-    console.print(table)
+    else:
+        _show(view.table())
 
 
-@main.command()
-@click.argument("keys", nargs=-1, required=True)
-@click.pass_obj
-def route(opts: _Opts, keys: tuple[str, ...]) -> None:
+def route(args: argparse.Namespace) -> None:
     """Where each KEY goes: its slot, the primary (writes) and the node a replica read uses."""
     rows: list[dict[str, Any]] = []
-    with _connected(opts, health_interval=3600.0) as client:
+    with _connected(args.url, health_interval=3600.0) as client:
         reader = client.reader
-        for key in keys:
+        for key in args.keys:
             write = client.node_for(key)
             read = reader.node_for(key, read=True)
             rows.append({"key": key, "slot": slot_of(key), "primary": write.name, "read": read.name,
                          "read_role": read.role})
-    if opts.json:
+    if args.json:
         _echo_json(rows)
         return
-    table = _table("routes (read = client.reader, replica round-robin)", ["key", "slot", "write (primary)", "read"])
-    for r in rows:
-        table.add_row(r["key"], str(r["slot"]), r["primary"], f"{r['read']} ({r['read_role']})")
-    _console().print(table)
+    _show(table("routes (read = client.reader, replica round-robin)", ("key", "slot", "write (primary)", "read"),
+                [[(r["key"], str(r["slot"]), r["primary"], f"{r['read']} ({r['read_role']})") for r in rows]]))
 
 
-@main.command()
-@click.pass_obj
-def stats(opts: _Opts) -> None:
+def stats(args: argparse.Namespace) -> None:
     """Connection pool counters per node (after one PING to every node) and refresh counters."""
-    with _connected(opts, health_interval=3600.0) as client:
+    with _connected(args.url, health_interval=3600.0) as client:
         _probe(client)
         st = client.stats()
-    if opts.json:
+    if args.json:
         _echo_json(st.as_dict())
-        return
-    table = _table(
-        f"pools: {st.total_connections} connections ({st.in_use} in use, {st.idle} idle, {st.waiting} waiting), "
-        f"{st.refreshes} refreshes, map v{st.topology_version}",
-        ["node", "max", "size", "in use", "idle", "waiting", "created", "closed", "timeouts", "errors",
-         "acquires", "wait ms"],
-    )
-    for p in sorted(st.nodes, key=lambda p: p.node):
-        table.add_row(
-            p.node, str(p.max_connections), str(p.size), str(p.in_use), str(p.idle), str(p.waiting),
-            str(p.created), str(p.closed), str(p.timeouts), str(p.errors), str(p.acquires),
-            f"{p.wait_time_total * 1000:.3f}",
-        )
-    _console().print(table)
+    else:
+        _show(st.table())
 
 
 def _event_line(e: Event) -> str:
@@ -234,7 +158,7 @@ def _event_line(e: Event) -> str:
         if isinstance(v, Node):
             v = f"{v.name} ({v.role})"
         elif f.name == "ranges":
-            v = _ranges(v)
+            v = slot_ranges(v)
         elif isinstance(v, tuple):
             v = ",".join(map(str, v))
         parts.append(f"{f.name}={v}")
@@ -251,21 +175,15 @@ def _event_json(e: Event) -> str:
     return json.dumps(d, default=_jsonable)
 
 
-@main.command()
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds (default: until Ctrl-C).")
-@click.pass_obj
-def watch(opts: _Opts, seconds: float | None) -> None:
+def watch(args: argparse.Namespace) -> None:
     """Stream topology and health events as they happen (one line, or JSON line, each)."""
-    with _connected(opts, refresh_interval=1.0) as client:
+    seconds: float | None = args.seconds
+    with _connected(args.url, refresh_interval=1.0) as client:
         deadline = None if seconds is None else time.monotonic() + seconds
-        fmt: Callable[[Event], str] = _event_json if opts.json else _event_line
+        fmt: Callable[[Event], str] = _event_json if args.json else _event_line
         topo = client.topology()
-        click.echo(
-            f"watching {opts.url}: {len(topo.shards)} shards, {len(topo.nodes)} nodes, map v{topo.version}"
-            + ("" if deadline is None else f", for {seconds:g}s") + " (Ctrl-C to stop)",
-            err=True,
-        )
+        print(f"watching {args.url}: {len(topo.shards)} shards, {len(topo.nodes)} nodes, map v{topo.version}"
+              + ("" if deadline is None else f", for {seconds:g}s") + " (Ctrl-C to stop)", file=sys.stderr)
         try:
             with client.events() as stream:
                 while True:
@@ -274,34 +192,101 @@ def watch(opts: _Opts, seconds: float | None) -> None:
                         break
                     e = stream.get(timeout=wait)
                     if e is not None:
-                        click.echo(fmt(e))
-                        sys.stdout.flush()
+                        _echo(fmt(e))
         except KeyboardInterrupt:
             pass
 
 
-@main.command()
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), required=True,
-              help="Commands per second the application issues.")
-@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), required=True,
-              help="Time a command holds a connection (round trip + server time), in ms.")
-@click.option("--headroom", type=click.FloatRange(min=1), default=1.2, show_default=True,
-              help="Multiplier for bursts.")
-@click.option("--nodes", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Primaries the load spreads over.")
-@click.pass_obj
-def size(opts: _Opts, rate: float, latency_ms: float, headroom: float, nodes: int) -> None:
+def size(args: argparse.Namespace) -> None:
     """Recommended max_connections by Little's law (no cluster needed)."""
-    rec = recommend_pool_size(rate, latency_ms, headroom, nodes)
-    if opts.json:
+    rec = recommend_pool_size(args.rate, args.latency_ms, args.headroom, args.nodes)
+    if args.json:
         _echo_json(rec.as_dict())
         return
-    click.echo(
-        f"concurrency = {rate:g}/s x {latency_ms:g} ms = {rec.concurrency:g} connections in flight; "
-        f"x {headroom:g} headroom"
-    )
-    click.echo(f"total max_connections: {rec.total}")
-    click.echo(f"per node ({nodes} primaries): max_connections={rec.per_node}")
+    _echo(f"concurrency = {args.rate:g}/s x {args.latency_ms:g} ms = {rec.concurrency:g} connections in flight; "
+          f"x {args.headroom:g} headroom")
+    _echo(f"total max_connections: {rec.total}")
+    _echo(f"per node ({args.nodes} primaries): max_connections={rec.per_node}")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _number(kind: Callable[[str], float], low: float, low_open: bool) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` above `low` (or at least `low`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if low_open else '>='} {low:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _shared(top: bool) -> argparse.ArgumentParser:
+    """--url and --json, for the top level (with defaults) and for each subcommand (SUPPRESS: an
+    option given after the subcommand overrides, one not given leaves the top level's value)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--url", default=os.environ.get("CLUSTERPOOL_URL", DEFAULT_URL) if top else argparse.SUPPRESS,
+                   help="any cluster node: redis://[user:pass@]host:port or rediss:// "
+                        f"(default: $CLUSTERPOOL_URL, then {DEFAULT_URL})")
+    p.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="machine-readable JSON output")
+    return p
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole command line: global options, and one subparser per command."""
+    top = argparse.ArgumentParser(prog="clusterpool", parents=[_shared(True)],
+                                  description="Inspect a Redis Cluster through clusterpool's client.")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = _shared(False)
+
+    def command(fn: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        doc = (fn.__doc__ or "").strip()
+        p = sub.add_parser(fn.__name__, parents=[shared], help=doc, description=doc)
+        p.set_defaults(run=fn)
+        return p
+
+    command(topology)
+    command(route).add_argument("keys", nargs="+", metavar="KEY", help="keys to route")
+    command(stats)
+    command(watch).add_argument("--seconds", type=_number(float, 0, True), default=None,
+                                help="stop after this many seconds (default: until Ctrl-C)")
+    p = command(size)
+    p.add_argument("--rate", type=_number(float, 0, True), required=True,
+                   help="commands per second the application issues")
+    p.add_argument("--latency-ms", type=_number(float, 0, True), required=True,
+                   help="time a command holds a connection (round trip + server time), in ms")
+    p.add_argument("--headroom", type=_number(float, 1, False), default=1.2,
+                   help="multiplier for bursts (default: 1.2)")
+    p.add_argument("--nodes", type=_number(int, 1, False), default=3,
+                   help="primaries the load spreads over (default: 3)")
+    return top
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit status (0 ok, 1 failed, 2 usage) instead of exiting."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        args.run(args)
+    except CommandFailed as e:
+        print(f"Error: {' '.join(str(e).split()) or 'failed'}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `clusterpool` console script."""
+    raise SystemExit(run(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

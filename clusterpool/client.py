@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from redis.exceptions import WatchError
 from redis.commands import RedisClusterCommands
@@ -57,6 +57,9 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
     """
 
     _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
+    # redis.typing.SyncClientProtocol's marker: redis-py's command methods are typed for `self`
+    # carrying it, so `client.get("k")` type-checks and reveals RedisCluster's return types
+    _is_async_client: Literal[False] = False  # redispy-seam
 
     PRIMARIES = "primaries"
     REPLICAS = "replicas"

@@ -22,7 +22,15 @@ from redis.retry import Retry
 from . import errors
 from ._redispy import backoff_of as _backoff_of
 
-from .options import CONNECTION_KEYS, IGNORED_COMPAT, default_driver_info, node_list, refuse_unsupported
+from .optionkinds import COMPAT_SPELLINGS, check_types, unknown_options
+from .options import (
+    CONNECTION_KEYS,
+    IGNORED_COMPAT,
+    UNSUPPORTED_COMPAT,
+    default_driver_info,
+    node_list,
+    refuse_unsupported,
+)
 from .readfrom import PRIMARY, REPLICA, LagBound, StrategyLike, make_strategy
 from .topology import AddressMap
 
@@ -76,17 +84,16 @@ class Config:
               options: Mapping[str, Any]) -> Config:
         """A checked Config from ClusterClient's arguments; ConfigurationError names what is wrong."""
         opts = dict(options)
+        ours = {f.name for f in fields(cls)} - {"startup_nodes", "connection"}
+        known = ours | CONNECTION_KEYS | IGNORED_COMPAT | COMPAT_SPELLINGS | set(UNSUPPORTED_COMPAT)
+        unknown = set(opts) - known
+        if unknown:
+            raise errors.ConfigurationError(unknown_options(unknown, known))
         db = opts.pop("db", 0)
         if db not in (0, "0", None):
             raise errors.ConfigurationError(f"db={db!r}: Redis Cluster only has database 0")
+        check_types(opts)
         _compat(opts)
-        ours = {f.name for f in fields(cls)} - {"startup_nodes", "connection"}
-        unknown = set(opts) - ours - CONNECTION_KEYS - IGNORED_COMPAT
-        if unknown:
-            raise errors.ConfigurationError(
-                f"unknown option(s) {', '.join(sorted(unknown))} for ClusterClient; "
-                "see clusterpool.Config and the README's option table"
-            )
         conn = {k: v for k, v in opts.items() if k in CONNECTION_KEYS}
         if not {"driver_info", "lib_name", "lib_version"} & set(conn):
             conn["driver_info"] = default_driver_info()
@@ -117,6 +124,16 @@ class Config:
                 f"refresh_min_gap (topology_refresh_min_interval) must be a finite number of seconds >= 0, got {gap!r}")
         if self.min_idle < 0 or self.min_idle > self.max_connections:
             raise errors.ConfigurationError(f"min_idle must be between 0 and max_connections, got {self.min_idle}")
+        for name in ("pool_timeout", "max_idle_time", "validate_after", "degraded_latency"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise errors.ConfigurationError(f"{name} must be >= 0 seconds, got {value}")
+        if self.failure_threshold < 1:
+            raise errors.ConfigurationError(f"failure_threshold must be >= 1, got {self.failure_threshold}")
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            value = self.connection.get(name)
+            if value is not None and value <= 0:
+                raise errors.ConfigurationError(f"{name} must be > 0 seconds or None, got {value}")
         self._check_reads()
 
     def _check_reads(self) -> None:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .pool import PoolStats
-from .slots import slot_of
 from .replication import Lag
+from .slots import SLOT_COUNT, slot_of
+from .texttable import Table, ms, plain, slot_ranges, table
 from .topology import REPLICA, Node, Topology
 
 if TYPE_CHECKING:
@@ -66,6 +67,39 @@ class TopologyView:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def table(self) -> Table:
+        """One row per node, grouped by shard: slots, role, both health views, latency, pool use,
+        zone and (for a replica) its lag behind the primary."""
+        state = "ok" if self.covered_slots == SLOT_COUNT else "NOT FULLY COVERED"
+        title = (f"cluster via {self.source or '-'}: {len(self.shards)} shards, {len(self.nodes)} nodes, "
+                 f"{self.covered_slots}/{SLOT_COUNT} slots covered ({state}), map v{self.version}")
+        columns = ("shard", "slots", "node", "role", "cluster health", "client health", "latency ms",
+                   "pool (in use/size)", "zone", "lag")
+        return table(title, columns, (_shard_rows(i, s) for i, s in enumerate(self.shards)))
+
+    def __str__(self) -> str:
+        """The summary `print(client.topology())` shows: a title line and one line per node."""
+        return plain(self.table())
+
+
+def _shard_rows(i: int, shard: ShardView) -> list[tuple[str, ...]]:
+    members = ([shard.primary] if shard.primary else []) + list(shard.replicas)
+    if not members:
+        return [(str(i), slot_ranges(shard.slots), "-", "-", "-", "-", "-", "-", "-", "-")]
+    return [
+        (str(i) if j == 0 else "", slot_ranges(shard.slots) if j == 0 else "", n.name, n.role,
+         n.cluster_health, n.health, ms(n.latency_ms), "-" if n.pool is None else f"{n.pool.in_use}/{n.pool.size}",
+         n.zone or "-", _lag_text(n.lag))
+        for j, n in enumerate(members)
+    ]
+
+
+def _lag_text(lag: Lag | None) -> str:
+    """A replica's lag as the topology table shows it."""
+    if lag is None:
+        return "-"
+    return f"{lag.bytes} B / {lag.seconds} s" if lag.linked else "not linked"
+
 
 @dataclass(frozen=True, slots=True)
 class ClientStats:
@@ -97,6 +131,24 @@ class ClientStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def table(self) -> Table:
+        """One row per node's pool counters, under a title with the totals."""
+        title = (f"pools: {self.total_connections} connections ({self.in_use} in use, {self.idle} idle, "
+                 f"{self.waiting} waiting), {self.refreshes} refreshes, map v{self.topology_version}")
+        columns = ("node", "max", "size", "in use", "idle", "waiting", "created", "closed", "timeouts",
+                   "errors", "acquires", "wait ms")
+        rows = [
+            (p.node, str(p.max_connections), str(p.size), str(p.in_use), str(p.idle), str(p.waiting),
+             str(p.created), str(p.closed), str(p.timeouts), str(p.errors), str(p.acquires),
+             f"{p.wait_time_total * 1000:.3f}")
+            for p in sorted(self.nodes, key=lambda p: p.node)
+        ]
+        return table(title, columns, [rows])
+
+    def __str__(self) -> str:
+        """The pool counters as a readable table (`print(client.stats())`)."""
+        return plain(self.table())
 
 
 def topology_view(t: Topology, nodes: Mapping[str, NodeState[Any]],

@@ -1,4 +1,4 @@
-"""Optional Prometheus collector (`pip install clusterpool[prometheus]`).
+"""Optional Prometheus collector (`pip install "redis-clusterpool[prometheus]"`).
 
     from prometheus_client import REGISTRY
     REGISTRY.register(PoolCollector(client))

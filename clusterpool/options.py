@@ -14,6 +14,7 @@ from redis.driver_info import DriverInfo
 
 from ._redispy import parse_url
 from . import errors
+from .optionkinds import port_number
 from ._version import __version__
 
 # RedisCluster keywords accepted for compatibility and ignored (our router replaces them).
@@ -56,29 +57,29 @@ def refuse_unsupported(opts: dict[str, Any]) -> None:
         raise errors.ConfigurationError(f"{name}={value!r}: {why}")
 
 
-def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: int) -> list[tuple[str, int]]:
+def node_list(startup_nodes: Iterable[Any] | None, host: str | None, port: Any) -> list[tuple[str, int]]:
+    """(host, port) pairs from every startup node form RedisCluster accepts, `host`/`port` first."""
     out: list[tuple[str, int]] = []
     for n in startup_nodes or ():
         if isinstance(n, str):
             h, _, ps = n.rpartition(":")
             if not h or not ps.isdigit():
                 raise errors.ConfigurationError(f"startup node {n!r} is not 'host:port'")
-            out.append((h, int(ps)))
+            out.append((h, port_number(ps, f"port of startup node {n!r}")))
         elif isinstance(n, dict):
-            out.append((str(n["host"]), int(n.get("port", 6379))))
+            out.append((str(n["host"]), port_number(n.get("port", 6379), f"port of startup node {n!r}")))
         elif isinstance(n, tuple | list) and len(n) == 2:
-            out.append((str(n[0]), int(n[1])))
+            out.append((str(n[0]), port_number(n[1], f"port of startup node {n!r}")))
         elif hasattr(n, "host") and hasattr(n, "port"):
-            out.append((str(n.host), int(n.port)))
+            out.append((str(n.host), port_number(n.port, f"port of startup node {n.host}")))
         else:
             raise errors.ConfigurationError(
                 f"startup node {n!r} not understood: use (host, port), 'host:port' or ClusterNode"
             )
     if host is not None:
-        out.insert(0, (host, int(port)))
-    for h, p in out:
-        if not 0 < p < 65536:
-            raise errors.ConfigurationError(f"startup node {h}:{p}: port must be 1-65535")
+        if not isinstance(host, str):
+            raise errors.ConfigurationError(f"host must be a string, got {host!r}")
+        out.insert(0, (host, port_number(port, "port")))
     return out
 
 

@@ -1,4 +1,4 @@
-"""OpenTelemetry spans and metrics for the sync and the asyncio ClusterClient (`clusterpool[otel]`).
+"""OpenTelemetry spans and metrics for the sync and the asyncio ClusterClient (`redis-clusterpool[otel]`).
 
 How this works: `instrument(client)` installs an observer (observe.py) in the state the client
 shares with its views, so one call covers the client, `client.reader`, `client.writer` and

@@ -21,8 +21,10 @@ class QuickCommands:
     if TYPE_CHECKING:
         def execute_command(self, *args: Any, **options: Any) -> Any: ...
 
-    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        """redis-py's `set()`; see `CoreCommands.set`."""
-        if args or kwargs:
-            return CoreCommands.set(self, name, value, *args, **kwargs)  # type: ignore[call-overload]
-        return self.execute_command("SET", name, value)
+    if not TYPE_CHECKING:  # type checkers see redis-py's own set(): its keywords and overloads
+
+        def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            """redis-py's `set()`; see `CoreCommands.set`."""
+            if args or kwargs:
+                return CoreCommands.set(self, name, value, *args, **kwargs)
+            return self.execute_command("SET", name, value)

@@ -22,7 +22,7 @@ pipeline, mget, construct, keyslot, memory, otel (GETs with clusterpool.otel off
 with OpenTelemetry's no-op providers, and on with the SDK's; needs the otel extra).
 
 Two more columns appear when they can: valkey-glide's sync client
-(``pip install clusterpool[bench]``, package ``valkey-glide-sync``) in seq,
+(``pip install "redis-clusterpool[bench]"``, package ``valkey-glide-sync``) in seq,
 pipeline (its non-atomic ClusterBatch) and construct; and ``redis-benchmark``
 (the C client, when the binary is installed) against the plain client's node
 in seq and threads: the wire's limit for one (or 16) connections. seq also
@@ -650,7 +650,7 @@ class Bench:
 
             from clusterpool import otel
         except ImportError:
-            self.log("  -> skipped: pip install clusterpool[otel] opentelemetry-sdk")
+            self.log("  -> skipped: pip install 'redis-clusterpool[otel]' opentelemetry-sdk")
             return
         env = self.env
         off, noop, sdk = env.new_cp(), env.new_cp(), env.new_cp()

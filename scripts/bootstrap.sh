@@ -86,7 +86,11 @@ if [ ! -x "$VENV"/bin/python ] || ! "$VENV"/bin/python -m pip --version >>"$LOG"
 fi
 
 # 3. the project with its dev extra, resolved afresh: the newest releases pyproject.toml's ranges
-#    allow, not whatever an older run left in the venv (EXTRA_PIP_ARGS pins a matrix leg's versions)
+#    allow, not whatever an older run left in the venv (EXTRA_PIP_ARGS pins a matrix leg's versions).
+#    A venv from before the rename to redis-clusterpool still holds the old 'clusterpool'
+#    distribution: remove it (and its egg-info) so one distribution owns the package.
+"$VENV"/bin/pip uninstall -q -y clusterpool >>"$LOG" 2>&1 || true
+rm -rf clusterpool.egg-info
 "$VENV"/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]' ${EXTRA_PIP_ARGS:-} >>"$LOG" 2>&1
 "$VENV"/bin/python -c 'import redis, clusterpool.asyncio; print("bootstrap: redis-py", redis.__version__, "in", __import__("sys").prefix)' \
     || die "import clusterpool failed in .venv"

@@ -1,15 +1,18 @@
-"""The `clusterpool` command line (click's CliRunner) against the session cluster."""
+"""The `clusterpool` command line (argparse, in-process via cli.run) against the session cluster,
+and the installed console script with only the core dependencies importable."""
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 
 import pytest
-from click.testing import CliRunner
 
-from clusterpool.cli import main
+from clusterpool.cli import run as cli_run
 from clusterpool.sizing import recommend_pool_size
 from clusterpool.slots import SLOT_COUNT
 
@@ -34,17 +37,34 @@ def _free_port():
     return port
 
 
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
 @pytest.fixture
-def run(cluster):
+def invoke(capsys):
+    """Run the command line in this process: its exit status and what it printed."""
+
+    def call(argv):
+        capsys.readouterr()
+        code = cli_run(argv)
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return call
+
+
+@pytest.fixture
+def run(cluster, invoke):
     url = f"redis://{cluster.host}:{cluster.primaries()[0]}"
-
-    def invoke(*args, url=url, env=None):
-        result = CliRunner().invoke(main, ["--url", url, *args], env=env)
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result
-
-    return invoke
+    return lambda *args: invoke(["--url", url, *args])
 
 
 def test_topology_table_lists_every_node_and_range(run, cluster):
@@ -114,31 +134,31 @@ def test_stats_table_and_json(run, cluster):
     assert data["topology_version"] >= 1
 
 
-def test_size_littles_law():
-    r = CliRunner().invoke(main, ["size", "--rate", "10000", "--latency-ms", "2"])
+def test_size_littles_law(invoke):
+    r = invoke(["size", "--rate", "10000", "--latency-ms", "2"])
     assert r.exit_code == 0, r.output
     assert "total max_connections: 24" in r.output
     assert "max_connections=8" in r.output  # 24 over the default 3 nodes
 
-    r = CliRunner().invoke(main, ["--json", "size", "--rate", "10000", "--latency-ms", "2",
-                                  "--headroom", "1.5", "--nodes", "4"])
+    r = invoke(["--json", "size", "--rate", "10000", "--latency-ms", "2", "--headroom", "1.5", "--nodes", "4"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["total"] == 30 and data["per_node"] == 8 and data["concurrency"] == 20
 
 
-def test_size_does_not_need_a_cluster():
-    r = CliRunner().invoke(main, ["--url", f"redis://127.0.0.1:{_free_port()}", "size",
-                                  "--rate", "500", "--latency-ms", "1"])
+def test_size_does_not_need_a_cluster(invoke):
+    r = invoke(["--url", f"redis://127.0.0.1:{_free_port()}", "size", "--rate", "500", "--latency-ms", "1"])
     assert r.exit_code == 0, r.output
     assert "total max_connections: 1" in r.output
 
 
-def test_size_rejects_bad_input():
-    r = CliRunner().invoke(main, ["size", "--rate", "0", "--latency-ms", "2"])
-    assert r.exit_code == 2
-    r = CliRunner().invoke(main, ["size", "--rate", "10", "--latency-ms", "2", "--headroom", "0.5"])
-    assert r.exit_code == 2
+def test_size_rejects_bad_input(invoke):
+    r = invoke(["size", "--rate", "0", "--latency-ms", "2"])
+    assert r.exit_code == 2 and "--rate" in r.stderr
+    r = invoke(["size", "--rate", "10", "--latency-ms", "2", "--headroom", "0.5"])
+    assert r.exit_code == 2 and "--headroom" in r.stderr
+    r = invoke(["size", "--rate", "ten", "--latency-ms", "2"])
+    assert r.exit_code == 2 and "'ten' is not a number" in r.stderr
 
 
 def test_sizing_function_rounds_up_without_float_noise():
@@ -167,11 +187,11 @@ def test_watch_json_lines_parse(run):
         assert "event" in d and "time" in d
 
 
-def test_unreachable_cluster_exits_1_with_one_line(cluster):
+def test_unreachable_cluster_exits_1_with_one_line(invoke):
     url = f"redis://127.0.0.1:{_free_port()}"
     for args in (["topology"], ["--json", "topology"], ["route", "foo"], ["stats"],
                  ["watch", "--seconds", "1"]):
-        r = CliRunner().invoke(main, ["--url", url, *args])
+        r = invoke(["--url", url, *args])
         assert r.exit_code == 1, (args, r.output)
         assert r.stdout == ""
         err = r.stderr.strip()
@@ -180,50 +200,119 @@ def test_unreachable_cluster_exits_1_with_one_line(cluster):
         assert "no startup node could be reached" in err and url in err
 
 
-def test_bad_url_exits_1():
-    r = CliRunner().invoke(main, ["--url", "http://nope", "topology"])
+def test_bad_url_exits_1(invoke):
+    r = invoke(["--url", "http://nope", "topology"])
     assert r.exit_code == 1
     assert "bad cluster URL" in r.stderr
 
 
-def test_url_from_environment(cluster):
-    url = f"redis://{cluster.host}:{cluster.primaries()[0]}"
-    r = CliRunner().invoke(main, ["--json", "route", "foo"], env={"CLUSTERPOOL_URL": url})
+def test_url_from_environment(cluster, invoke, monkeypatch):
+    monkeypatch.setenv("CLUSTERPOOL_URL", f"redis://{cluster.host}:{cluster.primaries()[0]}")
+    r = invoke(["--json", "route", "foo"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)[0]["slot"] == 12182
 
 
-def _console_script(*argv, hide=()):
-    """Run the `clusterpool` console script's entry in a fresh interpreter, with `hide` made unimportable."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        f"for name in {list(hide)!r}: sys.modules[name] = None\n"
-        f"sys.argv = ['clusterpool', *{list(argv)!r}]\n"
-        "from clusterpool.entry import main\n"
-        "main()\n"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+def test_json_and_url_are_accepted_after_the_subcommand(cluster, invoke):
+    url = f"redis://{cluster.host}:{cluster.primaries()[0]}"
+    r = invoke(["topology", "--json", "--url", url])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["covered_slots"] == SLOT_COUNT
+    r = invoke(["route", "foo", "--json", "--url", url])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["slot"] == 12182
 
 
-def test_console_script_without_click_says_how_to_install_it():
-    r = _console_script("--help", hide=["click"])
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines() == [
-        "clusterpool: the command line needs click, which is not installed: pip install 'clusterpool[cli]'"
-    ]
+def test_an_unknown_subcommand_is_a_usage_error(invoke):
+    r = invoke(["topolgy"])
+    assert r.exit_code == 2 and "invalid choice" in r.stderr
 
 
-def test_console_script_without_rich_says_how_to_install_it():
-    r = _console_script("--help", hide=["rich"])
-    assert r.returncode == 2
-    assert "needs rich" in r.stderr and "Traceback" not in r.stderr
+# The console script as a plain `pip install redis-clusterpool` leaves it: an import blocker lets
+# only the standard library, clusterpool and its core dependencies (from the installed metadata,
+# without extras; their own requirements too) load, so click, rich or anything from the dev extra
+# in this venv fails to import exactly as in a venv without extras.
+_CORE_ONLY = r"""
+import importlib.metadata as md, re, sys
+
+def requirements(dist, seen):
+    for req in md.requires(dist) or ():
+        if "extra ==" in req:
+            continue
+        name = re.match(r"[A-Za-z0-9._-]+", req).group(0).lower().replace("_", "-")
+        if name not in seen:
+            seen.add(name)
+            try:
+                requirements(name, seen)
+            except md.PackageNotFoundError:
+                pass  # a marker excludes it here (python_version ...)
+    return seen
+
+dists = requirements("redis-clusterpool", {"redis-clusterpool"})
+allowed = {top for top, owners in md.packages_distributions().items()
+           if any(o.lower().replace("_", "-") in dists for o in owners)}
+allowed |= set(sys.stdlib_module_names) | {"clusterpool"}
+
+class CoreOnly:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top not in allowed and not top.startswith("_"):
+            raise ImportError(f"{top} is not a core dependency", name=top)
+        return None
+
+sys.meta_path.insert(0, CoreOnly())
+(script,) = md.distribution("redis-clusterpool").entry_points.select(group="console_scripts", name="clusterpool")
+sys.argv = ["clusterpool", *sys.argv[1:]]
+script.load()()
+"""
 
 
-def test_console_script_help_with_the_cli_extra_installed():
-    r = _console_script("--help")
+def _core_only(*argv):
+    return subprocess.run([sys.executable, "-c", _CORE_ONLY, *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_the_core_dependencies_do_not_include_click_or_rich():
+    import importlib.metadata as md
+
+    core = [q for q in md.requires("redis-clusterpool") or () if "extra ==" not in q]
+    assert not [q for q in core if q.lower().startswith(("click", "rich"))]
+
+
+def test_the_blocker_really_stops_extras():
+    code = _CORE_ONLY.replace('script.load()()', 'import rich')
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "rich is not a core dependency" in r.stderr
+
+
+def test_help_works_with_only_the_core_dependencies():
+    r = _core_only("--help")
     assert r.returncode == 0, r.stderr
-    assert "topology" in r.stdout
+    for command in ("topology", "route", "stats", "size", "watch"):
+        assert command in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,expect",
+    [
+        (["topology"], "slots covered"),
+        (["topology", "--json"], '"covered_slots": 16384'),
+        (["route", "foo"], "12182"),
+        (["stats"], "pools:"),
+        (["size", "--rate", "10000", "--latency-ms", "2"], "total max_connections: 24"),
+        (["watch", "--seconds", "1", "--json"], ""),
+    ],
+    ids=["topology", "topology-json", "route", "stats", "size", "watch"],
+)
+def test_every_command_works_with_only_the_core_dependencies(cluster, args, expect):
+    r = _core_only("--url", f"redis://{cluster.host}:{cluster.primaries()[0]}", *args)
+    assert r.returncode == 0, r.stderr
+    assert expect in r.stdout
+    assert "Traceback" not in r.stderr
+
+
+def test_plain_tables_without_rich_list_every_node(cluster):
+    r = _core_only("--url", f"redis://{cluster.host}:{cluster.primaries()[0]}", "topology")
+    assert r.returncode == 0, r.stderr
+    for port in cluster.ports:
+        assert f"{cluster.host}:{port}" in r.stdout
+    assert "─" not in r.stdout  # rich's box drawing: rich was not used

@@ -253,8 +253,9 @@ def test_burst_of_moved_replies_causes_bounded_refreshes(fresh_cluster):
             tags[s] = tag
         i += 1
     keys = [f"{{{tag}}}:{j}" for tag in tags.values() for j in range(50)]
-    # periodic refresh out of the way: the cached map must stay stale until MOVED says otherwise
-    client = client_for(c, refresh_interval=3600.0)
+    # periodic refresh and the CLUSTER INFO watch (health_interval) out of the way: the cached map
+    # must stay stale until MOVED says otherwise
+    client = client_for(c, refresh_interval=3600.0, health_interval=3600.0)
     moves = Recorder()
     client.on("slots_moved", moves)
     try:

@@ -278,7 +278,8 @@ def test_transaction_follows_moved_slot(fresh_cluster):
     c = fresh_cluster
     k = f"{{{uid()}}}:t"
     slot = key_slot(k.encode())
-    with ClusterClient(startup_nodes=c.startup_nodes, decode_responses=True) as client:
+    # health_interval: no CLUSTER INFO watch to notice the move before the MOVED reply does
+    with ClusterClient(startup_nodes=c.startup_nodes, decode_responses=True, health_interval=3600) as client:
         client.set(k, 1)
         src = c.slot_owner(slot)
         dst = next(p for p in c.primaries() if p != src)

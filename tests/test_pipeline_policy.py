@@ -87,7 +87,9 @@ def test_moved_from_a_replica_keeps_pipeline_reads_off_that_replica(fresh_cluste
 def test_clusterdown_on_the_pipeline_path_asks_for_a_new_map(fresh_cluster):
     c = fresh_cluster
     k = key_on(c, c.primaries()[0])
-    with ClusterClient(startup_nodes=c.startup_nodes, max_redirections=1, refresh_interval=3600) as client:
+    # no periodic refresh, no CLUSTER INFO watch (health_interval): the pipeline's reply asks for the map
+    with ClusterClient(startup_nodes=c.startup_nodes, max_redirections=1, refresh_interval=3600,
+                       health_interval=3600) as client:
         client.set(k, "v")
         for port in c.ports:
             c.client(port).execute_command("CLUSTER", "DELSLOTS", slot_of(k))

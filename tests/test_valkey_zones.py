@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import threading
 
-from click.testing import CliRunner
-
 from clusterpool import AZ_AFFINITY, AZ_AFFINITY_REPLICAS_AND_PRIMARY, ClusterClient
-from clusterpool.cli import main as cli
+from clusterpool.cli import run as cli
 from landing import Landing
 from valkey import fill, get_calls, replica_in, require_valkey
 from waiting import poll
@@ -46,10 +44,10 @@ def test_topology_and_events_show_each_nodes_zone(zoned):
     assert told == {f"{zoned.host}:{p}": zoned.zone(p) for p in zoned.ports}
 
 
-def test_cli_topology_shows_zones_and_replica_lag(zoned):
-    result = CliRunner().invoke(cli, ["--url", zoned.url, "--json", "topology"])
-    assert result.exit_code == 0, result.output
-    shards = json.loads(result.output)["shards"]
+def test_cli_topology_shows_zones_and_replica_lag(zoned, capsys):
+    capsys.readouterr()
+    assert cli(["--url", zoned.url, "--json", "topology"]) == 0
+    shards = json.loads(capsys.readouterr().out)["shards"]
     nodes = [n for s in shards for n in [s["primary"], *s["replicas"]]]
     assert {n["port"]: n["zone"] for n in nodes} == {p: zoned.zone(p) for p in zoned.ports}
     assert all(n["lag"]["linked"] for s in shards for n in s["replicas"])

@@ -64,6 +64,9 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
     """
 
     _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
+    # redis.typing.AsyncClientProtocol's marker: `await client.get("k")` type-checks and
+    # reveals the same types as on redis.asyncio.cluster.RedisCluster
+    _is_async_client: Literal[True] = True  # redispy-seam
 
     PRIMARIES = "primaries"
     REPLICAS = "replicas"

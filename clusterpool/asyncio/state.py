@@ -6,7 +6,8 @@ Discovery and refreshes ask nodes with `probe.read_view`; which map to adopt is
 `agreement.decide`'s, what adopting changes is `adoption.plan`'s, whom to ask and in
 which order is `refreshsteps`' (`candidates`, `refresh_steps`), all shared with the sync
 client. One refresh task per client waits for a request or the interval (fast while a
-primary fails), and commands waiting for a new map wait on an asyncio.Event replaced at
+primary fails), asking one primary CLUSTER INFO every `health_interval` meanwhile: when
+its digest moves (changewatch), it refreshes at once. Commands waiting for a new map wait on an asyncio.Event replaced at
 every change.
 `aclose()` cancels that task and closes every node's connections; nothing outlives it.
 """
@@ -24,6 +25,7 @@ from redis import exceptions as rx
 from .. import errors
 from ..adoption import plan
 from ..bus import EventBus
+from ..changewatch import Watch, observe, watch_target
 from ..observe import Observer
 from ..commands import CommandTable
 from ..config import Config
@@ -34,6 +36,7 @@ from ..node import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
 from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
+from ..resp import text
 from ..topology import REPLICA, Topology
 from ..viewquery import Queries
 from .commandinfo import CommandLookup
@@ -88,6 +91,7 @@ class ClusterState(NodeBook):
         self._closing: set[asyncio.Task[Any]] = set()
         self._last = 0.0
         self._urgent_since: float | None = None
+        self._digest = Watch()  # changewatch: the last CLUSTER INFO digest
 
     # ---- discovery -------------------------------------------------------------------
 
@@ -237,12 +241,7 @@ class ClusterState(NodeBook):
         wake = self._wake
         assert wake is not None
         while not self._closed:
-            woke = True
-            try:
-                async with asyncio.timeout(self._next_wait()):
-                    await wake.wait()
-            except TimeoutError:
-                woke = False
+            woke = await self._wait(wake, time.monotonic() + self._next_wait())
             gap = self._last + self.min_gap - time.monotonic()
             if woke and gap > 0:
                 await asyncio.sleep(gap)
@@ -252,6 +251,34 @@ class ClusterState(NodeBook):
                 await self._probe_down()
             except Exception as e:  # never let the task die
                 log.debug("background refresh failed: %s", e)
+
+    async def _wait(self, wake: asyncio.Event, due: float) -> bool:
+        """Until a request (True), the cluster's digest moving (True) or `due` (False)."""
+        while (left := due - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(min(left, self.config.health_interval)):
+                    await wake.wait()
+                return True
+            except TimeoutError:
+                if time.monotonic() < due and await self._cluster_moved():
+                    return True
+        return False
+
+    async def _cluster_moved(self) -> bool:
+        """CLUSTER INFO from one primary: has its digest moved since the last time (changewatch)?"""
+        skip = {n for n, st in self.nodes.items() if not st.available()}
+        name = watch_target(self.topology, skip, self._digest.node)
+        if name is None or self._closed:
+            return False
+        try:
+            async with asyncio.timeout(self.config.refresh_timeout):
+                reply = await self.state(name).pool.execute("CLUSTER", "INFO")
+        except (rx.RedisError, OSError, TimeoutError) as e:  # the node's failure, as a command's
+            if not errors.refused(e):  # an ACL refusing CLUSTER INFO: up, but no digest to watch
+                self.node_failed(name, e)
+            return False
+        self._digest, moved = observe(self._digest, name, text(reply))
+        return moved
 
     async def refresh_now(self) -> Topology | None:
         """One refresh now; concurrent callers wait for the one in progress."""

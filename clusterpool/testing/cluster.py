@@ -48,6 +48,7 @@ from .processes import (
     pid_is_redis,
     pid_stopped,
     poll,
+    port_range_problem,
     server_kind,
     server_version,
 )
@@ -110,6 +111,7 @@ class LocalCluster:
             raise ValueError(f"{len(self._zone_list)} zones for {primaries * (1 + replicas)} nodes")
         self._zones: dict[int, str] = {}
         self._owns_dir = data_dir is None
+        self._made_dir = False  # start() created data_dir (it did not exist)
         self.data_dir = data_dir
         self._managed = True
         self._nodes: dict[int, NodeProcess] = {}
@@ -159,6 +161,7 @@ class LocalCluster:
             die_with_parent=False,
         )
         self._owns_dir = st.get("owns_dir", False)
+        self._made_dir = st.get("made_dir", False)
         self._version = tuple(st.get("version", (7, 0, 0)))
         self._started = True
         for p, pid in st["nodes"].items():
@@ -185,6 +188,7 @@ class LocalCluster:
             "server": self.server,
             "zones": {str(p): z for p, z in self._zones.items()},
             "owns_dir": self._owns_dir,
+            "made_dir": self._made_dir,
             "version": list(self._version),
             "nodes": {str(p): (n.pid if n.alive() else None) for p, n in self._nodes.items()},
             "ids": {str(p): i for p, i in self._ids.items()},
@@ -339,6 +343,9 @@ class LocalCluster:
         if self.base_port is None:
             self.base_port = free_port_run(total, self.host)
         else:
+            problem = port_range_problem(self.base_port, total)
+            if problem is not None:
+                raise ValueError(problem)
             busy = [
                 p
                 for p in range(self.base_port, self.base_port + total)
@@ -348,8 +355,9 @@ class LocalCluster:
                 raise RuntimeError(f"ports already in use (or their bus port +10000): {busy}")
         if self.data_dir is None:
             self.data_dir = tempfile.mkdtemp(prefix="clusterpool-")
-        else:
-            os.makedirs(self.data_dir, exist_ok=True)
+        elif not os.path.isdir(self.data_dir):
+            os.makedirs(self.data_dir)
+            self._made_dir = True  # stop() may remove it; a directory it was given stays
         self._started = True
         self._stopped = False
         atexit.register(self.stop)
@@ -411,7 +419,8 @@ class LocalCluster:
         poll(ok, timeout, f"all nodes to know each other {sorted(want)}")
 
     def stop(self) -> None:
-        """Terminate every node (SIGTERM, then SIGKILL), wait, remove the data dir."""
+        """Terminate every node (SIGTERM, then SIGKILL), wait, and remove what start() made: the
+        node directories and the state file, and the data dir itself only when start() created it."""
         if not self._managed or self._stopped:
             return
         self._stopped = True
@@ -441,10 +450,11 @@ class LocalCluster:
                         os.unlink(os.path.join(self.data_dir, name))
                     except OSError:
                         pass
-                try:
-                    os.rmdir(self.data_dir)
-                except OSError:
-                    pass
+                if self._made_dir:
+                    try:
+                        os.rmdir(self.data_dir)  # only when empty: files someone else put there stay
+                    except OSError:
+                        pass
 
     def is_running(self, port: int) -> bool:
         if not self._managed:
@@ -1029,37 +1039,56 @@ class LocalCluster:
 # --------------------------------------------------------------------------
 
 
+def _dir_option(top: bool) -> argparse.ArgumentParser:
+    """--dir for the top level (with the default) and for each subcommand (SUPPRESS: given after
+    the subcommand it overrides, not given it leaves the top level's value)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--dir", default=os.environ.get("CLUSTERPOOL_CLUSTER_DIR", DEFAULT_CLI_DIR) if top
+                   else argparse.SUPPRESS,
+                   help=f"data dir holding the nodes and the state file, before or after the subcommand "
+                        f"(default: $CLUSTERPOOL_CLUSTER_DIR, then {DEFAULT_CLI_DIR})")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """The harness CLI (see the module docstring); returns the exit status."""
-    ap = argparse.ArgumentParser(prog="python -m clusterpool.testing", description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--dir",
-        default=os.environ.get("CLUSTERPOOL_CLUSTER_DIR", DEFAULT_CLI_DIR),
-        help="data dir holding the nodes and the state file (default %(default)s)",
-    )
+    ap = argparse.ArgumentParser(prog="python -m clusterpool.testing", description=__doc__.split("\n\n")[0],
+                                 parents=[_dir_option(True)])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    st = sub.add_parser("start", help="start a cluster and leave it running")
-    st.add_argument("--base-port", type=int, default=7000)
-    st.add_argument("--primaries", type=int, default=3)
-    st.add_argument("--replicas", type=int, default=1)
-    st.add_argument("--node-timeout", type=int, default=2000, help="ms")
-    st.add_argument("--timeout", type=float, default=60)
-    sub.add_parser("stop", help="stop the cluster and remove its data")
-    s = sub.add_parser("status", help="show nodes")
+    shared = _dir_option(False)  # --dir also after the subcommand: `stop --dir DIR`
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[shared])
+
+    st = add("start", "start a cluster and leave it running")
+    st.add_argument("--base-port", type=int, default=7000,
+                    help="port of the first node; node i uses base+i and its cluster bus port base+i+10000, "
+                         "which must stay below the ephemeral range (32768): at most 22762 for 6 nodes "
+                         "(default: %(default)s)")
+    st.add_argument("--primaries", type=int, default=3, help="number of primaries (default: %(default)s)")
+    st.add_argument("--replicas", type=int, default=1, help="replicas per primary (default: %(default)s)")
+    st.add_argument("--node-timeout", type=int, default=2000,
+                    help="cluster-node-timeout in ms: how soon a dead primary is failed over "
+                         "(default: %(default)s)")
+    st.add_argument("--timeout", type=float, default=60,
+                    help="seconds to wait for the cluster to be ok (default: %(default)s)")
+    add("stop", "stop the cluster; remove the node directories and state file, and the data dir "
+                "itself only if start created it")
+    s = add("status", "show nodes")
     s.add_argument("--addr", help="host:port of an existing cluster instead of --dir")
     for name in ("kill", "pause", "resume", "restart"):
-        s = sub.add_parser(name, help=f"{name} one node")
+        s = add(name, f"{name} one node")
         s.add_argument("port", type=int)
-    s = sub.add_parser("failover", help="CLUSTER FAILOVER on a replica")
+    s = add("failover", "CLUSTER FAILOVER on a replica")
     s.add_argument("port", type=int)
     s.add_argument("--mode", choices=["force", "takeover"])
-    s = sub.add_parser("wait-ok", help="wait until the cluster is ok")
+    s = add("wait-ok", "wait until the cluster is ok")
     s.add_argument("--timeout", type=float, default=30)
-    s = sub.add_parser("add-node", help="add a node (optionally as replica of PORT)")
+    s = add("add-node", "add a node (optionally as replica of PORT)")
     s.add_argument("--replica-of", type=int)
-    s = sub.add_parser("remove-node", help="remove an empty node")
+    s = add("remove-node", "remove an empty node")
     s.add_argument("port", type=int)
-    s = sub.add_parser("move-slot", help="migrate a slot to a node")
+    s = add("move-slot", "migrate a slot to a node")
     s.add_argument("slot", type=int)
     s.add_argument("port", type=int)
     a = ap.parse_args(argv)

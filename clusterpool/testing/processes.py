@@ -115,6 +115,21 @@ def ephemeral_low() -> int:
 EPHEMERAL_LOW = ephemeral_low()
 
 
+def port_range_problem(base: int, count: int, ephemeral_low: int = EPHEMERAL_LOW) -> str | None:
+    """Why nodes on ports base..base+count-1 cannot run here, or None: each node also listens on
+    its cluster bus port (port + 10000), and both must stay below the ephemeral range."""
+    last = base + count - 1
+    if base < 1:
+        return f"base port {base}: ports start at 1"
+    if last + BUS_PORT_OFFSET >= ephemeral_low:
+        highest = ephemeral_low - BUS_PORT_OFFSET - count
+        return (f"base port {base}: {count} nodes use ports {base}-{last} and cluster bus ports "
+                f"{base + BUS_PORT_OFFSET}-{last + BUS_PORT_OFFSET} (port + {BUS_PORT_OFFSET}), which must stay "
+                f"below {ephemeral_low}, where this machine's ephemeral client ports begin "
+                f"(/proc/sys/net/ipv4/ip_local_port_range); use a base port of at most {highest}")
+    return None
+
+
 def node_ports_free(host: str, port: int) -> bool:
     return (
         port + BUS_PORT_OFFSET < EPHEMERAL_LOW

@@ -450,7 +450,8 @@ async def test_shard_channel_is_resubscribed_after_a_manual_failover(fresh_clust
 @pytest.mark.chaos
 async def test_ssubscribe_on_a_stale_map_follows_moved_to_the_new_owner(fresh_cluster):
     c = fresh_cluster
-    async with _client(c, refresh_interval=3600) as client, _client(c) as publisher:
+    # no periodic refresh, no CLUSTER INFO watch (health_interval): only MOVED tells it of the move
+    async with _client(c, refresh_interval=3600, health_interval=3600) as client, _client(c) as publisher:
         ch = f"stale:{uid()}"
         slot = key_slot(ch.encode())
         src = c.slot_owner(slot)
