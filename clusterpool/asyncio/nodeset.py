@@ -198,6 +198,23 @@ class NodeConnections:
             f" | {self.dedicated!r}>"
         )
 
+    def busy(self) -> bool:
+        """Whether a command on these connections still awaits its reply (or holds a lease)."""
+        return any(m.pending for m in self._shared if m.state is State.OPEN) or self.dedicated.stats().leased > 0
+
+    async def retire(self, grace: float) -> None:
+        """Close once what is in flight has its reply, waiting at most `grace` seconds.
+
+        A role change (a failover, CLUSTER FAILOVER) replaces a node's connections: commands
+        already sent on the old ones finish there instead of failing as "outcome unknown" and
+        counting against the node's breaker as if the node had failed (new commands go to the
+        new connections meanwhile)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while self.busy() and loop.time() < end:
+            await asyncio.sleep(0.005)
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Close every connection to the node and wait for their tasks."""
         self._closed = True

@@ -175,7 +175,7 @@ class ClusterState(NodeBook):
             st = nodes[name]
             old, st.readonly = st.pool, flag
             st.pool = self._connections(name, flag)  # connections made in the old role are replaced
-            self._close_later(old)
+            self._spawn(old.retire(self._retire_grace()))
         for name in a.close:
             self._close_later(nodes.pop(name).pool)
         self.nodes = nodes
@@ -335,6 +335,11 @@ class ClusterState(NodeBook):
         self.node_recovered(name)
 
     # ---- lifecycle -------------------------------------------------------------------
+
+    def _retire_grace(self) -> float:
+        """How long replaced connections may keep what is in flight: one reply's timeout."""
+        timeout = self.conn_kwargs.get("socket_timeout")
+        return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 5.0
 
     def _close_later(self, conns: NodeConnections) -> None:
         self._spawn(conns.aclose())

@@ -139,3 +139,37 @@ async def test_replies_cut_off_by_the_deadline_never_reach_another_caller(fresh_
         await until(own_replies, timeout=30, what="every GET to get its own reply after the pause")
     finally:
         await client.aclose()
+
+
+async def test_manual_failovers_under_write_traffic_fail_no_write_and_open_no_breaker(fresh_cluster):
+    """A role change replaces a node's connections; what was in flight on the old ones finishes
+    there. (It used to be cut: 20 writes per failover ended as UnknownOutcomeError and the new
+    primary's breaker opened, stalling every writer until the probe.)"""
+    cluster = fresh_cluster
+    async with ClusterClient(startup_nodes=cluster.startup_nodes, decode_responses=True) as c:
+        await c.initialize()
+        stop = asyncio.Event()
+        done = [0] * 20
+        breakers: list[str] = []
+        c.on("node_health_changed", lambda e: breakers.append(e.node) if e.new == "unhealthy" else None)
+
+        async def writer(i: int) -> None:
+            while not stop.is_set():
+                await c.set(f"fo:{i}:{done[i] % 50}", done[i])  # keys on every shard
+                done[i] += 1
+
+        tasks = [asyncio.create_task(writer(i)) for i in range(20)]
+        try:
+            pairs = [(p, cluster.replicas_of(p)[0]) for p in cluster.primaries()]
+            for a, b in pairs + pairs:  # each shard over, then back
+                replica = a if cluster.role(a) == "replica" else b
+                before = sum(done)
+                await asyncio.to_thread(cluster.failover, replica)
+                await until(lambda r=replica: any(n.port == r for n in c.nodes("primary")),
+                            what="the client to see the promotion")
+                await until(lambda b=before: sum(done) > b + 1000, what="writes to go on after the failover")
+        finally:
+            stop.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert [r for r in results if r is not None] == []  # no write failed
+        assert breakers == []
