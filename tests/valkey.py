@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from clusterpool.testing import LocalCluster, find_valkey_server
+from waiting import poll
 
 ZONES = ["az-a", "az-b", "az-b"] + ["az-a", "az-b"] * 3
 NODE_TIMEOUT_MS = 15000
@@ -25,8 +26,20 @@ def require_valkey() -> None:
 
 
 def zoned_cluster() -> LocalCluster:
-    return LocalCluster(primaries=3, replicas=2, server="valkey", zones=ZONES,
-                        node_timeout_ms=NODE_TIMEOUT_MS).start(timeout=60)
+    """Started, and every replica online at its primary: before that a primary's INFO replication
+    does not list it, so the client knows no lag for it yet (a test reading lag would race that)."""
+    c = LocalCluster(primaries=3, replicas=2, server="valkey", zones=ZONES,
+                     node_timeout_ms=NODE_TIMEOUT_MS).start(timeout=60)
+    poll(lambda: all(_online_replicas(c, p) == len(c.replicas_of(p)) for p in c.primaries()), 30,
+         what="every replica online at its primary")
+    return c
+
+
+def _online_replicas(cluster: LocalCluster, primary: int) -> int:
+    with cluster.client(primary) as r:
+        info = r.info("replication")
+    return sum(1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+               and v.get("state") == "online")
 
 
 def replica_in(cluster: LocalCluster, primary: int, zone: str) -> int:
