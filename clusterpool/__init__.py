@@ -30,7 +30,7 @@ from .events import (
     SlotsMoved,
     TopologyRefreshed,
 )
-from .node import Health
+from .nodestate import Health
 from .nodeapi import ClusterNode
 from .pool import PoolStats
 from .readfrom import (

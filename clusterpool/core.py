@@ -28,7 +28,7 @@ from .startup import STARTUP_ERRORS, startup_failure, unreachable
 from .connection import command_info, make_connection
 from .events import RefreshFailed
 from .health import HealthChecker
-from .node import Health, NodeState
+from .nodestate import Health, NodeState
 from .nodebook import NodeBook
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates

@@ -29,7 +29,7 @@ from .resp import text
 
 if TYPE_CHECKING:
     from .config import Config
-    from .node import NodeState
+    from .nodestate import NodeState
     from .topology import Topology
 
 

@@ -19,9 +19,9 @@ from .texttable import Table, ms, plain, slot_ranges, table
 from .topology import REPLICA, Node, Topology
 
 if TYPE_CHECKING:
-    from .asyncio.nodeset import NodeConnectionsStats
+    from .asyncio.connections import NodeConnectionsStats
     from .bus import Callback, EventStream
-    from .node import NodeState
+    from .nodestate import NodeState
     from .sizing import PoolSize
     from .core import Core
 

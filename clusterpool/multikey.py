@@ -13,7 +13,7 @@ from .pipeline import ClusterPipeline
 from .slots import slot_of
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatcher
+    from .interfaces import Dispatcher
 
 
 _ENCODER = Encoder("utf-8", "strict", False)

@@ -18,7 +18,7 @@ from redis import exceptions as rx
 
 from .bus import EventBus
 from .events import Event, NodeHealthChanged, NodeZoneLearned
-from .node import NodeState
+from .nodestate import NodeState
 from .readfrom import NodeStates, lagging
 from .replication import Lag, info_fields, link_down, replica_lags, zone_of
 from .topology import REPLICA

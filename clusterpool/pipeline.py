@@ -41,7 +41,7 @@ from .router import acquire_by
 from .transaction import TransactionMixin
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatcher
+    from .interfaces import Dispatcher
 
 
 

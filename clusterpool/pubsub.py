@@ -6,9 +6,9 @@ listen, run_in_thread, ping, close, context manager) and returns redis-py's
 message dicts ({'type', 'pattern', 'channel', 'data'}).
 
 How this works: every connection is held by a plain `redis.client.PubSub`
-(a "node subscriber", pubsub_nodes.py) on a private one-node
+(a "node subscriber", sublinks.py) on a private one-node
 `redis.ConnectionPool`, so redis-py's own code parses messages, keeps handlers
-and resubscribes after a reconnect. pubsub_nodes.py places and moves the
+and resubscribes after a reconnect. sublinks.py places and moves the
 subscriptions (as subscriptions.py decides); this object is the redis-py
 surface and multiplexes reads over the node subscribers with `select`.
 
@@ -60,11 +60,11 @@ from redis.client import PubSub, PubSubWorkerThread
 
 from ._redispy import list_or_args, parse_pubsub_subscriptions
 from . import errors, subscriptions
-from .pubsub_nodes import CONN_ERRORS, NodeSubs, quiet_close
+from .sublinks import CONN_ERRORS, NodeSubs, quiet_close
 from .slots import slot_of
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatcher
+    from .interfaces import Dispatcher
     from .nodeapi import ClusterNode
 
 _MAX_WAIT = 0.5  # longest single select(), so recovery and newly added connections are noticed

@@ -33,7 +33,7 @@ from .topology import Node, Shard, Topology
 
 if TYPE_CHECKING:
     from .core import Core
-    from .node import NodeState
+    from .nodestate import NodeState
     from .observe import Observer
     from .tracing import CommandHook
 

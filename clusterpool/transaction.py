@@ -31,7 +31,7 @@ from .router import acquire_by
 from .policy import Budget, Do, Failure, Kind, answered, decide, failure_of
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatcher
+    from .interfaces import Dispatcher
 
 
 class TransactionMixin:

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import LocalCluster  # noqa: E402  (this directory, put on sys.path above)
 
 from clusterpool.asyncio import NodeSettings  # noqa: E402
-from clusterpool.asyncio.nodeset import NodeConnections  # noqa: E402
+from clusterpool.asyncio.connections import NodeConnections  # noqa: E402
 from clusterpool.slots import key_slot  # noqa: E402
 
 

@@ -7,8 +7,8 @@ from .dedicated import Dedicated, DedicatedPool, DedicatedStats
 from .errors import CommandTimeoutError, LostConnectionError
 from .inspection import AsyncEventStream
 from .mux import MuxConnection, MuxStats
-from .nodes import ClusterNode
-from .nodeset import NodeConnections, NodeConnectionsStats
+from .nodeapi import ClusterNode
+from .connections import NodeConnections, NodeConnectionsStats
 from .pubsub import ClusterPubSub
 from .settings import NodeSettings
 from .transaction import TransactionPipeline

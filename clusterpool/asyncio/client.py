@@ -44,7 +44,7 @@ from ..topology import Node
 from .commandinfo import unknown_name
 from .errors import LostConnectionError
 from .inspection import InspectionMixin
-from .nodes import NodeAPIMixin
+from .nodeapi import NodeAPIMixin
 from .pipeline import ClusterPipeline, run_all
 from .placement import PlacementMixin, is_blocking
 from .pubsub import ClusterPubSub

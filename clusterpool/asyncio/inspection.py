@@ -24,7 +24,7 @@ from ..pool import PoolStats
 from ..readfrom import ReadStrategy, choose
 from ..slots import slot_of
 from ..topology import Node, Topology
-from .nodeset import NodeConnections, NodeConnectionsStats
+from .connections import NodeConnections, NodeConnectionsStats
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .._redispy import Encoder, list_or_args, parse_pubsub_subscriptions
 from .. import errors
 from .. import subscriptions as rules
-from .nodes import ClusterNode, handle
+from .nodeapi import ClusterNode, handle
 from .resubscribe import Keeper
 from .sublinks import CONN_ERRORS, Link, Links
 

@@ -32,7 +32,7 @@ from ..config import Config
 from ..startup import STARTUP_ERRORS, startup_failure, unreachable
 from ..events import RefreshFailed
 from ..naming import Renaming
-from ..node import NodeState
+from ..nodestate import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
 from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
@@ -40,7 +40,7 @@ from ..resp import text
 from ..topology import REPLICA, Topology
 from ..viewquery import Queries
 from .commandinfo import CommandLookup
-from .nodeset import NodeConnections
+from .connections import NodeConnections
 from .probe import node_settings, read_view
 from .settings import NodeSettings
 from .watch import watch

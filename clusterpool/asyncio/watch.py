@@ -18,10 +18,10 @@ from redis import exceptions as rx
 
 from ..config import Config
 from ..errors import refused
-from ..node import NodeState
+from ..nodestate import NodeState
 from ..resp import text
 from ..topology import Topology
-from .nodeset import NodeConnections
+from .connections import NodeConnections
 
 log = logging.getLogger("clusterpool.asyncio")
 

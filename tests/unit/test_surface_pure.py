@@ -16,10 +16,10 @@ from clusterpool.asyncio.commandinfo import CommandLookup, entry_of, unknown_nam
 from clusterpool.asyncio.dedicated import DedicatedStats
 from clusterpool.asyncio.inspection import pool_stats_of
 from clusterpool.asyncio.mux import MuxStats
-from clusterpool.asyncio.nodeset import NodeConnectionsStats
+from clusterpool.asyncio.connections import NodeConnectionsStats
 from clusterpool.commands import CommandTable, bundled_entries
 from clusterpool.inspection import client_stats, nodes_with_role, topology_view
-from clusterpool.node import NodeState
+from clusterpool.nodestate import NodeState
 from clusterpool.handles import NodeHandle, another_default, known_node_name, node_from_key, node_name_for, pick_default_node
 from clusterpool.pool import PoolStats
 from clusterpool.slots import slot_of

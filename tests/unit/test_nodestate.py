@@ -1,4 +1,4 @@
-"""clusterpool.node.NodeState: circuit breaker and latency health."""
+"""clusterpool.nodestate.NodeState: circuit breaker and latency health."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from clusterpool.node import Health, NodeState
+from clusterpool.nodestate import Health, NodeState
 from clusterpool.pool import ConnectionPool
 
 

@@ -1,4 +1,4 @@
-"""A node's shared connections and its dedicated pool (clusterpool.asyncio.nodeset/dedicated) on a live node."""
+"""A node's shared connections and its dedicated pool (clusterpool.asyncio.connections/dedicated) on a live node."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from async_helpers import fd_count, other_tasks, sockets_to, tag_on, until
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, NodeSettings
-from clusterpool.asyncio.nodeset import NodeConnections
+from clusterpool.asyncio.connections import NodeConnections
 from clusterpool.errors import PoolClosedError, PoolTimeoutError
 
 pytestmark = pytest.mark.asyncio

@@ -29,7 +29,7 @@ from .policy import Budget, Failure, Kind, decide, failure_kind
 from .slots import slot_of
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatcher
+    from .interfaces import Dispatcher
 
 CONN_ERRORS = (rx.ConnectionError, rx.TimeoutError, OSError)
 # subscriptions are retried until they are closed: a budget that is never spent

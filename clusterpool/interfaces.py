@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .core import Core
-    from .node import NodeState
+    from .nodestate import NodeState
     from .nodeapi import ClusterNode
     from .policy import Action, Budget, Failure
     from .topology import Node, Topology
