@@ -32,7 +32,7 @@ from .events import (
 )
 from .nodestate import Health
 from .nodeapi import ClusterNode
-from .pool import PoolStats
+from .snapshots import PoolStats
 from .readfrom import (
     ANY,
     AZ_AFFINITY,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .inspection import ClientStats
+    from .snapshots import ClientStats
 
 
 class StatsSource(Protocol):

@@ -16,13 +16,13 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from redis.connection import AbstractConnection
 
 from ._redispy import raw_socket
 from .errors import PoolClosedError, PoolTimeoutError
+from .snapshots import PoolStats
 
 # The process id, kept current by a fork hook: cheaper than os.getpid() (a system
 # call) on every acquire, and still tells a forked child from its parent.
@@ -39,24 +39,6 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def current_pid() -> int:
     return _pid
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A consistent copy of one pool's counters."""
-
-    node: str
-    max_connections: int
-    size: int
-    in_use: int
-    idle: int
-    waiting: int
-    created: int
-    closed: int
-    timeouts: int
-    errors: int
-    acquires: int
-    wait_time_total: float
 
 
 class ConnectionPool:

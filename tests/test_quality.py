@@ -33,13 +33,22 @@ def test_package_ships_py_typed():
     assert (ROOT / "clusterpool" / "py.typed").exists()
 
 
-def _imports(path: Path, package: str) -> set[str]:
-    """The package-relative modules a module imports (TYPE_CHECKING imports included); a name
-    taken from a package's `__init__` (`from . import __version__`) is an import of the package."""
+def _imports(path: Path, package: str, runtime_only: bool = False) -> set[str]:
+    """The package-relative modules a module imports (TYPE_CHECKING imports included unless
+    `runtime_only`); a name taken from a package's `__init__` (`from . import __version__`) is
+    an import of the package."""
     import ast
 
+    def walk(node: ast.AST):
+        for child in ast.iter_child_nodes(node):
+            if (runtime_only and isinstance(child, ast.If) and isinstance(child.test, ast.Name)
+                    and child.test.id == "TYPE_CHECKING"):
+                continue
+            yield child
+            yield from walk(child)
+
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
             if node.module:
@@ -102,3 +111,27 @@ def test_objects_rarely_read_each_others_private_state():
     """At most 10 places, and those on an object of the reader's own class (a view's copy)."""
     hits = _private_reach_ins()
     assert len(hits) <= 10, "reads of another object's private state:\n" + "\n".join(hits)
+
+
+# The sync client's I/O: the asyncio client must stand on the shared core without them.
+SYNC_DRIVER = {"client", "router", "fanout", "nodeapi", "dropin", "core", "refresh", "health", "connection",
+               "pool", "pipeline", "transaction", "pubsub", "sublinks", "discovery", "inspection", "multikey"}
+
+
+def test_the_asyncio_client_reaches_no_sync_driver_module():
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "clusterpool").rglob("*.py"):
+        rel = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        name = rel.removesuffix(".__init__")
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = {d for d in _imports(path, package, runtime_only=True) if d != name}
+    seen: set[str] = set()
+    todo = [m for m in graph if m.startswith("clusterpool.asyncio")]
+    while todo:
+        m = todo.pop()
+        if m in seen or m not in graph:
+            continue
+        seen.add(m)
+        todo.extend(d for d in graph[m] if d != "clusterpool")  # the package __init__ re-exports both
+    reached = sorted(m for m in seen if m.removeprefix("clusterpool.") in SYNC_DRIVER)
+    assert reached == [], f"clusterpool.asyncio reaches sync driver modules: {reached}"

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..bus import Callback, EventBus
 from ..events import Event
-from ..inspection import EMPTY_VIEW, ClientStats, TopologyView, client_stats, nodes_with_role, topology_view
-from ..pool import PoolStats
+from ..snapshots import EMPTY_VIEW, ClientStats, PoolStats, TopologyView, client_stats, nodes_with_role, topology_view
 from ..readfrom import ReadStrategy, choose
 from ..slots import slot_of
 from ..topology import Node, Topology

@@ -15,7 +15,7 @@ from redis.exceptions import DataError
 from clusterpool import ClusterClient as SyncClient
 from clusterpool.asyncio import ClusterClient
 from clusterpool.events import Event, NodeAdded, RoleChanged
-from clusterpool.inspection import ClientStats, TopologyView
+from clusterpool.snapshots import ClientStats, TopologyView
 
 pytestmark = pytest.mark.asyncio
 

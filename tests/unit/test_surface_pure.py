@@ -18,10 +18,10 @@ from clusterpool.asyncio.inspection import pool_stats_of
 from clusterpool.asyncio.mux import MuxStats
 from clusterpool.asyncio.connections import NodeConnectionsStats
 from clusterpool.commands import CommandTable, bundled_entries
-from clusterpool.inspection import client_stats, nodes_with_role, topology_view
+from clusterpool.snapshots import client_stats, nodes_with_role, topology_view
 from clusterpool.nodestate import NodeState
 from clusterpool.handles import NodeHandle, another_default, known_node_name, node_from_key, node_name_for, pick_default_node
-from clusterpool.pool import PoolStats
+from clusterpool.snapshots import PoolStats
 from clusterpool.slots import slot_of
 from clusterpool.topology import PRIMARY, REPLICA, Node, Shard, Topology
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clusterpool.inspection import EMPTY_VIEW, NodeView, ShardView, TopologyView, client_stats
-from clusterpool.pool import PoolStats
+from clusterpool.snapshots import EMPTY_VIEW, NodeView, ShardView, TopologyView, client_stats
+from clusterpool.snapshots import PoolStats
 from clusterpool.texttable import plain, slot_ranges, table
 
 
