@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .agreement import View
-from .refreshsteps import Answers, Candidates, drive, refresh_steps
+from .refreshsteps import FAST_INTERVAL, FAST_WINDOW, Answers, Candidates, drive, next_wait, refresh_steps
 from .topology import Topology
 
 log = logging.getLogger("clusterpool.refresh")
@@ -47,8 +47,8 @@ class Refresher:
         on_failure: Callable[[str, tuple[str, ...]], None],
         interval: float = 30.0,
         min_gap: float = 0.2,
-        fast_interval: float = 0.1,
-        fast_window: float = 30.0,
+        fast_interval: float = FAST_INTERVAL,
+        fast_window: float = FAST_WINDOW,
         sample_size: int = 3,
         max_views: int = 16,
     ) -> None:
@@ -92,14 +92,9 @@ class Refresher:
         self._wake.set()
 
     def _next_wait(self) -> float:
-        if not self._candidates().urgent:
-            self._urgent_since = None
-            return self.interval
-        now = time.monotonic()
-        if self._urgent_since is None:
-            self._urgent_since = now
-        fast = now - self._urgent_since < self.fast_window
-        return min(self.interval, self.fast_interval if fast else 1.0)
+        wait, self._urgent_since = next_wait(self.interval, self._candidates().urgent, self._urgent_since,
+                                             time.monotonic(), self.fast_interval, self.fast_window)
+        return wait
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -33,6 +33,21 @@ class Candidates:
     urgent: bool = False  # the map has a hole or a failing primary: poll fast
 
 
+FAST_INTERVAL = 0.1  # seconds between refreshes while the map is urgent (a primary failing)
+FAST_WINDOW = 30.0  # ... for this long; then once a second until it is not
+
+
+def next_wait(interval: float, urgent: bool, urgent_since: float | None, now: float,
+              fast_interval: float = FAST_INTERVAL, fast_window: float = FAST_WINDOW) -> tuple[float, float | None]:
+    """The refresh loops' schedule (both clients): how long to sleep before the next refresh,
+    and since when the map has been urgent (None: it is not). `interval` while all is well;
+    `fast_interval` for the first `fast_window` seconds of trouble, then once a second."""
+    if not urgent:
+        return interval, None
+    since = now if urgent_since is None else urgent_since
+    return min(interval, fast_interval if now - since < fast_window else 1.0), since
+
+
 def candidates(topology: Topology | None, suspects: frozenset[str], startup: tuple[str, ...]) -> Candidates:
     """Whom a refresh asks (pure): a failing shard's replicas first, and whether to poll fast.
     `suspects`: nodes failing now (failures counted or breaker open)."""

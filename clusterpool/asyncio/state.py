@@ -35,7 +35,7 @@ from ..naming import Renaming
 from ..nodestate import NodeState
 from ..nodebook import NodeBook
 from ..readfrom import NodeStates
-from ..refreshsteps import Answers, Candidates, adrive, candidates, refresh_steps
+from ..refreshsteps import FAST_INTERVAL, FAST_WINDOW, Answers, Candidates, adrive, candidates, next_wait, refresh_steps
 from ..resp import text
 from ..topology import REPLICA, Topology
 from ..viewquery import Queries
@@ -54,7 +54,8 @@ class ClusterState(NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
-                 min_gap: float | None = None, fast_interval: float = 0.1, fast_window: float = 30.0) -> None:
+                 min_gap: float | None = None, fast_interval: float = FAST_INTERVAL,
+                 fast_window: float = FAST_WINDOW) -> None:
         """No I/O: the first command (or `connect()`) discovers the cluster."""
         self.config = config
         self.conn_kwargs = dict(config.connection)  # replaced whole (CLIENT SETNAME), never changed in place
@@ -228,14 +229,9 @@ class ClusterState(NodeBook):
         return candidates(self.topology, suspects, self.startup)
 
     def _next_wait(self) -> float:
-        interval = self.config.refresh_interval
-        if not self._candidates().urgent:
-            self._urgent_since = None
-            return interval
-        now = time.monotonic()
-        if self._urgent_since is None:
-            self._urgent_since = now
-        return min(interval, self.fast_interval if now - self._urgent_since < self.fast_window else 1.0)
+        wait, self._urgent_since = next_wait(self.config.refresh_interval, self._candidates().urgent,
+                                             self._urgent_since, time.monotonic(), self.fast_interval, self.fast_window)
+        return wait
 
     async def _refresh_loop(self) -> None:
         wake = self._wake

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from clusterpool.agreement import View
-from clusterpool.refreshsteps import Answers, Candidates, adrive, drive, refresh_steps
+from clusterpool.refreshsteps import FAST_INTERVAL, FAST_WINDOW, Answers, Candidates, adrive, drive, next_wait, refresh_steps
 from clusterpool.topology import PRIMARY, Node, Shard, Topology
 
 
@@ -115,3 +115,14 @@ def test_the_async_driver_takes_the_same_steps():
     random.seed(3)
     outcome = asyncio.run(adrive(refresh_steps(None, cand, 2, 16), aask))
     assert seen == sync_seen and outcome == sync
+
+
+def test_the_refresh_schedule_is_the_interval_while_the_map_is_sound():
+    assert next_wait(30.0, False, 5.0, 10.0) == (30.0, None)
+
+
+def test_the_refresh_schedule_is_fast_for_a_window_of_trouble_then_once_a_second():
+    assert next_wait(30.0, True, None, 10.0) == (FAST_INTERVAL, 10.0)
+    assert next_wait(30.0, True, 10.0, 10.0 + FAST_WINDOW - 1) == (FAST_INTERVAL, 10.0)
+    assert next_wait(30.0, True, 10.0, 10.0 + FAST_WINDOW + 1) == (1.0, 10.0)
+    assert next_wait(0.05, True, 10.0, 10.0 + FAST_WINDOW + 1) == (0.05, 10.0)  # never past the interval
