@@ -30,12 +30,13 @@ import redis.utils as _utils
 from redis._parsers.encoders import Encoder
 from redis._parsers.helpers import get_response_callbacks as _get_response_callbacks
 from redis.backoff import AbstractBackoff
+from redis.event import EventDispatcher, EventDispatcherInterface
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 __all__ = [
     "EMPTY_RESPONSE", "NEVER_DECODE", "PIPELINE_BLOCKED_COMMANDS", "READ_COMMANDS", "SLOT_ID",
-    "CaseInsensitiveDict", "Encoder", "command_text", "EventDispatcher", "backoff_of", "cluster_reply_callbacks",
+    "CaseInsensitiveDict", "CommandMixinState", "Encoder", "command_text", "EventDispatcher", "backoff_of", "cluster_reply_callbacks",
     "NOT_ENOUGH_DATA", "get_response_callbacks", "hiredis_reader", "list_or_args", "parse_pubsub_subscriptions",
     "parse_url", "pubsub_subscription_args", "raw_socket", "redis_version", "safe_str",
     "str_if_bytes", "stream_writer", "sync_parser", "truncate_text",
@@ -82,14 +83,6 @@ parse_url: Callable[[str], dict[str, Any]] = _connection.parse_url
 # redis-py's reply callbacks for a protocol, as redis.Redis installs them
 get_response_callbacks: Callable[..., dict[Any, Any]] = _get_response_callbacks
 
-try:  # the command mixins read `self._event_dispatcher`: clients define it with this class
-    from redis.event import EventDispatcher
-except ImportError:  # pragma: no cover - older layout
-    class EventDispatcher:  # type: ignore[no-redef]
-        """Stand-in for a redis-py without event dispatching."""
-
-        def dispatch(self, *args: Any, **kwargs: Any) -> None:
-            """Nothing listens."""
 
 
 _command_text: Callable[[Any], str] | None = getattr(_utils, "command_text", None)
@@ -101,6 +94,13 @@ def command_text(args: Any) -> str:
     if _command_text is None:
         return str(tuple(args))
     return truncate_text(_command_text(args))
+
+
+class CommandMixinState:
+    """What redis-py's command mixins read from the object they are mixed into: every client,
+    pipeline and transaction class of ours takes it as a base."""
+
+    _event_dispatcher: EventDispatcherInterface = EventDispatcher()
 
 
 def cluster_reply_callbacks(protocol: Any, legacy_responses: bool) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from typing import Any, Literal
 from redis.exceptions import WatchError
 from redis.commands import RedisClusterCommands
 
-from ._redispy import CaseInsensitiveDict, EventDispatcher, get_response_callbacks
+from ._redispy import CaseInsensitiveDict, CommandMixinState, get_response_callbacks
+from .routes import NodeFlags
 from .commands import CommandInfo
 from .config import Config
 from .core import Core
@@ -46,7 +47,7 @@ from .topology import Node, Topology
 
 
 class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, FanoutMixin, NodeAPIMixin, DropInMixin,
-                    RedisClusterCommands):
+                    NodeFlags, CommandMixinState, RedisClusterCommands):
     """A Redis Cluster client with redis-py's command API.
 
     The plain client sends everything to primaries (read-your-writes, like
@@ -56,16 +57,9 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
     until the first command or `connect()`.
     """
 
-    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
     # redis.typing.SyncClientProtocol's marker: redis-py's command methods are typed for `self`
     # carrying it, so `client.get("k")` type-checks and reveals RedisCluster's return types
     _is_async_client: Literal[False] = False  # redispy-seam
-
-    PRIMARIES = "primaries"
-    REPLICAS = "replicas"
-    ALL_NODES = "all"
-    RANDOM = "random"
-    DEFAULT_NODE = "default-node"
 
     def __init__(
         self,

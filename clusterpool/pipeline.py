@@ -27,7 +27,7 @@ from redis import exceptions as rx
 from redis.commands import CoreCommands
 from redis.connection import AbstractConnection
 
-from ._redispy import EMPTY_RESPONSE, EventDispatcher
+from ._redispy import EMPTY_RESPONSE, CommandMixinState
 from . import batchrules
 from .commands import CommandInfo
 from .pipeplan import plan_all
@@ -46,10 +46,9 @@ if TYPE_CHECKING:
 
 
 
-class ClusterPipeline(QuickCommands, TransactionMixin, CoreCommands):
+class ClusterPipeline(QuickCommands, TransactionMixin, CommandMixinState, CoreCommands):
     """Queue commands with redis-py's methods, then `execute()` them in one round trip per node set."""
 
-    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
 
     def __init__(self, client: Dispatcher, transaction: bool | None = False, shard_hint: Any = None) -> None:
         if shard_hint:

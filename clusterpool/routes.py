@@ -96,6 +96,16 @@ STATE_COMMANDS: Mapping[str, str] = MappingProxyType({
 })
 
 
+class NodeFlags:
+    """RedisCluster's node-flag class attributes (`client.PRIMARIES` ...), on both clients."""
+
+    PRIMARIES = PRIMARIES
+    REPLICAS = REPLICAS
+    ALL_NODES = ALL_NODES
+    RANDOM = RANDOM
+    DEFAULT_NODE = DEFAULT_NODE
+
+
 class Via(str, Enum):
     """How a command that is not on the single-key fast path is carried out."""
 

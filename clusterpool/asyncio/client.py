@@ -27,7 +27,8 @@ from typing import Any, Literal, overload
 from redis.asyncio.lock import Lock
 from redis.commands import AsyncRedisClusterCommands
 
-from .._redispy import CaseInsensitiveDict, Encoder, EventDispatcher, get_response_callbacks
+from .._redispy import CaseInsensitiveDict, CommandMixinState, Encoder, get_response_callbacks
+from ..routes import NodeFlags
 from .. import errors, naming
 from ..commands import CommandInfo
 from ..observe import Observer
@@ -54,7 +55,7 @@ from .wire import hiredis_pack
 
 # the ignore: redis-py's own async command mixins disagree on command_info's signature
 class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, PlacementMixin,  # type: ignore[misc]
-                    AsyncRedisClusterCommands):
+                    NodeFlags, CommandMixinState, AsyncRedisClusterCommands):
     """A Redis Cluster client for asyncio with redis-py's async command API.
 
     The plain client sends everything to primaries (read-your-writes, like RedisCluster);
@@ -63,16 +64,9 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
     touches the network until the first command or `await client.initialize()`.
     """
 
-    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
     # redis.typing.AsyncClientProtocol's marker: `await client.get("k")` type-checks and
     # reveals the same types as on redis.asyncio.cluster.RedisCluster
     _is_async_client: Literal[True] = True  # redispy-seam
-
-    PRIMARIES = "primaries"
-    REPLICAS = "replicas"
-    ALL_NODES = "all"
-    RANDOM = "random"
-    DEFAULT_NODE = "default-node"
 
     def __init__(self, host: str | None = None, port: int = 6379, startup_nodes: Iterable[Any] | None = None,
                  **options: Any) -> None:

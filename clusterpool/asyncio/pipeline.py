@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from redis.commands import AsyncRedisClusterCommands
 
 from .. import batchrules
-from .._redispy import EventDispatcher
+from .._redispy import CommandMixinState
 from ..commands import CommandInfo, CommandTable
 from ..errors import ConfigurationError
 from ..observe import Observer
@@ -83,10 +83,9 @@ class Executor(Protocol):
 
 
 # the ignore: redis-py's own async command mixins disagree on command_info's signature
-class ClusterPipeline(QuickCommands, AsyncRedisClusterCommands):  # type: ignore[misc]
+class ClusterPipeline(QuickCommands, CommandMixinState, AsyncRedisClusterCommands):  # type: ignore[misc]
     """Commands queue up (`pipe.set(...)` returns the pipeline); `await pipe.execute()` runs them."""
 
-    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
 
     def __init__(self, client: Executor, transaction: bool | None = None) -> None:
         if transaction:

@@ -30,7 +30,7 @@ from redis import exceptions as rx
 from redis.commands import AsyncRedisClusterCommands
 
 from .. import batchrules, txplan
-from .._redispy import EventDispatcher
+from .._redispy import CommandMixinState
 from ..commands import CommandTable
 from ..routes import write_refused
 from ..policy import Action, Budget, Do, Failure, Kind, decide, failure_of
@@ -65,10 +65,9 @@ class TxClient(Protocol):
                         args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]: ...
 
 
-class TransactionPipeline(AsyncRedisClusterCommands):
+class TransactionPipeline(CommandMixinState, AsyncRedisClusterCommands):  # type: ignore[misc]
     """`client.pipeline(transaction=True)`: queue commands, `await pipe.execute()` runs them atomically."""
 
-    _event_dispatcher = EventDispatcher()  # declared by redis-py's command mixins
 
     def __init__(self, client: TxClient, shard_hint: Any = None) -> None:
         """No I/O: `watch()` or `execute()` does the first."""
