@@ -48,6 +48,12 @@ def is_error_reply(e: BaseException) -> bool:
     return isinstance(e, _rx.ResponseError) or (isinstance(e, _rx.RedisError) and e.status_code is not None)
 
 
+# The message of the CancelledError a shared connection raises for a caller cancelled before its
+# command was written (it never will be: the write skips abandoned commands), so that a cut at
+# the deadline can say "not sent" and a write ends as the deadline's error, not an unknown outcome.
+NOT_SENT = "clusterpool: cancelled before the write"
+
+
 async def by_deadline(reply: Awaitable[Any], deadline: float, node: str, *, sent: bool = True) -> Any:
     """`await reply`, cancelled at `deadline` (loop time: monotonic) as CommandTimeoutError.
 
@@ -55,7 +61,7 @@ async def by_deadline(reply: Awaitable[Any], deadline: float, node: str, *, sent
     (the connection drops the late reply, never hands it to another caller), and a dedicated
     lease cancelled mid-command is discarded on release. `sent`: what the error says; where
     the caller cannot tell whether the command was written, it counts as sent (a write then
-    ends as an unknown outcome)."""
+    ends as an unknown outcome); a shared connection tells, by cancelling with NOT_SENT."""
     loop = asyncio.get_running_loop()
     start, timer = loop.time(), asyncio.timeout_at(deadline)
     if start >= deadline and inspect.iscoroutine(reply):  # too late to start: nothing is written
@@ -64,7 +70,8 @@ async def by_deadline(reply: Awaitable[Any], deadline: float, node: str, *, sent
     try:
         async with timer:
             return await reply
-    except TimeoutError:
+    except TimeoutError as e:
         if not timer.expired():
             raise
-        raise CommandTimeoutError(round(loop.time() - start, 3), node=node, sent=sent) from None
+        unsent = isinstance(e.__cause__, asyncio.CancelledError) and e.__cause__.args == (NOT_SENT,)
+        raise CommandTimeoutError(round(loop.time() - start, 3), node=node, sent=sent and not unsent) from None

@@ -47,7 +47,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from .errors import CommandTimeoutError, LostConnectionError, is_error_reply
+from .errors import NOT_SENT, CommandTimeoutError, LostConnectionError, is_error_reply
 from .flushing import flusher_of
 from .settings import DEFAULT, NodeSettings, close_connection, open_connection
 from .._redispy import stream_writer
@@ -238,13 +238,16 @@ class MuxConnection:
         swept = timeout is DEFAULT or timeout == self._timeout
         unit = self._enqueue(args, asking, swept)
         fut = unit.future
-        if swept or timeout is None:
-            return await fut
-        timer = self._loop.call_later(timeout, _expire, unit, timeout, self.name)
+        timer = None if swept or timeout is None else self._loop.call_later(timeout, _expire, unit, timeout, self.name)
         try:
             return await fut
+        except asyncio.CancelledError as e:
+            if not unit.sent and not e.args:  # never written now: say so (errors.NOT_SENT)
+                raise asyncio.CancelledError(NOT_SENT) from None
+            raise
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
     def _sweep(self) -> None:
         """Fail the commands past their deadline; re-arm for the first one not yet due."""

@@ -10,6 +10,7 @@ from async_helpers import fd_count, other_tasks, sockets_to, tag_on, until
 from redis.exceptions import AuthenticationError, DataError, MovedError
 
 from clusterpool.asyncio import CommandTimeoutError, LostConnectionError, MuxConnection, NodeSettings
+from clusterpool.asyncio.errors import NOT_SENT
 from clusterpool.asyncio.flushing import flusher_of
 from clusterpool.errors import ConfigurationError
 from clusterpool.slots import key_slot
@@ -354,3 +355,26 @@ async def test_a_write_the_socket_cannot_take_at_once_is_drained_and_later_comma
     assert await mux.execute("STRLEN", f"{tag}:big") == len(big)
     await mux.execute("DEL", f"{tag}:big")
     await mux.aclose()
+
+
+async def test_a_caller_cancelled_before_its_write_is_told_not_sent(cluster):
+    """Cancelled before the write, a command is never written (the write skips it), and the
+    CancelledError says so (errors.NOT_SENT, which by_deadline turns into sent=False); a
+    command already written is not said to be unsent. What the server saw matches, every time."""
+    port = _primary(cluster)
+    mux = await _open(cluster, port)
+    tag = tag_on(cluster, port)
+    unsent = 0
+    for i in range(50):
+        key = f"{tag}:cut:{i}"
+        t = asyncio.ensure_future(mux.execute("SET", key, "v"))
+        await asyncio.sleep(0)  # the command is queued; the write is scheduled, not done
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError) as e:
+            await t
+        await mux.execute("PING")  # a written SET's reply has arrived by now
+        said_unsent = e.value.args == (NOT_SENT,)
+        assert (await mux.execute("EXISTS", key) == 0) is said_unsent
+        unsent += said_unsent
+    await mux.aclose()
+    assert unsent > 0
