@@ -62,14 +62,19 @@ def _imports(path: Path, package: str, runtime_only: bool = False) -> set[str]:
     return out
 
 
-def test_the_package_has_no_import_cycles():
+def _import_graph(runtime_only: bool = False) -> dict[str, set[str]]:
+    """Module -> the package modules it imports."""
     graph: dict[str, set[str]] = {}
     for path in (ROOT / "clusterpool").rglob("*.py"):
         rel = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         name = rel.removesuffix(".__init__")
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        graph[name] = _imports(path, package)
-    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+        graph[name] = _imports(path, package, runtime_only)
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_the_package_has_no_import_cycles():
+    graph = _import_graph()
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
         for d in graph[start]:
@@ -119,12 +124,7 @@ SYNC_DRIVER = {"client", "router", "fanout", "nodeapi", "dropin", "core", "refre
 
 
 def test_the_asyncio_client_reaches_no_sync_driver_module():
-    graph: dict[str, set[str]] = {}
-    for path in (ROOT / "clusterpool").rglob("*.py"):
-        rel = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        name = rel.removesuffix(".__init__")
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        graph[name] = {d for d in _imports(path, package, runtime_only=True) if d != name}
+    graph = _import_graph(runtime_only=True)
     seen: set[str] = set()
     todo = [m for m in graph if m.startswith("clusterpool.asyncio")]
     while todo:
