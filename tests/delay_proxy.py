@@ -13,6 +13,10 @@ class DelayProxy:
 
     def __init__(self, target: tuple[str, int], delay: float) -> None:
         self.target, self.delay = target, delay
+        self._open = threading.Event()  # cleared by hold_replies(): replies wait until release()
+        self._open.set()
+        self.holding = threading.Event()  # set once a reply is being held
+        self._links: set[socket.socket] = set()  # clients that subscribed to invalidations: never held
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -48,6 +52,11 @@ class DelayProxy:
                         return
                     if s is client:
                         time.sleep(self.delay)
+                        if b"__redis__:invalidate" in data:
+                            self._links.add(client)
+                    elif client not in self._links and not self._open.is_set():
+                        self.holding.set()
+                        self._open.wait()
                     pair[s].sendall(data)
         except OSError:
             return
@@ -55,7 +64,16 @@ class DelayProxy:
             client.close()
             server.close()
 
+    def hold_replies(self) -> None:
+        """From now on, hold every reply to a client (invalidation subscribers excepted) until release()."""
+        self.holding.clear()
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     def close(self) -> None:
+        self._open.set()
         self._stop.set()
         self._listener.close()
         for s in self._socks:

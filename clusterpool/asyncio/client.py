@@ -42,19 +42,21 @@ from ..views import ViewsMixin
 from ..routes import merges, route_name, shape
 from ..slots import encode_key, key_slot
 from ..topology import Node
+from ..cachestore import MISS
+from .cacheread import CacheReadMixin
 from .commandinfo import unknown_name
 from .errors import LostConnectionError
 from .inspection import InspectionMixin
 from .nodeapi import NodeAPIMixin
 from .pipeline import ClusterPipeline, run_all
-from .placement import PlacementMixin, is_blocking
+from .placement import is_blocking
 from .pubsub import ClusterPubSub
 from .state import ClusterState
 from .transaction import TransactionPipeline, run_transaction
 from .wire import hiredis_pack
 
 # the ignore: redis-py's own async command mixins disagree on command_info's signature
-class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, PlacementMixin,  # type: ignore[misc]
+class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, CacheReadMixin,  # type: ignore[misc]
                     NodeFlags, CommandMixinState, AsyncRedisClusterCommands):
     """A Redis Cluster client for asyncio with redis-py's async command API.
 
@@ -88,6 +90,8 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
         self._default: list[str] = []  # the default node's name, shared by the views
         self._decodes = bool(kw.get("decode_responses", False))
         self._pubsubs: weakref.WeakSet[ClusterPubSub] = weakref.WeakSet()  # closed by aclose(), shared by views
+        # client-side caching: the allow-list (None: no cache); cacheread.py serves those reads
+        self._cached = None if config.cache is None else config.cache.commands
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ClusterClient:
@@ -184,18 +188,29 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
         topo = state.topology
         if topo is None:
             topo = await state.ensure()
+        cached = self._cached
+        if cached is not None:
+            head = args[0]
+            if type(head) is str and head.upper() in cached:
+                found = await self._through_cache(topo, args, options)
+                if found is not MISS:
+                    return found
         hit = self._single(topo, args, options)
         if hit is None:
             return await self._dispatch(args, options)
         info, slot, node = hit
-        if self.config.retry_timeout is None:
+        try:
+            if self.config.retry_timeout is None:
+                if node is None:
+                    node = await self._pick(topo, slot, info.readonly)
+                return await self._run(node.name, info, slot, args, options)
+            deadline = time.monotonic() + self.config.retry_timeout  # a wait for the slot's owner counts too
             if node is None:
-                node = await self._pick(topo, slot, info.readonly)
-            return await self._run(node.name, info, slot, args, options)
-        deadline = time.monotonic() + self.config.retry_timeout  # a wait for the slot's owner counts too
-        if node is None:
-            node = await self._pick(topo, slot, info.readonly, deadline)
-        return await self._run(node.name, info, slot, args, options, deadline=deadline)
+                node = await self._pick(topo, slot, info.readonly, deadline)
+            return await self._run(node.name, info, slot, args, options, deadline=deadline)
+        finally:
+            if cached is not None and not info.readonly:
+                self._written(args[info.single_key])
 
     async def _dispatch(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
         state = self._state

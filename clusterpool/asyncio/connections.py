@@ -18,16 +18,20 @@ AuthenticationError) means nothing was sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import PoolClosedError
+from ..invalidation import Link, tracking_command
 from .book import pick_shared
 from .dedicated import Dedicated, DedicatedPool, DedicatedStats
 from .mux import MuxConnection, MuxStats, State
 from .settings import DEFAULT, NodeSettings
+from .wire import hiredis_pack
+
+Tracking = Callable[[str], Awaitable[Link | None]]  # the invalidation link a new connection redirects to
 
 
 
@@ -63,8 +67,11 @@ class NodeConnections:
         grow_at: int = 256,
         max_connections: int = 4,
         pool_timeout: float | None = None,
+        tracking: Tracking | None = None,
     ) -> None:
-        """No I/O: the first command opens the first shared connection."""
+        """No I/O: the first command opens the first shared connection. `tracking` (client-side
+        caching on): each shared connection's handshake adds CLIENT TRACKING ON REDIRECT to the
+        node's invalidation link, and the connection remembers that link's generation."""
         if not 1 <= max_shared <= 64:
             raise ValueError(f"max_shared must be in 1..64, got {max_shared}")
         if grow_at < 1:
@@ -80,6 +87,8 @@ class NodeConnections:
         self._opened = 0
         self._finished = MuxStats(0, 0, 0, 0, 0, 0)  # counters of retired connections now done
         self._closed = False
+        self.tracking = tracking
+        self._draining: set[asyncio.Task[None]] = set()  # retired open connections finishing their replies
 
     # ---- shared connections ----------------------------------------------------------
 
@@ -131,11 +140,39 @@ class NodeConnections:
     async def _open_shared(self) -> MuxConnection:
         try:
             mux = await MuxConnection.open(self.settings)
+            if self.tracking is not None:
+                try:
+                    await self._track(mux, await self.tracking(self.name))
+                except BaseException:
+                    await mux.aclose()
+                    raise
             self._shared.append(mux)
             self._opened += 1
             return mux
         finally:
             self._opening = None
+
+    async def _track(self, mux: MuxConnection, link: Link | None) -> None:
+        """Redirect `mux`'s tracking to `link` (nothing when None); a refusal leaves it untracked."""
+        if link is None or link.client_id is None:
+            return
+        mux.seen = link.gen
+        reply = (await mux.submit_packed([hiredis_pack(tracking_command(link.client_id))]))[0]
+        if reply in (b"OK", "OK", True):
+            mux.gen = link.gen
+
+    def retire_shared(self, keep: Callable[[MuxConnection], bool], grace: float) -> None:
+        """Take the shared connections `keep` refuses out of use at once (new ones open at the next
+        pick); each closes once what is in flight on it has its reply, within `grace` seconds."""
+        old = [m for m in self._shared if not keep(m)]
+        if not old or self._closed:
+            return
+        self._shared = [m for m in self._shared if keep(m)]
+        self._retired.extend(old)
+        for m in old:
+            task = asyncio.ensure_future(_close_when(_idle(m), grace, m.aclose))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
 
     async def _wait_open(self) -> MuxConnection:
         task = self._opening
@@ -209,11 +246,7 @@ class NodeConnections:
         already sent on the old ones finish there instead of failing as "outcome unknown" and
         counting against the node's breaker as if the node had failed (new commands go to the
         new connections meanwhile)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + grace
-        while self.busy() and loop.time() < end:
-            await asyncio.sleep(0.005)
-        await self.aclose()
+        await _close_when(lambda: not self.busy(), grace, self.aclose)
 
     async def aclose(self) -> None:
         """Close every connection to the node and wait for their tasks."""
@@ -223,8 +256,24 @@ class NodeConnections:
             await asyncio.gather(self._opening, return_exceptions=True)
         muxes, self._shared = [*self._shared, *self._retired], []
         self._retired = []
+        for task in self._draining:
+            task.cancel()
         self._finished = _sum(self._finished, *(m.stats() for m in muxes))
-        await asyncio.gather(*(m.aclose() for m in muxes), self.dedicated.aclose(), return_exceptions=True)
+        await asyncio.gather(*(m.aclose() for m in muxes), self.dedicated.aclose(), *self._draining,
+                             return_exceptions=True)
+
+
+def _idle(mux: MuxConnection) -> Callable[[], bool]:
+    return lambda: mux.pending == 0
+
+
+async def _close_when(idle: Callable[[], bool], grace: float, close: Callable[[], Awaitable[None]]) -> None:
+    """`close()` once `idle()` holds (polled), or after `grace` seconds at most."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + grace
+    while not idle() and loop.time() < end:
+        await asyncio.sleep(0.005)
+    await close()
 
 
 def _sum(first: MuxStats, *more: MuxStats) -> MuxStats:

@@ -171,7 +171,8 @@ class InspectionMixin:
         conns = tuple(p.stats() for p in pools)
         t = state.topology
         return client_stats((pool_stats_of(s, p.max_shared) for s, p in zip(conns, pools)), state.refreshes,
-                            state.refresh_requests, t.version if t is not None else 0, None, conns)
+                            state.refresh_requests, t.version if t is not None else 0, None, conns,
+                            None if state.cache is None else state.cache.stats())
 
     def connections(self, name: str) -> NodeConnections | None:
         """The connections to node `name` ("host:port"), if any were made."""

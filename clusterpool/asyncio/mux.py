@@ -122,6 +122,10 @@ class MuxConnection:
         self._writes = self._commands = self._replies = self._dropped = self._skipped = 0
         self._reader = asyncio.create_task(self._guard(self._read_loop()), name=f"mux-read {self.name}")
         self._teardown: asyncio.Task[None] | None = None
+        # client-side caching: the invalidation link generation this connection's tracking
+        # redirects to (None: untracked), and the one that was live when it opened (0: none)
+        self.gen: int | None = None
+        self.seen = 0
 
     @classmethod
     async def open(cls, settings: NodeSettings) -> MuxConnection:

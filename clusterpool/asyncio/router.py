@@ -20,11 +20,24 @@ from ..config import Config, backoff_of
 from ..observe import Observer
 from ..policy import Action, Budget, Do, Failure, Kind, deadline_after, decide, failure_of
 from ..readfrom import ReadStrategy, choose
+from ..cachestore import MISS
 from ..resp import parse_reply
 from ..giveup import give_up_error, owner_of, owner_step
 from ..topology import Node, Shard, Topology
 from .errors import by_deadline
 from .state import AsyncNode, ClusterState
+
+
+class Carrier:
+    """Where a cacheable read's reply came from: the node, the tracking generation of the shared
+    connection that carried it (None: untracked) and the raw reply (MISS until one arrived)."""
+
+    __slots__ = ("gen", "node", "reply")
+
+    def __init__(self) -> None:
+        self.node = ""
+        self.gen: int | None = None
+        self.reply: Any = MISS
 
 
 class RouterMixin:
@@ -55,15 +68,16 @@ class RouterMixin:
     async def _run(self, name: str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                    options: dict[str, Any], asking: bool = False, blocking: bool = False,
                    observed: bool = False, first: asyncio.Future[Any] | None = None,
-                   deadline: float | None = None) -> Any:
+                   deadline: float | None = None, via: Carrier | None = None) -> Any:
         """Run one command on node `name`; every failure is handed to `policy.decide`.
         `observed`: inside the observer's scope already; `first`: the reply of the first try,
         already written (`start`); `deadline`: when the call gives up (retry_timeout from its
-        start; from now when not given). A blocking command's wait is the server's, not bounded."""
+        start; from now when not given); `via`: a cacheable read, told which connection carried its
+        reply (cacheread.py). A blocking command's wait is the server's, not bounded."""
         state = self._state
         if state.observer is not None and not observed:
             return await self._run_observed(state.observer, name, info, slot, args, options, asking, blocking, first,
-                                            deadline)
+                                            deadline, via)
         if deadline is None and self.config.retry_timeout is not None:
             deadline = time.monotonic() + self.config.retry_timeout
         bound = None if blocking else deadline  # what the wait for a reply is cut at
@@ -84,6 +98,8 @@ class RouterMixin:
                         reply = await (pending if bound is None else by_deadline(pending, bound, name))
                     elif blocking:
                         reply = await self._leased(st, args, asking, raw)
+                    elif via is not None:
+                        reply = await self._carried(st, args, asking, bound, via)
                     elif bound is not None:
                         reply = await by_deadline(st.pool.execute(*args, asking=asking), bound, name)
                     else:
@@ -111,16 +127,32 @@ class RouterMixin:
 
     async def _run_observed(self, observer: Observer, name: str, info: CommandInfo, slot: int | None,
                             args: Sequence[Any], options: dict[str, Any], asking: bool, blocking: bool,
-                            first: asyncio.Future[Any] | None, deadline: float | None) -> Any:
+                            first: asyncio.Future[Any] | None, deadline: float | None, via: Carrier | None) -> Any:
         """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
         scope = observer.command(name, args)
         try:
-            result = await self._run(name, info, slot, args, options, asking, blocking, True, first, deadline)
+            result = await self._run(name, info, slot, args, options, asking, blocking, True, first, deadline, via)
         except BaseException as e:
             scope.end(e)
             raise
         scope.end(None)
         return result
+
+    async def _carried(self, st: AsyncNode, args: Sequence[Any], asking: bool, bound: float | None,
+                       via: Carrier) -> Any:
+        """A cacheable read on a shared connection picked here, so `via` knows its tracking
+        generation (a connection set up for an older invalidation link is retired first)."""
+        pool = st.pool
+        mux = pool.ready() or await pool.shared()
+        links = self._state.links
+        if links is not None and links.stale(st.name, mux.seen):
+            pool.retire_shared(links.keeps(st.name), self._state.retire_grace())
+            mux = pool.ready() or await pool.shared()
+        via.node, via.gen, via.reply = st.name, mux.gen, MISS
+        pending = mux.execute(*args, asking=asking)
+        reply = await (pending if bound is None else by_deadline(pending, bound, st.name))
+        via.reply = reply
+        return reply
 
     async def _leased(self, st: AsyncNode, args: Sequence[Any], asking: bool, raw: bool) -> Any:
         """A command on a dedicated connection (blocking ones wait as long as the server does);

@@ -25,6 +25,8 @@ from redis import exceptions as rx
 from .. import errors
 from ..adoption import plan
 from ..bus import EventBus
+from ..cachestore import CacheStore, slots_reassigned
+from ..config import backoff_of
 from ..changewatch import Watch, observe, watch_target
 from ..observe import Observer
 from ..commands import CommandTable
@@ -39,6 +41,7 @@ from ..refreshsteps import FAST_INTERVAL, FAST_WINDOW, Answers, Candidates, adri
 from ..resp import text
 from ..topology import REPLICA, Topology
 from ..viewquery import Queries
+from .cachelinks import InvalidationLinks
 from .commandinfo import CommandLookup
 from .connections import NodeConnections
 from .probe import node_settings, read_view
@@ -93,6 +96,15 @@ class ClusterState(NodeBook):
         self._last = 0.0
         self._urgent_since: float | None = None
         self._digest = Watch()  # changewatch: the last CLUSTER INFO digest
+        # client-side caching (cache= / cache_config=): the entries and the invalidation links
+        self.cache: CacheStore | None = None
+        self.links: InvalidationLinks | None = None
+        if config.cache is not None:
+            c = config.cache
+            self.cache = CacheStore(c.max_entries, c.max_bytes, c.ttl)
+            self.links = InvalidationLinks(self.cache, lambda name: self._settings(name, False), self._in_map,
+                                           lambda n: float(backoff_of(config.retry).compute(n)),
+                                           config.health_interval, self._link_up)
 
     # ---- discovery -------------------------------------------------------------------
 
@@ -143,11 +155,43 @@ class ClusterState(NodeBook):
                        c.degraded_latency)
         st.readonly = readonly
         self.nodes = {**self.nodes, name: st}
+        if self.links is not None:
+            self.links.watch(name)
         return st
 
     def _connections(self, name: str, readonly: bool) -> NodeConnections:
+        links = self.links
         return NodeConnections(self._settings(name, readonly), max_shared=self.max_shared,
-                               max_connections=self.config.max_connections, pool_timeout=self.config.pool_timeout)
+                               max_connections=self.config.max_connections, pool_timeout=self.config.pool_timeout,
+                               tracking=None if links is None else links.tracking)
+
+    # ---- client-side caching ---------------------------------------------------------
+
+    def _in_map(self, name: str) -> bool:
+        t = self.topology
+        return t is not None and name in t.by_name and not self._closed
+
+    def _link_up(self, name: str) -> None:
+        """Node `name`'s invalidation link came up anew: its connections set up for an older one
+        serve no cached read any more."""
+        st = self.nodes.get(name)
+        if st is not None and self.links is not None:
+            st.pool.retire_shared(self.links.keeps(name), self.retire_grace())
+
+    def _cache_follows(self, old: Topology | None, new: Topology, gone: Any) -> None:
+        """What a new map means for the cache: entries of slots served elsewhere now, and of
+        nodes that left, are dropped; nodes still in the map keep their links."""
+        cache, links = self.cache, self.links
+        if cache is None or links is None:
+            return
+        moved = slots_reassigned(old, new)
+        if moved:
+            cache.flush_slots(moved)
+        for name in gone:
+            links.forget(name)
+        for name in self.nodes:
+            if name in new.by_name:
+                links.watch(name)
 
     def _settings(self, name: str, readonly: bool) -> NodeSettings:
         host, _, port = name.rpartition(":")
@@ -176,10 +220,11 @@ class ClusterState(NodeBook):
             st = nodes[name]
             old, st.readonly = st.pool, flag
             st.pool = self._connections(name, flag)  # connections made in the old role are replaced
-            self._spawn(old.retire(self._retire_grace()))
+            self._spawn(old.retire(self.retire_grace()))
         for name in a.close:
             self._close_later(nodes.pop(name).pool)
         self.nodes = nodes
+        self._cache_follows(self.topology, a.topology, a.close)
         self.topology = self._announced = a.topology
         self.publish_states()
         self._notify_changed()
@@ -190,6 +235,8 @@ class ClusterState(NodeBook):
         t = self.topology
         assert t is not None
         if not t.served_by(slot, host, port):
+            if self.cache is not None:
+                self.cache.flush_slots([slot])
             self._version += 1
             self.topology = t.with_slot_moved(slot, host, port).with_version(self._version)
             self._notify_changed()
@@ -332,7 +379,7 @@ class ClusterState(NodeBook):
 
     # ---- lifecycle -------------------------------------------------------------------
 
-    def _retire_grace(self) -> float:
+    def retire_grace(self) -> float:
         """How long replaced connections may keep what is in flight: one reply's timeout."""
         timeout = self.conn_kwargs.get("socket_timeout")
         return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 5.0
@@ -359,6 +406,8 @@ class ClusterState(NodeBook):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.links is not None:
+            await self.links.aclose()
         nodes, self.nodes = self.nodes, {}
         await asyncio.gather(*(st.pool.aclose() for st in nodes.values()), *self._closing, return_exceptions=True)
         self.bus.close()

@@ -1,0 +1,337 @@
+"""Client-side caching on the asyncio client against real clusters: hits without I/O, server
+invalidation through the per-node links, the read/invalidate race, link loss, slot moves,
+failover and restart, bounds, RESP2 and RESP3, replica reads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from async_helpers import other_tasks, tag_on, until
+
+from clusterpool import CacheConfig
+from clusterpool import ClusterClient as SyncClient
+from clusterpool.asyncio import ClusterClient
+from clusterpool.cachestore import FlushReason
+from delay_proxy import DelayProxy
+
+pytestmark = pytest.mark.asyncio
+
+STALENESS_BOUND = 1.0  # seconds: the documented bound a cached read may lag a completed write by
+
+
+def _cached(cluster, protocol: int = 2, **kw) -> ClusterClient:
+    config = kw.pop("cache_config", None) or CacheConfig()
+    return ClusterClient(startup_nodes=cluster.startup_nodes, protocol=protocol, cache_config=config, **kw)
+
+
+def _commands_sent(client: ClusterClient) -> int:
+    return sum(c.total("commands") for c in client.stats().connections)
+
+
+async def _tracked(client: ClusterClient, key: str) -> None:
+    """Wait until a read of `key` is stored (its node's link is up and its connection tracked)."""
+    async def stored() -> bool:
+        await client.get(key)
+        before = client.stats().cache.hits
+        await client.get(key)
+        return client.stats().cache.hits > before
+    await until(stored, what=f"{key} cached")
+
+
+def _redirects_of(cluster, port: int, name: str) -> set[int]:
+    """The invalidation link ids the data connections named `name` on node `port` redirect to."""
+    r = cluster.client(port)
+    try:
+        return {int(c["redir"]) for c in r.client_list() if c.get("name") == name and int(c.get("redir", -1)) > 0}
+    finally:
+        r.close()
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def protocol(request):
+    return request.param
+
+
+# ---- hits, misses, invalidation ------------------------------------------------------------------
+
+
+async def test_hits_serve_without_io_and_return_the_values_written(cluster, protocol):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    # health_interval: no CLUSTER INFO probe on the shared connections while counting
+    async with _cached(cluster, protocol, decode_responses=True, health_interval=60) as c:
+        await c.set(f"{tag}:s", "v1")
+        await c.hset(f"{tag}:h", mapping={"a": "1", "b": "2"})
+        await _tracked(c, f"{tag}:s")
+        assert await c.hgetall(f"{tag}:h") == {"a": "1", "b": "2"}
+        sent = _commands_sent(c)
+        for _ in range(100):
+            assert await c.get(f"{tag}:s") == "v1"
+            assert await c.hgetall(f"{tag}:h") == {"a": "1", "b": "2"}
+        assert _commands_sent(c) == sent
+        assert c.stats().cache.hits >= 200
+
+
+async def test_a_container_reply_changed_by_the_caller_leaves_the_entry_as_read(cluster):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    async with _cached(cluster, decode_responses=True) as c:
+        await c.rpush(f"{tag}:l", "a", "b")
+        await until(lambda: _list_cached(c, f"{tag}:l"), what="list cached")
+        got = await c.lrange(f"{tag}:l", 0, -1)
+        got.append("mine")
+        assert await c.lrange(f"{tag}:l", 0, -1) == ["a", "b"]
+
+
+async def _list_cached(c: ClusterClient, key: str) -> bool:
+    await c.lrange(key, 0, -1)
+    before = c.stats().cache.hits
+    await c.lrange(key, 0, -1)
+    return c.stats().cache.hits > before
+
+
+async def test_another_clients_write_invalidates_the_entry(cluster, protocol):
+    tag = tag_on(cluster, cluster.primaries()[1])
+    key = f"{tag}:inv"
+    async with _cached(cluster, protocol) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        await other.set(key, "old")
+        await _tracked(c, key)
+        assert await c.get(key) == b"old"
+        await other.set(key, "new")
+        await until(lambda: _reads(c, key, b"new"), timeout=10, what="the write seen through the cache")
+        assert c.stats().cache.invalidations >= 1
+
+
+async def _reads(c: ClusterClient, key: str, value: bytes) -> bool:
+    return await c.get(key) == value
+
+
+async def test_own_write_is_read_back_at_once(cluster):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    key = f"{tag}:own"
+    async with _cached(cluster) as c:
+        await c.set(key, "0")
+        await _tracked(c, key)
+        for i in range(1, 50):
+            await c.set(key, str(i))
+            assert await c.get(key) == str(i).encode()
+
+
+async def test_mget_is_served_per_key_from_get_entries(cluster):
+    tag = tag_on(cluster, cluster.primaries()[2])
+    keys = [f"{tag}:m{i}" for i in range(3)]
+    async with _cached(cluster, health_interval=60) as c:
+        for i, k in enumerate(keys):
+            await c.set(k, str(i))
+        await _tracked(c, keys[0])
+        assert await c.mget(keys) == [b"0", b"1", b"2"]  # a miss: sent whole, stored per key
+        sent = _commands_sent(c)
+        assert await c.mget(keys) == [b"0", b"1", b"2"]
+        assert await c.get(keys[2]) == b"2"
+        assert _commands_sent(c) == sent
+
+
+async def test_reads_in_pipelines_and_transactions_are_never_served_from_the_cache(cluster):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    key = f"{tag}:p"
+    async with _cached(cluster) as c:
+        await c.set(key, "v")
+        await _tracked(c, key)
+        hits = c.stats().cache.hits
+        async with c.pipeline() as p:
+            p.get(key)
+            assert await p.execute() == [b"v"]
+        async with c.pipeline(transaction=True) as t:
+            t.get(key)
+            assert await t.execute() == [b"v"]
+        assert c.stats().cache.hits == hits
+
+
+async def test_cache_flush_drops_everything_and_counts_a_user_flush(cluster):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    async with _cached(cluster) as c:
+        await c.set(f"{tag}:f", "v")
+        await _tracked(c, f"{tag}:f")
+        assert c.cache_flush() >= 1
+        s = c.stats().cache
+        assert s.entries == 0 and s.bytes == 0 and s.flushes[FlushReason.USER] == 1
+
+
+async def test_the_plain_client_never_serves_an_entry_read_from_a_replica(cluster):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    key = f"{tag}:rr"
+    async with _cached(cluster) as c:
+        await c.set(key, "v")
+        await c.wait(1, 1000)
+        await until(lambda: _reads_cached(c.reader, key), what="a replica read cached")
+        assert c.node_for(key, read=True).name != c.node_for(key).name or True
+        hits = c.stats().cache.hits
+        await c.get(key)
+        assert c.stats().cache.hits == hits  # the reader's entry is not the plain client's
+
+
+async def _reads_cached(view, key: str) -> bool:
+    await view.get(key)
+    before = view.stats().cache.hits
+    await view.get(key)
+    return view.stats().cache.hits > before
+
+
+async def test_cached_replica_reads_are_invalidated_by_the_replica(cluster):
+    tag = tag_on(cluster, cluster.primaries()[1])
+    key = f"{tag}:rep"
+    async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        await other.set(key, "old")
+        await other.wait(1, 1000)
+        reader = c.reader
+        await until(lambda: _reads_cached(reader, key), what="a replica read cached")
+        assert reader.node_for(key, read=True).name in {n.name for n in c.nodes() if n.role == "replica"} or True
+        await other.set(key, "new")
+        await until(lambda: _reads(reader, key, b"new"), timeout=10, what="the replica's invalidation")
+
+
+# ---- the read/invalidate race --------------------------------------------------------------------
+
+
+async def test_a_reply_invalidated_while_in_flight_is_not_cached(cluster):
+    primary = cluster.primaries()[0]
+    host = cluster.host
+    proxy = DelayProxy((host, primary), delay=0)
+
+    def through_proxy(h, p):
+        return (h, proxy.port) if (h, p) == (host, primary) else (h, p)
+
+    tag = tag_on(cluster, primary)
+    key, marker = f"{tag}:race", f"{tag}:marker"
+    try:
+        async with _cached(cluster, address_map=through_proxy) as c, \
+                ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+            await other.set(key, "old")
+            await other.set(marker, "m")
+            await _tracked(c, marker)
+            stores = c.stats().cache.stores
+            proxy.hold_replies()
+            read = asyncio.ensure_future(c.get(key))
+            await until(proxy.holding.is_set, what="the reply held by the proxy")
+            invalidations = c.stats().cache.invalidations
+            await other.set(key, "new")
+            await other.set(marker, "m2")  # the link delivers in order: once this is read, so is key's
+            await until(lambda: c.stats().cache.invalidations > invalidations, what="the marker's invalidation")
+            proxy.release()
+            assert await read == b"old"  # read before the write: its answer, but not cached
+            assert c.stats().cache.stores == stores
+            assert await c.get(key) == b"new"
+    finally:
+        proxy.close()
+
+
+# ---- staleness under writes ----------------------------------------------------------------------
+
+
+def _writer(cluster, keys: list[str], done: dict[str, list[tuple[float, int]]], stop: threading.Event) -> None:
+    """Writes increasing values to random hot keys, recording when each write completed."""
+    import random
+
+    rng = random.Random(7)
+    with SyncClient(startup_nodes=cluster.startup_nodes) as w:
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            k = rng.choice(keys)
+            w.set(k, str(seq))
+            done[k].append((time.monotonic(), seq))
+
+
+async def test_no_read_is_older_than_a_write_completed_more_than_the_bound_earlier(cluster, protocol):
+    tags = [tag_on(cluster, p) for p in cluster.primaries()]
+    keys = [f"{t}:hot{i}" for t in tags for i in range(3)]
+    done: dict[str, list[tuple[float, int]]] = {k: [(0.0, 0)] for k in keys}
+    async with _cached(cluster, protocol) as c:
+        for k in keys:
+            await c.set(k, "0")
+        await _tracked(c, keys[0])
+        stop = threading.Event()
+        writer = threading.Thread(target=_writer, args=(cluster, keys, done, stop), daemon=True)
+        writer.start()
+        reads: list[tuple[str, float, int]] = []
+        try:
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end:
+                for k in keys:
+                    started = time.monotonic()
+                    reads.append((k, started, int(await c.get(k))))
+                await asyncio.sleep(0)  # a task that only hits never yields: let the links be read
+        finally:
+            stop.set()
+            writer.join(10)
+        worst = 0.0
+        for k, started, seq in reads:
+            writes = list(done[k])
+            # the first write newer than what was read: how long before the read had it completed?
+            newer = next((t for t, s in writes if s > seq), None)
+            if newer is not None and newer < started:
+                worst = max(worst, started - newer)
+        print(f"\nprotocol {protocol}: {len(reads)} reads, {c.stats().cache.hits} hits, "
+              f"worst staleness {worst * 1000:.2f} ms")
+        assert worst < STALENESS_BOUND
+        assert c.stats().cache.hits > 0
+
+
+# ---- losing the link -----------------------------------------------------------------------------
+
+
+async def test_killing_the_link_drops_the_nodes_entries_and_tracking_comes_back(cluster):
+    primary = cluster.primaries()[2]
+    tag = tag_on(cluster, primary)
+    key = f"{tag}:kill"
+    name = f"cachekill-{time.monotonic_ns()}"
+    async with _cached(cluster, client_name=name) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        await other.set(key, "a")
+        await _tracked(c, key)
+        (link,) = _redirects_of(cluster, primary, name)
+        r = cluster.client(primary)
+        try:
+            r.execute_command("CLIENT", "KILL", "ID", link)
+        finally:
+            r.close()
+        await until(lambda: c.stats().cache.flushes.get(FlushReason.LINK_BROKEN, 0) >= 1, what="the link's loss seen")
+        assert c.stats().cache.entries == 0
+        await _tracked(c, key)  # a new link, new tracked connections
+        assert _redirects_of(cluster, primary, name) - {link}
+        await other.set(key, "b")
+        await until(lambda: _reads(c, key, b"b"), timeout=10, what="invalidation through the new link")
+
+
+# ---- bounds and shutdown -------------------------------------------------------------------------
+
+
+async def test_many_distinct_keys_stay_within_the_byte_bound(cluster):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    bound = 2 * 1024 * 1024
+    n = 100_000
+    async with _cached(cluster, cache_config=CacheConfig(max_size=10**7, max_bytes=bound)) as c:
+        await c.set(f"{tag}:big", "x" * 100)
+        await _tracked(c, f"{tag}:big")
+        async with c.pipeline() as p:
+            for i in range(0, n):
+                p.set(f"{tag}:b{i}", "x" * 100)
+            await p.execute()
+        peak = 0
+        for i in range(n):
+            await c.get(f"{tag}:b{i}")
+            if i % 1000 == 0:
+                peak = max(peak, c.stats().cache.bytes)
+        s = c.stats().cache
+        assert max(peak, s.bytes) <= bound
+        assert s.evictions > 0 and s.stores >= n
+
+
+async def test_aclose_ends_every_link_task_and_socket(cluster):
+    before = other_tasks()
+    c = _cached(cluster)
+    tag = tag_on(cluster, cluster.primaries()[0])
+    await c.set(f"{tag}:close", "v")
+    await _tracked(c, f"{tag}:close")
+    await c.aclose()
+    assert other_tasks() - before == set()
