@@ -31,6 +31,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from ._version import __version__
 from .asyncio.client import ClusterClient as AsyncClusterClient
+from .cachestore import CacheStats
 from .client import ClusterClient
 from .errors import ConfigurationError
 from .events import Event, RoleChanged
@@ -116,6 +117,10 @@ class Instrumentation:
             self._instruments.failovers.add(1, attrs)
 
     # ---- observable gauges (read at collection time) --------------------------------
+
+    def cache_stats(self) -> CacheStats | None:
+        """The client's client-side cache counters, or None (no cache)."""
+        return getattr(self.client.stats(), "cache", None)
 
     def connection_counts(self) -> Iterable[tuple[str, int, int, int]]:
         """(node, used, idle, pending) for each node the client has connections to."""

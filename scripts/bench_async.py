@@ -12,6 +12,11 @@ coredis (each skipped when not importable; `pip install -e '.[bench]'`). Each sc
 runs every client in turn, `--rounds` times (so all see the same machine load), and
 keeps each client's best. Then it prints the ratios and issue 16's targets, met or not.
 
+Client-side caching (`--cache`, or `--only-cache`): one task, GET one after the other with
+clusterpool.asyncio: uncached, cached hits (a hot key set read before), and cached misses
+(keys never read before) against uncached GETs of such keys; it prints hits/uncached (issue
+25's target: >= 10x) and what a miss costs over no cache (target: under 5%).
+
 Event loops (`--loops`, default: asyncio and uvloop when installed): all the rounds on one
 loop, then all on the next (glide's asyncio client hangs when it has clients on two live
 loops, so the loops cannot take turns within a round); one run prints them side by side.
@@ -30,6 +35,7 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from clusterpool import CacheConfig
 from clusterpool.asyncio import ClusterClient
 from clusterpool.slots import key_slot
 from clusterpool.testing import LocalCluster
@@ -176,6 +182,53 @@ async def coredis_client(host: str, port: int, keys: list[str]) -> Subject | Non
     return Subject(COREDIS, c.get, c.set, keys, batch, c.mget, lambda: c.__aexit__(None, None, None))
 
 
+# ---- client-side caching: one task ---------------------------------------------------
+
+UNCACHED, HITS, MISSES, FRESH = "GET uncached", "GET cached hits", "GET cached misses", "GET uncached, fresh keys"
+
+
+async def get_rate(get: Callable[[str], Awaitable[Any]], keys: list[str]) -> float:
+    t0 = time.perf_counter()
+    for k in keys:
+        await get(k)
+    return len(keys) / (time.perf_counter() - t0)
+
+
+async def cache_leg(host: str, port: int, ops: int, rounds: int, best: Best) -> None:
+    """The four GET measurements, each round in turn on a cached and an uncached client."""
+    plain = ClusterClient(host, port)
+    cached = ClusterClient(host, port, cache_config=CacheConfig(max_size=10**6))
+    await plain.initialize()
+    await cached.initialize()
+    hot = [f"bench:{i}" for i in range(256)]
+    try:
+        for k in hot:
+            await plain.set(k, "v")
+        await get_rate(cached.get, hot * 4)  # warm: links up, connections tracked, entries stored
+        await get_rate(plain.get, hot * 4)
+        for _ in range(rounds):
+            fresh = [f"bench:miss:{time.monotonic_ns()}:{i}" for i in range(ops)]
+            other = [f"bench:miss:{time.monotonic_ns()}:{i}" for i in range(ops)]
+            for scenario, rate in ((UNCACHED, get_rate(plain.get, (hot * (ops // len(hot) + 1))[:ops])),
+                                   (HITS, get_rate(cached.get, (hot * (ops * 10 // len(hot) + 1))[:ops * 10])),
+                                   (MISSES, get_rate(cached.get, fresh)), (FRESH, get_rate(plain.get, other))):
+                best[(scenario, OURS)] = max(best.get((scenario, OURS), 0.0), await rate)
+            cached.cache_flush()
+    finally:
+        await plain.aclose()
+        await cached.aclose()
+
+
+def cache_report(best: Best) -> None:
+    print(f"\n==== client-side caching, {OURS}, one task")
+    for sc in (UNCACHED, HITS, MISSES, FRESH):
+        print(f"  {sc:<26} {best[(sc, OURS)]:>12,.0f} ops/s")
+    hits = best[(HITS, OURS)] / best[(UNCACHED, OURS)]
+    miss = best[(FRESH, OURS)] / best[(MISSES, OURS)] - 1
+    print(f"  hits over uncached: {hits:.1f}x (target >= 10x: {'met' if hits >= 10 else 'MISSED'})")
+    print(f"  a miss costs {miss * 100:+.1f}% over no cache (target < 5%: {'met' if miss < 0.05 else 'MISSED'})")
+
+
 # ---- the run -------------------------------------------------------------------------
 
 
@@ -228,7 +281,16 @@ async def leg(host: str, port: int, one_node: int, best: Best, work: Work, round
 
 
 def bench(host: str, port: int, one_node: int, ops: int, counts: list[int], rounds: int,
-          loops: dict[str, Callable[[], asyncio.AbstractEventLoop]]) -> None:
+          loops: dict[str, Callable[[], asyncio.AbstractEventLoop]], cache: bool, others: bool) -> None:
+    if cache:
+        for name, factory in loops.items():
+            cached: Best = {}
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(cache_leg(host, port, max(1000, ops // 4), rounds, cached))
+            print(f"\non {name}'s event loop:", end="")
+            cache_report(cached)
+    if not others:
+        return
     best: dict[str, Best] = {name: {} for name in loops}
     names: dict[str, list[str]] = {}
     scenarios = [f"{n} tasks" for n in counts] + [PIPELINE, MGET]
@@ -295,6 +357,8 @@ def main() -> None:
     ap.add_argument("--tasks", default="1,16,256")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--loops", default="asyncio,uvloop", help="event loops to run on, in turn (asyncio, uvloop)")
+    ap.add_argument("--cache", action="store_true", help="also the client-side caching scenario")
+    ap.add_argument("--only-cache", action="store_true", help="only the client-side caching scenario")
     args = ap.parse_args()
     counts = [int(x) for x in args.tasks.split(",")]
     local = None
@@ -307,7 +371,8 @@ def main() -> None:
     try:
         existing = LocalCluster.existing(f"{host}:{port}")
         one_node = existing.primaries()[0]
-        bench(host, port, one_node, args.ops, counts, args.rounds, loop_factories(args.loops.split(",")))
+        bench(host, port, one_node, args.ops, counts, args.rounds, loop_factories(args.loops.split(",")),
+              args.cache or args.only_cache, not args.only_cache)
     finally:
         if local is not None:
             local.stop()

@@ -90,7 +90,7 @@ class CacheReadMixin(PlacementMixin):
                     options: dict[str, Any], ckeys: list[Any], rkeys: list[bytes], many: int | None) -> Any:
         """Read through `_run` with a ticket taken before the write; store the raw reply (a list
         of `many` per-key replies for MGET) if the ticket and the carrying connection allow it."""
-        deadline = self.deadline()
+        deadline = None if self.config.retry_timeout is None else self.deadline()
         if node is None:
             topo = self._state.topology
             assert topo is not None
@@ -108,7 +108,7 @@ class CacheReadMixin(PlacementMixin):
         if raw is MISS or (many is not None and not (type(raw) is list and len(raw) == many)):
             store.abandon(ticket)
             return result
-        items = list(zip(ckeys, rkeys, raw if many is not None else (raw,)))
+        items = [(ckeys[0], rkeys[0], raw)] if many is None else list(zip(ckeys, rkeys, raw))
         now = time.monotonic() if store.ttl else 0.0
         store.finish(ticket, items, slot, via.node, now, links.book.tracked(via.node, via.gen))
         return result

@@ -335,3 +335,129 @@ async def test_aclose_ends_every_link_task_and_socket(cluster):
     await _tracked(c, f"{tag}:close")
     await c.aclose()
     assert other_tasks() - before == set()
+
+
+# ---- failover, migration, restart (private clusters) ---------------------------------------------
+
+
+async def _write_until_done(other: ClusterClient, key: str, value: str) -> None:
+    """Write `value` once the cluster takes writes for `key` again (recovery may still be under way)."""
+    async def wrote() -> bool:
+        try:
+            return bool(await other.set(key, value))
+        except Exception:  # noqa: BLE001 - the cluster is still recovering
+            return False
+    await until(wrote, timeout=60, what=f"a write of {key} accepted")
+
+
+async def _serves_only(c: ClusterClient, key: str, value: bytes) -> None:
+    """Once a read through the cache returns `value`, no later read returns anything else."""
+    async def fresh() -> bool:
+        try:
+            return await c.get(key) == value
+        except Exception:  # noqa: BLE001 - our client is still recovering
+            return False
+    await until(fresh, timeout=60, what=f"{key} read as {value!r}")
+    for _ in range(200):
+        assert await c.get(key) == value
+        await asyncio.sleep(0)
+
+
+async def test_a_kill_9_failover_leaves_no_stale_entry_served(fresh_cluster):
+    cluster = fresh_cluster
+    primary = cluster.primaries()[0]
+    key = f"{tag_on(cluster, primary)}:fo"
+    async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        await other.set(key, "before")
+        await _tracked(c, key)
+        cluster.kill(primary)
+        await until(lambda: c.stats().cache.flushes.get(FlushReason.LINK_BROKEN, 0) >= 1, what="the link's loss seen")
+        cluster.wait_promoted(primary)
+        await _write_until_done(other, key, "after")
+        await _serves_only(c, key, b"after")
+        await _tracked(c, key)  # cached again from the new primary, and invalidated by it
+        await other.set(key, "later")
+        await _serves_only(c, key, b"later")
+
+
+async def test_a_slot_migration_leaves_no_stale_entry_served(fresh_cluster):
+    cluster = fresh_cluster
+    src, dst = cluster.primaries()[0], cluster.primaries()[1]
+    key = f"{tag_on(cluster, src)}:mig"
+    async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        await other.set(key, "before")
+        await _tracked(c, key)
+        cluster.move_slot(c.slot(key), dst)
+        await _write_until_done(other, key, "after")
+        await _serves_only(c, key, b"after")
+        assert c.stats().cache.flushes.get(FlushReason.SLOT_MOVED, 0) >= 1
+        await _tracked(c, key)
+        await other.set(key, "later")
+        await _serves_only(c, key, b"later")
+
+
+async def test_a_node_restart_leaves_no_stale_entry_served(fresh_cluster):
+    cluster = fresh_cluster
+    primary = cluster.primaries()[2]
+    key = f"{tag_on(cluster, primary)}:rs"
+    async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        await other.set(key, "before")
+        await _tracked(c, key)
+        cluster.kill(primary)
+        cluster.restart(primary)  # back before (or after, as it happens) its replica takes over
+        await until(lambda: c.stats().cache.flushes.get(FlushReason.LINK_BROKEN, 0) >= 1, what="the link's loss seen")
+        await _write_until_done(other, key, "after")
+        await _serves_only(c, key, b"after")
+        await _tracked(c, key)
+        await other.set(key, "later")
+        await _serves_only(c, key, b"later")
+
+
+# ---- visibility ----------------------------------------------------------------------------------
+
+
+async def test_prometheus_reports_the_cache(cluster):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from clusterpool.metrics import PoolCollector
+
+    tag = tag_on(cluster, cluster.primaries()[0])
+    async with _cached(cluster) as c:
+        await c.set(f"{tag}:prom", "v")
+        await _tracked(c, f"{tag}:prom")
+        c.cache_flush()
+        registry = CollectorRegistry()
+        registry.register(PoolCollector(c))
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+        assert families["clusterpool_cache_hits"].samples[0].value >= 1
+        assert families["clusterpool_cache_misses"].samples[0].value >= 1
+        assert {s.labels["reason"]: s.value for s in families["clusterpool_cache_flushes"].samples} == {"user": 1}
+        assert families["clusterpool_cache_entries"].samples[0].value == 0
+
+
+async def test_opentelemetry_reports_the_cache(cluster):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from clusterpool import otel
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    tag = tag_on(cluster, cluster.primaries()[0])
+    try:
+        async with _cached(cluster) as c:
+            inst = otel.instrument(c, meter_provider=provider)
+            await c.set(f"{tag}:otel", "v")
+            await _tracked(c, f"{tag}:otel")
+            c.cache_flush()
+            data = reader.get_metrics_data()
+            points = {m.name: list(m.data.data_points) for rm in data.resource_metrics
+                      for sm in rm.scope_metrics for m in sm.metrics}
+            inst.uninstrument()
+        assert points["clusterpool.client.cache.hits"][0].value >= 1
+        assert points["clusterpool.client.cache.entries"][0].value == 0
+        assert {p.attributes["clusterpool.cache.flush.reason"]: p.value
+                for p in points["clusterpool.client.cache.flushes"]} == {"user": 1}
+    finally:
+        provider.shutdown()
