@@ -14,7 +14,7 @@ from async_helpers import other_tasks, tag_on, until
 from clusterpool import CacheConfig
 from clusterpool import ClusterClient as SyncClient
 from clusterpool.asyncio import ClusterClient
-from clusterpool.cachestore import FlushReason
+from clusterpool.cachestore import CacheStats, FlushReason
 from delay_proxy import DelayProxy
 
 pytestmark = pytest.mark.asyncio
@@ -31,14 +31,23 @@ def _commands_sent(client: ClusterClient) -> int:
     return sum(c.total("commands") for c in client.stats().connections)
 
 
-async def _tracked(client: ClusterClient, key: str) -> None:
-    """Wait until a read of `key` is stored (its node's link is up and its connection tracked)."""
-    async def stored() -> bool:
-        await client.get(key)
-        before = client.stats().cache.hits
-        await client.get(key)
-        return client.stats().cache.hits > before
-    await until(stored, what=f"{key} cached")
+async def _hits_again(view, read) -> bool:
+    """Whether `read()` (on `view`) hits the cache the second time in a row."""
+    await read()
+    before = view.stats().cache.hits
+    await read()
+    return view.stats().cache.hits > before
+
+
+async def _tracked(view, key: str) -> None:
+    """Wait until a GET of `key` is stored (its node's link is up and its connection tracked)."""
+    await until(lambda: _hits_again(view, lambda: view.get(key)), what=f"{key} cached")
+
+
+async def _stored(c, key: str, value: str = "v") -> None:
+    """Write `value` to `key` through `c` and wait until a GET of it is cached."""
+    await c.set(key, value)
+    await _tracked(c, key)
 
 
 def _redirects_of(cluster, port: int, name: str) -> set[int]:
@@ -78,17 +87,10 @@ async def test_a_container_reply_changed_by_the_caller_leaves_the_entry_as_read(
     tag = tag_on(cluster, cluster.primaries()[0])
     async with _cached(cluster, decode_responses=True) as c:
         await c.rpush(f"{tag}:l", "a", "b")
-        await until(lambda: _list_cached(c, f"{tag}:l"), what="list cached")
+        await until(lambda: _hits_again(c, lambda: c.lrange(f"{tag}:l", 0, -1)), what="list cached")
         got = await c.lrange(f"{tag}:l", 0, -1)
         got.append("mine")
         assert await c.lrange(f"{tag}:l", 0, -1) == ["a", "b"]
-
-
-async def _list_cached(c: ClusterClient, key: str) -> bool:
-    await c.lrange(key, 0, -1)
-    before = c.stats().cache.hits
-    await c.lrange(key, 0, -1)
-    return c.stats().cache.hits > before
 
 
 async def test_another_clients_write_invalidates_the_entry(cluster, protocol):
@@ -111,8 +113,7 @@ async def test_own_write_is_read_back_at_once(cluster):
     tag = tag_on(cluster, cluster.primaries()[0])
     key = f"{tag}:own"
     async with _cached(cluster) as c:
-        await c.set(key, "0")
-        await _tracked(c, key)
+        await _stored(c, key, "0")
         for i in range(1, 50):
             await c.set(key, str(i))
             assert await c.get(key) == str(i).encode()
@@ -136,8 +137,7 @@ async def test_reads_in_pipelines_and_transactions_are_never_served_from_the_cac
     tag = tag_on(cluster, cluster.primaries()[0])
     key = f"{tag}:p"
     async with _cached(cluster) as c:
-        await c.set(key, "v")
-        await _tracked(c, key)
+        await _stored(c, key, "v")
         hits = c.stats().cache.hits
         async with c.pipeline() as p:
             p.get(key)
@@ -151,8 +151,7 @@ async def test_reads_in_pipelines_and_transactions_are_never_served_from_the_cac
 async def test_cache_flush_drops_everything_and_counts_a_user_flush(cluster):
     tag = tag_on(cluster, cluster.primaries()[0])
     async with _cached(cluster) as c:
-        await c.set(f"{tag}:f", "v")
-        await _tracked(c, f"{tag}:f")
+        await _stored(c, f"{tag}:f", "v")
         assert c.cache_flush() >= 1
         s = c.stats().cache
         assert s.entries == 0 and s.bytes == 0 and s.flushes[FlushReason.USER] == 1
@@ -164,18 +163,11 @@ async def test_the_plain_client_never_serves_an_entry_read_from_a_replica(cluste
     async with _cached(cluster) as c:
         await c.set(key, "v")
         await c.wait(1, 1000)
-        await until(lambda: _reads_cached(c.reader, key), what="a replica read cached")
-        assert c.node_for(key, read=True).name != c.node_for(key).name or True
+        await _tracked(c.reader, key)
+        assert c.reader.node_for(key, read=True).role == "replica"
         hits = c.stats().cache.hits
         await c.get(key)
         assert c.stats().cache.hits == hits  # the reader's entry is not the plain client's
-
-
-async def _reads_cached(view, key: str) -> bool:
-    await view.get(key)
-    before = view.stats().cache.hits
-    await view.get(key)
-    return view.stats().cache.hits > before
 
 
 async def test_cached_replica_reads_are_invalidated_by_the_replica(cluster):
@@ -185,8 +177,8 @@ async def test_cached_replica_reads_are_invalidated_by_the_replica(cluster):
         await other.set(key, "old")
         await other.wait(1, 1000)
         reader = c.reader
-        await until(lambda: _reads_cached(reader, key), what="a replica read cached")
-        assert reader.node_for(key, read=True).name in {n.name for n in c.nodes() if n.role == "replica"} or True
+        await _tracked(reader, key)
+        assert reader.node_for(key, read=True).role == "replica"
         await other.set(key, "new")
         await until(lambda: _reads(reader, key, b"new"), timeout=10, what="the replica's invalidation")
 
@@ -295,7 +287,7 @@ async def test_killing_the_link_drops_the_nodes_entries_and_tracking_comes_back(
             r.execute_command("CLIENT", "KILL", "ID", link)
         finally:
             r.close()
-        await until(lambda: c.stats().cache.flushes.get(FlushReason.LINK_BROKEN, 0) >= 1, what="the link's loss seen")
+        await _link_lost(c)
         assert c.stats().cache.entries == 0
         await _tracked(c, key)  # a new link, new tracked connections
         assert _redirects_of(cluster, primary, name) - {link}
@@ -331,8 +323,7 @@ async def test_aclose_ends_every_link_task_and_socket(cluster):
     before = other_tasks()
     c = _cached(cluster)
     tag = tag_on(cluster, cluster.primaries()[0])
-    await c.set(f"{tag}:close", "v")
-    await _tracked(c, f"{tag}:close")
+    await _stored(c, f"{tag}:close", "v")
     await c.aclose()
     assert other_tasks() - before == set()
 
@@ -363,54 +354,56 @@ async def _serves_only(c: ClusterClient, key: str, value: bytes) -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_kill_9_failover_leaves_no_stale_entry_served(fresh_cluster):
-    cluster = fresh_cluster
-    primary = cluster.primaries()[0]
-    key = f"{tag_on(cluster, primary)}:fo"
+async def _no_stale_entry_after(cluster, port: int, disrupt) -> CacheStats:
+    """Cache a key of node `port`, run `disrupt(client, key)`, then check that a write made after
+    recovery is what the cache serves, and that the key is cached and invalidated again."""
+    key = f"{tag_on(cluster, port)}:recover"
     async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
         await other.set(key, "before")
         await _tracked(c, key)
-        cluster.kill(primary)
-        await until(lambda: c.stats().cache.flushes.get(FlushReason.LINK_BROKEN, 0) >= 1, what="the link's loss seen")
-        cluster.wait_promoted(primary)
+        await disrupt(c, key)
         await _write_until_done(other, key, "after")
         await _serves_only(c, key, b"after")
-        await _tracked(c, key)  # cached again from the new primary, and invalidated by it
+        await _tracked(c, key)  # cached again from the node serving it now, and invalidated by it
         await other.set(key, "later")
         await _serves_only(c, key, b"later")
+        return c.stats().cache
+
+
+async def _link_lost(c: ClusterClient) -> None:
+    await until(lambda: c.stats().cache.flushes.get(FlushReason.LINK_BROKEN, 0) >= 1, what="the link's loss seen")
+
+
+async def test_a_kill_9_failover_leaves_no_stale_entry_served(fresh_cluster):
+    primary = fresh_cluster.primaries()[0]
+
+    async def failover(c, key):
+        fresh_cluster.kill(primary)
+        await _link_lost(c)
+        fresh_cluster.wait_promoted(primary)
+
+    await _no_stale_entry_after(fresh_cluster, primary, failover)
 
 
 async def test_a_slot_migration_leaves_no_stale_entry_served(fresh_cluster):
-    cluster = fresh_cluster
-    src, dst = cluster.primaries()[0], cluster.primaries()[1]
-    key = f"{tag_on(cluster, src)}:mig"
-    async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
-        await other.set(key, "before")
-        await _tracked(c, key)
-        cluster.move_slot(c.slot(key), dst)
-        await _write_until_done(other, key, "after")
-        await _serves_only(c, key, b"after")
-        assert c.stats().cache.flushes.get(FlushReason.SLOT_MOVED, 0) >= 1
-        await _tracked(c, key)
-        await other.set(key, "later")
-        await _serves_only(c, key, b"later")
+    src, dst = fresh_cluster.primaries()[0], fresh_cluster.primaries()[1]
+
+    async def migrate(c, key):
+        fresh_cluster.move_slot(c.slot(key), dst)
+
+    stats = await _no_stale_entry_after(fresh_cluster, src, migrate)
+    assert stats.flushes.get(FlushReason.SLOT_MOVED, 0) >= 1
 
 
 async def test_a_node_restart_leaves_no_stale_entry_served(fresh_cluster):
-    cluster = fresh_cluster
-    primary = cluster.primaries()[2]
-    key = f"{tag_on(cluster, primary)}:rs"
-    async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
-        await other.set(key, "before")
-        await _tracked(c, key)
-        cluster.kill(primary)
-        cluster.restart(primary)  # back before (or after, as it happens) its replica takes over
-        await until(lambda: c.stats().cache.flushes.get(FlushReason.LINK_BROKEN, 0) >= 1, what="the link's loss seen")
-        await _write_until_done(other, key, "after")
-        await _serves_only(c, key, b"after")
-        await _tracked(c, key)
-        await other.set(key, "later")
-        await _serves_only(c, key, b"later")
+    primary = fresh_cluster.primaries()[2]
+
+    async def restart(c, key):
+        fresh_cluster.kill(primary)
+        fresh_cluster.restart(primary)  # back before (or after, as it happens) its replica takes over
+        await _link_lost(c)
+
+    await _no_stale_entry_after(fresh_cluster, primary, restart)
 
 
 # ---- visibility ----------------------------------------------------------------------------------
@@ -424,8 +417,7 @@ async def test_prometheus_reports_the_cache(cluster):
 
     tag = tag_on(cluster, cluster.primaries()[0])
     async with _cached(cluster) as c:
-        await c.set(f"{tag}:prom", "v")
-        await _tracked(c, f"{tag}:prom")
+        await _stored(c, f"{tag}:prom", "v")
         c.cache_flush()
         registry = CollectorRegistry()
         registry.register(PoolCollector(c))
@@ -448,8 +440,7 @@ async def test_opentelemetry_reports_the_cache(cluster):
     try:
         async with _cached(cluster) as c:
             inst = otel.instrument(c, meter_provider=provider)
-            await c.set(f"{tag}:otel", "v")
-            await _tracked(c, f"{tag}:otel")
+            await _stored(c, f"{tag}:otel", "v")
             c.cache_flush()
             data = reader.get_metrics_data()
             points = {m.name: list(m.data.data_points) for rm in data.resource_metrics
