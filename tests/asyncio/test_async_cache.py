@@ -186,7 +186,7 @@ async def test_cached_replica_reads_are_invalidated_by_the_replica(cluster):
 # ---- the read/invalidate race --------------------------------------------------------------------
 
 
-async def test_a_reply_invalidated_while_in_flight_is_not_cached(cluster):
+async def test_a_reply_invalidated_while_in_flight_is_not_cached(cluster, protocol):
     primary = cluster.primaries()[0]
     host = cluster.host
     proxy = DelayProxy((host, primary), delay=0)
@@ -197,7 +197,7 @@ async def test_a_reply_invalidated_while_in_flight_is_not_cached(cluster):
     tag = tag_on(cluster, primary)
     key, marker = f"{tag}:race", f"{tag}:marker"
     try:
-        async with _cached(cluster, address_map=through_proxy) as c, \
+        async with _cached(cluster, protocol, address_map=through_proxy) as c, \
                 ClusterClient(startup_nodes=cluster.startup_nodes) as other:
             await other.set(key, "old")
             await other.set(marker, "m")
@@ -273,12 +273,12 @@ async def test_no_read_is_older_than_a_write_completed_more_than_the_bound_earli
 # ---- losing the link -----------------------------------------------------------------------------
 
 
-async def test_killing_the_link_drops_the_nodes_entries_and_tracking_comes_back(cluster):
+async def test_killing_the_link_drops_the_nodes_entries_and_tracking_comes_back(cluster, protocol):
     primary = cluster.primaries()[2]
     tag = tag_on(cluster, primary)
     key = f"{tag}:kill"
     name = f"cachekill-{time.monotonic_ns()}"
-    async with _cached(cluster, client_name=name) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+    async with _cached(cluster, protocol, client_name=name) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
         await other.set(key, "a")
         await _tracked(c, key)
         (link,) = _redirects_of(cluster, primary, name)
