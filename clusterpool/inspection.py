@@ -47,6 +47,7 @@ class InspectionMixin:
             core.refresher.requests,
             t.version if t else 0,
             self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
+            cache=core.cache.stats() if core.cache is not None else None,
         )
 
     def recommend_pool_size(self, headroom: float = 1.2) -> PoolSize:
