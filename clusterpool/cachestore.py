@@ -139,6 +139,17 @@ class CacheStore:
             pass
         return copy_reply(e[_VALUE]) if e[_MUTABLE_REPLY] else e[_VALUE]
 
+    def get_all(self, ckeys: Sequence[Any], now: float = 0.0) -> list[Any] | None:
+        """Every key's cached reply (an MGET served per key), or None when any one is missing:
+        one hit per key, or one miss for the call."""
+        entries = self.entries
+        found = [entries.get(k) for k in ckeys]
+        if any(e is None or (e[_EXPIRES] and now >= e[_EXPIRES]) for e in found):
+            self.misses += 1
+            return None
+        self.hits += len(found)
+        return [copy_reply(e[_VALUE]) if e[_MUTABLE_REPLY] else e[_VALUE] for e in found]  # type: ignore[index]
+
     def _expire(self, ckey: Any, e: Entry) -> None:
         with self._lock:
             if self.entries.get(ckey) is e:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+if TYPE_CHECKING:
+    from .cachestore import CacheStats
 
 # the semantic conventions' advice for db.client.operation.duration (seconds)
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
@@ -23,6 +26,10 @@ class Counted(Protocol):
 
     def connection_counts(self) -> Iterable[tuple[str, int, int, int]]:
         """(node, used, idle, pending) for each node the client has connections to."""
+        ...
+
+    def cache_stats(self) -> CacheStats | None:
+        """The client-side cache's counters (None: no cache)."""
         ...
 
 
@@ -53,6 +60,53 @@ class Instruments:
         meter.create_observable_up_down_counter(
             "db.client.connection.pending_requests", callbacks=[self._pending], unit="{request}",
             description="Requests written or queued on a node's shared connections and waiting for their reply (asyncio).")
+
+        meter.create_observable_counter(
+            "clusterpool.client.cache.requests", callbacks=[self._cache_requests], unit="{request}",
+            description="Cacheable reads, by result (hit: served locally; miss: sent to the server).")
+        meter.create_observable_counter(
+            "clusterpool.client.cache.drops", callbacks=[self._cache_drops], unit="{entry}",
+            description="Cached entries dropped, by reason (eviction, invalidation, expiry) and bulk flushes by reason.")
+        meter.create_observable_up_down_counter(
+            "clusterpool.client.cache.size", callbacks=[self._cache_size], unit="By",
+            description="Bytes held by the client-side cache (estimate).")
+        meter.create_observable_up_down_counter(
+            "clusterpool.client.cache.entries", callbacks=[self._cache_entries], unit="{entry}",
+            description="Entries held by the client-side cache.")
+
+    def _caches(self) -> list[CacheStats]:
+        with self._lock:
+            clients = list(self._clients)
+        out = []
+        for inst in clients:
+            try:
+                found = inst.cache_stats()
+            except Exception:  # a closed client: skip it this round
+                continue
+            if found is not None:
+                out.append(found)
+        return out
+
+    def _cache_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.hits, {"clusterpool.cache.result": "hit"})
+            yield Observation(c.misses, {"clusterpool.cache.result": "miss"})
+
+    def _cache_drops(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.evictions, {"clusterpool.cache.reason": "eviction"})
+            yield Observation(c.invalidations, {"clusterpool.cache.reason": "invalidation"})
+            yield Observation(c.expired, {"clusterpool.cache.reason": "expired"})
+            for reason, n in c.flushes.items():
+                yield Observation(n, {"clusterpool.cache.reason": f"flush.{reason}"})
+
+    def _cache_size(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.bytes)
+
+    def _cache_entries(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.entries)
 
     def add(self, inst: Counted) -> None:
         with self._lock:

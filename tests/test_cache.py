@@ -285,3 +285,27 @@ def test_closing_the_client_stops_every_link_thread(cluster):
     assert any(t.name.startswith("clusterpool-invalidate") for t in threading.enumerate())
     client.close()
     assert not any(t.name.startswith("clusterpool-invalidate") for t in threading.enumerate())
+
+
+def test_an_mget_is_served_per_key_from_cached_gets(cluster):
+    with cached_client(cluster) as client:
+        keys = ["cache:mget:{m}:1", "cache:mget:{m}:2"]
+        for k in keys:
+            client.set(k, k)
+            warm(client, k, k.encode())
+        port = cluster.slot_owner(cluster.key_slot(keys[0]))
+        with cluster.client(port) as r:
+            calls = int(r.info("commandstats").get("cmdstat_mget", {}).get("calls", 0))
+            assert client.mget(keys) == [k.encode() for k in keys]
+            assert int(r.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)) == calls
+
+
+def test_a_pipelined_write_drops_the_cached_read_of_its_key(cluster):
+    with cached_client(cluster) as client:
+        key = "cache:pipe"
+        client.set(key, "a")
+        warm(client, key, b"a")
+        pipe = client.pipeline()
+        pipe.set(key, "b")
+        pipe.execute()
+        assert client.get(key) == b"b"
