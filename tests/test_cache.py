@@ -309,3 +309,12 @@ def test_a_pipelined_write_drops_the_cached_read_of_its_key(cluster):
         pipe.set(key, "b")
         pipe.execute()
         assert client.get(key) == b"b"
+
+
+def test_resp3_data_connections_are_tracked_and_invalidated_alike(cluster):
+    with cached_client(cluster, protocol=3) as client, other_client(cluster) as other:
+        key = "cache:resp3"
+        client.set(key, "old")
+        warm(client, key, b"old")
+        other.set(key, "new")
+        poll(lambda: client.get(key) == b"new", 5, what="the invalidation")
