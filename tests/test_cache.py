@@ -318,3 +318,15 @@ def test_resp3_data_connections_are_tracked_and_invalidated_alike(cluster):
         warm(client, key, b"old")
         other.set(key, "new")
         poll(lambda: client.get(key) == b"new", 5, what="the invalidation")
+
+
+def test_a_user_denied_client_tracking_reads_uncached_without_reconnecting(cluster):
+    from acl_users import acl_user
+
+    with acl_user(cluster, "no_tracking") as user, cached_client(cluster, **user) as client:
+        client.set("acl:cache", "v")
+        for _ in range(300):
+            assert client.get("acl:cache") == b"v"
+        stats = client.stats()
+        assert stats.cache.stores == 0 and stats.cache.hits == 0
+        assert sum(p.created for p in stats.nodes) <= 6  # no reconnect per read
