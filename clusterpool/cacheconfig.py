@@ -49,6 +49,12 @@ class CacheSettings:
     def caches(self, name: str) -> bool:
         return name.upper() in self.commands
 
+    def caches_read(self, info: Any) -> bool:
+        """Whether a command (its CommandInfo) is cached: allowed, read-only, one key at a fixed
+        place, not blocking."""
+        return (self.caches(info.name) and info.readonly and bool(info.single_key)
+                and "blocking" not in info.flags)
+
 
 def cache_settings(cache: Any, cache_config: Any) -> CacheSettings | None:
     """The settings `cache=` / `cache_config=` ask for (None: no cache); ConfigurationError for

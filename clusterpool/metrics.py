@@ -6,12 +6,11 @@
 Reads `client.stats()` at scrape time: gauges for pool size/in use/idle/waiting,
 counters for connections created/closed, acquire timeouts, errors and
 acquires, all labelled by node; plus refresh counters for the client, and a
-command latency histogram per node when the client has `track_latency=True`.
+command latency histogram per node when the client has `track_latency=True`, and the
+client-side cache's counters and size when it has `cache_config=`.
 The same collector takes the asyncio `ClusterClient`, whose stats() have the same
 shape; it adds per-node gauges for its shared connections (pending replies) and
-dedicated leases, and counters of commands, socket writes and dropped replies. A client
-with a client-side cache (either client) adds `<prefix>_cache_*`: hits, misses, stores,
-evictions, invalidations, expired, flushes by reason, entries and bytes.
+dedicated leases, and counters of commands, socket writes and dropped replies.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from .cachestore import CacheStats
     from .snapshots import ClientStats
 
 
@@ -37,21 +37,20 @@ _GAUGES = (
     ("waiting", "callers waiting for a connection"),
     ("max_connections", "the pool's bound"),
 )
+_CACHE_COUNTERS = (
+    ("hits", "reads served from the client-side cache"),
+    ("misses", "cacheable reads sent to the server"),
+    ("stores", "replies stored in the cache"),
+    ("evictions", "entries dropped to stay inside the bounds"),
+    ("invalidations", "entries dropped by the server's invalidation messages"),
+    ("expired", "entries dropped by the TTL"),
+)
 _COUNTERS = (
     ("created", "connections opened"),
     ("closed", "connections closed"),
     ("timeouts", "acquires that timed out (PoolTimeoutError)"),
     ("errors", "connection attempts that failed"),
     ("acquires", "connections acquired"),
-)
-
-_CACHE_COUNTERS = (
-    ("hits", "reads served from the client-side cache"),
-    ("misses", "cacheable reads not found in the cache"),
-    ("stores", "replies stored in the cache"),
-    ("evictions", "entries evicted by the entry or byte bound"),
-    ("invalidations", "entries dropped by the server's invalidation messages"),
-    ("expired", "entries dropped by the TTL"),
 )
 
 
@@ -94,29 +93,27 @@ class PoolCollector:
                 buckets.append(("+Inf", len(samples)))
                 h.add_metric([node], buckets, sum(samples))
             yield h
-        if getattr(stats, "cache", None) is not None:
-            yield from self._cache(stats)
+        if stats.cache is not None:
+            yield from self._cache(stats.cache)
         yield CounterMetricFamily(f"{self.prefix}_topology_refreshes", "slot map refreshes performed",
                                   value=stats.refreshes)
         yield GaugeMetricFamily(f"{self.prefix}_topology_version", "version of the slot map in use",
                                 value=stats.topology_version)
 
-    def _cache(self, stats: ClientStats) -> Iterator[Any]:
-        """The client-side cache (either client): counters, flushes by reason, size."""
+    def _cache(self, cache: CacheStats) -> Iterator[Any]:
+        """Client-side caching: counters since start, and what the cache holds."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        cache = stats.cache
-        assert cache is not None
-        p = f"{self.prefix}_cache"
-        for name, doc in _CACHE_COUNTERS:
-            yield CounterMetricFamily(f"{p}_{name}", doc, value=getattr(cache, name))
-        flushes = CounterMetricFamily(f"{p}_flushes", "bulk drops of entries, by reason", labels=["reason"])
+        p = self.prefix
+        for field, doc in _CACHE_COUNTERS:
+            yield CounterMetricFamily(f"{p}_cache_{field}", doc, value=getattr(cache, field))
+        f = CounterMetricFamily(f"{p}_cache_flushes", "bulk drops of cached entries, by reason", labels=["reason"])
         for reason, n in sorted(cache.flushes.items()):
-            flushes.add_metric([reason], n)
-        yield flushes
-        yield GaugeMetricFamily(f"{p}_entries", "entries held", value=cache.entries)
-        yield GaugeMetricFamily(f"{p}_bytes", "estimated bytes held", value=cache.bytes)
-        yield GaugeMetricFamily(f"{p}_max_bytes", "the byte bound", value=cache.max_bytes)
+            f.add_metric([reason], n)
+        yield f
+        yield GaugeMetricFamily(f"{p}_cache_entries", "entries cached", value=cache.entries)
+        yield GaugeMetricFamily(f"{p}_cache_bytes", "bytes cached (estimate)", value=cache.bytes)
+        yield GaugeMetricFamily(f"{p}_cache_max_bytes", "the cache's byte bound", value=cache.max_bytes)
 
     def _async_connections(self, stats: ClientStats) -> Iterator[Any]:
         """The asyncio client's connection layer, per node."""

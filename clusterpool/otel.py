@@ -30,8 +30,8 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from ._version import __version__
-from .asyncio.client import ClusterClient as AsyncClusterClient
 from .cachestore import CacheStats
+from .asyncio.client import ClusterClient as AsyncClusterClient
 from .client import ClusterClient
 from .errors import ConfigurationError
 from .events import Event, RoleChanged
@@ -119,8 +119,8 @@ class Instrumentation:
     # ---- observable gauges (read at collection time) --------------------------------
 
     def cache_stats(self) -> CacheStats | None:
-        """The client's client-side cache counters, or None (no cache)."""
-        return getattr(self.client.stats(), "cache", None)
+        """The client-side cache's counters (None: no cache)."""
+        return self.client.stats().cache
 
     def connection_counts(self) -> Iterable[tuple[str, int, int, int]]:
         """(node, used, idle, pending) for each node the client has connections to."""

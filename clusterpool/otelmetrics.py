@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -29,19 +29,8 @@ class Counted(Protocol):
         ...
 
     def cache_stats(self) -> CacheStats | None:
-        """The client's client-side cache counters (None: it has no cache)."""
+        """The client-side cache's counters (None: no cache)."""
         ...
-
-
-# the client-side cache's counters: (instrument suffix, CacheStats field, description)
-_CACHE_COUNTERS = (
-    ("hits", "hits", "Reads served from the client-side cache."),
-    ("misses", "misses", "Cacheable reads not found in the client-side cache."),
-    ("stores", "stores", "Replies stored in the client-side cache."),
-    ("evictions", "evictions", "Entries evicted by the entry or byte bound."),
-    ("invalidations", "invalidations", "Entries dropped by the server's invalidation messages."),
-    ("expirations", "expired", "Entries dropped by the TTL."),
-)
 
 
 class Instruments:
@@ -71,18 +60,53 @@ class Instruments:
         meter.create_observable_up_down_counter(
             "db.client.connection.pending_requests", callbacks=[self._pending], unit="{request}",
             description="Requests written or queued on a node's shared connections and waiting for their reply (asyncio).")
-        for suffix, attr, doc in _CACHE_COUNTERS:
-            meter.create_observable_counter(f"clusterpool.client.cache.{suffix}", callbacks=[self._cache_sum(attr)],
-                                            unit="{" + suffix.rstrip("s") + "}", description=doc)
+
         meter.create_observable_counter(
-            "clusterpool.client.cache.flushes", callbacks=[self._cache_flushes], unit="{flush}",
-            description="Bulk drops of client-side cache entries, by reason (link_broken, slot_moved ...).")
+            "clusterpool.client.cache.requests", callbacks=[self._cache_requests], unit="{request}",
+            description="Cacheable reads, by result (hit: served locally; miss: sent to the server).")
+        meter.create_observable_counter(
+            "clusterpool.client.cache.drops", callbacks=[self._cache_drops], unit="{entry}",
+            description="Cached entries dropped, by reason (eviction, invalidation, expiry) and bulk flushes by reason.")
         meter.create_observable_up_down_counter(
-            "clusterpool.client.cache.entries", callbacks=[self._cache_sum("entries")], unit="{entry}",
-            description="Entries in the client-side cache.")
+            "clusterpool.client.cache.size", callbacks=[self._cache_size], unit="By",
+            description="Bytes held by the client-side cache (estimate).")
         meter.create_observable_up_down_counter(
-            "clusterpool.client.cache.size", callbacks=[self._cache_sum("bytes")], unit="By",
-            description="Estimated bytes the client-side cache holds.")
+            "clusterpool.client.cache.entries", callbacks=[self._cache_entries], unit="{entry}",
+            description="Entries held by the client-side cache.")
+
+    def _caches(self) -> list[CacheStats]:
+        with self._lock:
+            clients = list(self._clients)
+        out = []
+        for inst in clients:
+            try:
+                found = inst.cache_stats()
+            except Exception:  # a closed client: skip it this round
+                continue
+            if found is not None:
+                out.append(found)
+        return out
+
+    def _cache_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.hits, {"clusterpool.cache.result": "hit"})
+            yield Observation(c.misses, {"clusterpool.cache.result": "miss"})
+
+    def _cache_drops(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.evictions, {"clusterpool.cache.reason": "eviction"})
+            yield Observation(c.invalidations, {"clusterpool.cache.reason": "invalidation"})
+            yield Observation(c.expired, {"clusterpool.cache.reason": "expired"})
+            for reason, n in c.flushes.items():
+                yield Observation(n, {"clusterpool.cache.reason": f"flush.{reason}"})
+
+    def _cache_size(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.bytes)
+
+    def _cache_entries(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.entries)
 
     def add(self, inst: Counted) -> None:
         with self._lock:
@@ -102,35 +126,6 @@ class Instruments:
             except Exception:  # a closed client, a map being swapped: skip it this round
                 continue
         return out
-
-    def _caches(self) -> list[CacheStats]:
-        with self._lock:
-            clients = list(self._clients)
-        out: list[CacheStats] = []
-        for inst in clients:
-            try:
-                found = inst.cache_stats()
-            except Exception:  # a closed client: skip it this round
-                continue
-            if found is not None:
-                out.append(found)
-        return out
-
-    def _cache_sum(self, attr: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        """A callback observing `attr` of the cache stats, summed over the instrumented clients."""
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
-            caches = self._caches()
-            if caches:
-                yield Observation(sum(getattr(c, attr) for c in caches))
-        return observe
-
-    def _cache_flushes(self, options: CallbackOptions) -> Iterable[Observation]:
-        by_reason: dict[str, int] = {}
-        for c in self._caches():
-            for reason, n in c.flushes.items():
-                by_reason[reason] = by_reason.get(reason, 0) + n
-        for reason, n in by_reason.items():
-            yield Observation(n, {"clusterpool.cache.flush.reason": reason})
 
     def _connection_count(self, options: CallbackOptions) -> Iterable[Observation]:
         for node, used, idle, _ in self._counts():

@@ -133,7 +133,7 @@ class ClientStats:
     # the asyncio client's connection layer per node (shared auto-pipelined connections and
     # dedicated leases); empty on the sync client
     connections: tuple[NodeConnectionsStats, ...] = ()
-    cache: CacheStats | None = None  # the client-side cache (None: the client has none)
+    cache: CacheStats | None = None  # client-side caching's counters (None: no cache_config)
 
     @property
     def pending(self) -> int:

@@ -11,12 +11,13 @@ import time
 class DelayProxy:
     """Listens on 127.0.0.1:<free port> and forwards to `target`, sleeping `delay` s per client->server chunk."""
 
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
+    def __init__(self, target: tuple[str, int], delay: float, hold: bytes | None = None, hold_for: float = 0.0) -> None:
+        """`hold`: a server->client chunk containing these bytes is held `hold_for` s (a slow reply)
+        or until `release()`; `held` is set when one is."""
         self.target, self.delay = target, delay
-        self._open = threading.Event()  # cleared by hold_replies(): replies wait until release()
-        self._open.set()
-        self.holding = threading.Event()  # set once a reply is being held
-        self._links: set[socket.socket] = set()  # clients that subscribed to invalidations: never held
+        self.hold, self.hold_for = hold, hold_for
+        self.held = threading.Event()
+        self._released = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -52,11 +53,9 @@ class DelayProxy:
                         return
                     if s is client:
                         time.sleep(self.delay)
-                        if b"__redis__:invalidate" in data:
-                            self._links.add(client)
-                    elif client not in self._links and not self._open.is_set():
-                        self.holding.set()
-                        self._open.wait()
+                    elif self.hold is not None and self.hold in data:
+                        self.held.set()
+                        self._released.wait(self.hold_for)
                     pair[s].sendall(data)
         except OSError:
             return
@@ -64,16 +63,12 @@ class DelayProxy:
             client.close()
             server.close()
 
-    def hold_replies(self) -> None:
-        """From now on, hold every reply to a client (invalidation subscribers excepted) until release()."""
-        self.holding.clear()
-        self._open.clear()
-
     def release(self) -> None:
-        self._open.set()
+        """Let held replies go now (and any later one at once)."""
+        self._released.set()
 
     def close(self) -> None:
-        self._open.set()
+        self._released.set()
         self._stop.set()
         self._listener.close()
         for s in self._socks:

@@ -1,54 +1,60 @@
 """Cached reads for the asyncio client: a hit answers without I/O; a miss is read through `_run`
 (redirects and retries as any command) and stored only if nothing invalidated it in flight.
 
-How this works: which reads are cached and under which key is cacheplan's. A miss takes a
-`Ticket` before the command is written, is sent on a shared connection `_run` picks itself
-(`Carrier`: the node that answered and the invalidation link its connection's tracking
-redirects to), and its raw reply is stored only if the ticket is still valid and that link is
-still the node's live one. A single-key write through this client invalidates its key locally
-when it completes, so the plain client reads its own writes even before the server's
+How this works: what is cached, under which key, and when a reply may be stored are the
+store's and the settings' (cachestore.cache_key, CacheSettings.caches_read, the store's
+tickets), shared with the sync client. A miss takes its ticket before the command is written,
+is sent on a shared connection `_run` picks itself (`Carrier`: the node that answered and the
+invalidation link its connection's tracking redirects to), and its raw reply is stored only
+if the ticket is still current and that link is still the node's live one. An MGET is served
+per key from GET entries when all of them hit; otherwise it is sent whole and each key's
+value is stored as its GET entry. A write through this client drops its keys' entries once
+it is done (`forget_written`), so the client reads its own writes before the server's
 invalidation message has been read off the link.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..cacheplan import cache_key, cached_key, is_mget, mget_keys
-from ..cachestore import MISS, CacheStats, CacheStore, FlushReason
+from .._redispy import NEVER_DECODE
+from ..cachestore import MISS, CacheStore, FlushReason, Ticket, cache_key, forget_written
 from ..commands import CommandInfo
-from ..slots import encode_key
+from ..slots import encode_key, key_slot
 from ..topology import Topology
 from .placement import PlacementMixin
 from .router import Carrier
 
+_GET = "GET"
+
 
 class CacheReadMixin(PlacementMixin):
-    """`_through_cache` and `_written`, for execute_command; `cache_flush()` and `cache_stats()`."""
+    """`_through_cache`, `forget_written` and `_written` for the command paths; `cache_flush()`."""
+
+    _cache_ns: str | None  # views.py: cache_key's prefix (None when reads go to primaries only)
 
     async def _through_cache(self, topo: Topology, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-        """An allow-listed command: a hit, or a miss read and maybe stored (MISS: not cacheable
-        after all, `execute_command` runs it as any other)."""
+        """A command on the allow-list: a hit, or a miss read and maybe stored (MISS: not
+        cacheable after all, `execute_command` runs it as any other)."""
         store = self._state.cache
         assert store is not None
-        if options and "target_nodes" in options:
+        if options and (NEVER_DECODE in options or "target_nodes" in options):
             return MISS
-        replica = not self._to_primary
-        if is_mget(args[0]):
-            return await self._cached_mget(store, topo, args, options, replica)
-        ckey = cache_key(args, options, replica)
+        head = args[0]
+        if head.upper() == "MGET":
+            return await self._cached_mget(store, topo, args, options)
+        ckey = cache_key(self._cache_ns, args)
         if ckey is None:
             return MISS
-        now = time.monotonic() if store.ttl else 0.0
-        value = store.get(ckey, now)
+        value = store.get(ckey, time.monotonic() if store.ttl else 0.0)
         if value is not MISS:
-            return self._parse(args[0], value, options)
+            return self._parse(head, value, options)
         hit = self._single(topo, args, options)
         if hit is None:
             table = self._state.table
-            if table is None or args[0] in table.resolved:
+            if table is None or head in table.resolved:
                 return MISS
             table.resolve(args)  # the name's first use: learnt here, so this read is cached too
             hit = self._single(topo, args, options)
@@ -56,72 +62,70 @@ class CacheReadMixin(PlacementMixin):
                 return MISS
         info, slot, node = hit
         settings = self.config.cache
-        assert settings is not None
-        rkey = cached_key(settings, info, args)
-        if rkey is None:
+        if settings is None or not settings.caches_read(info):
             return MISS
-        return await self._miss(store, info, slot, node, args, options, [ckey], [rkey], None)
+        ticket = store.begin(ckey, encode_key(args[info.single_key]), slot)
+        return await self._miss(store, ticket, topo, info, slot, node, args, options, None)
 
     async def _cached_mget(self, store: CacheStore, topo: Topology, args: tuple[Any, ...],
-                           options: dict[str, Any], replica: bool) -> Any:
-        """MGET from `("GET", key)` entries when every key hits; else sent whole, each value
-        stored as its key's GET entry."""
+                           options: dict[str, Any]) -> Any:
         settings = self.config.cache
-        assert settings is not None
-        planned = mget_keys(settings, args, options, replica)
-        if planned is None:
+        if len(args) < 2 or settings is None or not settings.caches(_GET):
             return MISS
-        ckeys, rkeys, slot = planned
-        now = time.monotonic() if store.ttl else 0.0
-        values = []
-        for ckey in ckeys:
-            value = store.get(ckey, now)
-            if value is MISS:
-                break
-            values.append(value)
-        else:
+        ckeys = [cache_key(self._cache_ns, (_GET, k)) for k in args[1:]]
+        if None in ckeys:
+            return MISS
+        values = store.get_all(ckeys, time.monotonic() if store.ttl else 0.0)
+        if values is not None:
             return self._parse(args[0], values, options)
+        try:
+            rkeys = [encode_key(k) for k in args[1:]]
+        except TypeError:
+            return MISS
+        slot = key_slot(rkeys[0])
         table = self._state.table
-        assert table is not None
+        if table is None or any(key_slot(k) != slot for k in rkeys[1:]):
+            return MISS  # across slots: the server's (or the router's) error is the answer
         info = table.resolve(args)[0]
-        return await self._miss(store, info, slot, None, args, options, ckeys, rkeys, len(rkeys))
+        return await self._miss(store, store.begin(), topo, info, slot, None, args, options, list(zip(ckeys, rkeys)))
 
-    async def _miss(self, store: CacheStore, info: CommandInfo, slot: int, node: Any, args: Sequence[Any],
-                    options: dict[str, Any], ckeys: list[Any], rkeys: list[bytes], many: int | None) -> Any:
-        """Read through `_run` with a ticket taken before the write; store the raw reply (a list
-        of `many` per-key replies for MGET) if the ticket and the carrying connection allow it."""
+    async def _miss(self, store: CacheStore, ticket: Ticket, topo: Topology, info: CommandInfo, slot: int,
+                    node: Any, args: Sequence[Any], options: dict[str, Any],
+                    many: list[tuple[Any, bytes]] | None) -> Any:
+        """Read through `_run` with `ticket` taken before the write; store the raw reply (for an
+        MGET, each of its values as the GET entry of `many`'s keys) if the ticket and the
+        carrying connection allow it."""
         deadline = None if self.config.retry_timeout is None else self.deadline()
         if node is None:
-            topo = self._state.topology
-            assert topo is not None
             node = await self._pick(topo, slot, info.readonly, deadline)
-        links = self._state.links
-        assert links is not None
         via = Carrier()
-        ticket = store.begin(tuple(rkeys))
-        try:
-            result = await self._run(node.name, info, slot, args, options, deadline=deadline, via=via)
-        except BaseException:
-            store.abandon(ticket)
-            raise
+        result = await self._run(node.name, info, slot, args, options, deadline=deadline, via=via)
         raw = via.reply
-        if raw is MISS or (many is not None and not (type(raw) is list and len(raw) == many)):
-            store.abandon(ticket)
+        links = self._state.links
+        if raw is MISS or links is None:
             return result
-        items = [(ckeys[0], rkeys[0], raw)] if many is None else list(zip(ckeys, rkeys, raw))
+        tracked = links.book.tracked(via.node, via.gen)
         now = time.monotonic() if store.ttl else 0.0
-        store.finish(ticket, items, slot, via.node, now, links.book.tracked(via.node, via.gen))
+        if many is None:
+            store.finish_one(ticket, via.node, raw, now, tracked)
+        elif type(raw) is list and len(raw) == len(many):
+            store.finish(ticket, [(c, r, v) for (c, r), v in zip(many, raw)], slot, via.node, now, tracked)
         return result
 
-    def _written(self, key: Any) -> None:
-        """A single-key write through this client ended (or failed): its key is invalidated here,
-        so a read that follows never meets the entry it replaced."""
+    def forget_written(self, commands: Iterable[Sequence[Any]]) -> None:
+        """Commands this client sent (alone, in a pipeline or a transaction) are done or failed:
+        those that may write drop their keys' entries (all of them for a keyless write such as
+        FLUSHALL). Nothing to do without a cache."""
         store = self._state.cache
         if store is not None:
-            try:
-                store.invalidate((encode_key(key),))
-            except TypeError:
-                pass
+            for args in commands:
+                forget_written(store, self._state.table, args)
+
+    def _written(self, key: Any) -> None:
+        """`forget_written` for a single-key write whose key is known (the hot path)."""
+        store = self._state.cache
+        if store is not None:
+            store.invalidate((encode_key(key),))
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -131,7 +135,4 @@ class CacheReadMixin(PlacementMixin):
         store = self._state.cache
         return 0 if store is None else store.flush_all(FlushReason.USER)
 
-    def cache_stats(self) -> CacheStats | None:
-        """The cache's counters and contents (None: the client has no cache); also `stats().cache`."""
-        store = self._state.cache
-        return None if store is None else store.stats()
+

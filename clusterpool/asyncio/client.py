@@ -197,6 +197,11 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Ca
                     return found
         hit = self._single(topo, args, options)
         if hit is None:
+            if cached is not None:
+                try:
+                    return await self._dispatch(args, options)
+                finally:
+                    self.forget_written((args,))
             return await self._dispatch(args, options)
         info, slot, node = hit
         try:

@@ -27,7 +27,7 @@ raise its RedisClusterException when called (batchrules.py: unless every key is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
 
@@ -67,6 +67,8 @@ class Executor(Protocol):
     async def initialize(self) -> Any: ...
 
     def command_table(self) -> CommandTable: ...
+
+    def forget_written(self, commands: Iterable[Sequence[Any]]) -> None: ...
 
     @property
     def observer(self) -> Observer | None: ...
@@ -120,16 +122,19 @@ class ClusterPipeline(QuickCommands, CommandMixinState, AsyncRedisClusterCommand
         if not queue:
             return []
         observer = self.cluster_client.observer
-        if observer is None:
-            replies = await run_all(self.cluster_client, queue)
-        else:
-            scope = observer.batch("PIPELINE", [a for a, _ in queue])  # each command gets its own scope inside
-            try:
-                replies = await _each_observed(self.cluster_client, queue)
-            except BaseException as e:
-                scope.end(e)
-                raise
-            scope.end(None)
+        try:
+            if observer is None:
+                replies = await run_all(self.cluster_client, queue)
+            else:
+                scope = observer.batch("PIPELINE", [a for a, _ in queue])  # each command gets its own scope inside
+                try:
+                    replies = await _each_observed(self.cluster_client, queue)
+                except BaseException as e:
+                    scope.end(e)
+                    raise
+                scope.end(None)
+        finally:  # the batch's writes drop their keys' cached entries (read-your-writes)
+            self.cluster_client.forget_written(a for a, _ in queue)
         if raise_on_error:
             batchrules.raise_first_error(zip((a for a, _ in queue), replies))
         return list(replies)

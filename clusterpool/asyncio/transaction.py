@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import Any, Protocol
 
 from redis import exceptions as rx
@@ -58,6 +58,7 @@ class TxClient(Protocol):
     def deadline(self) -> float | None: ...
     def backoff_delay(self, n: int) -> float: ...
     def parse_reply(self, head: Any, response: Any, options: dict[str, Any]) -> Any: ...
+    def forget_written(self, commands: Iterable[Sequence[Any]]) -> None: ...
     def note_failure(self, action: Action, failure: Failure, st: AsyncNode, error: BaseException | None) -> None: ...
     def give_up(self, action: Action, failure: Failure, st: AsyncNode, slot: int | None, args: Sequence[Any],
                 error: BaseException | None) -> BaseException: ...
@@ -191,6 +192,8 @@ class TransactionPipeline(CommandMixinState, AsyncRedisClusterCommands):  # type
             return [r if isinstance(r, Exception) else parse(args[0], r, options)
                     for (args, options), r in zip(queue, replies)]
         finally:
+            # its writes drop their keys' cached entries (read-your-writes)
+            self.cluster_client.forget_written(a for a, _ in queue)
             await self.reset()
 
     async def _exec_with_policy(self, slot: int, body: list[tuple[Any, ...]], deadline: float | None) -> Any:
