@@ -24,6 +24,7 @@ from ..cachestore import MISS, CacheStore, FlushReason, Ticket, cache_key, forge
 from ..commands import CommandInfo
 from ..slots import encode_key, key_slot
 from ..topology import Topology
+from .pipeline import IN_PIPELINE
 from .placement import PlacementMixin
 from .router import Carrier
 
@@ -40,7 +41,7 @@ class CacheReadMixin(PlacementMixin):
         cacheable after all, `execute_command` runs it as any other)."""
         store = self._state.cache
         assert store is not None
-        if options and (NEVER_DECODE in options or "target_nodes" in options):
+        if options and (NEVER_DECODE in options or "target_nodes" in options) or IN_PIPELINE.get():
             return MISS
         head = args[0]
         if head.upper() == "MGET":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Generator, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from itertools import chain
 from typing import Any, Protocol
 
@@ -40,6 +41,10 @@ from ..errors import ConfigurationError
 from ..observe import Observer
 from ..quickcommands import QuickCommands
 from .mux import MuxConnection
+
+# True while a pipeline runs (in its tasks too): a command it sends through execute_command is
+# never served from the client-side cache, nor stored in it
+IN_PIPELINE: ContextVar[bool] = ContextVar("clusterpool_in_pipeline", default=False)
 
 
 class Share:
@@ -122,6 +127,7 @@ class ClusterPipeline(QuickCommands, CommandMixinState, AsyncRedisClusterCommand
         if not queue:
             return []
         observer = self.cluster_client.observer
+        inside = IN_PIPELINE.set(True)
         try:
             if observer is None:
                 replies = await run_all(self.cluster_client, queue)
@@ -134,6 +140,7 @@ class ClusterPipeline(QuickCommands, CommandMixinState, AsyncRedisClusterCommand
                     raise
                 scope.end(None)
         finally:  # the batch's writes drop their keys' cached entries (read-your-writes)
+            IN_PIPELINE.reset(inside)
             self.cluster_client.forget_written(a for a, _ in queue)
         if raise_on_error:
             batchrules.raise_first_error(zip((a for a, _ in queue), replies))

@@ -148,6 +148,45 @@ async def test_reads_in_pipelines_and_transactions_are_never_served_from_the_cac
         assert c.stats().cache.hits == hits
 
 
+class _Scope:
+    def end(self, error):
+        pass
+
+
+class _Observer:
+    """An observer that records nothing: with one set, a pipeline sends each command through
+    execute_command (each in its own scope)."""
+
+    def command(self, node, args):
+        return _Scope()
+
+    def batch(self, operation, commands):
+        return _Scope()
+
+    def used(self, node):
+        pass
+
+    def failure(self, action, failure, error):
+        pass
+
+
+async def test_a_pipeline_sent_through_execute_command_is_not_served_from_the_cache(cluster):
+    tag = tag_on(cluster, cluster.primaries()[0])
+    keys = [f"{tag}:pm{i}" for i in range(2)]
+    async with _cached(cluster) as c:
+        for k in keys:
+            await _stored(c, k)
+        c.set_observer(_Observer())
+        hits = c.stats().cache.hits
+        async with c.pipeline() as p:
+            p.mget(keys)
+            p.get(keys[0])
+            assert await p.execute() == [[b"v", b"v"], b"v"]
+        assert c.stats().cache.hits == hits
+        assert await c.get(keys[0]) == b"v"
+        assert c.stats().cache.hits == hits + 1  # outside the pipeline: served from the cache
+
+
 async def test_cache_flush_drops_everything_and_counts_a_user_flush(cluster):
     tag = tag_on(cluster, cluster.primaries()[0])
     async with _cached(cluster) as c:
