@@ -58,6 +58,7 @@ class InvalidationLinks:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._tried: dict[str, asyncio.Event] = {}  # set once a node's link was first tried
         self._ending: set[asyncio.Task[None]] = set()
+        self._refused: set[str] = set()  # nodes whose link the server refused (warned once)
         self._closed = False
 
     # ---- what the data connections ask ---------------------------------------------------
@@ -115,18 +116,25 @@ class InvalidationLinks:
     async def _keep(self, name: str) -> None:
         failures = 0
         while True:
+            before = self.book.links.get(name)
             try:
                 await self._serve(name)
-                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # noqa: BLE001 - any failure: reconnect after a backoff
+            except rx.ResponseError as e:  # refused: an ACL without CLIENT ID or this channel
+                if name not in self._refused:
+                    self._refused.add(name)
+                    log.warning("no client-side caching of reads from %s: its invalidation link was refused "
+                                "(%s); the ACL user needs +client|id, +subscribe and &__redis__:invalidate", name, e)
+            except Exception as e:  # noqa: BLE001 - any other failure: reconnect after a backoff
                 log.debug("invalidation link to %s failed: %s", name, e)
-                failures += 1
             finally:
                 tried = self._tried.get(name)
                 if tried is not None:
                     tried.set()
+            after = self.book.links.get(name)
+            came_up = after is not None and (before is None or after.gen != before.gen)
+            failures = 1 if came_up else failures + 1  # a link that was up backs off from the start
             if not self._in_map(name):
                 return
             await asyncio.sleep(self._backoff(failures))

@@ -222,6 +222,36 @@ async def test_cached_replica_reads_are_invalidated_by_the_replica(cluster):
         await until(lambda: _reads(reader, key, b"new"), timeout=10, what="the replica's invalidation")
 
 
+async def test_a_user_denied_client_tracking_reads_uncached_without_reconnecting(cluster):
+    from acl_users import acl_user
+
+    with acl_user(cluster, "no_tracking") as user:
+        async with _cached(cluster, **user) as c:
+            await c.set("acl:cache", "v")
+            for _ in range(300):
+                assert await c.get("acl:cache") == b"v"
+            stats = c.stats()
+            assert stats.cache.stores == 0 and stats.cache.hits == 0
+            assert sum(n.opened_shared for n in stats.connections) <= len(stats.connections)  # no reconnect per read
+
+
+@pytest.mark.chaos
+async def test_a_link_gone_silent_counts_as_broken_and_its_nodes_entries_are_dropped(cluster):
+    replica = cluster.replicas()[0]
+    key = f"{tag_on(cluster, cluster.primary_of(replica))}:silent"
+    async with _cached(cluster) as c:
+        reader = c.with_read_from(lambda shard, states: next(
+            (n for n in shard.replicas if n.port == replica), None) or shard.primary)
+        await c.set(key, "v")
+        await _tracked(reader, key)
+        cluster.pause(replica)
+        try:
+            await _link_lost(c)
+            assert c.stats().cache.entries == 0
+        finally:
+            cluster.resume(replica)
+
+
 # ---- the read/invalidate race --------------------------------------------------------------------
 
 
