@@ -474,6 +474,28 @@ async def test_a_node_restart_leaves_no_stale_entry_served(fresh_cluster):
     await _no_stale_entry_after(fresh_cluster, primary, restart)
 
 
+async def test_another_clients_flushall_drops_the_nodes_entries(fresh_cluster):
+    primary = fresh_cluster.primaries()[0]
+    key = f"{tag_on(fresh_cluster, primary)}:flushed"
+    async with _cached(fresh_cluster) as c:
+        await _stored(c, key)
+        with fresh_cluster.client(primary) as r:
+            r.flushall()
+        await until(lambda: c.stats().cache.flushes.get(FlushReason.SERVER_FLUSH, 0) >= 1, what="the server's flush")
+        assert await c.get(key) is None
+
+
+async def test_entries_expire_after_the_ttl(cluster):
+    key = f"{tag_on(cluster, cluster.primaries()[0])}:ttl"
+    async with _cached(cluster, cache_config=CacheConfig(ttl=0.2)) as c:
+        await _stored(c, key)  # served from the cache within the TTL
+
+        async def expired() -> bool:
+            assert await c.get(key) == b"v"
+            return c.stats().cache.expired >= 1
+        await until(expired, what="the entry expired")
+
+
 # ---- visibility ----------------------------------------------------------------------------------
 
 
