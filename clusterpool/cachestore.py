@@ -31,6 +31,7 @@ class FlushReason:
     SERVER_FLUSH = "server_flush"  # the server said every key is invalid (FLUSHALL/FLUSHDB)
     SLOT_MOVED = "slot_moved"  # a slot's owner changed (MOVED, migration, failover, new map)
     NODE_GONE = "node_gone"  # the node left the map
+    REPLICA_BEHIND = "replica_behind"  # a replica's link to its primary broke, or it lags past max_replica_lag
     USER = "user"  # client.cache_flush()
     OWN_WRITE = "own_write"  # this client sent a keyless write (FLUSHALL, a script without keys)
 
