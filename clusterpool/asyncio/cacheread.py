@@ -51,6 +51,7 @@ class CacheReadMixin(PlacementMixin):
             return MISS
         value = store.get(ckey, time.monotonic() if store.ttl else 0.0)
         if value is not MISS:
+            await self._state.hit_served()
             return self._parse(head, value, options)
         hit = self._single(topo, args, options)
         if hit is None:
@@ -78,6 +79,7 @@ class CacheReadMixin(PlacementMixin):
             return MISS
         values = store.get_all(ckeys, time.monotonic() if store.ttl else 0.0)
         if values is not None:
+            await self._state.hit_served()
             return self._parse(args[0], values, options)
         try:
             rkeys = [encode_key(k) for k in args[1:]]

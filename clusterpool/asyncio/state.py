@@ -25,8 +25,6 @@ from redis import exceptions as rx
 from .. import errors
 from ..adoption import plan
 from ..bus import EventBus
-from ..cachestore import CacheStore, slots_reassigned
-from ..config import backoff_of
 from ..changewatch import Watch, observe, watch_target
 from ..observe import Observer
 from ..commands import CommandTable
@@ -41,7 +39,7 @@ from ..refreshsteps import FAST_INTERVAL, FAST_WINDOW, Answers, Candidates, adri
 from ..resp import text
 from ..topology import REPLICA, Topology
 from ..viewquery import Queries
-from .cachelinks import InvalidationLinks
+from .cachestate import CachingMixin
 from .commandinfo import CommandLookup
 from .connections import NodeConnections
 from .probe import node_settings, read_view
@@ -53,7 +51,7 @@ log = logging.getLogger("clusterpool.asyncio")
 AsyncNode = NodeState[NodeConnections]
 
 
-class ClusterState(NodeBook):
+class ClusterState(CachingMixin, NodeBook):
     """Shared state of one asyncio client (see the module docstring)."""
 
     def __init__(self, config: Config, *, max_shared: int = 2, sample_size: int = 3, max_views: int = 16,
@@ -96,15 +94,7 @@ class ClusterState(NodeBook):
         self._last = 0.0
         self._urgent_since: float | None = None
         self._digest = Watch()  # changewatch: the last CLUSTER INFO digest
-        # client-side caching (cache= / cache_config=): the entries and the invalidation links
-        self.cache: CacheStore | None = None
-        self.links: InvalidationLinks | None = None
-        if config.cache is not None:
-            c = config.cache
-            self.cache = CacheStore(c.max_entries, c.max_bytes, c.ttl)
-            self.links = InvalidationLinks(self.cache, lambda name: self._settings(name, False), self._in_map,
-                                           lambda n: float(backoff_of(config.retry).compute(n)),
-                                           config.health_interval, self._link_up)
+        self._start_cache(config)  # client-side caching (cache= / cache_config=): cachestate.py
 
     # ---- discovery -------------------------------------------------------------------
 
@@ -164,34 +154,6 @@ class ClusterState(NodeBook):
         return NodeConnections(self._settings(name, readonly), max_shared=self.max_shared,
                                max_connections=self.config.max_connections, pool_timeout=self.config.pool_timeout,
                                tracking=None if links is None else links.tracking)
-
-    # ---- client-side caching ---------------------------------------------------------
-
-    def _in_map(self, name: str) -> bool:
-        t = self.topology
-        return t is not None and name in t.by_name and not self._closed
-
-    def _link_up(self, name: str) -> None:
-        """Node `name`'s invalidation link came up anew: its connections set up for an older one
-        serve no cached read any more."""
-        st = self.nodes.get(name)
-        if st is not None and self.links is not None:
-            st.pool.retire_shared(self.links.keeps(name), self.retire_grace())
-
-    def _cache_follows(self, old: Topology | None, new: Topology, gone: Any) -> None:
-        """What a new map means for the cache: entries of slots served elsewhere now, and of
-        nodes that left, are dropped; nodes still in the map keep their links."""
-        cache, links = self.cache, self.links
-        if cache is None or links is None:
-            return
-        moved = slots_reassigned(old, new)
-        if moved:
-            cache.flush_slots(moved)
-        for name in gone:
-            links.forget(name)
-        for name in self.nodes:
-            if name in new.by_name:
-                links.watch(name)
 
     def _settings(self, name: str, readonly: bool) -> NodeSettings:
         host, _, port = name.rpartition(":")

@@ -105,6 +105,25 @@ async def test_another_clients_write_invalidates_the_entry(cluster, protocol):
         assert c.stats().cache.invalidations >= 1
 
 
+async def test_a_task_polling_a_key_through_the_cache_sees_another_clients_write(cluster):
+    key = f"{tag_on(cluster, cluster.primaries()[1])}:poll"
+    async with _cached(cluster) as c, ClusterClient(startup_nodes=cluster.startup_nodes) as other:
+        await other.set(key, "waiting")
+        await _tracked(c, key)
+
+        async def poll() -> int:  # only hits until the invalidation is read: no I/O of its own
+            reads = 0
+            while await c.get(key) != b"done":
+                reads += 1
+            return reads
+
+        polling = asyncio.ensure_future(poll())
+        await other.set(key, "done")  # runs only if the polling task lets the loop run
+        reads = await asyncio.wait_for(polling, 30)
+        print(f"\n{reads} reads before the write was seen")
+        assert c.stats().cache.hits >= reads
+
+
 async def _reads(c: ClusterClient, key: str, value: bytes) -> bool:
     return await c.get(key) == value
 
@@ -320,8 +339,7 @@ async def test_no_read_is_older_than_a_write_completed_more_than_the_bound_earli
             while time.monotonic() < end:
                 for k in keys:
                     started = time.monotonic()
-                    reads.append((k, started, int(await c.get(k))))
-                await asyncio.sleep(0)  # a task that only hits never yields: let the links be read
+                    reads.append((k, started, int(await c.get(k))))  # hits yield to the loop now and then
         finally:
             stop.set()
             writer.join(10)
