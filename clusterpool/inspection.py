@@ -17,11 +17,13 @@ if TYPE_CHECKING:
     from .bus import Callback, EventStream
     from .sizing import PoolSize
     from .core import Core
+    from .hedged import HedgedReads
 
 class InspectionMixin:
     """Inspection and events API of ClusterClient (kept apart from the command path)."""
 
     core: Core
+    _hedging: HedgedReads | None
 
     def topology(self) -> TopologyView:
         """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
@@ -47,6 +49,7 @@ class InspectionMixin:
             core.refresher.requests,
             t.version if t else 0,
             self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
+            hedges=self._hedging.stats() if self._hedging is not None else None,
         )
 
     def recommend_pool_size(self, headroom: float = 1.2) -> PoolSize:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from .hedging import HedgeStats
 from .replication import Lag
 from .slots import SLOT_COUNT
 from .texttable import Table, ms, plain, slot_ranges, table
@@ -132,6 +133,7 @@ class ClientStats:
     # the asyncio client's connection layer per node (shared auto-pipelined connections and
     # dedicated leases); empty on the sync client
     connections: tuple[NodeConnectionsStats, ...] = ()
+    hedges: HedgeStats = field(default_factory=HedgeStats)  # hedged reads (with hedge=)
 
     @property
     def pending(self) -> int:
@@ -201,7 +203,7 @@ def nodes_with_role(nodes: tuple[Node, ...], role: str | None) -> tuple[Node, ..
 
 def client_stats(per: Iterable[PoolStats], refreshes: int, refresh_requests: int, version: int,
                  latency: dict[str, dict[str, Any]] | None = None,
-                 connections: tuple[NodeConnectionsStats, ...] = ()) -> ClientStats:
+                 connections: tuple[NodeConnectionsStats, ...] = (), hedges: HedgeStats | None = None) -> ClientStats:
     """Per-node pool counters summed into one ClientStats."""
     nodes = tuple(per)
     return ClientStats(
@@ -216,4 +218,5 @@ def client_stats(per: Iterable[PoolStats], refreshes: int, refresh_requests: int
         version,
         latency or {},
         connections,
+        hedges or HedgeStats(),
     )

@@ -1,0 +1,97 @@
+"""Hedged replica reads on the sync client: one replica is late (a DelayProxy), reads routed to it
+are hedged to the other replica within the budget; writes never are; nothing is left unread."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from clusterpool import ClusterClient, ConfigurationError, HedgePolicy
+from hedge_setup import LATE, late_replica_cluster
+from waiting import poll
+
+
+@pytest.fixture(scope="module")
+def late():
+    with late_replica_cluster() as setup:
+        yield setup
+
+
+@pytest.fixture
+def client(late):
+    c = ClusterClient(**late.options(read_from=late.pick_late, hedge=HedgePolicy(delay=0.005, budget=1.0)))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _fill(client, prefix, n):
+    keys = [f"{prefix}:{i}" for i in range(n)]
+    for i, k in enumerate(keys):
+        client.writer.set(k, f"v{i}")
+    client.wait(2, 1000)  # both replicas have the values before they are read
+    return keys
+
+
+def test_a_late_replica_read_is_answered_right_and_hedged(client):
+    keys = _fill(client, "right", 20)
+    assert [client.get(k) for k in keys] == [f"v{i}".encode() for i in range(20)]
+    h = client.stats().hedges
+    assert h.reads == 20 and h.sent == 20
+    assert h.won >= 1
+
+
+def test_writes_are_never_hedged(client):
+    for i in range(20):
+        client.set(f"w:{i}", i)
+    assert client.stats().hedges.reads == 0
+
+
+def test_a_client_reading_from_primaries_does_not_hedge(late):
+    with ClusterClient(**late.options(hedge=True)) as c:
+        c.set("p:1", "x")
+        assert c.get("p:1") == b"x"
+        assert c.stats().hedges.reads == 0
+
+
+def test_the_budget_caps_hedges(late):
+    policy = HedgePolicy(delay=0.005, budget=0.0, burst=3)
+    with ClusterClient(**late.options(read_from=late.pick_late, hedge=policy)) as c:
+        keys = _fill(c, "budget", 10)
+        assert [c.get(k) for k in keys] == [f"v{i}".encode() for i in range(10)]
+        h = c.stats().hedges
+        assert (h.reads, h.sent, h.suppressed) == (10, 3, 7)
+
+
+def test_no_connection_is_left_with_an_unread_reply(late, client):
+    keys = _fill(client, "unread", 40)
+    expected = [f"v{i}".encode() for i in range(40)]
+    assert [client.get(k) for k in keys] == expected
+    assert client.stats().hedges.held >= 1  # connections to the late replica wait for their reply
+    late.proxy.delay = 0.0  # the replica catches up: its late replies arrive, its reads stop hedging
+    try:
+        poll(lambda: client.get(keys[0]) == expected[0] and client.stats().hedges.held == 0,
+             what="held connections to be drained")
+        for _ in range(3):  # every pooled connection to the replica answers its own command
+            assert [client.get(k) for k in keys] == expected
+    finally:
+        late.proxy.delay = LATE
+
+
+def test_a_hedged_client_closes_every_socket(late):
+    before = len(os.listdir("/proc/self/fd"))
+    c = ClusterClient(**late.options(read_from=late.pick_late, hedge=HedgePolicy(delay=0.005, budget=1.0)))
+    keys = _fill(c, "close", 10)
+    for k in keys:
+        c.get(k)
+    assert c.stats().hedges.sent == 10
+    c.close()
+    poll(lambda: len(os.listdir("/proc/self/fd")) <= before, what=f"fd count back to {before}")
+
+
+@pytest.mark.parametrize("bad", [0.5, "yes", HedgePolicy], ids=repr)
+def test_a_bad_hedge_option_is_a_configuration_error(bad):
+    with pytest.raises(ConfigurationError, match="hedge"):
+        ClusterClient(startup_nodes=[("127.0.0.1", 7000)], hedge=bad)
