@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+T = TypeVar("T")
 
 # the semantic conventions' advice for db.client.operation.duration (seconds)
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
@@ -23,6 +25,10 @@ class Counted(Protocol):
 
     def connection_counts(self) -> Iterable[tuple[str, int, int, int]]:
         """(node, used, idle, pending) for each node the client has connections to."""
+        ...
+
+    def hedge_counts(self) -> Iterable[tuple[str, int]]:
+        """(outcome, count) of the client's hedged reads: sent, won, suppressed."""
         ...
 
 
@@ -54,6 +60,11 @@ class Instruments:
             "db.client.connection.pending_requests", callbacks=[self._pending], unit="{request}",
             description="Requests written or queued on a node's shared connections and waiting for their reply (asyncio).")
 
+        meter.create_observable_counter(
+            "clusterpool.client.hedges", callbacks=[self._hedges], unit="{hedge}",
+            description="Hedged reads by outcome: sent (a late read sent again to another node), "
+                        "won (its reply came first), suppressed (over the budget).")
+
     def add(self, inst: Counted) -> None:
         with self._lock:
             self._clients.add(inst)
@@ -63,15 +74,26 @@ class Instruments:
             self._clients.discard(inst)
 
     def _counts(self) -> list[tuple[str, int, int, int]]:
+        return self._each(lambda inst: inst.connection_counts())
+
+    def _each(self, read: Callable[[Counted], Iterable[T]]) -> list[T]:
+        """`read(client)` of every registered client, concatenated."""
         with self._lock:
             clients = list(self._clients)
-        out: list[tuple[str, int, int, int]] = []
+        out: list[T] = []
         for inst in clients:
             try:
-                out.extend(inst.connection_counts())
+                out.extend(read(inst))
             except Exception:  # a closed client, a map being swapped: skip it this round
                 continue
         return out
+
+    def _hedges(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[str, int] = {}
+        for outcome, n in self._each(lambda inst: inst.hedge_counts()):
+            totals[outcome] = totals.get(outcome, 0) + n
+        for outcome, n in totals.items():
+            yield Observation(n, {"clusterpool.hedge.outcome": outcome})
 
     def _connection_count(self, options: CallbackOptions) -> Iterable[Observation]:
         for node, used, idle, _ in self._counts():

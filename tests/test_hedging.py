@@ -95,3 +95,40 @@ def test_a_hedged_client_closes_every_socket(late):
 def test_a_bad_hedge_option_is_a_configuration_error(bad):
     with pytest.raises(ConfigurationError, match="hedge"):
         ClusterClient(startup_nodes=[("127.0.0.1", 7000)], hedge=bad)
+
+
+def test_prometheus_counts_hedges(client):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from clusterpool.metrics import PoolCollector
+
+    for k in _fill(client, "prom", 5):
+        client.get(k)
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(client))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    h = client.stats().hedges
+    assert families["clusterpool_hedge_sent"].samples[0].value == h.sent == 5
+    assert families["clusterpool_hedge_reads"].samples[0].value == 5
+
+
+def test_opentelemetry_counts_hedges_by_outcome(client):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from clusterpool import otel
+
+    reader = InMemoryMetricReader()
+    inst = otel.instrument(client, meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        for k in _fill(client, "otel", 5):
+            client.get(k)
+        data = reader.get_metrics_data()
+        points = {p.attributes["clusterpool.hedge.outcome"]: p.value
+                  for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                  if m.name == "clusterpool.client.hedges" for p in m.data.data_points}
+        h = client.stats().hedges
+        assert points == {"sent": 5, "won": h.won, "suppressed": 0}
+    finally:
+        inst.uninstrument()
