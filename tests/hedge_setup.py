@@ -47,3 +47,8 @@ def late_replica_cluster() -> Iterator[LateReplica]:
             proxy.close()
     finally:
         c.stop()
+
+
+def pick(name: str) -> Any:
+    """A read strategy that picks node `name` whenever it is in the map."""
+    return lambda shard, states: next((n for n in shard.readable if n.name == name), None)

@@ -30,6 +30,7 @@ from redis.commands import AsyncRedisClusterCommands
 from .._redispy import CaseInsensitiveDict, CommandMixinState, Encoder, get_response_callbacks
 from ..routes import NodeFlags
 from .. import errors, naming
+from ..hedging import Hedger
 from ..commands import CommandInfo
 from ..observe import Observer
 from ..config import Config
@@ -76,6 +77,7 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Pl
         self.config = config
         self._state = ClusterState(config)
         self._init_views(config.read_from, config.client_az)
+        self._hedger = Hedger(config.hedge) if config.hedge is not None else None  # shared by the views
         self.retry = config.retry
         kw = config.connection
         protocol, legacy = kw.get("protocol"), kw.get("legacy_responses", True)
