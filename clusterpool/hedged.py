@@ -28,6 +28,7 @@ from redis.connection import AbstractConnection
 
 from ._redispy import raw_socket
 from .connection import pack_one
+from .pool import readable
 from .hedging import Hedger, HedgeStats, second_node
 from .readfrom import NodeStates
 from .topology import Topology
@@ -45,6 +46,8 @@ def _readable(conns: Sequence[AbstractConnection], timeout: float | None) -> lis
     ready = [c for c in conns if _buffered(c)]
     if ready:
         return ready
+    if len(conns) == 1:  # the common case: the pool's poll object of the connection
+        return list(conns) if readable(conns[0], timeout) else []
     socks = {raw_socket(c): c for c in conns}
     got, _, _ = select.select(list(socks), [], [], None if timeout is None else max(timeout, 0.0))
     return [socks[s] for s in got]
@@ -119,10 +122,11 @@ class HedgedReads:
         hedger = self.hedger
         if self.held:
             self.sweep()
+        shard = topo.slot_table[slot] if topo is not None else None
+        sid = shard.id if shard is not None else ""
         start = time.monotonic()
         hedger.read(start)
-        if not _readable((conn,), hedger.delay(name)):
-            shard = topo.slot_table[slot] if topo is not None else None
+        if not (_buffered(conn) or readable(conn, hedger.delay(sid))):
             second = None if shard is None else second_node(shard, name, states, zone, hedger.policy.to_primary)
             other = None if second is None else _send_hedge(hedger, pools(second.name), args)
             if other is not None:
@@ -131,9 +135,10 @@ class HedgedReads:
                 if ready and conn not in ready:
                     reply = _hedge_reply(b_pool, b, raw)
                     if reply is not _FAILED:
+                        elapsed = time.monotonic() - start
                         hedger.won()
-                        hedger.timed(second.name, time.monotonic() - start)  # type: ignore[union-attr]
-                        hedger.timed(name, time.monotonic() - start)  # at least that long
+                        hedger.timed(sid, second.name, elapsed)  # type: ignore[union-attr]
+                        hedger.timed(sid, name, elapsed)  # at least that long
                         self.hold(pool, conn, start)
                         return reply, True
                 else:
@@ -143,7 +148,7 @@ class HedgedReads:
             if not _readable((conn,), _left(conn, start)):
                 raise _timed_out(conn)
         reply = conn.read_reply(raw)  # type: ignore[attr-defined]
-        hedger.timed(name, time.monotonic() - start)
+        hedger.timed(sid, name, time.monotonic() - start)
         return reply, False
 
 

@@ -23,7 +23,7 @@ from .topology import Node, Shard
 
 # how often (in recorded samples) a node's percentile delay is computed again: sorting the
 # window on every read would cost more than the read
-RECOMPUTE_EVERY = 16
+RECOMPUTE_EVERY = 64
 BUCKETS = 10  # the budget's window is kept as this many slices
 
 
@@ -40,8 +40,9 @@ class HedgePolicy:
     """When a read is hedged and how many extra reads may be sent.
 
     `delay`: a fixed wait (seconds) before the hedge; None (the default) waits for the
-    `percentile` of the first node's recent read latency, kept within [`floor`, `ceiling`]
-    (`ceiling` until `min_samples` replies were timed). `budget`: hedges are at most this
+    `percentile` of the recent read latency of the read's node or of another node of its
+    shard, whichever is lowest (see Hedger), kept within [`floor`, `ceiling`] (`ceiling`
+    until a node has `min_samples` replies timed). `budget`: hedges are at most this
     fraction of the hedgeable reads of the last `window` seconds, plus `burst` (so a client
     that reads little can still hedge a few). `to_primary`: with no other usable replica,
     the hedge may go to the shard's primary.
@@ -182,54 +183,62 @@ class HedgeStats:
 
 
 class _Window:
-    """One node's recent read latencies and the delay computed from them (every RECOMPUTE_EVERY)."""
+    """One node's recent read latencies."""
 
-    __slots__ = ("xs", "count", "delay")
+    __slots__ = ("xs", "count")
 
-    def __init__(self, size: int, delay: float) -> None:
+    def __init__(self, size: int) -> None:
         self.xs: deque[float] = deque(maxlen=size)
         self.count = 0
-        self.delay = delay
 
 
 class Hedger:
     """One client's hedging state: its policy, budget, counters and each node's recent latency
     (shared by the client's views). The drivers call `delay`, `read`, `try_hedge`, `timed`, `won`;
     the budget is checked under a lock (a hedge is rare); counters may lose an increment to a
-    race between threads, which only makes the budget stricter."""
+    race between threads, which only makes the budget stricter.
+
+    With a percentile policy the delay is per shard: the lowest of its nodes' percentiles
+    (each computed once `min_samples` replies were timed on that node, then every RECOMPUTE_EVERY), so a node that is slow
+    on every read is hedged after what its peers usually take, not after its own slowness.
+    """
 
     def __init__(self, policy: HedgePolicy) -> None:
         self.policy = policy
         self.budget = HedgeBudget(policy.budget, policy.window, policy.burst)
         self._windows: dict[str, _Window] = {}
+        self._per_node: dict[str, dict[str, float]] = {}  # shard id -> {node: its percentile delay}
+        self._delays: dict[str, float] = {}  # shard id -> the delay of reads on that shard
         self._lock = threading.Lock()
         self.reads = self.sent = self.won_count = self.suppressed = 0
 
-    def delay(self, node: str) -> float:
-        """How long a read on `node` waits for its reply before it may be hedged."""
+    def delay(self, shard: str) -> float:
+        """How long a read on shard `shard` (its id) waits for its reply before it may be hedged."""
         policy = self.policy
         if policy.delay is not None:
             return policy.delay
-        w = self._windows.get(node)
-        return policy.ceiling if w is None else w.delay
+        return self._delays.get(shard, policy.ceiling)
 
     def read(self, now: float) -> None:
         """A hedgeable read was sent (the budget's denominator)."""
         self.reads += 1
         self.budget.read(now)
 
-    def timed(self, node: str, seconds: float) -> None:
-        """A reply from `node` took `seconds` (or a reply abandoned after that long: a lower bound)."""
+    def timed(self, shard: str, node: str, seconds: float) -> None:
+        """A reply from `node` of `shard` took `seconds` (or a reply abandoned after that long: a
+        lower bound)."""
         policy = self.policy
         if policy.delay is not None:
             return
         w = self._windows.get(node)
         if w is None:
-            w = self._windows.setdefault(node, _Window(policy.samples, policy.ceiling))
+            w = self._windows.setdefault(node, _Window(policy.samples))
         w.xs.append(seconds)
         w.count += 1
-        if w.count % RECOMPUTE_EVERY == 0:
-            w.delay = policy.delay_for(tuple(w.xs))
+        if w.count % RECOMPUTE_EVERY == 0 and w.count >= policy.min_samples or w.count == policy.min_samples:
+            per = self._per_node.setdefault(shard, {})
+            per[node] = policy.delay_for(tuple(w.xs))
+            self._delays[shard] = min(per.values())
 
     def try_hedge(self, now: float) -> bool:
         """Whether to send a hedge now (counted as sent if so, as suppressed if not)."""

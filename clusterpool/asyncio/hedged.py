@@ -18,7 +18,7 @@ from typing import Any
 
 from ..hedging import Hedger, second_node
 from ..readfrom import NodeStates
-from ..topology import Topology
+from ..topology import Shard, Topology
 from .connections import NodeConnections
 from .settings import DEFAULT
 
@@ -32,14 +32,15 @@ def _retrieved(fut: asyncio.Future[Any]) -> None:
 class _HedgedRead:
     """The race of one read: leg A on its node, maybe leg B on a second node, one result."""
 
-    __slots__ = ("hedger", "name", "a", "b", "second", "result", "start", "args", "topo", "slot", "states",
+    __slots__ = ("hedger", "name", "a", "b", "second", "result", "start", "args", "shard", "sid", "states",
                  "zone", "connections")
 
     def __init__(self, hedger: Hedger, name: str, a: asyncio.Future[Any], result: asyncio.Future[Any],
-                 args: Sequence[Any], topo: Topology | None, slot: int, states: NodeStates, zone: str | None,
+                 args: Sequence[Any], shard: Shard | None, states: NodeStates, zone: str | None,
                  connections: Callable[[str], Any]) -> None:
         self.hedger, self.name, self.a, self.result, self.args = hedger, name, a, result, args
-        self.topo, self.slot, self.states, self.zone, self.connections = topo, slot, states, zone, connections
+        self.shard, self.states, self.zone, self.connections = shard, states, zone, connections
+        self.sid = shard.id if shard is not None else ""
         self.b: asyncio.Future[Any] | None = None
         self.second = ""
         self.start = time.monotonic()
@@ -52,7 +53,7 @@ class _HedgedRead:
         if a.cancelled():
             result.cancel()
         elif a.exception() is None:
-            self.hedger.timed(self.name, time.monotonic() - self.start)
+            self.hedger.timed(self.sid, self.name, time.monotonic() - self.start)
             result.set_result(a.result())
             if b is not None:
                 b.cancel()  # its connection drops the reply
@@ -68,8 +69,8 @@ class _HedgedRead:
         if b.exception() is None:
             elapsed = time.monotonic() - self.start
             self.hedger.won()
-            self.hedger.timed(self.second, elapsed)
-            self.hedger.timed(self.name, elapsed)  # at least that long
+            self.hedger.timed(self.sid, self.second, elapsed)
+            self.hedger.timed(self.sid, self.name, elapsed)  # at least that long
             result.set_result(b.result())
             a.cancel()  # its connection drops the reply
         elif a.done():
@@ -79,8 +80,7 @@ class _HedgedRead:
         """The delay passed without A's reply: send B if the budget and the shard allow."""
         if self.a.done():
             return
-        topo = self.topo
-        shard = topo.slot_table[self.slot] if topo is not None else None
+        shard = self.shard
         hedger = self.hedger
         node = None if shard is None else second_node(shard, self.name, self.states, self.zone,
                                                       hedger.policy.to_primary)
@@ -111,10 +111,11 @@ async def read_hedged(hedger: Hedger, pool: NodeConnections, name: str, slot: in
     mux = pool.ready() or await pool.shared()
     a = mux.submit(args, timeout=DEFAULT)
     loop = asyncio.get_running_loop()
-    race = _HedgedRead(hedger, name, a, loop.create_future(), args, topo, slot, states, zone, connections)
+    shard = topo.slot_table[slot] if topo is not None else None
+    race = _HedgedRead(hedger, name, a, loop.create_future(), args, shard, states, zone, connections)
     hedger.read(race.start)
     a.add_done_callback(race.on_a)
-    timer = loop.call_later(hedger.delay(name), race.late)
+    timer = loop.call_later(hedger.delay(race.sid), race.late)
     try:
         return await race.result
     finally:

@@ -163,10 +163,24 @@ def test_the_hedger_counts_sent_won_and_suppressed():
     assert s.extra == 1.0
 
 
-def test_the_hedger_delay_follows_the_nodes_recent_latency():
+def test_the_hedger_delay_follows_the_shards_recent_latency():
     h = Hedger(HedgePolicy(percentile=0.5, floor=0.0, ceiling=1.0, min_samples=RECOMPUTE_EVERY))
-    assert h.delay("n") == 1.0  # no samples yet: the ceiling
+    assert h.delay("s1") == 1.0  # no samples yet: the ceiling
     for _ in range(RECOMPUTE_EVERY):
-        h.timed("n", 0.004)
-    assert h.delay("n") == 0.004
-    assert h.delay("other") == 1.0
+        h.timed("s1", "n", 0.004)
+    assert h.delay("s1") == 0.004
+    assert h.delay("s2") == 1.0
+
+
+def test_a_node_slow_on_every_read_is_hedged_after_what_its_peers_take():
+    h = Hedger(HedgePolicy(percentile=0.9, floor=0.0, ceiling=1.0, min_samples=RECOMPUTE_EVERY))
+    for _ in range(RECOMPUTE_EVERY):
+        h.timed("s1", "slow", 0.020)
+        h.timed("s1", "fast", 0.001)
+    assert h.delay("s1") == 0.001
+
+
+def test_a_fixed_delay_is_the_same_for_every_shard():
+    h = Hedger(HedgePolicy(delay=0.003))
+    h.timed("s1", "n", 0.5)
+    assert h.delay("s1") == h.delay("s2") == 0.003
