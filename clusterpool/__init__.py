@@ -2,6 +2,8 @@
 
 from .client import ClusterClient
 from .config import Config
+from .cacheconfig import CacheConfig
+from .cachestore import CacheStats
 from .errors import (
     ClusterPoolError,
     ClusterUnreachableError,
@@ -56,7 +58,7 @@ from ._version import __version__ as __version__
 __all__ = [
     "ANY", "AZ_AFFINITY", "AZ_AFFINITY_REPLICAS_AND_PRIMARY", "NEAREST", "PRIMARY", "REPLICA", "REPLICA_PREFERRED",
     "AZAffinity", "Lag", "LagBound", "NodeZoneLearned",
-    "ClusterClient", "ClusterNode", "ClusterPoolError", "Config", "CrossSlotTransactionError", "MissingKeyError", "ClusterUnreachableError", "ConfigurationError",
+    "CacheConfig", "CacheStats", "ClusterClient", "ClusterNode", "ClusterPoolError", "Config", "CrossSlotTransactionError", "MissingKeyError", "ClusterUnreachableError", "ConfigurationError",
     "CrossSlotError", "Event", "Health", "HedgePolicy", "HedgeStats", "Node", "NodeAdded", "NodeHealthChanged", "NodeRemoved",
     "NodeStates", "NodeUnavailableError", "NotAClusterError", "PoolClosedError", "PoolStats",
     "PoolTimeoutError", "ReadStrategy", "RefreshFailed", "RetryTimeoutError", "RoleChanged", "Shard", "SlotNotCoveredError",

@@ -24,6 +24,8 @@ from redis.commands import RedisClusterCommands
 
 from ._redispy import CaseInsensitiveDict, CommandMixinState, get_response_callbacks
 from .routes import NodeFlags
+from ._redispy import NEVER_DECODE
+from .cachestore import MISS, CacheStore, Ticket, cache_key, forget_written
 from .commands import CommandInfo
 from .config import Config
 from .core import Core
@@ -146,20 +148,58 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
             info = cached[0]
             idx = info.single_key
             if idx and len(args) > idx:
+                if core.cache is not None:
+                    return self._keyed_cached(core.cache, info, idx, args, options, topo)
                 key = args[idx]
                 slot = key_slot(key if type(key) is bytes else encode_key(key))
                 return self._keyed(info, slot, args, options, topo)
+        if core.cache is not None:
+            return self._dispatch_cached(core.cache, args, options)
         return self._dispatch(args, options)
 
     def _keyed(self, info: CommandInfo, slot: int, args: Sequence[Any], options: dict[str, Any],
-               topo: Topology) -> Any:
+               topo: Topology, ticket: Ticket | None = None) -> Any:
         if self.refuses_writes and not info.readonly:
             self.refuse_write(args)
         if self.retry_timeout is None:
-            return self._run(self.pick_node(topo, slot, info.readonly), info, slot, args, options)
+            return self._run(self.pick_node(topo, slot, info.readonly), info, slot, args, options, ticket=ticket)
         deadline = time.monotonic() + self.retry_timeout  # a wait for the slot's owner counts too
         return self._run(self.pick_node(topo, slot, info.readonly, deadline), info, slot, args, options,
-                         deadline=deadline)
+                         deadline=deadline, ticket=ticket)
+
+    def _keyed_cached(self, store: CacheStore, info: CommandInfo, idx: int, args: Sequence[Any],
+                      options: dict[str, Any], topo: Topology) -> Any:
+        """A single-key command with the cache on: a cacheable read is served from the cache or
+        read with a ticket; a write drops the key's entries once it is done (read-your-writes)."""
+        if info.readonly:
+            ckey = cache_key(self._cache_ns, args)
+            if ckey is not None and self.core.cache_reads(args[0], info) and NEVER_DECODE not in options:
+                value = store.get(ckey, time.monotonic() if store.ttl else 0.0)
+                if value is not MISS:
+                    return self.parse_reply(args[0], value, options)
+                rkey = encode_key(args[idx])
+                slot = key_slot(rkey)
+                return self._keyed(info, slot, args, options, topo, store.begin(ckey, rkey, slot))
+            return self._keyed(info, key_slot(encode_key(args[idx])), args, options, topo)
+        rkey = encode_key(args[idx])
+        try:
+            return self._keyed(info, key_slot(rkey), args, options, topo)
+        finally:
+            store.invalidate((rkey,))
+
+    def _dispatch_cached(self, store: CacheStore, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        """The slow path with the cache on: an MGET whose every key has a cached GET is served
+        from them; a write's keys (all entries, for a keyless write) are dropped once it is done."""
+        if type(args[0]) is str and args[0].upper() == "MGET" and len(args) > 1 and NEVER_DECODE not in options:
+            ckeys = [cache_key(self._cache_ns, ("GET", k)) for k in args[1:]]
+            if None not in ckeys:
+                values = store.get_all(ckeys, time.monotonic() if store.ttl else 0.0)
+                if values is not None:
+                    return self.parse_reply(args[0], values, options)
+        try:
+            return self._dispatch(args, options)
+        finally:
+            forget_written(store, self.core.table, args)
 
     def pick_node(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node:
         """The node for `slot` (waiting, until `deadline` at most, for a primary when it has none)."""

@@ -31,6 +31,7 @@ from .options import (
     node_list,
     refuse_unsupported,
 )
+from .cacheconfig import CacheSettings, cache_settings
 from .hedging import HedgePolicy, hedge_policy
 from .readfrom import PRIMARY, REPLICA, LagBound, StrategyLike, make_strategy
 from .topology import AddressMap
@@ -80,6 +81,7 @@ class Config:
     degraded_latency: float = 0.05
     command_hook: Callable[..., Any] | None = None
     track_latency: bool = False
+    cache: CacheSettings | None = None  # client-side caching (from cache= / cache_config=)
 
     @classmethod
     def build(cls, host: str | None, port: int, startup_nodes: Iterable[Any] | None,
@@ -178,6 +180,9 @@ _NONE_OK = frozenset({"retry_timeout", "pool_timeout", "max_idle_time", "address
 def _compat(opts: dict[str, Any]) -> None:
     """RedisCluster's spellings of our options, rewritten in place."""
     refuse_unsupported(opts)
+    cache = cache_settings(opts.pop("cache", None), opts.pop("cache_config", None))
+    if cache is not None:
+        opts["cache"] = cache
     gap = opts.pop("topology_refresh_min_interval", None)
     if gap is not None and "refresh_min_gap" not in opts:
         opts["refresh_min_gap"] = gap

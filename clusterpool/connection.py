@@ -7,7 +7,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.connection import AbstractConnection, Connection, SSLConnection
@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._redispy import raw_socket, sync_parser
+from .invalidation import Link, tracking_command
 
 
 if TYPE_CHECKING:  # the mixin's attributes and methods are redis-py Connection's
@@ -37,6 +38,10 @@ class _NodeConnectionMixin(_ConnectionBase):
     readonly_mode = False
     announce = True  # send CLIENT SETINFO (probe connections do not)
     kernel_timeouts = False  # make_connection sets it (pooled and probe connections, not pub/sub's)
+    # client-side caching: the node's invalidation link to redirect to (None: no tracking), and the
+    # generation of the link this connection's tracking points at (None: untracked)
+    tracking: Callable[[], Link | None] | None = None
+    tracking_gen: int | None = None
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         if self.kernel_timeouts:
@@ -55,6 +60,10 @@ class _NodeConnectionMixin(_ConnectionBase):
                 cmds.append(("CLIENT", "SETINFO", "LIB-VER", info.lib_version))
         if self.readonly_mode:
             cmds.append(("READONLY",))
+        self.tracking_gen = None
+        link = self.tracking() if self.tracking is not None else None
+        if link is not None:
+            cmds.append(tracking_command(link.client_id))  # type: ignore[arg-type]
         if not cmds:
             return
         self.send_packed_command(self.pack_commands(cmds), check_health=False)
@@ -64,7 +73,9 @@ class _NodeConnectionMixin(_ConnectionBase):
             except ResponseError as e:
                 if cmd[0] == "READONLY":
                     raise RedisConnectionError(f"READONLY failed on replica connection: {e}") from e
-                continue  # SETINFO refused (ACL, proxy): as redis-py, not an error
+                continue  # SETINFO refused (ACL, proxy): as redis-py, not an error; TRACKING: untracked
+            if cmd[0] == "CLIENT" and cmd[1] == "TRACKING" and link is not None:
+                self.tracking_gen = link.gen
             if cmd[0] == "READONLY" and reply not in (b"OK", "OK", True):
                 raise RedisConnectionError(f"READONLY failed on replica connection: {reply!r}")
 
@@ -259,8 +270,8 @@ def command_info(conn: AbstractConnection, name: str) -> Sequence[Any] | None:
     return reply[0] if reply and reply[0] else None
 
 
-def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,
-                    readonly: bool) -> NodeConnection | SSLNodeConnection:
+def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool, readonly: bool,
+                    tracking: Callable[[], Link | None] | None = None) -> NodeConnection | SSLNodeConnection:
     """A new (not yet connected) connection; retries are the router's job, not the connection's."""
     kwargs = {k: v for k, v in kwargs.items() if k not in ("retry", "retry_on_timeout", "retry_on_error")}
     cls: type[NodeConnection | SSLNodeConnection] = SSLNodeConnection if ssl else NodeConnection
@@ -268,4 +279,6 @@ def make_connection(host: str, port: int, kwargs: dict[str, Any], *, ssl: bool,
     conn = cls(host=host, port=port, **kwargs)
     conn.readonly_mode = readonly
     conn.kernel_timeouts = True
+    if tracking is not None:
+        conn.tracking = tracking
     return conn

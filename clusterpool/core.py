@@ -33,6 +33,9 @@ from .nodebook import NodeBook
 from .pool import ConnectionPool, current_pid
 from .readfrom import NodeStates
 from .adoption import plan
+from .cachelinks import InvalidationLinks
+from .cachestore import CacheStore, slots_reassigned
+from .invalidation import LinkBook
 from .refresh import Refresher
 from .refreshsteps import Candidates, candidates
 from .topology import REPLICA, Topology
@@ -81,6 +84,40 @@ class Core(NodeBook):
         self.closables: weakref.WeakSet[Any] = weakref.WeakSet()
         self._changed = threading.Condition(threading.Lock())  # notified when a new map is in use
         self.checker = HealthChecker(self)
+        # client-side caching (cache_config=): the store, and each node's invalidation link
+        self.cache: CacheStore | None = None
+        self.links_book = LinkBook()
+        self.links: InvalidationLinks | None = None
+        self._cache_heads: dict[Any, bool] = {}
+        if config.cache is not None:
+            self._start_cache()
+
+    def _start_cache(self) -> None:
+        settings = self.config.cache
+        assert settings is not None
+        self.cache = CacheStore(settings.max_entries, settings.max_bytes, settings.ttl)
+        self.links_book = LinkBook()
+        self.links = InvalidationLinks(self.cache, self.links_book, self._link_connection, self._in_map)
+
+    def cache_reads(self, head: Any, info: Any) -> bool:
+        """Whether reads of command `head` are cached (remembered per head)."""
+        verdict = self._cache_heads.get(head)
+        if verdict is None:
+            settings = self.config.cache
+            verdict = settings is not None and settings.caches_read(info)
+            if len(self._cache_heads) < 4096:
+                self._cache_heads[head] = verdict
+        return verdict
+
+    def _link_connection(self, name: str) -> AbstractConnection:
+        """A node's invalidation link connection: RESP2 (pub/sub delivery), raw bytes, no READONLY."""
+        host, _, port = name.rpartition(":")
+        kw = {**self.conn_kwargs, "protocol": 2, "decode_responses": False}
+        return make_connection(host, int(port), kw, ssl=self.config.ssl, readonly=False)
+
+    def _in_map(self, name: str) -> bool:
+        t = self.topology
+        return t is not None and name in t.by_name
 
     # ---------------------------------------------------------------- discovery
 
@@ -175,6 +212,8 @@ class Core(NodeBook):
                 st.readonly = a.readonly[st.name]  # new connections send READONLY or not
             gone = [nodes.pop(n) for n in a.close]
             self.nodes = nodes
+            if self.cache is not None:  # before the new map serves a read: the new owners know nothing of ours
+                self.cache.flush_slots(slots_reassigned(self.topology, a.topology))
             self.topology = self._announced = a.topology
             self.publish_states()
             self._notify_changed()
@@ -184,6 +223,9 @@ class Core(NodeBook):
             st.pool.disconnect_all()  # connections made in the old role are replaced
         for st in gone:
             st.pool.close()
+        if self.links is not None:
+            for name in a.close:
+                self.links.drop(name)
 
     def on_moved(self, slot: int, host: str, port: int) -> Topology:
         """Point one slot at its new owner at once, and ask for a full refresh."""
@@ -193,6 +235,8 @@ class Core(NodeBook):
             if not t.served_by(slot, host, port):
                 self._version += 1
                 t = t.with_slot_moved(slot, host, port).with_version(self._version)
+                if self.cache is not None:
+                    self.cache.flush_slots((slot,))
                 self.topology = t
                 self._notify_changed()
         self.refresher.request()
@@ -237,7 +281,11 @@ class Core(NodeBook):
         def factory() -> AbstractConnection:
             extra = self.node_kwargs.get(name)  # CLIENT SETNAME / SETINFO made for this node
             kw = {**self.conn_kwargs, **extra} if extra else self.conn_kwargs
-            return make_connection(host, port, kw, ssl=self.config.ssl, readonly=holder["st"].readonly)
+            return make_connection(host, port, kw, ssl=self.config.ssl, readonly=holder["st"].readonly,
+                                   tracking=tracking)
+
+        book = self.links_book
+        tracking = (lambda: book.redirect_for(name)) if self.cache is not None else None
 
         pool = ConnectionPool(
             name,
@@ -276,6 +324,8 @@ class Core(NodeBook):
         self.refresher.after_fork()
         self.checker = HealthChecker(self)
         self.bus = EventBus()
+        if self.config.cache is not None:  # the parent's links are not this process's
+            self._start_cache()
         if self.topology is not None:
             self.refresher.start()
             self.checker.start()
@@ -288,6 +338,8 @@ class Core(NodeBook):
             nodes, self.nodes = self.nodes, {}
         self.checker.stop()
         self.refresher.close()
+        if self.links is not None:
+            self.links.close()
         for st in nodes.values():
             st.pool.close()
         for obj in list(self.closables):

@@ -49,6 +49,7 @@ class InspectionMixin:
             core.refresher.requests,
             t.version if t else 0,
             self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
+            cache=core.cache.stats() if core.cache is not None else None,
             hedges=self._hedging.stats() if self._hedging is not None else None,
         )
 

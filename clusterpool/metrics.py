@@ -6,7 +6,8 @@
 Reads `client.stats()` at scrape time: gauges for pool size/in use/idle/waiting,
 counters for connections created/closed, acquire timeouts, errors and
 acquires, all labelled by node; plus refresh counters for the client, and a
-command latency histogram per node when the client has `track_latency=True`.
+command latency histogram per node when the client has `track_latency=True`, and the
+client-side cache's counters and size when it has `cache_config=`.
 The same collector takes the asyncio `ClusterClient`, whose stats() have the same
 shape; it adds per-node gauges for its shared connections (pending replies) and
 dedicated leases, and counters of commands, socket writes and dropped replies.
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from .cachestore import CacheStats
     from .snapshots import ClientStats
 
 
@@ -34,6 +36,14 @@ _GAUGES = (
     ("idle", "connections waiting in the pool"),
     ("waiting", "callers waiting for a connection"),
     ("max_connections", "the pool's bound"),
+)
+_CACHE_COUNTERS = (
+    ("hits", "reads served from the client-side cache"),
+    ("misses", "cacheable reads sent to the server"),
+    ("stores", "replies stored in the cache"),
+    ("evictions", "entries dropped to stay inside the bounds"),
+    ("invalidations", "entries dropped by the server's invalidation messages"),
+    ("expired", "entries dropped by the TTL"),
 )
 _COUNTERS = (
     ("created", "connections opened"),
@@ -92,6 +102,8 @@ class PoolCollector:
                 h.add_metric([node], buckets, sum(samples))
             yield h
         yield from self._hedges(stats)
+        if stats.cache is not None:
+            yield from self._cache(stats.cache)
         yield CounterMetricFamily(f"{self.prefix}_topology_refreshes", "slot map refreshes performed",
                                   value=stats.refreshes)
         yield GaugeMetricFamily(f"{self.prefix}_topology_version", "version of the slot map in use",
@@ -106,6 +118,21 @@ class PoolCollector:
             yield CounterMetricFamily(f"{self.prefix}_hedge_{name}", doc, value=getattr(h, name))
         yield GaugeMetricFamily(f"{self.prefix}_hedge_held", "connections held until a late reply is read",
                                 value=h.held)
+
+    def _cache(self, cache: CacheStats) -> Iterator[Any]:
+        """Client-side caching: counters since start, and what the cache holds."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self.prefix
+        for field, doc in _CACHE_COUNTERS:
+            yield CounterMetricFamily(f"{p}_cache_{field}", doc, value=getattr(cache, field))
+        f = CounterMetricFamily(f"{p}_cache_flushes", "bulk drops of cached entries, by reason", labels=["reason"])
+        for reason, n in sorted(cache.flushes.items()):
+            f.add_metric([reason], n)
+        yield f
+        yield GaugeMetricFamily(f"{p}_cache_entries", "entries cached", value=cache.entries)
+        yield GaugeMetricFamily(f"{p}_cache_bytes", "bytes cached (estimate)", value=cache.bytes)
+        yield GaugeMetricFamily(f"{p}_cache_max_bytes", "the cache's byte bound", value=cache.max_bytes)
 
     def _async_connections(self, stats: ClientStats) -> Iterator[Any]:
         """The asyncio client's connection layer, per node."""

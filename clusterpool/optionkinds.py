@@ -32,7 +32,7 @@ FLAGS = frozenset({"ssl", "retry_unknown_outcome", "replica_fallback", "validate
 CALLABLES = frozenset({"address_map", "address_remap", "command_hook", "redis_connect_func"})
 # RedisCluster keywords rewritten into ours (config._compat), and db (only 0 is allowed)
 COMPAT_SPELLINGS = frozenset({"read_from_replicas", "load_balancing_strategy", "address_remap",
-                              "topology_refresh_min_interval", "db"})
+                              "topology_refresh_min_interval", "db", "cache_config"})
 
 
 def _is_number(v: Any) -> bool:

@@ -24,8 +24,6 @@ IGNORED_COMPAT = frozenset(
      "single_connection_client", "connection_pool"}
 )
 
-_NO_CACHE = ("client-side caching (cache=/cache_config=) is not available in clusterpool yet: "
-             "drop the option, or pass None")
 _OWN_ROUTING = ("clusterpool routes by its bundled COMMAND key specs (and COMMAND INFO for commands "
                 "they lack), not by a redis-py resolver: drop the option, or pass None")
 _NO_MAINT = ("maintenance notifications (RESP3 MOVING/MIGRATING pushes) are not handled by "
@@ -34,8 +32,6 @@ _NO_MAINT = ("maintenance notifications (RESP3 MOVING/MIGRATING pushes) are not 
 # (None, or a config that turns the feature off), refused otherwise, so that no feature a user
 # asked for is dropped in silence.
 UNSUPPORTED_COMPAT: Mapping[str, str] = MappingProxyType({
-    "cache": _NO_CACHE,
-    "cache_config": _NO_CACHE,
     "policy_resolver": _OWN_ROUTING,
     "metadata_resolver": _OWN_ROUTING,
     "maint_notifications_config": _NO_MAINT,

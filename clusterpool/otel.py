@@ -30,6 +30,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from ._version import __version__
+from .cachestore import CacheStats
 from .asyncio.client import ClusterClient as AsyncClusterClient
 from .client import ClusterClient
 from .errors import ConfigurationError
@@ -116,6 +117,10 @@ class Instrumentation:
             self._instruments.failovers.add(1, attrs)
 
     # ---- observable gauges (read at collection time) --------------------------------
+
+    def cache_stats(self) -> CacheStats | None:
+        """The client-side cache's counters (None: no cache)."""
+        return self.client.stats().cache
 
     def connection_counts(self) -> Iterable[tuple[str, int, int, int]]:
         """(node, used, idle, pending) for each node the client has connections to."""

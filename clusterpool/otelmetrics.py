@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+if TYPE_CHECKING:
+    from .cachestore import CacheStats
 
 T = TypeVar("T")
 
@@ -29,6 +32,10 @@ class Counted(Protocol):
 
     def hedge_counts(self) -> Iterable[tuple[str, int]]:
         """(outcome, count) of the client's hedged reads: sent, won, suppressed."""
+        ...
+
+    def cache_stats(self) -> CacheStats | None:
+        """The client-side cache's counters (None: no cache)."""
         ...
 
 
@@ -64,6 +71,42 @@ class Instruments:
             "clusterpool.client.hedges", callbacks=[self._hedges], unit="{hedge}",
             description="Hedged reads by outcome: sent (a late read sent again to another node), "
                         "won (its reply came first), suppressed (over the budget).")
+        meter.create_observable_counter(
+            "clusterpool.client.cache.requests", callbacks=[self._cache_requests], unit="{request}",
+            description="Cacheable reads, by result (hit: served locally; miss: sent to the server).")
+        meter.create_observable_counter(
+            "clusterpool.client.cache.drops", callbacks=[self._cache_drops], unit="{entry}",
+            description="Cached entries dropped, by reason (eviction, invalidation, expiry) and bulk flushes by reason.")
+        meter.create_observable_up_down_counter(
+            "clusterpool.client.cache.size", callbacks=[self._cache_size], unit="By",
+            description="Bytes held by the client-side cache (estimate).")
+        meter.create_observable_up_down_counter(
+            "clusterpool.client.cache.entries", callbacks=[self._cache_entries], unit="{entry}",
+            description="Entries held by the client-side cache.")
+
+    def _caches(self) -> list[CacheStats]:
+        return self._each(lambda inst: [c] if (c := inst.cache_stats()) is not None else [])
+
+    def _cache_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.hits, {"clusterpool.cache.result": "hit"})
+            yield Observation(c.misses, {"clusterpool.cache.result": "miss"})
+
+    def _cache_drops(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.evictions, {"clusterpool.cache.reason": "eviction"})
+            yield Observation(c.invalidations, {"clusterpool.cache.reason": "invalidation"})
+            yield Observation(c.expired, {"clusterpool.cache.reason": "expired"})
+            for reason, n in c.flushes.items():
+                yield Observation(n, {"clusterpool.cache.reason": f"flush.{reason}"})
+
+    def _cache_size(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.bytes)
+
+    def _cache_entries(self, options: CallbackOptions) -> Iterable[Observation]:
+        for c in self._caches():
+            yield Observation(c.entries)
 
     def add(self, inst: Counted) -> None:
         with self._lock:

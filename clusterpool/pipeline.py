@@ -29,6 +29,7 @@ from redis.connection import AbstractConnection
 
 from ._redispy import EMPTY_RESPONSE, CommandMixinState
 from . import batchrules
+from .cachestore import forget_written
 from .commands import CommandInfo
 from .pipeplan import plan_all
 from .queued import Queued
@@ -207,6 +208,7 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CommandMixinState, CoreCo
 
     def _execute(self, raise_on_error: bool) -> list[Any]:
         queue, self._queue = self._queue, []
+        store = self._client.core.cache
         try:
             if self._transaction:
                 return self._execute_transaction(queue, raise_on_error)
@@ -223,6 +225,9 @@ class ClusterPipeline(QuickCommands, TransactionMixin, CommandMixinState, CoreCo
                 self._run_rounds(queue, deadline)
         finally:
             self.reset()
+            if store is not None:  # the batch's writes drop their keys' entries (read-your-writes)
+                for q in queue:
+                    forget_written(store, self._client.core.table, q.args)
         results = [q.result for q in queue]
         if raise_on_error:
             batchrules.raise_first_error((q.args, q.result) for q in queue)

@@ -30,6 +30,7 @@ from .hedged import HedgedReads
 from .hedging import hedgeable
 from .giveup import deadline_error, give_up_error, owner_of, owner_step
 from .policy import Action, Budget, Do, Failure, Kind, answered, deadline_after, decide, failure_of
+from .cachestore import Ticket
 from .resp import command_name, parse_reply
 from .topology import Node, Shard, Topology
 
@@ -94,12 +95,13 @@ class RouterMixin:
 
     def _run(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
              options: dict[str, Any], asking: bool = False, observed: bool = False,
-             deadline: float | None = None) -> Any:
+             deadline: float | None = None, ticket: Ticket | None = None) -> Any:
         """Run one command on `node`; every failure is handed to `policy.decide` and its action carried out.
-        `deadline`: when the call gives up (retry_timeout from its start; from now when not given)."""
+        `deadline`: when the call gives up (retry_timeout from its start; from now when not given);
+        `ticket`: a cacheable read's (cachestore), its reply stored when the connection was tracked."""
         core = self.core
         if core.observer is not None and not observed:
-            return self._run_observed(core.observer, node, info, slot, args, options, asking, deadline)
+            return self._run_observed(core.observer, node, info, slot, args, options, asking, deadline, ticket)
         if deadline is None and self.retry_timeout is not None:
             deadline = time.monotonic() + self.retry_timeout
         # a blocking command's wait is the server's (and socket_timeout's): the deadline bounds the rest
@@ -125,6 +127,8 @@ class RouterMixin:
                     # the server has not closed this pooled connection (CLIENT KILL, restart)
                     pool.validate(conn)
                     fresh = not conn.is_connected
+                if ticket is not None and not fresh:
+                    fresh = retrack(core, conn, name)
                 if limit is not None:
                     conn.limit(limit - time.monotonic())  # type: ignore[attr-defined]
                 try:
@@ -155,7 +159,9 @@ class RouterMixin:
                 else:
                     if limit is not None:
                         conn.unlimit()  # type: ignore[attr-defined]
-                    if not held:  # a hedged read's late connection is released by hedged.py
+                    if not held:  # held: the reply is a hedge's; hedged.py keeps this connection until its own
+                        if ticket is not None:  # (a hedge's reply is not cached: its connection tracks nothing)
+                            keep(core, ticket, name, conn, response)
                         pool.release(conn)
                     if budget is not None or st.loading:
                         core.node_recovered(name)
@@ -204,11 +210,12 @@ class RouterMixin:
         return give_up_error(action, failure, st.failures, slot, args, error)
 
     def _run_observed(self, observer: Observer, node: Node | str, info: CommandInfo, slot: int | None,
-                      args: Sequence[Any], options: dict[str, Any], asking: bool, deadline: float | None) -> Any:
+                      args: Sequence[Any], options: dict[str, Any], asking: bool, deadline: float | None,
+                      ticket: Ticket | None = None) -> Any:
         """`_run` inside one observer scope (see observe.py): taken only while an observer is set."""
         scope = observer.command(node if isinstance(node, str) else node.name, args)
         try:
-            result = RouterMixin._run(self, node, info, slot, args, options, asking, True, deadline)
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, True, deadline, ticket)
         except BaseException as e:
             scope.end(e)
             raise
@@ -227,14 +234,14 @@ class RouterMixin:
 
     def _run_traced(self, node: Node | str, info: CommandInfo, slot: int | None, args: Sequence[Any],
                     options: dict[str, Any], asking: bool = False, observed: bool = False,
-                    deadline: float | None = None) -> Any:
+                    deadline: float | None = None, ticket: Ticket | None = None) -> Any:
         """`_run` with the command hook called once per command (installed only when a hook is set)."""
         hook = self._hook
         assert hook is not None
         name = node if isinstance(node, str) else node.name
         start = time.perf_counter()
         try:
-            result = RouterMixin._run(self, node, info, slot, args, options, asking, observed, deadline)
+            result = RouterMixin._run(self, node, info, slot, args, options, asking, observed, deadline, ticket)
         except BaseException as e:
             hook(name, command_name(args), time.perf_counter() - start, e)
             raise
@@ -279,3 +286,24 @@ def acquire_by(pool: ConnectionPool, deadline: float) -> AbstractConnection:
         return pool.acquire(max(left, 0.001))
     except errors.PoolTimeoutError as e:
         raise deadline_error("waiting for a pooled connection", str(e)) from e
+
+
+def retrack(core: Core, conn: AbstractConnection, name: str) -> bool:
+    """Before a cacheable read on a pooled connection: drop the connection if its tracking points
+    at an older link than the node's live one (it reconnects tracked). True when dropped."""
+    link = core.links_book.redirect_for(name)
+    if link is None or conn.tracking_gen == link.gen:  # type: ignore[attr-defined]
+        return False
+    conn.disconnect()
+    return True
+
+
+def keep(core: Core, ticket: Ticket, name: str, conn: AbstractConnection, response: Any) -> None:
+    """A cacheable read's reply: stored if the node's live link tracked the connection it came on
+    (the node's link is started when it has none)."""
+    book, store = core.links_book, core.cache
+    assert store is not None
+    tracked = book.tracked(name, conn.tracking_gen)  # type: ignore[attr-defined]
+    if not tracked and book.links.get(name) is None and core.links is not None:
+        core.links.want(name)
+    store.finish_one(ticket, name, response, time.monotonic() if store.ttl else 0.0, tracked)

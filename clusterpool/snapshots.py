@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .hedging import HedgeStats
+from .cachestore import CacheStats
 from .replication import Lag
 from .slots import SLOT_COUNT
 from .texttable import Table, ms, plain, slot_ranges, table
@@ -133,6 +134,7 @@ class ClientStats:
     # the asyncio client's connection layer per node (shared auto-pipelined connections and
     # dedicated leases); empty on the sync client
     connections: tuple[NodeConnectionsStats, ...] = ()
+    cache: CacheStats | None = None  # client-side caching's counters (None: no cache_config)
     hedges: HedgeStats = field(default_factory=HedgeStats)  # hedged reads (with hedge=)
 
     @property
@@ -203,7 +205,8 @@ def nodes_with_role(nodes: tuple[Node, ...], role: str | None) -> tuple[Node, ..
 
 def client_stats(per: Iterable[PoolStats], refreshes: int, refresh_requests: int, version: int,
                  latency: dict[str, dict[str, Any]] | None = None,
-                 connections: tuple[NodeConnectionsStats, ...] = (), hedges: HedgeStats | None = None) -> ClientStats:
+                 connections: tuple[NodeConnectionsStats, ...] = (), cache: CacheStats | None = None,
+                 hedges: HedgeStats | None = None) -> ClientStats:
     """Per-node pool counters summed into one ClientStats."""
     nodes = tuple(per)
     return ClientStats(
@@ -218,5 +221,6 @@ def client_stats(per: Iterable[PoolStats], refreshes: int, refresh_requests: int
         version,
         latency or {},
         connections,
+        cache,
         hedges or HedgeStats(),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+from .cachestore import REPLICA_READS
 from .readfrom import PRIMARY as READ_PRIMARY
 from .readfrom import ReadStrategy, StrategyLike, make_strategy, reader_strategy
 
@@ -23,6 +24,7 @@ class ViewsMixin:
 
     _strategy: ReadStrategy
     _to_primary: bool
+    _cache_ns: str | None  # cache_key's prefix: None for views reading primaries only
     _reader_strategy: ReadStrategy
     refuses_writes: bool
     _client_az: str | None
@@ -33,6 +35,7 @@ class ViewsMixin:
         self._client_az = client_az
         self._strategy = make_strategy(read_from, client_az)
         self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
+        self._cache_ns = None if self._to_primary else REPLICA_READS
         # one replica strategy for every `reader` of this client: a new one per view
         # would restart the round-robin at the first replica on every call
         self._reader_strategy = reader_strategy(client_az)
@@ -44,6 +47,7 @@ class ViewsMixin:
         view.__dict__.pop("_reader_view", None)
         view._strategy = strategy
         view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
+        view._cache_ns = None if view._to_primary else REPLICA_READS
         view.refuses_writes = refuse_writes
         self._bind_view(view)
         return view

@@ -11,8 +11,12 @@ import time
 class DelayProxy:
     """Listens on 127.0.0.1:<free port> and forwards to `target`, sleeping `delay` s per client->server chunk."""
 
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
+    def __init__(self, target: tuple[str, int], delay: float, hold: bytes | None = None, hold_for: float = 0.0) -> None:
+        """`hold`: a server->client chunk containing these bytes is held `hold_for` s (a slow reply);
+        `held` is set when one is."""
         self.target, self.delay = target, delay
+        self.hold, self.hold_for = hold, hold_for
+        self.held = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -48,6 +52,9 @@ class DelayProxy:
                         return
                     if s is client:
                         time.sleep(self.delay)
+                    elif self.hold is not None and self.hold in data:
+                        self.held.set()
+                        time.sleep(self.hold_for)
                     pair[s].sendall(data)
         except OSError:
             return

@@ -51,3 +51,23 @@ def test_prometheus_latency_histogram_with_track_latency(cluster):
     counts = [s.value for s in hist.samples if s.name.endswith("_count")]
     assert sum(counts) == 40
     assert all(s.labels["node"] for s in hist.samples)
+
+
+def test_prometheus_has_the_client_side_cache_counters(cluster):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from clusterpool import CacheConfig, ClusterClient
+    from clusterpool.metrics import PoolCollector
+    from waiting import poll
+
+    with ClusterClient(startup_nodes=cluster.startup_nodes, cache_config=CacheConfig()) as client:
+        client.set("metrics:cached", "v")
+        poll(lambda: client.get("metrics:cached") and client.stats().cache.hits > 0, 10, what="a cache hit")
+        registry = CollectorRegistry()
+        registry.register(PoolCollector(client))
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+        assert families["clusterpool_cache_hits"].samples[0].value >= 1
+        assert families["clusterpool_cache_entries"].samples[0].value >= 1
+        assert {"clusterpool_cache_misses", "clusterpool_cache_evictions", "clusterpool_cache_invalidations",
+                "clusterpool_cache_flushes", "clusterpool_cache_bytes"} <= set(families)

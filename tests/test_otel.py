@@ -392,3 +392,17 @@ def test_timeouts_on_a_paused_node_are_counted_and_end_the_span_with_the_timeout
         assert [e.attributes["clusterpool.reason"] for e in span.events] == ["timeout", "timeout"]
         assert span.events[-1].name == "give_up"
         assert telemetry.total("clusterpool.client.timeouts", **{"server.port": node.port}) == 2
+
+
+def test_the_client_side_cache_is_observed_as_requests_by_result_and_size(cluster, telemetry):
+    from clusterpool import CacheConfig
+    from waiting import poll
+
+    with ClusterClient(startup_nodes=cluster.startup_nodes, cache_config=CacheConfig()) as client:
+        telemetry.instrument(client)
+        k = key("cached")
+        client.set(k, "v")
+        poll(lambda: client.get(k) and client.stats().cache.hits > 0, 10, what="a cache hit")
+        assert telemetry.total("clusterpool.client.cache.requests", **{"clusterpool.cache.result": "hit"}) >= 1
+        assert telemetry.total("clusterpool.client.cache.entries") >= 1
+        assert telemetry.total("clusterpool.client.cache.size") > 0

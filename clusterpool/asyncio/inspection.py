@@ -175,7 +175,7 @@ class InspectionMixin:
         hedger = self._hedger
         return client_stats((pool_stats_of(s, p.max_shared) for s, p in zip(conns, pools)), state.refreshes,
                             state.refresh_requests, t.version if t is not None else 0, None, conns,
-                            hedger.stats() if hedger is not None else None)
+                            hedges=hedger.stats() if hedger is not None else None)
 
     def connections(self, name: str) -> NodeConnections | None:
         """The connections to node `name` ("host:port"), if any were made."""

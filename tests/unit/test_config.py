@@ -87,7 +87,7 @@ def test_the_config_is_frozen():
 # ---- RedisCluster keywords for features clusterpool lacks: never dropped in silence
 
 
-@pytest.mark.parametrize("name", ["cache", "cache_config", "policy_resolver", "metadata_resolver",
+@pytest.mark.parametrize("name", ["policy_resolver", "metadata_resolver",
                                   "maint_notifications_config", "event_dispatcher"])
 def test_a_keyword_asking_for_a_missing_feature_is_refused_naming_it(name):
     with pytest.raises(ConfigurationError, match=f"^{name}=.*(drop the option|pass None)"):
@@ -98,16 +98,6 @@ def test_a_keyword_asking_for_a_missing_feature_is_refused_naming_it(name):
                                   "maint_notifications_config", "event_dispatcher"])
 def test_a_keyword_asking_for_nothing_is_accepted(name):
     assert build(**{name: None}).refresh_min_gap == 0.2
-
-
-def test_cache_config_from_redis_py_is_refused_by_both_clients():
-    from redis.cache import CacheConfig
-
-    from clusterpool.asyncio import ClusterClient as AsyncClusterClient
-
-    for cls in (ClusterClient, AsyncClusterClient):
-        with pytest.raises(ConfigurationError, match="client-side caching"):
-            cls("127.0.0.1", 7000, protocol=3, cache_config=CacheConfig())
 
 
 def test_disabled_maintenance_notifications_are_accepted():

@@ -38,6 +38,7 @@ PUBLIC: dict[str, set[str]] = {
     "redis.commands.core": {"BasicKeyCommands"},
     "redis.connection": {"AbstractConnection", "Connection", "SSLConnection", "ConnectionPool"},
     "redis.driver_info": {"DriverInfo"},
+    "redis.cache": {"CacheConfig", "CacheProxy", "DefaultCache"},
     "redis.keyspace_notifications": {"ClusterKeyspaceNotifications"},
 }
 
