@@ -91,6 +91,31 @@ def test_a_hedged_client_closes_every_socket(late):
     poll(lambda: len(os.listdir("/proc/self/fd")) <= before, what=f"fd count back to {before}")
 
 
+def test_a_cached_hedged_read_never_stays_stale(late):
+    from clusterpool import CacheConfig
+
+    options = late.options(read_from=late.pick_late, hedge=HedgePolicy(delay=0.005, budget=1.0),
+                           cache_config=CacheConfig())
+    with ClusterClient(**options) as c:
+        c.writer.set("cached:warm", "w")
+        c.writer.set("cached:1", "old")
+        c.wait(2, 1000)
+        late.proxy.delay = 0.0  # on time until the late replica's invalidation link tracks our connection
+        try:
+            poll(lambda: c.get("cached:warm") == b"w" and c.stats().cache.hits >= 1, what="a cached read")
+        finally:
+            late.proxy.delay = LATE
+        won = c.stats().hedges.won
+        assert c.get("cached:1") == b"old"  # the hedge's reply: the late replica has not run the GET yet
+        assert c.stats().hedges.won == won + 1
+        # written (by another client) before the late replica runs that GET and starts tracking the
+        # key for us, so no invalidation would ever drop "old" had the hedge's reply been cached
+        with ClusterClient(startup_nodes=late.cluster.startup_nodes) as other:
+            other.set("cached:1", "new")
+            other.wait(2, 1000)
+        poll(lambda: c.get("cached:1") == b"new", what="the new value read, not a cached old one")
+
+
 @pytest.mark.parametrize("bad", [0.5, "yes", HedgePolicy], ids=repr)
 def test_a_bad_hedge_option_is_a_configuration_error(bad):
     with pytest.raises(ConfigurationError, match="hedge"):
