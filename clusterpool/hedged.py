@@ -131,14 +131,15 @@ class HedgedReads:
             other = None if second is None else _send_hedge(hedger, pools(second.name), args)
             if other is not None:
                 b_pool, b = other
+                b_start = time.monotonic()
                 ready = _readable((conn, b), _left(conn, start))
                 if ready and conn not in ready:
                     reply = _hedge_reply(b_pool, b, raw)
                     if reply is not _FAILED:
-                        elapsed = time.monotonic() - start
+                        now = time.monotonic()
                         hedger.won()
-                        hedger.timed(sid, second.name, elapsed)  # type: ignore[union-attr]
-                        hedger.timed(sid, name, elapsed)  # at least that long
+                        hedger.timed(sid, second.name, now - b_start)  # type: ignore[union-attr]
+                        hedger.timed(sid, name, now - start)  # at least that long
                         self.hold(pool, conn, start)
                         return reply, True
                 else:

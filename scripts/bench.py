@@ -775,7 +775,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                      "-", "-", "-", "-", "-"]
         elif sc == "hedge":
             cells = [", ".join(f"{k} p99 {v['p99_ms']:.2f} ms (+{v['extra_%']:.1f}% reads)"
-                               for k, v in r["extra"].items()), "-", "-", "-", "-", "-"]
+                               for k, v in r["extra"].items() if "p99_ms" in v), "-", "-", "-", "-", "-"]
         elif sc == "keyslot":
             cells = [_fmt(med.get(CP)), f"{_fmt(med.get('redis.crc'))} (redis.crc)", "-", "-", "-", "-"]
         else:

@@ -15,6 +15,8 @@ defaults, budget 5%):
   late+hedge,nearest    the same with hedging
   tail                  one replica per shard 20 ms late on 1 request in 25, no hedging
   tail+hedge            the same with hedging
+  async healthy(+hedge) the asyncio client, 64 tasks of GETs through its reader, no delay,
+                        without and with hedging (the throughput hedging costs there)
 
     .venv/bin/python scripts/bench_hedge.py [--quick] [--json PATH]
 
@@ -138,6 +140,11 @@ def run(quick: bool = False, log: Any = print) -> dict[str, dict[str, Any]]:
             plain.close()
             hedged.close()
 
+        for name, r in _async_cost(cluster, keys, n_fast * 2, repeat).items():
+            out[name] = r
+            log(f"  {name}: {r['ops/s']:,.0f} ops/s" + (f", costs {r['throughput_cost_%']:.1f}% throughput, "
+                                                         f"extra reads {r['extra_%']:.1f}%" if "extra_%" in r else ""))
+
         for proxy in proxies.values():
             proxy.delay = LATE
         late_settings: dict[str, dict[str, Any]] = {
@@ -168,6 +175,46 @@ def run(quick: bool = False, log: Any = print) -> dict[str, dict[str, Any]]:
         for proxy in proxies.values():
             proxy.close()
         cluster.stop()
+
+
+def _async_cost(cluster: LocalCluster, keys: list[str], n: int, repeat: int) -> dict[str, dict[str, Any]]:
+    """The asyncio client's reader, 64 tasks of GETs, without and with hedging (ops/s, alternated)."""
+    import asyncio
+
+    from clusterpool.asyncio import ClusterClient as AsyncClient
+
+    async def one(client: Any, n: int) -> float:
+        reader = client.reader
+
+        async def task(i: int) -> None:
+            for j in range(n // 64):
+                await reader.get(keys[(i * 7919 + j) % len(keys)])
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(task(i) for i in range(64)))
+        return (n // 64 * 64) / (time.perf_counter() - t0)
+
+    async def main() -> dict[str, dict[str, Any]]:
+        plain = AsyncClient(startup_nodes=cluster.startup_nodes)
+        hedged = AsyncClient(startup_nodes=cluster.startup_nodes, hedge=HedgePolicy())
+        try:
+            for c in (plain, hedged):
+                await one(c, 6400)
+            runs: dict[str, list[float]] = {"async healthy": [], "async healthy+hedge": []}
+            for _ in range(repeat):
+                runs["async healthy"].append(await one(plain, n))
+                runs["async healthy+hedge"].append(await one(hedged, n))
+            h = hedged.stats().hedges
+            out = {k: {"ops/s": statistics.median(v)} for k, v in runs.items()}
+            out["async healthy+hedge"]["throughput_cost_%"] = 100.0 * statistics.median(
+                1 - b / a for a, b in zip(runs["async healthy"], runs["async healthy+hedge"]))
+            out["async healthy+hedge"]["extra_%"] = 100.0 * h.extra
+            return out
+        finally:
+            await plain.aclose()
+            await hedged.aclose()
+
+    return asyncio.run(main())
 
 
 def _measure(cluster: LocalCluster, proxies: dict[int, DelayProxy], keys: list[str], n: int,
@@ -203,10 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     out = run(args.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"{'setting':22} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99/healthy':>11} {'extra %':>8}")
     for name, r in out.items():
+        if "p50_ms" not in r:
+            continue
         ratio = r.get("p99/healthy_p99")
         print(f"{name:22} {r['ops/s']:9,.0f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} "
               f"{'' if ratio is None else f'{ratio:.2f}x':>11} {r['extra_%']:8.1f}")
-    print(f"hedging's throughput cost, healthy cluster: {out['healthy+hedge']['throughput_cost_%']:.1f}% "
+    print(f"hedging's throughput cost, healthy cluster: {out['healthy+hedge']['throughput_cost_%']:.1f}% (sync, "
+          f"1 thread), {out['async healthy+hedge']['throughput_cost_%']:.1f}% (asyncio, 64 tasks) "
           f"(total {time.monotonic() - t0:.1f} s)")
     if args.json:
         with open(args.json, "w") as f:

@@ -26,7 +26,7 @@ from ..topology import Node, Topology
 from .connections import NodeConnections, NodeConnectionsStats
 
 if TYPE_CHECKING:
-    from ..hedging import Hedger
+    from .hedged import AsyncHedging
     from ..config import Config
     from .state import ClusterState
 
@@ -133,7 +133,7 @@ class InspectionMixin:
     """topology(), nodes(), node_for(), stats(), on()/off()/events() of the asyncio ClusterClient."""
 
     _state: ClusterState
-    _hedger: Hedger | None
+    _hedging: AsyncHedging | None
     _strategy: ReadStrategy
     _to_primary: bool
     config: Config
@@ -172,10 +172,10 @@ class InspectionMixin:
         pools = [st.pool for st in state.nodes.values()]
         conns = tuple(p.stats() for p in pools)
         t = state.topology
-        hedger = self._hedger
+        hedging = self._hedging
         return client_stats((pool_stats_of(s, p.max_shared) for s, p in zip(conns, pools)), state.refreshes,
                             state.refresh_requests, t.version if t is not None else 0, None, conns,
-                            hedges=hedger.stats() if hedger is not None else None)
+                            hedges=hedging.hedger.stats() if hedging is not None else None)
 
     def connections(self, name: str) -> NodeConnections | None:
         """The connections to node `name` ("host:port"), if any were made."""

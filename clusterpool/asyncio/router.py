@@ -22,10 +22,10 @@ from ..policy import Action, Budget, Do, Failure, Kind, deadline_after, decide, 
 from ..readfrom import ReadStrategy, choose
 from ..resp import parse_reply
 from ..giveup import give_up_error, owner_of, owner_step
-from ..hedging import Hedger, hedgeable
+from ..hedging import hedgeable
 from ..topology import Node, Shard, Topology
 from .errors import by_deadline
-from .hedged import read_hedged
+from .hedged import AsyncHedging
 from .state import AsyncNode, ClusterState
 
 
@@ -40,8 +40,7 @@ class RouterMixin:
     _strategy: ReadStrategy
     _to_primary: bool
     _decodes: bool
-    _hedger: Hedger | None
-    _client_az: str | None
+    _hedging: AsyncHedging | None
 
     async def _pick(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node:
         """The node for `slot` (waiting, until `deadline` at most, for a primary when it has none)."""
@@ -76,10 +75,10 @@ class RouterMixin:
         raw = bool(options) and NEVER_DECODE in options and self._decodes
         if raw:  # a shared connection decodes every reply: bytes (DUMP) need a connection of their own
             blocking = True
-        hedger = self._hedger
-        if hedger is not None and (slot is None or blocking or not hedgeable(info.readonly, info.flags,
-                                                                              self._to_primary)):
-            hedger = None
+        hedging = self._hedging
+        if hedging is not None and (slot is None or blocking or not hedgeable(info.readonly, info.flags,
+                                                                                self._to_primary)):
+            hedging = None
         while True:
             st = state.nodes.get(name) or state.state(name)
             failure: Failure
@@ -92,9 +91,8 @@ class RouterMixin:
                         reply = await (pending if bound is None else by_deadline(pending, bound, name))
                     elif blocking:
                         reply = await self._leased(st, args, asking, raw)
-                    elif hedger is not None and not asking:  # a read hedged when it is late (hedged.py)
-                        hedged = read_hedged(hedger, st.pool, name, slot, args, state.topology,  # type: ignore[arg-type]
-                                             state.node_states, self._client_az, self.node_state)
+                    elif hedging is not None and not asking:  # a read hedged when it is late (hedged.py)
+                        hedged = hedging.read(st.pool, name, slot, args, state.topology)  # type: ignore[arg-type]
                         reply = await (hedged if bound is None else by_deadline(hedged, bound, name))
                     elif bound is not None:
                         reply = await by_deadline(st.pool.execute(*args, asking=asking), bound, name)
