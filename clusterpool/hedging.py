@@ -51,7 +51,7 @@ class HedgePolicy:
     delay: float | None = None
     percentile: float = 0.95
     floor: float = 0.001
-    ceiling: float = 0.02
+    ceiling: float = 0.01
     min_samples: int = 20
     samples: int = 256
     budget: float = 0.05
