@@ -28,7 +28,7 @@ from redis.connection import AbstractConnection
 
 from ._redispy import raw_socket
 from .connection import pack_one
-from .pool import readable
+from .pool import current_pid, readable
 from .hedging import Hedger, HedgeStats, second_node
 from .readfrom import NodeStates
 from .topology import Topology
@@ -72,6 +72,7 @@ class HedgedReads:
         self.hedger = hedger
         self.held: list[tuple[Any, AbstractConnection, float]] = []  # (pool, connection, give up at)
         self._lock = threading.Lock()
+        self._pid = current_pid()
 
     def stats(self) -> HedgeStats:
         """The counters, with the connections held now."""
@@ -80,12 +81,25 @@ class HedgedReads:
     def hold(self, pool: Any, conn: AbstractConnection, start: float) -> None:
         """Keep `conn` out of its pool until its reply is read (or its read timeout passes)."""
         timeout = conn.socket_timeout or 30.0
+        self._forked()
         with self._lock:
             self.held.append((pool, conn, start + timeout))
+
+    def _forked(self) -> bool:
+        """In a forked child, forget the parent's held connections (never read their sockets) and
+        its lock (a thread may have held it at the fork); whether that was the case."""
+        if self._pid == current_pid():
+            return False
+        self._lock = threading.Lock()
+        self.held = []
+        self._pid = current_pid()
+        return True
 
     def sweep(self) -> None:
         """Read and drop the late replies that arrived: those connections go back to their pools;
         ones past their read timeout are closed."""
+        if self._forked():
+            return
         with self._lock:
             held, self.held = self.held, []
         if not held:

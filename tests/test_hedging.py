@@ -80,6 +80,46 @@ def test_no_connection_is_left_with_an_unread_reply(late, client):
         late.proxy.delay = LATE
 
 
+def _exit_code(pid):
+    """The forked child's exit code (killed if it does not finish)."""
+    def finished():
+        got, status = os.waitpid(pid, os.WNOHANG)
+        return (status,) if got else None
+
+    try:
+        (status,) = poll(finished, timeout=60, what="the forked child to finish")
+    except AssertionError:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_forked_child_never_reads_the_parents_held_connections(late, client):
+    keys = _fill(client, "fork", 20)
+    expected = [f"v{i}".encode() for i in range(20)]
+    assert [client.get(k) for k in keys] == expected
+    assert client.stats().hedges.held >= 1
+    pid = os.fork()
+    if pid == 0:  # child: its own connections, the parent's held ones forgotten
+        code = 1
+        try:
+            if [client.get(k) for k in keys] == expected:
+                code = 0
+        except BaseException:  # noqa: BLE001
+            code = 2
+        finally:
+            os._exit(code)
+    assert _exit_code(pid) == 0
+    late.proxy.delay = 0.0  # the parent drains its held connections and reads its own replies
+    try:
+        poll(lambda: client.get(keys[0]) == expected[0] and client.stats().hedges.held == 0,
+             what="held connections drained")
+        assert [client.get(k) for k in keys] == expected
+    finally:
+        late.proxy.delay = LATE
+
+
 def test_a_hedged_client_closes_every_socket(late):
     before = len(os.listdir("/proc/self/fd"))
     c = ClusterClient(**late.options(read_from=late.pick_late, hedge=HedgePolicy(delay=0.005, budget=1.0)))
