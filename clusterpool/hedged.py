@@ -17,6 +17,8 @@ router as they would without hedging.
 from __future__ import annotations
 
 import select
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,28 +30,35 @@ from redis.connection import AbstractConnection
 
 from ._redispy import raw_socket
 from .connection import pack_one
-from .pool import current_pid, readable
+from .pool import current_pid
 from .hedging import Hedger, HedgeStats, second_node
 from .readfrom import NodeStates
 from .topology import Topology
 
 
 def _buffered(conn: AbstractConnection) -> bool:
-    """Whether a TLS socket holds decrypted bytes that select() cannot see."""
-    pending = getattr(raw_socket(conn), "pending", None)
-    return bool(pending is not None and pending())
+    """Whether a TLS socket holds decrypted bytes that poll() cannot see."""
+    sock = raw_socket(conn)
+    return type(sock) is not socket.socket and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
 def _readable(conns: Sequence[AbstractConnection], timeout: float | None) -> list[AbstractConnection]:
     """Those of `conns` with a reply to read within `timeout` seconds (None: no limit); an
-    empty list when the time ran out."""
+    empty list when the time ran out. select() for its microsecond timeout (poll() rounds up
+    to whole milliseconds); poll() when a descriptor is past select()'s FD_SETSIZE."""
     ready = [c for c in conns if _buffered(c)]
     if ready:
         return ready
-    if len(conns) == 1:  # the common case: the pool's poll object of the connection
-        return list(conns) if readable(conns[0], timeout) else []
     socks = {raw_socket(c): c for c in conns}
-    got, _, _ = select.select(list(socks), [], [], None if timeout is None else max(timeout, 0.0))
+    wait = None if timeout is None else max(timeout, 0.0)
+    try:
+        got = select.select(list(socks), [], [], wait)[0]
+    except ValueError:
+        poller = select.poll()
+        by_fd = {s.fileno(): s for s in socks}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        got = [by_fd[fd] for fd, _ in poller.poll(None if wait is None else wait * 1000)]
     return [socks[s] for s in got]
 
 
@@ -140,7 +149,7 @@ class HedgedReads:
         sid = shard.id if shard is not None else ""
         start = time.monotonic()
         hedger.read(start)
-        if not (_buffered(conn) or readable(conn, hedger.delay(sid))):
+        if not _readable((conn,), hedger.delay(sid)):
             second = None if shard is None else second_node(shard, name, states, zone, hedger.policy.to_primary)
             other = None if second is None else _send_hedge(hedger, pools(second.name), args)
             if other is not None:

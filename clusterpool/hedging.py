@@ -50,7 +50,7 @@ class HedgePolicy:
 
     delay: float | None = None
     percentile: float = 0.95
-    floor: float = 0.001
+    floor: float = 0.0005
     ceiling: float = 0.01
     min_samples: int = 20
     samples: int = 256

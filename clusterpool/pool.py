@@ -202,9 +202,21 @@ class ConnectionPool:
 
     def validate(self, conn: AbstractConnection) -> None:
         """Reopen an idle connection whose socket is readable (closed by the server)."""
-        if raw_socket(conn) is None:
+        sock = raw_socket(conn)
+        if sock is None:
             return
-        if readable(conn, 0.0):
+        # a poll object per socket, kept on the connection: half the cost of select.select([sock], ...),
+        # and the router checks before every write on a pooled connection
+        watch = getattr(conn, "pool_poll", None)
+        try:
+            if watch is None or watch[0] is not sock:
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                watch = conn.pool_poll = (sock, poller)  # type: ignore[attr-defined]
+            readable = bool(watch[1].poll(0))
+        except (OSError, ValueError):
+            readable = True
+        if readable:
             conn.disconnect()  # reconnects on next send
 
     # ---------------------------------------------------------------- maintenance
@@ -310,20 +322,3 @@ class ConnectionPool:
             f"<ConnectionPool {self.name} | Connections: {s.in_use} in use, {s.idle} idle, "
             f"{s.size}/{s.max_connections} | Requests: {s.waiting} waiting>"
         )
-
-
-def readable(conn: AbstractConnection, timeout: float | None) -> bool:
-    """Whether the connection's socket has bytes to read (or is closed) within `timeout` seconds
-    (None: no limit); an error polling it counts as readable. The connection must be open."""
-    sock = raw_socket(conn)
-    # a poll object per socket, kept on the connection: half the cost of select.select([sock], ...),
-    # and the router checks before every write on a pooled connection
-    watch = getattr(conn, "pool_poll", None)
-    try:
-        if watch is None or watch[0] is not sock:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            watch = conn.pool_poll = (sock, poller)  # type: ignore[attr-defined]
-        return bool(watch[1].poll(None if timeout is None else max(timeout, 0.0) * 1000))  # milliseconds
-    except (OSError, ValueError):
-        return True

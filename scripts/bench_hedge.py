@@ -15,6 +15,7 @@ defaults, budget 5%):
   late+hedge,nearest    the same with hedging
   tail                  one replica per shard 20 ms late on 1 request in 25, no hedging
   tail+hedge            the same with hedging
+  tail+hedge(floor=1ms)  the same, hedging after 1 ms at the earliest (the default: 0.5 ms)
   async healthy(+hedge) the asyncio client, 64 tasks of GETs through its reader, no delay,
                         without and with hedging (the throughput hedging costs there)
 
@@ -107,7 +108,7 @@ class Setting:
 
 def run(quick: bool = False, log: Any = print) -> dict[str, dict[str, Any]]:
     """All settings; {setting: numbers} (also logged as they come)."""
-    n_fast, n_late, n_tail, repeat = (3000, 300, 1000, 2) if quick else (20000, 600, 4000, 3)
+    n_fast, n_late, n_tail, repeat = (3000, 300, 1000, 2) if quick else (15000, 600, 4000, 3)
     out: dict[str, dict[str, Any]] = {}
     log("hedge: starting a cluster (2 primaries, 2 replicas each)...")
     cluster = LocalCluster(primaries=2, replicas=2).start()
@@ -162,7 +163,9 @@ def run(quick: bool = False, log: Any = print) -> dict[str, dict[str, Any]]:
         proxies = {p: TailProxy((cluster.host, p), TAIL_EVERY) for p in late_ports}
         for proxy in proxies.values():
             proxy.late = LATE  # type: ignore[attr-defined]
-        tail_settings: dict[str, dict[str, Any]] = {"tail": {}, "tail+hedge": {"hedge": HedgePolicy()}}
+        tail_settings: dict[str, dict[str, Any]] = {
+            "tail": {}, "tail+hedge": {"hedge": HedgePolicy()},
+            "tail+hedge(floor=1ms)": {"hedge": HedgePolicy(floor=0.001)}}
         for name, options in tail_settings.items():
             out[name] = _measure(cluster, proxies, keys, n_tail, **options)
             log(f"  {name}: {_line(out[name])}")
