@@ -39,6 +39,7 @@ class InvalidationLinks:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._dropped: set[str] = set()
+        self._refused: set[str] = set()  # nodes whose link the server refused (warned once)
 
     def want(self, node: str) -> None:
         """Make sure `node` has a link (started in the background; reads are cached once it is up)."""
@@ -93,6 +94,12 @@ class InvalidationLinks:
                 try:
                     self._serve(node, conn)
                     delay = _BACKOFF_FIRST
+                except rx.ResponseError as e:  # refused: an ACL without CLIENT ID or this channel
+                    if node not in self._refused:
+                        self._refused.add(node)
+                        log.warning("no client-side caching of reads from %s: its invalidation link was "
+                                    "refused (%s); the ACL user needs +client|id, +subscribe and "
+                                    "&__redis__:invalidate", node, e)
                 except (rx.RedisError, OSError, ValueError) as e:
                     log.debug("invalidation link to %s broke: %s", node, e)
                 finally:

@@ -31,6 +31,7 @@ class FlushReason:
     SERVER_FLUSH = "server_flush"  # the server said every key is invalid (FLUSHALL/FLUSHDB)
     SLOT_MOVED = "slot_moved"  # a slot's owner changed (MOVED, migration, failover, new map)
     NODE_GONE = "node_gone"  # the node left the map
+    REPLICA_BEHIND = "replica_behind"  # a replica's link to its primary broke, or it lags past max_replica_lag
     USER = "user"  # client.cache_flush()
     OWN_WRITE = "own_write"  # this client sent a keyless write (FLUSHALL, a script without keys)
 
@@ -245,12 +246,7 @@ class CacheStore:
             for k in rkeys:
                 self._seq += 1  # tickets taken before this one no longer store k
                 self._recent.append(k)
-                held = self._by_rkey.get(k)
-                if held is None:
-                    continue
-                for ckey in (list(held) if type(held) is set else (held,)):
-                    self._drop(ckey, self.entries[ckey])
-                    dropped += 1
+                dropped += self._drop_rkey(k)
             self.invalidations += dropped
         return dropped
 
@@ -273,12 +269,7 @@ class CacheStore:
         with self._lock:
             for s in slots:
                 for rkey in list(self._by_slot.get(s, ())):
-                    held = self._by_rkey.get(rkey)
-                    if held is None:
-                        continue
-                    for ckey in (list(held) if type(held) is set else (held,)):
-                        self._drop(ckey, self.entries[ckey])
-                        dropped += 1
+                    dropped += self._drop_rkey(rkey)
             self._count_flush(reason)
             return dropped
 
@@ -295,6 +286,16 @@ class CacheStore:
     def _count_flush(self, reason: str) -> None:
         self.epoch += 1  # every read in flight may have been served by what was just flushed
         self.flushes[reason] = self.flushes.get(reason, 0) + 1
+
+    def _drop_rkey(self, rkey: bytes) -> int:
+        """Drop every entry of one Redis key (each command cached for it); how many."""
+        held = self._by_rkey.get(rkey)
+        if held is None:
+            return 0
+        ckeys = list(held) if type(held) is set else [held]
+        for ckey in ckeys:
+            self._drop(ckey, self.entries[ckey])
+        return len(ckeys)
 
     def _drop(self, ckey: Any, e: Entry) -> None:
         del self.entries[ckey]

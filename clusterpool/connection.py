@@ -42,6 +42,7 @@ class _NodeConnectionMixin(_ConnectionBase):
     # generation of the link this connection's tracking points at (None: untracked)
     tracking: Callable[[], Link | None] | None = None
     tracking_gen: int | None = None
+    tracking_for: int | None = None  # the link generation tracking was last asked for (even if refused)
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         if self.kernel_timeouts:
@@ -62,6 +63,7 @@ class _NodeConnectionMixin(_ConnectionBase):
             cmds.append(("READONLY",))
         self.tracking_gen = None
         link = self.tracking() if self.tracking is not None else None
+        self.tracking_for = link.gen if link is not None else None
         if link is not None:
             cmds.append(tracking_command(link.client_id))  # type: ignore[arg-type]
         if not cmds:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .cachestore import FlushReason
 from .slots import slot_of
 from .snapshots import (ClientStats, TopologyView, client_stats,
                         nodes_with_role, topology_view)
@@ -52,6 +53,11 @@ class InspectionMixin:
             cache=core.cache.stats() if core.cache is not None else None,
             hedges=self._hedging.stats() if self._hedging is not None else None,
         )
+
+    def cache_flush(self) -> int:
+        """Drop every client-side cache entry now (0 without `cache_config=`); returns how many."""
+        store = self.core.cache
+        return 0 if store is None else store.flush_all(FlushReason.USER)
 
     def recommend_pool_size(self, headroom: float = 1.2) -> PoolSize:
         """`max_connections` per node by Little's law from this client's own numbers.

@@ -19,6 +19,7 @@ from redis import exceptions as rx
 from .bus import EventBus
 from .events import Event, NodeHealthChanged, NodeZoneLearned
 from .nodestate import NodeState
+from .cachestore import CacheStore, FlushReason
 from .readfrom import NodeStates, lagging
 from .replication import Lag, info_fields, link_down, replica_lags, zone_of
 from .topology import REPLICA
@@ -42,6 +43,7 @@ class NodeBook:
     observer: Observer | None
     config: Config
     topology: Topology | None
+    cache: CacheStore | None = None  # client-side caching's store (the asyncio state sets it too)
 
     def request_refresh(self) -> None:
         raise NotImplementedError
@@ -119,6 +121,8 @@ class NodeBook:
         stale = st.readonly and link_down(fields)
         if stale != st.stale:
             st.stale = stale
+            if stale:
+                self._behind(name)
             events.append(NodeHealthChanged(
                 name, "stale" if not stale else st.health.value,
                 "stale" if stale else st.health.value, "replica link to primary down" if stale else "link up"))
@@ -141,12 +145,20 @@ class NodeBook:
             was = st.lag is not None and bound.active and bound.exceeded(st.lag)
             st.lag = lag
             now = bound.active and bound.exceeded(lag)
+            if now and not was:
+                self._behind(name)
             if now != was:
                 why = (f"{lag.bytes} bytes / {lag.seconds} s behind its primary" if lag.linked
                        else "not online at its primary") if now else "caught up"
                 events.append(NodeHealthChanged(name, st.health.value if now else "lagging",
                                                 "lagging" if now else st.health.value, why))
         return events
+
+    def _behind(self, name: str) -> None:
+        """A replica fell behind its primary (link down, or past max_replica_lag): what was cached
+        from it may be older than the bound allows, and its invalidations come late."""
+        if self.cache is not None:
+            self.cache.flush_node(name, FlushReason.REPLICA_BEHIND)
 
     def publish_states(self) -> None:
         now = time.monotonic()

@@ -66,23 +66,22 @@ class Instruments:
         meter.create_observable_up_down_counter(
             "db.client.connection.pending_requests", callbacks=[self._pending], unit="{request}",
             description="Requests written or queued on a node's shared connections and waiting for their reply (asyncio).")
-
         meter.create_observable_counter(
             "clusterpool.client.hedges", callbacks=[self._hedges], unit="{hedge}",
             description="Hedged reads by outcome: sent (a late read sent again to another node), "
                         "won (its reply came first), suppressed (over the budget).")
-        meter.create_observable_counter(
-            "clusterpool.client.cache.requests", callbacks=[self._cache_requests], unit="{request}",
-            description="Cacheable reads, by result (hit: served locally; miss: sent to the server).")
-        meter.create_observable_counter(
-            "clusterpool.client.cache.drops", callbacks=[self._cache_drops], unit="{entry}",
-            description="Cached entries dropped, by reason (eviction, invalidation, expiry) and bulk flushes by reason.")
-        meter.create_observable_up_down_counter(
-            "clusterpool.client.cache.size", callbacks=[self._cache_size], unit="By",
-            description="Bytes held by the client-side cache (estimate).")
-        meter.create_observable_up_down_counter(
-            "clusterpool.client.cache.entries", callbacks=[self._cache_entries], unit="{entry}",
-            description="Entries held by the client-side cache.")
+        for make, name, callback, unit, description in (
+            (meter.create_observable_counter, "requests", self._cache_requests, "{request}",
+             "Cacheable reads, by result (hit: served locally; miss: sent to the server)."),
+            (meter.create_observable_counter, "drops", self._cache_drops, "{entry}",
+             "Cached entries dropped, by reason (eviction, invalidation, expiry) and bulk flushes by reason."),
+            (meter.create_observable_up_down_counter, "size", self._cache_size, "By",
+             "Bytes held by the client-side cache (estimate)."),
+            (meter.create_observable_up_down_counter, "entries", self._cache_entries, "{entry}",
+             "Entries held by the client-side cache."),
+        ):
+            make(f"clusterpool.client.cache.{name}", callbacks=[callback], unit=unit,
+                 description=description)
 
     def _caches(self) -> list[CacheStats]:
         return self._each(lambda inst: [c] if (c := inst.cache_stats()) is not None else [])

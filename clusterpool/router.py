@@ -289,10 +289,11 @@ def acquire_by(pool: ConnectionPool, deadline: float) -> AbstractConnection:
 
 
 def retrack(core: Core, conn: AbstractConnection, name: str) -> bool:
-    """Before a cacheable read on a pooled connection: drop the connection if its tracking points
-    at an older link than the node's live one (it reconnects tracked). True when dropped."""
+    """Before a cacheable read on a pooled connection: drop the connection if it was set up before
+    the node's live link (it reconnects tracked). True when dropped. A connection whose tracking
+    the server refused (ACL) for this link is kept: it serves reads, uncached."""
     link = core.links_book.redirect_for(name)
-    if link is None or conn.tracking_gen == link.gen:  # type: ignore[attr-defined]
+    if link is None or conn.tracking_for == link.gen:  # type: ignore[attr-defined]
         return False
     conn.disconnect()
     return True

@@ -33,9 +33,7 @@ class ViewsMixin:
         """The client's own strategy (`read_from=`); the reader's when that one is the primary
         (in `client_az`'s zone first, when the client has one)."""
         self._client_az = client_az
-        self._strategy = make_strategy(read_from, client_az)
-        self._to_primary = getattr(self._strategy, "name", "") == READ_PRIMARY
-        self._cache_ns = None if self._to_primary else REPLICA_READS
+        self._use_strategy(make_strategy(read_from, client_az))
         # one replica strategy for every `reader` of this client: a new one per view
         # would restart the round-robin at the first replica on every call
         self._reader_strategy = reader_strategy(client_az)
@@ -45,12 +43,15 @@ class ViewsMixin:
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
         view.__dict__.pop("_reader_view", None)
-        view._strategy = strategy
-        view._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
-        view._cache_ns = None if view._to_primary else REPLICA_READS
+        view._use_strategy(strategy)
         view.refuses_writes = refuse_writes
         self._bind_view(view)
         return view
+
+    def _use_strategy(self, strategy: ReadStrategy) -> None:
+        self._strategy = strategy
+        self._to_primary = getattr(strategy, "name", "") == READ_PRIMARY
+        self._cache_ns = None if self._to_primary else REPLICA_READS
 
     def _bind_view(self, view: Any) -> None:
         """Re-bind what the client bound to itself (a traced command path) to the view."""

@@ -19,7 +19,8 @@ reported.
 
 Scenarios (``--only`` takes a comma-separated list): seq, threads, replica,
 pipeline, mget, construct, keyslot, memory, otel (GETs with clusterpool.otel off, on
-with OpenTelemetry's no-op providers, and on with the SDK's; needs the otel extra), hedge
+with OpenTelemetry's no-op providers, and on with the SDK's; needs the otel extra),
+cache (client-side caching: hits vs uncached GETs, glide's cached GET, a miss's cost), hedge
 (hedged reads with late replicas, on a cluster of its own: scripts/bench_hedge.py).
 
 Two more columns appear when they can: valkey-glide's sync client
@@ -64,11 +65,11 @@ import redis.crc  # noqa: E402
 from redis.cluster import ClusterNode, RedisCluster  # noqa: E402
 
 import clusterpool  # noqa: E402
-from clusterpool import ClusterClient  # noqa: E402
+from clusterpool import CacheConfig, ClusterClient  # noqa: E402
 from clusterpool.slots import key_slot  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
 
-SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory", "otel", "hedge")
+SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory", "otel", "cache", "hedge")
 OTEL_OFF, OTEL_NOOP, OTEL_SDK = "otel off", "otel no-op", "otel sdk"
 CP, RC, PLAIN = "clusterpool", "RedisCluster", "plain Redis"
 GLIDE, WIRE = "glide", "redis-benchmark"
@@ -91,6 +92,9 @@ TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
                   ("cp/glide <= 1.0", "cp/glide", "<=", 1.0),
                   ("cp/plain <= 2.5", "cp/plain", "<=", 2.5)],
     "keyslot": [("cp/redis.crc >= 1.0", "cp/redis.crc", ">=", 1.0)],
+    "cache": [("hit/uncached >= 30", "hit/uncached", ">=", 30.0),
+              ("hit/glide cached >= 10", "hit/glide", ">=", 10.0),
+              ("miss/no cache >= 0.95", "miss/no cache", ">=", 0.95)],
     "hedge": [("hedged/healthy throughput >= 0.97", "hedge/healthy", ">=", 0.97),
               ("tail+hedge p99 <= 2x healthy", "tail+hedge/healthy p99", "<=", 2.0)],
 }
@@ -530,6 +534,54 @@ class Bench:
             samples["replica"].append(get_ops(reader.get, env.keys, n))
         self.record("replica", "replica reads, 1 thread (clusterpool)", "ops/s", samples,
                     {"replica/primary": ("replica", "primary")})
+
+    def cache(self) -> None:
+        """Client-side caching: GET hits on 100 hot keys vs the same GETs uncached, glide's cached
+        GET (server-assisted), and the cost of a miss (distinct keys, cache emptied each round)."""
+        n = self.ops
+        self.log(f"cache: {n} GETs uncached, {n * 20} cached hits, {n} misses, 1 thread, x{self.repeat}")
+        env = self.env
+        hot = env.keys[:100]
+        for k in hot:
+            env.cp.set(k, VALUE)
+        cached = env.new_cp(cache_config=CacheConfig(max_size=2 * n + 1000))
+        deadline = time.monotonic() + 15
+        while cached.stats().cache.entries < len(hot) and time.monotonic() < deadline:  # links come up
+            for k in hot:
+                cached.get(k)
+        g_cached = None
+        if glide is not None:
+            cfg = glide.GlideClusterClientConfiguration(
+                [glide.NodeAddress(h, p) for h, p in env.nodes], request_timeout=int(SOCKET_TIMEOUT * 1000),
+                client_side_cache=glide.ClientSideCache("bench", max_cache_kb=65536, entry_ttl_ms=600_000,
+                                                        server_assisted=True))
+            g_cached = glide.GlideClusterClient.create(cfg)
+            for k in hot:
+                g_cached.get(k)
+        misses = [f"bench:miss:{i}" for i in range(n)]
+        plain_cp = env.cp
+        samples: dict[str, list[float]] = {"uncached": [], "hit": [], "miss": [], "no cache": []}
+        if g_cached is not None:
+            samples["glide"] = []
+        try:
+            for _ in range(self.repeat):
+                samples["uncached"].append(get_ops(plain_cp.get, hot, n))
+                samples["hit"].append(get_ops(cached.get, hot, n * 20))
+                if g_cached is not None:
+                    samples["glide"].append(get_ops(g_cached.get, hot, n))
+                cached.cache_flush()
+                samples["miss"].append(get_ops(cached.get, misses, n))
+                samples["no cache"].append(get_ops(plain_cp.get, misses, n))
+            stats = cached.stats().cache
+        finally:
+            cached.close()
+            if g_cached is not None:
+                g_cached.close()
+        na = {} if g_cached is not None else {"glide": "valkey-glide-sync not installed"}
+        self.record("cache", "client-side caching, GET, 1 thread", "ops/s", samples,
+                    {"hit/uncached": ("hit", "uncached"), "hit/glide": ("hit", "glide"),
+                     "miss/no cache": ("miss", "no cache")},
+                    extra={"cache": str(stats)}, na=na)
 
     def pipeline(self) -> None:
         size = self.args.pipeline_size

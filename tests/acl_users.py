@@ -29,6 +29,8 @@ ROWS = {
 }
 # not a row of the issue: a user the client cannot serve (no way to read the slot map)
 NO_MAP = {"no_map": ("~*", "+@all", "-cluster|shards", "-cluster|slots")}
+# nor this: a user whose connections may not be tracked (client-side caching stays off)
+NO_TRACKING = {"no_tracking": ("~*", "+@all", "-client|tracking")}
 WRITERS = tuple(r for r in ROWS if r != "read_only")
 # row -> the discovery commands its ACL denies
 DENIED = {"no_nodes": ("cluster|nodes",), "no_shards": ("cluster|shards",),
@@ -64,7 +66,7 @@ def acl_user(cluster, row: str) -> Iterator[dict[str, str]]:
     try:
         for port in ports:
             with cluster.client(port) as r:
-                rules = ROWS[row] if row in ROWS else NO_MAP[row]
+                rules = {**ROWS, **NO_MAP, **NO_TRACKING}[row]
                 r.execute_command("ACL", "SETUSER", name, "reset", "on", f">{PASSWORD}", "&*", *rules)
         yield {"username": name, "password": PASSWORD}
     finally:

@@ -318,3 +318,32 @@ def test_resp3_data_connections_are_tracked_and_invalidated_alike(cluster):
         warm(client, key, b"old")
         other.set(key, "new")
         poll(lambda: client.get(key) == b"new", 5, what="the invalidation")
+
+
+def test_a_user_denied_client_tracking_reads_uncached_without_reconnecting(cluster):
+    from acl_users import acl_user
+
+    with acl_user(cluster, "no_tracking") as user, cached_client(cluster, **user) as client:
+        client.set("acl:cache", "v")
+        for _ in range(300):
+            assert client.get("acl:cache") == b"v"
+        stats = client.stats()
+        assert stats.cache.stores == 0 and stats.cache.hits == 0
+        assert sum(p.created for p in stats.nodes) <= 6  # no reconnect per read
+
+
+@pytest.mark.chaos
+def test_a_link_gone_silent_counts_as_broken_and_its_nodes_entries_are_dropped(cluster):
+    replica = cluster.replicas()[0]
+    key = key_on(cluster, cluster.primary_of(replica), "cache:silent")
+    with cached_client(cluster) as client:
+        reader = client.with_read_from(lambda shard, states: next(
+            (n for n in shard.replicas if n.port == replica), None) or shard.primary)
+        client.set(key, "v")
+        poll(lambda: reader.get(key) == b"v" and _is_hit(reader, key), 10, what="a cached read from the replica")
+        cluster.pause(replica)
+        try:
+            poll(lambda: client.stats().cache.flushes.get("link_broken", 0) >= 1, 10, what="the silent link's flush")
+            assert client.stats().cache.entries == 0
+        finally:
+            cluster.resume(replica)
