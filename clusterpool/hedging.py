@@ -236,9 +236,11 @@ class Hedger:
         w.xs.append(seconds)
         w.count += 1
         if w.count % RECOMPUTE_EVERY == 0 and w.count >= policy.min_samples or w.count == policy.min_samples:
-            per = self._per_node.setdefault(shard, {})
-            per[node] = policy.delay_for(tuple(w.xs))
-            self._delays[shard] = min(per.values())
+            delay = policy.delay_for(tuple(w.xs))
+            with self._lock:  # threads may recompute two nodes of one shard at once
+                per = self._per_node.setdefault(shard, {})
+                per[node] = delay
+                self._delays[shard] = min(per.values())
 
     def try_hedge(self, now: float) -> bool:
         """Whether to send a hedge now (counted as sent if so, as suppressed if not)."""
