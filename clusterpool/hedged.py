@@ -8,7 +8,8 @@ readable first gives the reply. A connection whose reply is still to come never 
 its pool: a late hedge B is closed; a late A is held (`HedgedReads.held`) until its reply is
 read and dropped (then it is pooled again) or its read timeout passes (then it is closed),
 so no later command can read a reply that is not its own, and a slow node does not pay a
-reconnect for every hedge that beat it. Held connections are swept at the next hedged read;
+reconnect for every hedge that beat it (up to half its pool: past that the connection is
+closed instead). Held connections are swept at the next hedged read;
 closing the client closes them with the pools. When B fails (an error reply or a broken
 connection) the read waits for A as if no hedge had been sent; A's own failures reach the
 router as they would without hedging.
@@ -88,11 +89,18 @@ class HedgedReads:
         return replace(self.hedger.stats(), held=len(self.held))
 
     def hold(self, pool: Any, conn: AbstractConnection, start: float) -> None:
-        """Keep `conn` out of its pool until its reply is read (or its read timeout passes)."""
+        """Keep `conn` out of its pool until its reply is read (or its read timeout passes); closed
+        instead when half the pool's connections are held already (a node slow on every read
+        would otherwise have all its connections waiting for late replies)."""
         timeout = conn.socket_timeout or 30.0
+        limit = max(1, pool.max_connections // 2)
         self._forked()
         with self._lock:
-            self.held.append((pool, conn, start + timeout))
+            full = sum(1 for p, _, _ in self.held if p is pool) >= limit
+            if not full:
+                self.held.append((pool, conn, start + timeout))
+        if full:
+            pool.discard(conn)
 
     def _forked(self) -> bool:
         """In a forked child, forget the parent's held connections (never read their sockets) and
