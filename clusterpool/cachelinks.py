@@ -102,6 +102,9 @@ class InvalidationLinks:
                                     "&__redis__:invalidate", node, e)
                 except (rx.RedisError, OSError, ValueError) as e:
                     log.debug("invalidation link to %s broke: %s", node, e)
+                except Exception as e:  # noqa: BLE001 - a close() racing a read; else a bug, logged
+                    if self._wanted(node):
+                        log.warning("invalidation link to %s failed: %r", node, e, exc_info=True)
                 finally:
                     if self.book.down(node):
                         self.store.flush_node(node, FlushReason.LINK_BROKEN)
