@@ -81,27 +81,16 @@ def test_no_connection_is_left_with_an_unread_reply(late, client):
 
 
 def test_threads_sharing_a_hedged_client_each_get_their_own_replies(client):
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     keys = _fill(client, "threads", 40)
-    wrong: list = []
 
-    def work(t):
-        try:
-            for i in range(30):
-                j = (t * 7 + i) % 40
-                got = client.get(keys[j])
-                if got != f"v{j}".encode():
-                    wrong.append((keys[j], got))
-        except Exception as e:  # noqa: BLE001 - reported below
-            wrong.append(e)
+    def wrong_replies(t):
+        picks = [(t * 7 + i) % 40 for i in range(30)]
+        return [(keys[j], got) for j in picks if (got := client.get(keys[j])) != f"v{j}".encode()]
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not wrong
+    with ThreadPoolExecutor(8) as pool:  # a thread's exception is raised here
+        assert [w for ws in pool.map(wrong_replies, range(8)) for w in ws] == []
     h = client.stats().hedges
     assert h.won >= 1
     assert h.held <= 25  # at most half the late replica's pool (50) waits for late replies
