@@ -32,6 +32,7 @@ from .events import (
     SlotsMoved,
     TopologyRefreshed,
 )
+from .hedging import HedgePolicy, HedgeStats
 from .nodestate import Health
 from .nodeapi import ClusterNode
 from .snapshots import PoolStats
@@ -58,7 +59,7 @@ __all__ = [
     "ANY", "AZ_AFFINITY", "AZ_AFFINITY_REPLICAS_AND_PRIMARY", "NEAREST", "PRIMARY", "REPLICA", "REPLICA_PREFERRED",
     "AZAffinity", "Lag", "LagBound", "NodeZoneLearned",
     "CacheConfig", "CacheStats", "ClusterClient", "ClusterNode", "ClusterPoolError", "Config", "CrossSlotTransactionError", "MissingKeyError", "ClusterUnreachableError", "ConfigurationError",
-    "CrossSlotError", "Event", "Health", "Node", "NodeAdded", "NodeHealthChanged", "NodeRemoved",
+    "CrossSlotError", "Event", "Health", "HedgePolicy", "HedgeStats", "Node", "NodeAdded", "NodeHealthChanged", "NodeRemoved",
     "NodeStates", "NodeUnavailableError", "NotAClusterError", "PoolClosedError", "PoolStats",
     "PoolTimeoutError", "ReadStrategy", "RefreshFailed", "RetryTimeoutError", "RoleChanged", "Shard", "SlotNotCoveredError",
     "SlotsMoved", "TooManyRedirectionsError", "Topology", "TopologyRefreshed", "UnknownOutcomeError",

@@ -31,6 +31,8 @@ from .config import Config
 from .core import Core
 from .dropin import DropInMixin
 from .fanout import FanoutMixin
+from .hedged import HedgedReads
+from .hedging import Hedger
 from .routes import write_refused
 from .inspection import InspectionMixin
 from .multikey import mget_nonatomic, mset_nonatomic
@@ -91,6 +93,7 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
         self._callbacks: dict[Any, Any] = {}
         self._install_callbacks(conn_kwargs.get("protocol"), conn_kwargs.get("legacy_responses", True))
         self._shared = NodeAPIState()  # default node, per-node redis.Redis clients: one for all views
+        self._hedging = HedgedReads(Hedger(config.hedge)) if config.hedge is not None else None  # shared by views
         self.latency = LatencyRecorder() if config.track_latency else None
         self._hook = combine(self.latency, config.command_hook)
         if self._hook is not None:

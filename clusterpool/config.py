@@ -32,6 +32,7 @@ from .options import (
     refuse_unsupported,
 )
 from .cacheconfig import CacheSettings, cache_settings
+from .hedging import HedgePolicy, hedge_policy
 from .readfrom import PRIMARY, REPLICA, LagBound, StrategyLike, make_strategy
 from .topology import AddressMap
 
@@ -59,6 +60,7 @@ class Config:
     client_az: str | None = None  # this client's availability zone, for the az_affinity strategies
     max_replica_lag: float | None = None  # seconds; replicas further behind get no reads
     max_replica_lag_bytes: int | None = None  # replication offset; likewise
+    hedge: HedgePolicy | None = None  # hedged reads (hedging.py); True in the keywords: the defaults
     max_redirections: int = 16
     retry: Retry = field(default_factory=default_retry)
     retry_unknown_outcome: bool = False
@@ -96,6 +98,8 @@ class Config:
             raise errors.ConfigurationError(f"db={db!r}: Redis Cluster only has database 0")
         check_types(opts)
         _compat(opts)
+        if "hedge" in opts:
+            opts["hedge"] = hedge_policy(opts["hedge"])
         conn = {k: v for k, v in opts.items() if k in CONNECTION_KEYS}
         if not {"driver_info", "lib_name", "lib_version"} & set(conn):
             conn["driver_info"] = default_driver_info()
@@ -149,6 +153,8 @@ class Config:
         lag_b = self.max_replica_lag_bytes
         if lag_b is not None and (isinstance(lag_b, bool) or not isinstance(lag_b, int) or lag_b < 0):
             raise errors.ConfigurationError(f"max_replica_lag_bytes must be an int >= 0, got {lag_b!r}")
+        if self.hedge is not None and not isinstance(self.hedge, HedgePolicy):
+            raise errors.ConfigurationError(f"hedge must be a clusterpool.HedgePolicy or None, got {self.hedge!r}")
         try:
             make_strategy(self.read_from, self.client_az)
         except (ValueError, TypeError) as e:

@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from .bus import Callback, EventStream
     from .sizing import PoolSize
     from .core import Core
+    from .hedged import HedgedReads
 
 class InspectionMixin:
     """Inspection and events API of ClusterClient (kept apart from the command path)."""
 
     core: Core
+    _hedging: HedgedReads | None
 
     def topology(self) -> TopologyView:
         """A frozen snapshot: shards, slot ranges, nodes with role, health, latency and pool stats."""
@@ -49,6 +51,7 @@ class InspectionMixin:
             t.version if t else 0,
             self.latency.percentiles() if self.latency is not None else {},  # type: ignore[attr-defined]
             cache=core.cache.stats() if core.cache is not None else None,
+            hedges=self._hedging.stats() if self._hedging is not None else None,
         )
 
     def cache_flush(self) -> int:

@@ -54,6 +54,14 @@ _COUNTERS = (
 )
 
 
+HEDGE_COUNTERS = (
+    ("reads", "reads that could be hedged"),
+    ("sent", "hedges sent (the read sent again to another node of the shard)"),
+    ("won", "hedges whose reply came first"),
+    ("suppressed", "hedges the budget did not allow"),
+)
+
+
 class PoolCollector:
     """A prometheus_client collector for one client's pools."""
 
@@ -93,12 +101,23 @@ class PoolCollector:
                 buckets.append(("+Inf", len(samples)))
                 h.add_metric([node], buckets, sum(samples))
             yield h
+        yield from self._hedges(stats)
         if stats.cache is not None:
             yield from self._cache(stats.cache)
         yield CounterMetricFamily(f"{self.prefix}_topology_refreshes", "slot map refreshes performed",
                                   value=stats.refreshes)
         yield GaugeMetricFamily(f"{self.prefix}_topology_version", "version of the slot map in use",
                                 value=stats.topology_version)
+
+    def _hedges(self, stats: ClientStats) -> Iterator[Any]:
+        """Hedged reads (zero without hedge=): hedgeable reads, hedges sent, won, suppressed."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        h = stats.hedges
+        for name, doc in HEDGE_COUNTERS:
+            yield CounterMetricFamily(f"{self.prefix}_hedge_{name}", doc, value=getattr(h, name))
+        yield GaugeMetricFamily(f"{self.prefix}_hedge_held", "connections held until a late reply is read",
+                                value=h.held)
 
     def _cache(self, cache: CacheStats) -> Iterator[Any]:
         """Client-side caching: counters since start, and what the cache holds."""

@@ -139,6 +139,12 @@ class Instrumentation:
             yield node.name, len(s.shared) + d.leased, d.idle, sum(m.pending for m in s.shared)
 
 
+    def hedge_counts(self) -> Iterable[tuple[str, int]]:
+        """(outcome, count) of the client's hedged reads (all zero without hedge=)."""
+        h = self.client.stats().hedges
+        return (("sent", h.sent), ("won", h.won), ("suppressed", h.suppressed))
+
+
 def _address(node: str) -> tuple[str, int]:
     host, _, port = node.rpartition(":")
     return host, int(port) if port.isdigit() else 0

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 if TYPE_CHECKING:
     from .cachestore import CacheStats
+
+T = TypeVar("T")
 
 # the semantic conventions' advice for db.client.operation.duration (seconds)
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
@@ -26,6 +28,10 @@ class Counted(Protocol):
 
     def connection_counts(self) -> Iterable[tuple[str, int, int, int]]:
         """(node, used, idle, pending) for each node the client has connections to."""
+        ...
+
+    def hedge_counts(self) -> Iterable[tuple[str, int]]:
+        """(outcome, count) of the client's hedged reads: sent, won, suppressed."""
         ...
 
     def cache_stats(self) -> CacheStats | None:
@@ -60,6 +66,10 @@ class Instruments:
         meter.create_observable_up_down_counter(
             "db.client.connection.pending_requests", callbacks=[self._pending], unit="{request}",
             description="Requests written or queued on a node's shared connections and waiting for their reply (asyncio).")
+        meter.create_observable_counter(
+            "clusterpool.client.hedges", callbacks=[self._hedges], unit="{hedge}",
+            description="Hedged reads by outcome: sent (a late read sent again to another node), "
+                        "won (its reply came first), suppressed (over the budget).")
         for make, name, callback, unit, description in (
             (meter.create_observable_counter, "requests", self._cache_requests, "{request}",
              "Cacheable reads, by result (hit: served locally; miss: sent to the server)."),
@@ -74,17 +84,7 @@ class Instruments:
                  description=description)
 
     def _caches(self) -> list[CacheStats]:
-        with self._lock:
-            clients = list(self._clients)
-        out = []
-        for inst in clients:
-            try:
-                found = inst.cache_stats()
-            except Exception:  # a closed client: skip it this round
-                continue
-            if found is not None:
-                out.append(found)
-        return out
+        return self._each(lambda inst: [c] if (c := inst.cache_stats()) is not None else [])
 
     def _cache_requests(self, options: CallbackOptions) -> Iterable[Observation]:
         for c in self._caches():
@@ -116,15 +116,26 @@ class Instruments:
             self._clients.discard(inst)
 
     def _counts(self) -> list[tuple[str, int, int, int]]:
+        return self._each(lambda inst: inst.connection_counts())
+
+    def _each(self, read: Callable[[Counted], Iterable[T]]) -> list[T]:
+        """`read(client)` of every registered client, concatenated."""
         with self._lock:
             clients = list(self._clients)
-        out: list[tuple[str, int, int, int]] = []
+        out: list[T] = []
         for inst in clients:
             try:
-                out.extend(inst.connection_counts())
+                out.extend(read(inst))
             except Exception:  # a closed client, a map being swapped: skip it this round
                 continue
         return out
+
+    def _hedges(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[str, int] = {}
+        for outcome, n in self._each(lambda inst: inst.hedge_counts()):
+            totals[outcome] = totals.get(outcome, 0) + n
+        for outcome, n in totals.items():
+            yield Observation(n, {"clusterpool.hedge.outcome": outcome})
 
     def _connection_count(self, options: CallbackOptions) -> Iterable[Observation]:
         for node, used, idle, _ in self._counts():

@@ -26,6 +26,8 @@ from .commands import CommandInfo
 from .config import backoff_of
 from .connection import pack_many, pack_one
 from .pool import ConnectionPool
+from .hedged import HedgedReads
+from .hedging import hedgeable
 from .giveup import deadline_error, give_up_error, owner_of, owner_step
 from .policy import Action, Budget, Do, Failure, Kind, answered, deadline_after, decide, failure_of
 from .cachestore import Ticket
@@ -52,6 +54,9 @@ class RouterMixin:
     response_callbacks: Any
     _callbacks: dict[Any, Any]
     _hook: CommandHook | None
+    _hedging: HedgedReads | None
+    _to_primary: bool
+    _client_az: str | None
 
     if TYPE_CHECKING:
         def pick_node(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node: ...
@@ -104,6 +109,9 @@ class RouterMixin:
         budget: Budget | None = None  # built on the first failure only: the hot path never pays for it
         name = node if isinstance(node, str) else node.name
         last_error: BaseException | None = None
+        hedging = self._hedging
+        if hedging is not None and (slot is None or not hedgeable(info.readonly, info.flags, self._to_primary)):
+            hedging = None
         while True:
             st = core.nodes.get(name) or core.state(name)
             failure: Failure | None = None
@@ -112,7 +120,7 @@ class RouterMixin:
             else:
                 pool = st.pool
                 conn = pool.acquire() if deadline is None else acquire_by(pool, deadline)
-                sent = False
+                sent = held = False
                 fresh = not conn.is_connected
                 if not fresh and not info.readonly and not self.retry_unknown_outcome:
                     # a write cannot be retried once sent: check first, without a round trip, that
@@ -133,7 +141,11 @@ class RouterMixin:
                     else:
                         conn.send_packed(pack_one(conn, args))  # type: ignore[attr-defined]
                         sent = True
-                    response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
+                    if hedging is not None and not asking:  # a read hedged when it is late (hedged.py)
+                        response, held = hedging.read(conn, pool, name, slot, args, NEVER_DECODE in options,  # type: ignore[arg-type]
+                                                      core.topology, core.node_states, self._client_az, self._hedge_pool)
+                    else:
+                        response = conn.read_reply(NEVER_DECODE in options)  # type: ignore[attr-defined]
                 except BaseException as e:
                     if limit is not None:
                         conn.unlimit()  # type: ignore[attr-defined]
@@ -147,9 +159,10 @@ class RouterMixin:
                 else:
                     if limit is not None:
                         conn.unlimit()  # type: ignore[attr-defined]
-                    if ticket is not None:
-                        keep(core, ticket, name, conn, response)
-                    pool.release(conn)
+                    if not held:  # held: the reply is a hedge's; hedged.py keeps this connection until its own
+                        if ticket is not None:  # (a hedge's reply is not cached: its connection tracks nothing)
+                            keep(core, ticket, name, conn, response)
+                        pool.release(conn)
                     if budget is not None or st.loading:
                         core.node_recovered(name)
                     return self.parse_reply(args[0], response, options)
@@ -162,6 +175,11 @@ class RouterMixin:
             name, asking = self._apply(action, failure, st, info, slot, args, last_error)
             if observed and core.observer is not None:
                 core.observer.used(name)
+
+    def _hedge_pool(self, name: str) -> tuple[NodeState, ConnectionPool]:
+        """Node `name`'s state and pool, for a hedge sent there."""
+        st = self.core.nodes.get(name) or self.core.state(name)
+        return st, st.pool
 
     def _apply(self, action: Action, failure: Failure, st: NodeState, info: CommandInfo, slot: int | None,
                args: Sequence[Any], error: BaseException | None) -> tuple[str, bool]:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from .hedging import HedgeStats
 from .cachestore import CacheStats
 from .replication import Lag
 from .slots import SLOT_COUNT
@@ -134,6 +135,7 @@ class ClientStats:
     # dedicated leases); empty on the sync client
     connections: tuple[NodeConnectionsStats, ...] = ()
     cache: CacheStats | None = None  # client-side caching's counters (None: no cache_config)
+    hedges: HedgeStats = field(default_factory=HedgeStats)  # hedged reads (with hedge=)
 
     @property
     def pending(self) -> int:
@@ -203,7 +205,8 @@ def nodes_with_role(nodes: tuple[Node, ...], role: str | None) -> tuple[Node, ..
 
 def client_stats(per: Iterable[PoolStats], refreshes: int, refresh_requests: int, version: int,
                  latency: dict[str, dict[str, Any]] | None = None,
-                 connections: tuple[NodeConnectionsStats, ...] = (), cache: CacheStats | None = None) -> ClientStats:
+                 connections: tuple[NodeConnectionsStats, ...] = (), cache: CacheStats | None = None,
+                 hedges: HedgeStats | None = None) -> ClientStats:
     """Per-node pool counters summed into one ClientStats."""
     nodes = tuple(per)
     return ClientStats(
@@ -219,4 +222,5 @@ def client_stats(per: Iterable[PoolStats], refreshes: int, refresh_requests: int
         latency or {},
         connections,
         cache,
+        hedges or HedgeStats(),
     )

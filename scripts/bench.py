@@ -20,7 +20,8 @@ reported.
 Scenarios (``--only`` takes a comma-separated list): seq, threads, replica,
 pipeline, mget, construct, keyslot, memory, otel (GETs with clusterpool.otel off, on
 with OpenTelemetry's no-op providers, and on with the SDK's; needs the otel extra),
-cache (client-side caching: hits vs uncached GETs, glide's cached GET, a miss's cost).
+cache (client-side caching: hits vs uncached GETs, glide's cached GET, a miss's cost), hedge
+(hedged reads with late replicas, on a cluster of its own: scripts/bench_hedge.py).
 
 Two more columns appear when they can: valkey-glide's sync client
 (``pip install "redis-clusterpool[bench]"``, package ``valkey-glide-sync``) in seq,
@@ -68,7 +69,7 @@ from clusterpool import CacheConfig, ClusterClient  # noqa: E402
 from clusterpool.slots import key_slot  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
 
-SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory", "otel", "cache")
+SCENARIOS = ("seq", "threads", "replica", "pipeline", "mget", "construct", "keyslot", "memory", "otel", "cache", "hedge")
 OTEL_OFF, OTEL_NOOP, OTEL_SDK = "otel off", "otel no-op", "otel sdk"
 CP, RC, PLAIN = "clusterpool", "RedisCluster", "plain Redis"
 GLIDE, WIRE = "glide", "redis-benchmark"
@@ -94,6 +95,8 @@ TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
     "cache": [("hit/uncached >= 30", "hit/uncached", ">=", 30.0),
               ("hit/glide cached >= 10", "hit/glide", ">=", 10.0),
               ("miss/no cache >= 0.95", "miss/no cache", ">=", 0.95)],
+    "hedge": [("hedged/healthy throughput >= 0.97", "hedge/healthy", ">=", 0.97),
+              ("tail+hedge p99 <= 2x healthy", "tail+hedge/healthy p99", "<=", 2.0)],
 }
 REDIS_BENCHMARK = "/usr/bin/redis-benchmark"
 
@@ -724,6 +727,18 @@ class Bench:
         self.record("otel", "GET, clusterpool.otel off / no-op / SDK", "ops/s", samples,
                     {"noop/off": (OTEL_NOOP, OTEL_OFF), "sdk/off": (OTEL_SDK, OTEL_OFF)}, extra=per_get)
 
+    def hedge(self) -> None:
+        """Hedged reads (scripts/bench_hedge.py, on a cluster of its own): p99 with one replica
+        per shard late, extra reads, and the throughput hedging costs on a healthy cluster."""
+        import bench_hedge
+
+        out = bench_hedge.run(self.args.quick, log=self.log)
+        samples = {"healthy": [out["healthy"]["ops/s"]], "healthy+hedge": [out["healthy+hedge"]["ops/s"]],
+                   "healthy p99": [out["healthy"]["p99_ms"]], "tail+hedge p99": [out["tail+hedge"]["p99_ms"]]}
+        self.record("hedge", "hedged reads (bench_hedge.py)", "ops/s", samples,
+                    {"hedge/healthy": ("healthy+hedge", "healthy"),
+                     "tail+hedge/healthy p99": ("tail+hedge p99", "healthy p99")}, extra=out)
+
     def memory(self) -> None:
         n = self.args.memory_ops
         self.log(f"memory: construct + {n} ops under tracemalloc, x{self.repeat}")
@@ -810,6 +825,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         elif sc == "otel":
             cells = [" / ".join(_fmt(med.get(k)) for k in (OTEL_OFF, OTEL_NOOP, OTEL_SDK)) + " (off / no-op / sdk)",
                      "-", "-", "-", "-", "-"]
+        elif sc == "hedge":
+            cells = [", ".join(f"{k} p99 {v['p99_ms']:.2f} ms (+{v['extra_%']:.1f}% reads)"
+                               for k, v in r["extra"].items() if "p99_ms" in v), "-", "-", "-", "-", "-"]
         elif sc == "keyslot":
             cells = [_fmt(med.get(CP)), f"{_fmt(med.get('redis.crc'))} (redis.crc)", "-", "-", "-", "-"]
         else:

@@ -30,6 +30,8 @@ from redis.commands import AsyncRedisClusterCommands
 from .._redispy import CaseInsensitiveDict, CommandMixinState, Encoder, get_response_callbacks
 from ..routes import NodeFlags
 from .. import errors, naming
+from ..hedging import Hedger
+from .hedged import AsyncHedging
 from ..commands import CommandInfo
 from ..observe import Observer
 from ..config import Config
@@ -78,6 +80,8 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Ca
         self.config = config
         self._state = ClusterState(config)
         self._init_views(config.read_from, config.client_az)
+        self._hedging = None if config.hedge is None else AsyncHedging(  # shared by the views
+            Hedger(config.hedge), lambda: self._state.node_states, config.client_az, self.node_state)
         self.retry = config.retry
         kw = config.connection
         protocol, legacy = kw.get("protocol"), kw.get("legacy_responses", True)
@@ -112,6 +116,8 @@ class ClusterClient(QuickCommands, ViewsMixin, InspectionMixin, NodeAPIMixin, Ca
     async def aclose(self) -> None:
         """Stop the refresh task and close every connection (its pubsubs' too); no task or socket outlives it."""
         await asyncio.gather(*(p.aclose() for p in list(self._pubsubs)))
+        if self._hedging is not None:
+            self._hedging.close()
         await self._state.aclose()
 
     close = aclose  # redis.asyncio's older name

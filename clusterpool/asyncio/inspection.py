@@ -26,6 +26,7 @@ from ..topology import Node, Topology
 from .connections import NodeConnections, NodeConnectionsStats
 
 if TYPE_CHECKING:
+    from .hedged import AsyncHedging
     from ..config import Config
     from .state import ClusterState
 
@@ -132,6 +133,7 @@ class InspectionMixin:
     """topology(), nodes(), node_for(), stats(), on()/off()/events() of the asyncio ClusterClient."""
 
     _state: ClusterState
+    _hedging: AsyncHedging | None
     _strategy: ReadStrategy
     _to_primary: bool
     config: Config
@@ -170,9 +172,11 @@ class InspectionMixin:
         pools = [st.pool for st in state.nodes.values()]
         conns = tuple(p.stats() for p in pools)
         t = state.topology
+        hedging = self._hedging
         return client_stats((pool_stats_of(s, p.max_shared) for s, p in zip(conns, pools)), state.refreshes,
                             state.refresh_requests, t.version if t is not None else 0, None, conns,
-                            None if state.cache is None else state.cache.stats())
+                            None if state.cache is None else state.cache.stats(),
+                            hedges=hedging.hedger.stats() if hedging is not None else None)
 
     def connections(self, name: str) -> NodeConnections | None:
         """The connections to node `name` ("host:port"), if any were made."""

@@ -23,8 +23,10 @@ from ..readfrom import ReadStrategy, choose
 from ..cachestore import MISS
 from ..resp import parse_reply
 from ..giveup import give_up_error, owner_of, owner_step
+from ..hedging import hedgeable
 from ..topology import Node, Shard, Topology
 from .errors import by_deadline
+from .hedged import AsyncHedging
 from .state import AsyncNode, ClusterState
 
 
@@ -51,6 +53,7 @@ class RouterMixin:
     _strategy: ReadStrategy
     _to_primary: bool
     _decodes: bool
+    _hedging: AsyncHedging | None
 
     async def _pick(self, topo: Topology, slot: int, readonly: bool, deadline: float | None = None) -> Node:
         """The node for `slot` (waiting, until `deadline` at most, for a primary when it has none)."""
@@ -86,6 +89,10 @@ class RouterMixin:
         raw = bool(options) and NEVER_DECODE in options and self._decodes
         if raw:  # a shared connection decodes every reply: bytes (DUMP) need a connection of their own
             blocking = True
+        hedging = self._hedging
+        if hedging is not None and (slot is None or blocking or not hedgeable(info.readonly, info.flags,
+                                                                                self._to_primary)):
+            hedging = None
         while True:
             st = state.nodes.get(name) or state.state(name)
             failure: Failure
@@ -98,8 +105,11 @@ class RouterMixin:
                         reply = await (pending if bound is None else by_deadline(pending, bound, name))
                     elif blocking:
                         reply = await self._leased(st, args, asking, raw)
-                    elif via is not None:
+                    elif via is not None:  # a cacheable read: never hedged (the reply's connection matters)
                         reply = await self._carried(st, args, asking, bound, via)
+                    elif hedging is not None and not asking:  # a read hedged when it is late (hedged.py)
+                        hedged = hedging.read(st.pool, name, slot, args, state.topology)  # type: ignore[arg-type]
+                        reply = await (hedged if bound is None else by_deadline(hedged, bound, name))
                     elif bound is not None:
                         reply = await by_deadline(st.pool.execute(*args, asking=asking), bound, name)
                     else:
