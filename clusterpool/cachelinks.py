@@ -17,7 +17,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from .cachestore import CacheStore, FlushReason
-from .invalidation import CHANNEL, FLUSH, LinkBook, invalidated
+from .invalidation import CHANNEL, FLUSH, LinkBook, invalidated, refused_warning
 
 log = logging.getLogger("clusterpool.cache")
 
@@ -97,9 +97,7 @@ class InvalidationLinks:
                 except rx.ResponseError as e:  # refused: an ACL without CLIENT ID or this channel
                     if node not in self._refused:
                         self._refused.add(node)
-                        log.warning("no client-side caching of reads from %s: its invalidation link was "
-                                    "refused (%s); the ACL user needs +client|id, +subscribe and "
-                                    "&__redis__:invalidate", node, e)
+                        log.warning("%s", refused_warning(node, e))
                 except (rx.RedisError, OSError, ValueError) as e:
                     log.debug("invalidation link to %s broke: %s", node, e)
                 except Exception as e:  # noqa: BLE001 - a close() racing a read; else a bug, logged

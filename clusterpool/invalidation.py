@@ -71,6 +71,12 @@ class LinkBook:
         return gen is not None and link is not None and link.client_id is not None and link.gen == gen
 
 
+def refused_warning(node: str, error: BaseException) -> str:
+    """What both drivers log (once per node) when the server refuses a node's invalidation link."""
+    return (f"no client-side caching of reads from {node}: its invalidation link was refused ({error}); "
+            "the ACL user needs +client|id, +subscribe and &__redis__:invalidate")
+
+
 def tracking_command(client_id: int) -> tuple[Any, ...]:
     return ("CLIENT", "TRACKING", "ON", "REDIRECT", client_id)
 

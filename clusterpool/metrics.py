@@ -109,13 +109,19 @@ class PoolCollector:
         yield GaugeMetricFamily(f"{self.prefix}_topology_version", "version of the slot map in use",
                                 value=stats.topology_version)
 
+    def _counters(self, group: str, source: Any, table: tuple[tuple[str, str], ...]) -> Iterator[Any]:
+        """One counter family per (field, doc) of `table`, read from `source`."""
+        from prometheus_client.core import CounterMetricFamily
+
+        for field, doc in table:
+            yield CounterMetricFamily(f"{self.prefix}_{group}_{field}", doc, value=getattr(source, field))
+
     def _hedges(self, stats: ClientStats) -> Iterator[Any]:
         """Hedged reads (zero without hedge=): hedgeable reads, hedges sent, won, suppressed."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily
 
         h = stats.hedges
-        for name, doc in HEDGE_COUNTERS:
-            yield CounterMetricFamily(f"{self.prefix}_hedge_{name}", doc, value=getattr(h, name))
+        yield from self._counters("hedge", h, HEDGE_COUNTERS)
         yield GaugeMetricFamily(f"{self.prefix}_hedge_held", "connections held until a late reply is read",
                                 value=h.held)
 
@@ -124,8 +130,7 @@ class PoolCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         p = self.prefix
-        for field, doc in _CACHE_COUNTERS:
-            yield CounterMetricFamily(f"{p}_cache_{field}", doc, value=getattr(cache, field))
+        yield from self._counters("cache", cache, _CACHE_COUNTERS)
         f = CounterMetricFamily(f"{p}_cache_flushes", "bulk drops of cached entries, by reason", labels=["reason"])
         for reason, n in sorted(cache.flushes.items()):
             f.add_metric([reason], n)

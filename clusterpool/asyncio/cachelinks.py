@@ -24,7 +24,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from ..cachestore import CacheStore, FlushReason
-from ..invalidation import CHANNEL, FLUSH, Link, LinkBook, invalidated
+from ..invalidation import CHANNEL, FLUSH, Link, LinkBook, invalidated, refused_warning
 from .settings import NodeSettings, close_connection, open_connection
 
 log = logging.getLogger("clusterpool.asyncio")
@@ -124,8 +124,7 @@ class InvalidationLinks:
             except rx.ResponseError as e:  # refused: an ACL without CLIENT ID or this channel
                 if name not in self._refused:
                     self._refused.add(name)
-                    log.warning("no client-side caching of reads from %s: its invalidation link was refused "
-                                "(%s); the ACL user needs +client|id, +subscribe and &__redis__:invalidate", name, e)
+                    log.warning("%s", refused_warning(name, e))
             except Exception as e:  # noqa: BLE001 - any other failure: reconnect after a backoff
                 log.debug("invalidation link to %s failed: %s", name, e)
             finally:
