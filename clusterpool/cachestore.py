@@ -37,9 +37,9 @@ class FlushReason:
 
 
 # A read in flight, taken just before it is sent (no lock): (bulk-flush count, invalidation count,
-# cache key, Redis key, slot). `finish` stores the reply only if no bulk flush happened since and
-# no invalidation since named its key.
-Ticket = tuple[int, int, Any, bytes, int]
+# cache key, Redis key, slot) -- for an MGET, lists of cache keys and Redis keys. `finish` stores
+# the reply only if no bulk flush happened since and no invalidation since named its keys.
+Ticket = tuple[int, int, Any, Any, int]
 _RECENT = 1024  # invalidated keys remembered for tickets in flight; a ticket further behind stores nothing
 
 
@@ -159,7 +159,7 @@ class CacheStore:
 
     # ---------------------------------------------------------------- misses
 
-    def begin(self, ckey: Any = None, rkey: bytes = b"", slot: int = 0) -> Ticket:
+    def begin(self, ckey: Any = None, rkey: Any = b"", slot: int = 0) -> Ticket:
         """A ticket for a read of `rkey` about to be sent (before sending: see the module docstring)."""
         return (self.epoch, self._seq, ckey, rkey, slot)
 

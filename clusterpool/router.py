@@ -307,4 +307,9 @@ def keep(core: Core, ticket: Ticket, name: str, conn: AbstractConnection, respon
     tracked = book.tracked(name, conn.tracking_gen)  # type: ignore[attr-defined]
     if not tracked and book.links.get(name) is None and core.links is not None:
         core.links.want(name)
-    store.finish_one(ticket, name, response, time.monotonic() if store.ttl else 0.0, tracked)
+    now = time.monotonic() if store.ttl else 0.0
+    if type(ticket[2]) is list:  # an MGET's: each value as its key's GET
+        if type(response) is list and len(response) == len(ticket[2]):
+            store.finish(ticket, list(zip(ticket[2], ticket[3], response)), ticket[4], name, now, tracked)
+        return
+    store.finish_one(ticket, name, response, now, tracked)

@@ -347,3 +347,21 @@ def test_a_link_gone_silent_counts_as_broken_and_its_nodes_entries_are_dropped(c
             assert client.stats().cache.entries == 0
         finally:
             cluster.resume(replica)
+
+
+def test_an_mget_that_misses_stores_each_value_as_its_get(cluster):
+    with cached_client(cluster) as client:
+        keys = ["cache:mget-miss:{m}:1", "cache:mget-miss:{m}:2"]
+        for k in keys:
+            client.set(k, k)
+        warm(client, "cache:mget-miss:{m}:warm", None)  # the node's link is up
+
+        def stored() -> bool:
+            client.cache_flush()
+            assert client.mget(keys) == [k.encode() for k in keys]
+            return client.stats().cache.entries == 2
+
+        poll(stored, 10, what="the MGET's values stored")
+        hits = client.stats().cache.hits
+        assert client.get(keys[0]) == keys[0].encode() and client.get(keys[1]) == keys[1].encode()
+        assert client.stats().cache.hits == hits + 2
