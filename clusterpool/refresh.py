@@ -68,6 +68,7 @@ class Refresher:
         self._lock = threading.Lock()  # single flight
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._last = 0.0
         self._urgent_since: float | None = None
         self.count = 0  # refreshes performed
@@ -85,6 +86,7 @@ class Refresher:
         self._thread = None
         self._pool = None
         self._lock = threading.Lock()
+        self._pool_lock = threading.Lock()
 
     def request(self) -> None:
         """Ask for a refresh soon; never blocks, never refreshes on the caller's thread."""
@@ -141,13 +143,22 @@ class Refresher:
 
     def _ask(self, names: Sequence[str]) -> Answers:
         """Every named node's view, asked in parallel (threads)."""
-        if len(names) == 1 or self._stop.is_set():  # no new workers once closing
+        pool = self._workers() if len(names) > 1 else None
+        try:
+            results = list(pool.map(self._try, names)) if pool is not None else [self._try(n) for n in names]
+        except RuntimeError:  # close() shut the workers down meanwhile: ask here instead
             results = [self._try(n) for n in names]
-        else:
+        return Answers.of(names, results)
+
+    def _workers(self) -> ThreadPoolExecutor | None:
+        """The worker threads (made on first use), or None once closing: checked and made under
+        the lock close() takes, so no workers are made after close() shut them down."""
+        with self._pool_lock:
+            if self._stop.is_set():
+                return None
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="clusterpool-refresh-ask")
-            results = list(self._pool.map(self._try, names))
-        return Answers.of(names, results)
+            return self._pool
 
     def _try(self, name: str) -> View | BaseException:
         try:
@@ -161,6 +172,7 @@ class Refresher:
         t = self._thread
         if t is not None and t.is_alive() and t is not threading.current_thread():
             t.join(timeout)
-        pool, self._pool = self._pool, None
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

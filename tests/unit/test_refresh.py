@@ -125,10 +125,23 @@ def test_no_answer_at_all_is_reported():
 
 
 def test_close_leaves_no_worker_thread():
+    # only this refresher's workers count: a client another test left open has its own
+    before = set(threading.enumerate())
     t = big_cluster(6)
     names = tuple(t.by_name)
     fake = Fake(t, {n: t for n in names})
     r = fake.refresher(Candidates(known=names), sample_size=6)
     r.refresh_now()
     r.close()
-    assert not [th for th in threading.enumerate() if th.name.startswith("clusterpool-refresh-ask")]
+    assert not [th for th in set(threading.enumerate()) - before if th.name.startswith("clusterpool-refresh-ask")]
+
+
+def test_a_refresh_still_running_after_close_makes_no_worker_thread():
+    before = set(threading.enumerate())
+    t = big_cluster(6)
+    names = tuple(t.by_name)
+    fake = Fake(t, {n: t for n in names})
+    r = fake.refresher(Candidates(known=names), sample_size=6)
+    r.close()
+    r.refresh_now()  # as a refresh that began before close() would go on
+    assert not [th for th in set(threading.enumerate()) - before if th.name.startswith("clusterpool-refresh-ask")]
