@@ -661,6 +661,32 @@ class LocalCluster:
                 return n["port"]
         raise RuntimeError(f"primary {me['master_id']} of {replica_port} not in its view")
 
+    def _shards_problem(self, port: int, healthy: set[int]) -> str | None:
+        """What node `port`'s CLUSTER SHARDS gets wrong while CLUSTER NODES is already settled.
+
+        Valkey groups CLUSTER SHARDS by shard id, which spreads by gossip after a replica is
+        attached: until then the replica is a shard of its own (no primary), or a node is left
+        out, and a client reading the map then sees a shard without a primary.
+        """
+        try:
+            shards = self._cmd(port, "CLUSTER", "SHARDS")
+        except redis.ResponseError:  # before Redis 7.0
+            return None
+        listed: set[int] = set()
+        orphans: list[int] = []
+        for shard in shards:
+            nodes = [_as_dict(n) for n in _as_dict(shard).get("nodes", [])]
+            listed |= {int(n["port"]) for n in nodes}
+            if not any(n.get("role") in ("master", "primary") for n in nodes):
+                orphans += [int(n["port"]) for n in nodes if n.get("health") == "online"]
+        orphans = sorted(set(orphans) - self._paused)
+        if orphans:
+            return f"CLUSTER SHARDS lists replicas {orphans} in a shard without a primary"
+        missing = sorted(healthy - listed)
+        if missing:
+            return f"CLUSTER SHARDS leaves out {missing}"
+        return None
+
     def _slot_map(self, port: int) -> list[tuple[int, int, int]]:
         """[(start, end, primary_port)] sorted, from CLUSTER SLOTS of one node."""
         rows = self._cmd(port, "CLUSTER", "SLOTS")
@@ -761,6 +787,9 @@ class LocalCluster:
                 {n["port"] for n in view if n["healthy"] and n["role"] == "primary"} - self._paused
             )
             slot_maps[p] = self._slot_map(p)
+            shards_problem = self._shards_problem(p, healthy)
+            if shards_problem:
+                return f"node {p}: {shards_problem}"
         ref = live[0]
         for p in live[1:]:
             if slot_maps[p] != slot_maps[ref]:
@@ -1164,3 +1193,8 @@ def main(argv: list[str] | None = None) -> int:
             n.close_log()
         c.save_state()
     return 0
+
+
+def _as_dict(reply: Any) -> dict[Any, Any]:
+    """A map reply as a dict, whether redis-py parsed it into one (RESP3, its callbacks) or not."""
+    return reply if isinstance(reply, dict) else dict(zip(reply[0::2], reply[1::2]))
