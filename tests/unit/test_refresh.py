@@ -124,24 +124,28 @@ def test_no_answer_at_all_is_reported():
     assert len(fake.failures) == 1 and "s:1" in " ".join(fake.failures[0][1])
 
 
-def test_close_leaves_no_worker_thread():
-    # only this refresher's workers count: a client another test left open has its own
-    before = set(threading.enumerate())
+def six_node_refresher():
     t = big_cluster(6)
     names = tuple(t.by_name)
-    fake = Fake(t, {n: t for n in names})
-    r = fake.refresher(Candidates(known=names), sample_size=6)
+    return Fake(t, {n: t for n in names}).refresher(Candidates(known=names), sample_size=6)
+
+
+def new_ask_threads(before: set) -> list:
+    """Refresh workers started since `before` (a client another test left open has its own)."""
+    return [th for th in set(threading.enumerate()) - before if th.name.startswith("clusterpool-refresh-ask")]
+
+
+def test_close_leaves_no_worker_thread():
+    before = set(threading.enumerate())
+    r = six_node_refresher()
     r.refresh_now()
     r.close()
-    assert not [th for th in set(threading.enumerate()) - before if th.name.startswith("clusterpool-refresh-ask")]
+    assert not new_ask_threads(before)
 
 
 def test_a_refresh_still_running_after_close_makes_no_worker_thread():
     before = set(threading.enumerate())
-    t = big_cluster(6)
-    names = tuple(t.by_name)
-    fake = Fake(t, {n: t for n in names})
-    r = fake.refresher(Candidates(known=names), sample_size=6)
+    r = six_node_refresher()
     r.close()
     r.refresh_now()  # as a refresh that began before close() would go on
-    assert not [th for th in set(threading.enumerate()) - before if th.name.startswith("clusterpool-refresh-ask")]
+    assert not new_ask_threads(before)
