@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .slots import encode_key
+from .slots import encode_key, key_slot
 from .topology import Topology
 
 MISS: Any = object()  # what `get` returns when nothing usable is cached
@@ -335,6 +335,28 @@ def cache_key(namespace: str | None, args: Sequence[Any]) -> Any:
     except TypeError:
         return None
     return args if namespace is None else (namespace, args)
+
+
+def mget_read(store: CacheStore, namespace: str | None, keys: Sequence[Any],
+              now: float = 0.0) -> tuple[list[Any] | None, Ticket | None]:
+    """An MGET through the cache, for both clients: (values, None) when every key has a cached
+    GET; (None, ticket) for a miss whose keys share a slot (the ticket holds the cache keys, the
+    Redis keys and the slot: each value is stored as its GET); (None, None) when it is not cached
+    (an unhashable or unencodable key, keys in several slots)."""
+    ckeys = [cache_key(namespace, ("GET", k)) for k in keys]
+    if not ckeys or None in ckeys:
+        return None, None
+    values = store.get_all(ckeys, now)
+    if values is not None:
+        return values, None
+    try:
+        rkeys = tuple(encode_key(k) for k in keys)
+    except TypeError:
+        return None, None
+    slot = key_slot(rkeys[0])
+    if any(key_slot(k) != slot for k in rkeys[1:]):
+        return None, None  # across slots: the router's (or the server's) error is the answer
+    return None, store.begin(ckeys, rkeys, slot)
 
 
 def forget_written(store: CacheStore, table: Any, args: Sequence[Any]) -> None:

@@ -25,7 +25,7 @@ from redis.commands import RedisClusterCommands
 from ._redispy import CaseInsensitiveDict, CommandMixinState, get_response_callbacks
 from .routes import NodeFlags
 from ._redispy import NEVER_DECODE
-from .cachestore import MISS, CacheStore, Ticket, cache_key, forget_written
+from .cachestore import MISS, CacheStore, Ticket, cache_key, forget_written, mget_read
 from .commands import CommandInfo
 from .config import Config
 from .core import Core
@@ -191,19 +191,14 @@ class ClusterClient(QuickCommands, ViewsMixin, RouterMixin, InspectionMixin, Fan
         """The slow path with the cache on: an MGET whose every key has a cached GET is served
         from them (one in a slot that misses is read with a ticket, each value stored as its
         GET); a write's keys (all entries, for a keyless write) are dropped once it is done."""
-        if type(args[0]) is str and args[0].upper() == "MGET" and len(args) > 1 and NEVER_DECODE not in options:
-            ckeys = [cache_key(self._cache_ns, ("GET", k)) for k in args[1:]]
-            if None not in ckeys:
-                values = store.get_all(ckeys, time.monotonic() if store.ttl else 0.0)
-                if values is not None:
-                    return self.parse_reply(args[0], values, options)
-                rkeys = tuple(encode_key(k) for k in args[1:])
-                slot = key_slot(rkeys[0])
-                if all(key_slot(k) == slot for k in rkeys[1:]):  # one slot: each value stored as its GET
-                    table = self.core.table
-                    assert table is not None
-                    return self._keyed(table.resolve(args)[0], slot, args, options, self.core.ensure(),
-                                       store.begin(ckeys, rkeys, slot))
+        if type(args[0]) is str and args[0].upper() == "MGET" and NEVER_DECODE not in options:
+            values, ticket = mget_read(store, self._cache_ns, args[1:], time.monotonic() if store.ttl else 0.0)
+            if values is not None:
+                return self.parse_reply(args[0], values, options)
+            if ticket is not None:
+                table = self.core.table
+                assert table is not None
+                return self._keyed(table.resolve(args)[0], ticket[4], args, options, self.core.ensure(), ticket)
         try:
             return self._dispatch(args, options)
         finally:

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._redispy import NEVER_DECODE
-from ..cachestore import MISS, CacheStore, FlushReason, Ticket, cache_key, forget_written
+from ..cachestore import MISS, CacheStore, FlushReason, Ticket, cache_key, forget_written, mget_read
 from ..commands import CommandInfo
-from ..slots import encode_key, key_slot
+from ..slots import encode_key
 from ..topology import Topology
 from .pipeline import IN_PIPELINE
 from .placement import PlacementMixin
@@ -74,23 +74,16 @@ class CacheReadMixin(PlacementMixin):
         settings = self.config.cache
         if len(args) < 2 or settings is None or not settings.caches(_GET):
             return MISS
-        ckeys = [cache_key(self._cache_ns, (_GET, k)) for k in args[1:]]
-        if None in ckeys:
-            return MISS
-        values = store.get_all(ckeys, time.monotonic() if store.ttl else 0.0)
+        values, ticket = mget_read(store, self._cache_ns, args[1:], time.monotonic() if store.ttl else 0.0)
         if values is not None:
             await self._state.hit_served()
             return self._parse(args[0], values, options)
-        try:
-            rkeys = [encode_key(k) for k in args[1:]]
-        except TypeError:
-            return MISS
-        slot = key_slot(rkeys[0])
         table = self._state.table
-        if table is None or any(key_slot(k) != slot for k in rkeys[1:]):
-            return MISS  # across slots: the server's (or the router's) error is the answer
+        if ticket is None or table is None:
+            return MISS
         info = table.resolve(args)[0]
-        return await self._miss(store, store.begin(), topo, info, slot, None, args, options, list(zip(ckeys, rkeys)))
+        return await self._miss(store, ticket, topo, info, ticket[4], None, args, options,
+                                list(zip(ticket[2], ticket[3])))
 
     async def _miss(self, store: CacheStore, ticket: Ticket, topo: Topology, info: CommandInfo, slot: int,
                     node: Any, args: Sequence[Any], options: dict[str, Any],

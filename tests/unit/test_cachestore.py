@@ -161,3 +161,21 @@ def test_slots_reassigned_are_those_whose_serving_nodes_changed():
     assert slots_reassigned(old, _topo("h:1", "h:2")) == []
     assert slots_reassigned(old, _topo("h:2", "h:1")) == list(range(101))
     assert slots_reassigned(None, old) == []
+
+
+def test_an_mget_is_served_from_cached_gets_or_read_with_one_ticket_for_its_slot():
+    from clusterpool.cachestore import mget_read
+
+    s = store()
+    keys = ["{t}a", "{t}b"]
+    values, ticket = mget_read(s, None, keys)
+    assert values is None and ticket is not None
+    assert s.finish(ticket, list(zip(ticket[2], ticket[3], [b"1", b"2"])), ticket[4], "n1")
+    assert mget_read(s, None, keys) == ([b"1", b"2"], None)
+
+
+def test_an_mget_across_slots_or_with_an_unhashable_key_is_not_cached():
+    from clusterpool.cachestore import mget_read
+
+    assert mget_read(store(), None, ["a", "b"]) == (None, None)  # different slots
+    assert mget_read(store(), None, [["a"]]) == (None, None)
